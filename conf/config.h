@@ -1,0 +1,139 @@
+// The immutable configuration of a shardgate process, loaded and validated from YAML.
+// Shared read-only between threads as std::shared_ptr<const Config>; a reload builds a new one.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "conf/node.h"
+
+namespace shardgate::conf {
+
+using Duration = std::chrono::milliseconds;
+
+struct Endpoint {
+  std::string host = "127.0.0.1";
+  int port = 5432;
+  std::string dbname;  // server database name; empty = the logical database's name
+  std::string user;    // server login; empty = the client's user
+  std::string password;  // server password; empty = the client's user's password
+  std::string zone;
+  Mark mark;
+};
+
+struct ListenConfig {
+  std::string host = "127.0.0.1";
+  int port = 6432;
+};
+
+struct TlsConfig {
+  std::string cert;  // PEM paths
+  std::string key;
+  bool Enabled() const { return !cert.empty() && !key.empty(); }
+};
+
+enum class PoolMode { kTransaction, kSession };
+enum class AuthMethod { kScram, kMd5, kTrust };  // how the proxy asks a client to prove itself
+
+struct UserConfig {
+  std::string name;
+  std::string password;  // plain, "md5..." or "SCRAM-SHA-256$..." verifier
+  PoolMode pool_mode = PoolMode::kTransaction;
+  AuthMethod auth = AuthMethod::kScram;  // key `auth: scram-sha-256 | md5 | trust`
+  int max_connections = 0;               // 0 = no per-user limit
+  Mark mark;
+};
+
+enum class ReadFrom { kReplicas, kPrimary, kAny };
+enum class ReplicaBalance { kRoundRobin, kLeastOutstanding };
+
+struct ShardConfig {
+  std::string name;
+  Endpoint primary;
+  std::vector<Endpoint> replicas;
+  Mark mark;
+};
+
+// A router's settings are kept as a Node: routing/ validates them per router type.
+struct RouterConfig {
+  std::string name;
+  std::string type;  // modulo | range | directory | hash_ring | ...
+  Node settings;     // the whole map, including `type`
+  Mark mark;
+};
+
+struct TableConfig {
+  std::string name;    // as written; may be schema-qualified
+  std::string key;     // shard-key column; empty for reference tables
+  std::string router;  // router name; empty for reference tables
+  bool reference = false;
+  Mark mark;
+};
+
+struct Timeouts {
+  Duration connect{5000};       // to a server
+  Duration query{0};            // 0 = none
+  Duration client_idle{0};      // idle client between transactions, 0 = none
+  Duration idle_in_transaction{0};
+  Duration server_idle{600000};  // pooled server closed after this idle time
+  Duration client_login{15000};  // startup + auth must finish within this
+  Duration shutdown{30000};      // SIGTERM drain deadline
+};
+
+struct DatabaseConfig {
+  std::string name;  // the logical database clients connect to
+  int pool_size = 20;  // per server, per worker
+  ReadFrom read_from = ReadFrom::kReplicas;
+  ReplicaBalance replica_balance = ReplicaBalance::kRoundRobin;
+  Duration max_replica_lag{5000};
+  Duration health_check_interval{1000};
+  std::optional<std::string> default_shard;
+  std::vector<ShardConfig> shards;
+  std::map<std::string, RouterConfig> routers;
+  std::map<std::string, TableConfig> tables;  // key: table name, lower-cased
+  Mark mark;
+
+  const ShardConfig* FindShard(std::string_view name) const;
+  bool Sharded() const { return shards.size() > 1 || !routers.empty(); }
+};
+
+struct AdminConfig {
+  std::vector<std::string> users;
+  std::optional<ListenConfig> http;  // /metrics and /healthz
+};
+
+struct Limits {
+  int max_client_conn = 10000;
+  uint32_t max_message_size = 256u << 20;
+};
+
+struct Config {
+  std::string path;  // the file it was loaded from
+  ListenConfig listen;
+  int workers = 0;  // 0 = one per core
+  AdminConfig admin;
+  TlsConfig tls;
+  std::vector<UserConfig> users;
+  std::map<std::string, DatabaseConfig> databases;
+  Timeouts timeouts;
+  Limits limits;
+
+  const UserConfig* FindUser(std::string_view name) const;
+  const DatabaseConfig* FindDatabase(std::string_view name) const;
+  bool IsAdmin(std::string_view user) const;
+};
+
+// Loads and validates a file. Every problem is reported, one "FILE:LINE:COLUMN: message" per
+// line, in the status message (kInvalidArgument); unknown keys are errors, not ignored.
+absl::StatusOr<std::shared_ptr<const Config>> LoadFile(const std::string& path);
+// The same from text; `name` is used as the file name in errors.
+absl::StatusOr<std::shared_ptr<const Config>> LoadString(std::string_view yaml,
+                                                         const std::string& name = "<string>");
+
+}  // namespace shardgate::conf
