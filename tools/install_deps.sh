@@ -7,7 +7,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config git
   libboost1.81-dev libpq-dev libpg-query-dev libprotobuf-c-dev
   libyaml-cpp-dev libabsl-dev libspdlog-dev libfmt-dev libcli11-dev
-  libprometheus-cpp-dev libsystemd-dev libssl-dev
+  prometheus-cpp-dev libsystemd-dev libssl-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   postgresql-15 postgresql-client-15 pgbouncer procps iproute2 openssl
 )
