@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 
 namespace shardgate::conf {
 
@@ -35,5 +36,11 @@ class Node {
   bool IsNull() const { return kind == Kind::kNull; }
   const Node* Find(std::string_view key) const;  // nullptr when absent or not a map
 };
+
+// Parses YAML text into a Node tree; `file` names the source in marks and errors. Every problem
+// (syntax, duplicate or non-string map keys, nesting too deep) is reported as kInvalidArgument,
+// one "file:line:column: message" per line. Exposed so that routing/ tests and tools can build
+// router settings from YAML snippets without including yaml-cpp.
+absl::StatusOr<Node> ParseYaml(std::string_view yaml, const std::string& file = "<string>");
 
 }  // namespace shardgate::conf

@@ -4,6 +4,7 @@
 
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "absl/status/statusor.h"
 
@@ -34,7 +35,14 @@ class ScramServer {
   // client-final-message -> server-final-message ("v=..."); error when the proof is wrong.
   absl::StatusOr<std::string> HandleClientFinal(std::string_view client_final);
 
+  // Test hook (added by h1): fixes the server's nonce suffix instead of 18 random bytes, so that
+  // tests can replay RFC 7677's example. Call before HandleClientFirst.
+  void SetNonceForTest(std::string server_nonce) { test_server_nonce_ = std::move(server_nonce); }
+
  private:
+  std::string test_server_nonce_;
+  std::string gs2_header_;  // "n,," or "y,,", checked against c= in the final message
+  enum class State { kFirst, kFinal, kDone } state_ = State::kFirst;
   std::string stored_;
   std::string salt_, stored_key_, server_key_;
   int iterations_ = 4096;
@@ -45,12 +53,16 @@ class ScramServer {
 class ScramClient {
  public:
   explicit ScramClient(std::string password);
+  // Test hook (added by h1): a fixed client nonce and, for RFC 7677's example, a user name to
+  // send in n= (PostgreSQL ignores it; the default sends "n=").
+  ScramClient(std::string password, std::string nonce, std::string user = {});
   std::string ClientFirst();  // the data of SASLInitialResponse
   absl::StatusOr<std::string> HandleServerFirst(std::string_view server_first);  // -> final
   absl::Status VerifyServerFinal(std::string_view server_final);
 
  private:
   std::string password_, nonce_, client_first_bare_, auth_message_, server_key_;
+  std::string user_;
 };
 
 }  // namespace shardgate::protocol

@@ -35,6 +35,12 @@ std::string Detail(const absl::Status& status);
 // The full PgError for `status` (severity ERROR unless `severity` given).
 PgError ToPgError(const absl::Status& status, std::string_view severity = "ERROR");
 
+// Debian's abseil is built with its own absl::string_view (ABSL_OPTION_USE_STD_STRING_VIEW 0),
+// which does not convert to or from std::string_view. These convert at the boundary (for
+// absl::StrCat, absl::Status messages, payloads...) without copying. Added by h1.
+inline absl::string_view AbslView(std::string_view s) { return {s.data(), s.size()}; }
+inline std::string_view StdView(absl::string_view s) { return {s.data(), s.size()}; }
+
 }  // namespace shardgate
 
 #define SHARDGATE_CONCAT_INNER_(a, b) a##b
@@ -52,3 +58,17 @@ PgError ToPgError(const absl::Status& status, std::string_view severity = "ERROR
 
 #define ASSIGN_OR_RETURN(lhs, expr) \
   ASSIGN_OR_RETURN_IMPL_(SHARDGATE_CONCAT_(_statusor_, __LINE__), lhs, expr)
+
+// The same for C++20 coroutines (asio::awaitable), where `return` is not allowed.
+#define CO_RETURN_IF_ERROR(expr)                     \
+  do {                                               \
+    if (auto _st = (expr); !_st.ok()) co_return _st; \
+  } while (0)
+
+#define CO_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr)   \
+  auto tmp = (expr);                                \
+  if (!tmp.ok()) co_return std::move(tmp).status(); \
+  lhs = std::move(*tmp)
+
+#define CO_ASSIGN_OR_RETURN(lhs, expr) \
+  CO_ASSIGN_OR_RETURN_IMPL_(SHARDGATE_CONCAT_(_co_statusor_, __LINE__), lhs, expr)

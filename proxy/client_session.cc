@@ -1,0 +1,315 @@
+// ClientSession, first half: TLS/GSS negotiation, cancel requests, startup checks, client
+// authentication (SCRAM-SHA-256, md5, trust) and the client write path.
+#include "proxy/client_session.h"
+
+#include <openssl/rand.h>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "protocol/auth.h"
+#include "protocol/encoder.h"
+#include "protocol/messages.h"
+#include "proxy/cancel_registry.h"
+#include "proxy/worker.h"
+#include "spdlog/spdlog.h"
+
+namespace shardgate::proxy {
+
+namespace p = protocol;
+
+ClientSession::ClientSession(Worker& worker, tcp::socket socket)
+    : worker_(worker),
+      stream_(std::move(socket)),
+      writer_done_(worker.io()),
+      pump_done_(worker.io()) {
+  writer_done_.expires_at(asio::steady_timer::time_point::max());
+  pump_done_.expires_at(asio::steady_timer::time_point::max());
+}
+
+ClientSession::~ClientSession() {
+  if (cancel_pid_ != 0) CancelRegistry::Global().Unregister(cancel_pid_);
+  if (counted_) worker_.runtime().clients.fetch_sub(1);
+}
+
+asio::awaitable<void> ClientSession::Run() {
+  auto self = shared_from_this();
+  worker_.SessionStarted(this);
+  boost::system::error_code ec;
+  stream_.Socket().set_option(tcp::no_delay(true), ec);
+  config_ = worker_.runtime().config();
+
+  auto started = co_await WithTimeout<bool>(
+      Startup(), config_->timeouts.client_login,
+      PgStatus("08006", "client did not finish startup and authentication in time"));
+  if (!started.ok()) {
+    co_await Fatal(started.status());
+  } else if (*started) {
+    co_await Serve();
+  }
+  stream_.Close();
+  worker_.SessionEnded(this);
+}
+
+void ClientSession::OnShutdown() {
+  shutdown_requested_ = true;
+  if (!server_ && !closing_) {
+    // Idle between transactions: the client loop is blocked reading; closing the socket makes
+    // it leave. Tell the client why first (best effort, the write is tiny).
+    closing_ = true;
+    std::string out;
+    p::AppendError(out, PgError{"FATAL", "57P01",
+                                "terminating connection due to administrator command", "", ""});
+    boost::system::error_code ignored;
+    if (!stream_.IsTls()) stream_.Socket().write_some(asio::buffer(out), ignored);
+    stream_.Close();
+  }
+}
+
+asio::awaitable<bool> ClientSession::FlushClient() {
+  if (client_writing_) {
+    // Another coroutine is writing; it loops until client_out_ is empty, so our bytes go too.
+    while (client_writing_) co_await writer_done_.async_wait(kTuple);
+    co_return client_ok_;
+  }
+  client_writing_ = true;
+  while (!client_out_.empty() && client_ok_) {
+    client_sending_.swap(client_out_);
+    auto ec = co_await stream_.WriteAll(asio::buffer(client_sending_));
+    client_sending_.clear();
+    if (ec) client_ok_ = false;
+  }
+  if (client_sending_.capacity() > (1u << 20)) std::string().swap(client_sending_);
+  client_writing_ = false;
+  writer_done_.cancel();
+  writer_done_.expires_at(asio::steady_timer::time_point::max());
+  co_return client_ok_;
+}
+
+asio::awaitable<void> ClientSession::Fatal(const absl::Status& status) {
+  if (!client_ok_) co_return;
+  p::AppendError(client_out_, ToPgError(status, "FATAL"));
+  co_await FlushClient();
+  closing_ = true;
+}
+
+asio::awaitable<absl::StatusOr<protocol::Frame>> ClientSession::ReadClientFrame(
+    uint32_t max_size) {
+  for (;;) {
+    p::FrameResult r = p::ReadFrame(client_in_.Data(), max_size);
+    if (r.status == p::FrameStatus::kFrame) co_return r.frame;
+    if (r.status == p::FrameStatus::kError) co_return r.error;
+    auto [ec, n] = co_await stream_.ReadSome(client_in_.Prepare(r.need));
+    if (ec) co_return PgStatus("08006", "client closed the connection");
+    client_in_.Commit(n);
+  }
+}
+
+asio::awaitable<absl::StatusOr<bool>> ClientSession::Startup() {
+  // Untyped packets until a StartupMessage: SSLRequest and GSSENCRequest may come first.
+  for (;;) {
+    p::FrameResult r;
+    for (;;) {
+      r = p::ReadStartupFrame(client_in_.Data());
+      if (r.status != p::FrameStatus::kNeedMore) break;
+      auto [ec, n] = co_await stream_.ReadSome(client_in_.Prepare(r.need));
+      if (ec) co_return false;  // a port probe or a client that gave up: nothing to say
+      client_in_.Commit(n);
+    }
+    if (r.status == p::FrameStatus::kError) co_return r.error;
+    auto packet = p::ParseStartupPacket(r.frame);
+    client_in_.Consume(r.frame.whole.size());
+    if (!packet.ok()) co_return packet.status();
+
+    switch (packet->kind) {
+      case p::StartupPacket::Kind::kSslRequest: {
+        asio::ssl::context* tls = worker_.runtime().tls();
+        const bool accept = tls != nullptr && !stream_.IsTls();
+        if (!client_in_.Empty()) {
+          co_return PgStatus("08P01", "received unencrypted data after SSL request");
+        }
+        char answer = accept ? 'S' : 'N';
+        if (auto ec = co_await stream_.WriteAll(asio::buffer(&answer, 1))) co_return false;
+        if (accept) {
+          if (auto ec = co_await stream_.StartTls(*tls)) {
+            spdlog::info("client TLS handshake failed: {}", ec.message());
+            co_return false;
+          }
+        }
+        continue;
+      }
+      case p::StartupPacket::Kind::kGssEncRequest: {
+        char answer = 'N';
+        if (auto ec = co_await stream_.WriteAll(asio::buffer(&answer, 1))) co_return false;
+        continue;
+      }
+      case p::StartupPacket::Kind::kCancel: {
+        auto target = CancelRegistry::Global().Lookup(packet->cancel.pid, packet->cancel.secret);
+        if (target) co_await SendCancel(target->host, target->port, target->pid, target->secret);
+        co_return false;  // PostgreSQL answers a cancel request with nothing but a close
+      }
+      case p::StartupPacket::Kind::kStartup:
+        break;
+    }
+
+    const p::StartupMessage& startup = packet->startup;
+    user_name_ = std::string(startup.Get("user"));
+    db_name_ = std::string(startup.Get("database"));
+    if (user_name_.empty()) co_return PgStatus("28000", "no PostgreSQL user name specified in startup packet");
+    if (db_name_.empty()) db_name_ = user_name_;
+    for (const auto& [name, value] : startup.params) {
+      if (name == "user" || name == "database" || name == "replication" || name == "options") continue;
+      startup_params_[std::string(name)] = std::string(value);
+    }
+    if (!startup.Get("replication").empty() && startup.Get("replication") != "false") {
+      co_return PgStatus("0A000", "replication connections are not supported by shardgate");
+    }
+    break;
+  }
+
+  if (worker_.runtime().shutting_down.load()) {
+    co_return PgStatus("57P03", "shardgate is shutting down");
+  }
+  counted_ = true;
+  if (worker_.runtime().clients.fetch_add(1) >= config_->limits.max_client_conn) {
+    co_return PgStatus("53300", "sorry, too many clients already",
+                       "Raise limits.max_client_conn in the shardgate config.");
+  }
+
+  user_ = config_->FindUser(user_name_);
+  if (user_ == nullptr) {
+    co_return PgStatus("28000", absl::StrCat("role \"", user_name_, "\" does not exist"));
+  }
+  db_ = config_->FindDatabase(db_name_);
+  if (db_ == nullptr) {
+    co_return PgStatus("3D000", absl::StrCat("database \"", db_name_, "\" does not exist"));
+  }
+  CO_RETURN_IF_ERROR(co_await Authenticate(*user_));
+  pool_mode_ = user_->pool_mode;
+
+  CO_ASSIGN_OR_RETURN(target_, TargetFor(*db_));
+  pool_ = &worker_.pools().Get(target_, db_->pool_size, config_->timeouts.connect);
+
+  // Settings the client asked for at startup are session state replayed onto every server.
+  for (const auto& [name, value] : startup_params_) {
+    // Names go into SQL: only plain GUC names (letters, digits, '_' and '.') are replayed.
+    if (name.empty() || name.find_first_not_of("abcdefghijklmnopqrstuvwxyz"
+                                               "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.") !=
+                            std::string::npos) {
+      continue;
+    }
+    std::string quoted = absl::StrReplaceAll(value, {{"'", "''"}});
+    startup_settings_[absl::AsciiStrToLower(name)] =
+        absl::StrCat("SELECT pg_catalog.set_config('", absl::StrReplaceAll(name, {{"'", "''"}}),
+                     "', '", quoted, "', false)");
+  }
+  settings_ = startup_settings_;
+
+  // A server now: it proves the shard is reachable and supplies the ParameterStatus set.
+  CO_RETURN_IF_ERROR(co_await Attach());
+  // Attach appended the replay of the startup settings to server_out_ and queued what to
+  // expect; the client's login answers go out first, its ReadyForQuery after the replay.
+  auto [pid, secret] = CancelRegistry::Global().Register();
+  cancel_pid_ = pid;
+  cancel_secret_ = secret;
+  CancelRegistry::Global().SetTarget(
+      cancel_pid_, CancelTarget{server_->target().host, server_->target().port, server_->pid(),
+                                server_->secret()});
+  p::AppendAuthentication(client_out_, p::AuthCode::kOk);
+  for (const auto& [name, value] : server_->parameters()) {
+    auto it = startup_params_.find(name);
+    p::AppendParameterStatus(client_out_, name, it != startup_params_.end() ? it->second : value);
+  }
+  p::AppendBackendKeyData(client_out_, cancel_pid_, cancel_secret_);
+  Push(Expect::kInjectReady);
+  if (!co_await FlushServer()) co_return false;
+  if (!co_await FlushClient()) co_return false;
+  co_return true;
+}
+
+absl::StatusOr<BackendTarget> ClientSession::TargetFor(const conf::DatabaseConfig& db) const {
+  const conf::ShardConfig* shard = &db.shards.front();
+  if (db.default_shard) {
+    if (const auto* s = db.FindShard(*db.default_shard)) shard = s;
+  }
+  const conf::Endpoint& ep = shard->primary;
+  BackendTarget target;
+  target.shard = shard->name;
+  target.host = ep.host;
+  target.port = ep.port;
+  target.dbname = ep.dbname.empty() ? db.name : ep.dbname;
+  target.user = ep.user.empty() ? user_name_ : ep.user;
+  if (!ep.password.empty()) {
+    target.password = ep.password;
+  } else if (!p::IsScramVerifier(user_->password)) {
+    target.password = user_->password;
+  } else if (!ep.user.empty()) {
+    target.password = "";
+  } else {
+    return PgStatus("08001",
+                    absl::StrCat("no password to log in to shard \"", shard->name, "\" as \"",
+                                 user_name_, "\""),
+                    "The user's password is a SCRAM verifier; set user/password on the shard's "
+                    "primary and replicas in the config.");
+  }
+  return target;
+}
+
+asio::awaitable<absl::Status> ClientSession::Authenticate(const conf::UserConfig& user) {
+  const absl::Status failed =
+      PgStatus("28P01", absl::StrCat("password authentication failed for user \"", user.name, "\""));
+  const uint32_t kMaxAuth = 64 * 1024;
+  switch (user.auth) {
+    case conf::AuthMethod::kTrust:
+      co_return absl::OkStatus();
+
+    case conf::AuthMethod::kMd5: {
+      unsigned char salt[4];
+      RAND_bytes(salt, sizeof(salt));
+      std::string_view salt_view(reinterpret_cast<const char*>(salt), 4);
+      p::AppendAuthentication(client_out_, p::AuthCode::kMd5, salt_view);
+      if (!co_await FlushClient()) co_return PgStatus("08006", "client closed the connection");
+      auto frame = co_await ReadClientFrame(kMaxAuth);
+      if (!frame.ok()) co_return frame.status();
+      if (frame->type != p::fe::kPassword) co_return PgStatus("08P01", "expected a password message");
+      auto response = p::ParsePasswordMessage(frame->body);
+      bool ok = response.ok() && p::Md5Verify(user.name, user.password, salt_view, *response);
+      client_in_.Consume(frame->whole.size());
+      if (!ok) co_return failed;
+      co_return absl::OkStatus();
+    }
+
+    case conf::AuthMethod::kScram: {
+      p::ScramServer scram(user.password);
+      p::AppendSaslMechanisms(client_out_);
+      if (!co_await FlushClient()) co_return PgStatus("08006", "client closed the connection");
+      auto first = co_await ReadClientFrame(kMaxAuth);
+      if (!first.ok()) co_return first.status();
+      if (first->type != p::fe::kPassword) co_return PgStatus("08P01", "expected SASL initial response");
+      auto initial = p::ParseSaslInitialResponse(first->body);
+      if (!initial.ok()) co_return initial.status();
+      if (initial->mechanism != "SCRAM-SHA-256") {
+        co_return PgStatus("28000", "client selected an invalid SASL authentication mechanism");
+      }
+      auto server_first = scram.HandleClientFirst(initial->data);
+      client_in_.Consume(first->whole.size());
+      if (!server_first.ok()) co_return server_first.status();
+      p::AppendAuthentication(client_out_, p::AuthCode::kSaslContinue, *server_first);
+      if (!co_await FlushClient()) co_return PgStatus("08006", "client closed the connection");
+      auto final_frame = co_await ReadClientFrame(kMaxAuth);
+      if (!final_frame.ok()) co_return final_frame.status();
+      if (final_frame->type != p::fe::kPassword) co_return PgStatus("08P01", "expected SASL response");
+      auto server_final = scram.HandleClientFinal(final_frame->body);
+      client_in_.Consume(final_frame->whole.size());
+      if (!server_final.ok()) {
+        if (SqlState(server_final.status()) == "28P01") co_return failed;
+        co_return server_final.status();
+      }
+      p::AppendAuthentication(client_out_, p::AuthCode::kSaslFinal, *server_final);
+      co_return absl::OkStatus();
+    }
+  }
+  co_return failed;
+}
+
+}  // namespace shardgate::proxy

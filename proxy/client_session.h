@@ -1,0 +1,141 @@
+// One client connection: startup, TLS, authentication, then the pooled forwarding loop.
+//
+// Two coroutines serve an authenticated client: the client loop reads the client's messages,
+// attaches a server when a transaction starts and forwards (rewriting prepared-statement names);
+// the server pump reads the attached server's answers and forwards them. Both run on the
+// worker's thread. Every message forwarded to the server pushes what the proxy expects back
+// onto `expected_`, so the pump knows when a request is answered, can inject answers the proxy
+// makes up (ParseComplete for a statement the server already has) and swallow answers to
+// requests the proxy added (replayed Parse, replayed SET).
+#pragma once
+
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "absl/container/flat_hash_map.h"
+#include "conf/config.h"
+#include "protocol/frame_reader.h"
+#include "proxy/buffer.h"
+#include "proxy/client_stream.h"
+#include "proxy/server_connection.h"
+
+namespace shardgate::proxy {
+
+class Worker;
+class Pool;
+
+class ClientSession : public std::enable_shared_from_this<ClientSession> {
+ public:
+  ClientSession(Worker& worker, tcp::socket socket);
+  ~ClientSession();
+
+  // The whole life of the connection; never throws.
+  asio::awaitable<void> Run();
+  // Called on the worker's thread at SIGTERM: an idle client is told 57P01 and closed now, a
+  // busy one after its transaction.
+  void OnShutdown();
+
+ private:
+  // What the proxy expects from the server for each message it sent (in order).
+  enum class Expect : uint8_t {
+    kQuery,           // forwarded Query or FunctionCall: answers up to ReadyForQuery
+    kSync,            // forwarded Sync: ReadyForQuery
+    kParse,           // forwarded Parse: ParseComplete (`name` = server statement to record)
+    kBind,            // BindComplete
+    kDescribe,        // [ParameterDescription] RowDescription | NoData
+    kExecute,         // CommandComplete | EmptyQueryResponse | PortalSuspended
+    kClose,           // CloseComplete
+    kSwallowParse,    // a Parse the proxy added: ParseComplete is not forwarded
+    kSwallowQuery,    // a Query the proxy added (SET replay): nothing is forwarded
+    kInjectParseComplete,  // answered by the proxy, no server round trip
+    kInjectCloseComplete,
+    kInjectTag,            // CommandComplete with `name` as the tag
+    kInjectReady,          // ReadyForQuery with the server's (or idle) transaction status
+  };
+  struct Item {
+    Expect kind;
+    std::string name;  // kParse/kSwallowParse: the server statement name
+  };
+  // A client's named prepared statement, and how to recreate it on any server.
+  struct Prepared {
+    std::string server_name;  // "sg_<hash>"
+    std::string parse_msg;    // a whole Parse message naming server_name
+  };
+  // A session setting changed by the client: the statement that sets it on a server.
+  using Settings = std::map<std::string, std::string, std::less<>>;
+
+  // ---- startup and auth (client_session.cc)
+  asio::awaitable<absl::StatusOr<bool>> Startup();
+  asio::awaitable<absl::Status> Authenticate(const conf::UserConfig& user);
+  asio::awaitable<absl::StatusOr<protocol::Frame>> ReadClientFrame(uint32_t max_size);
+  asio::awaitable<void> Fatal(const absl::Status& status);
+  asio::awaitable<bool> FlushClient();
+  absl::StatusOr<BackendTarget> TargetFor(const conf::DatabaseConfig& db) const;
+
+  // ---- serving (session_loop.cc)
+  asio::awaitable<void> Serve();
+  asio::awaitable<absl::Status> Attach();
+  asio::awaitable<void> Pump(ServerConnection* conn);
+  asio::awaitable<void> Detach();
+  asio::awaitable<void> StopPump();
+  asio::awaitable<bool> FlushServer();
+  asio::awaitable<void> ReleaseIfIdle();
+  absl::Status HandleClientFrame(const protocol::Frame& frame);
+  void Push(Expect kind, std::string name = {});
+  void ProcessServerFrame(ServerConnection& conn, const protocol::Frame& frame);
+  void DrainInjected();
+  void AfterReadyForQuery(ServerConnection& conn, char status);
+  bool CanRelease() const;
+  void ReleaseServer();
+  void ServerLost(const absl::Status& why);
+  void AppendReplay(ServerConnection& conn);
+  std::string NoteSessionCommand(std::string_view sql) const;
+  void CommitSettings(ServerConnection& conn);
+  bool NeedsServer(char type) const;
+
+  Worker& worker_;
+  ClientStream stream_;
+  std::shared_ptr<const conf::Config> config_;
+  const conf::DatabaseConfig* db_ = nullptr;
+  const conf::UserConfig* user_ = nullptr;
+  conf::PoolMode pool_mode_ = conf::PoolMode::kTransaction;
+  std::string user_name_, db_name_;
+  BackendTarget target_;
+  Pool* pool_ = nullptr;
+  int32_t cancel_pid_ = 0, cancel_secret_ = 0;
+  bool counted_ = false;
+
+  ReadBuffer client_in_;
+  std::string client_out_, client_sending_;
+  bool client_writing_ = false;
+  bool client_ok_ = true;
+  asio::steady_timer writer_done_;
+
+  std::unique_ptr<ServerConnection> server_;
+  std::string server_out_;
+  int server_writes_ = 0;   // client-loop writes to the server in flight
+  bool pump_running_ = false;
+  bool detaching_ = false;  // the client loop is taking the server away from the pump
+  asio::steady_timer pump_done_;
+  std::deque<Item> expected_;
+  bool skip_until_sync_ = false;  // the server discards messages until Sync after an error
+  bool closing_ = false;          // the client is being disconnected
+  bool shutdown_requested_ = false;
+  bool attach_failed_ = false;    // attaching failed mid-batch: answer locally until Sync
+
+  absl::flat_hash_map<std::string, Prepared> prepared_;
+  Settings settings_;          // what the client set (startup parameters and SET)
+  Settings startup_settings_;  // from the startup packet (what RESET ALL returns to)
+  Settings pending_settings_;  // set inside the current transaction ("" value = RESET)
+  bool pending_reset_all_ = false;
+  std::string last_tag_;       // last CommandComplete tag, to tell COMMIT from ROLLBACK
+  std::map<std::string, std::string, std::less<>> startup_params_;
+};
+
+}  // namespace shardgate::proxy

@@ -1,0 +1,52 @@
+// Plain/TLS client stream: dispatches each operation to the active variant.
+#include "proxy/client_stream.h"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+namespace shardgate::proxy {
+
+namespace {
+constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+}
+
+asio::awaitable<boost::system::error_code> ClientStream::StartTls(asio::ssl::context& ctx) {
+  tcp::socket socket = std::move(std::get<0>(stream_));
+  stream_.emplace<1>(std::move(socket), ctx);
+  auto [ec] = co_await std::get<1>(stream_).async_handshake(asio::ssl::stream_base::server, kTuple);
+  co_return ec;
+}
+
+asio::awaitable<std::pair<boost::system::error_code, size_t>> ClientStream::ReadSome(
+    asio::mutable_buffer buf) {
+  if (stream_.index() == 0) {
+    auto [ec, n] = co_await std::get<0>(stream_).async_read_some(buf, kTuple);
+    co_return std::pair{ec, n};
+  }
+  auto [ec, n] = co_await std::get<1>(stream_).async_read_some(buf, kTuple);
+  co_return std::pair{ec, n};
+}
+
+asio::awaitable<boost::system::error_code> ClientStream::WriteAll(asio::const_buffer buf) {
+  if (stream_.index() == 0) {
+    auto [ec, n] = co_await asio::async_write(std::get<0>(stream_), buf, kTuple);
+    co_return ec;
+  }
+  auto [ec, n] = co_await asio::async_write(std::get<1>(stream_), buf, kTuple);
+  co_return ec;
+}
+
+tcp::socket& ClientStream::Socket() {
+  if (stream_.index() == 0) return std::get<0>(stream_);
+  return std::get<1>(stream_).next_layer();
+}
+
+void ClientStream::Close() {
+  boost::system::error_code ignored;
+  Socket().shutdown(tcp::socket::shutdown_both, ignored);
+  Socket().close(ignored);
+}
+
+}  // namespace shardgate::proxy

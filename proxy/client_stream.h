@@ -1,0 +1,37 @@
+// The client's byte stream: a plain TCP socket, or TLS over it after an SSLRequest.
+#pragma once
+
+#include <memory>
+#include <variant>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+
+namespace shardgate::proxy {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+// Contract: one reader and one writer at a time (the session guarantees it). Errors are
+// returned as error codes, never thrown.
+class ClientStream {
+ public:
+  explicit ClientStream(tcp::socket socket) : stream_(std::move(socket)) {}
+
+  // Performs the server side of a TLS handshake; afterwards all I/O is encrypted.
+  asio::awaitable<boost::system::error_code> StartTls(asio::ssl::context& ctx);
+  bool IsTls() const { return stream_.index() == 1; }
+
+  asio::awaitable<std::pair<boost::system::error_code, size_t>> ReadSome(
+      asio::mutable_buffer buf);
+  asio::awaitable<boost::system::error_code> WriteAll(asio::const_buffer buf);
+
+  tcp::socket& Socket();
+  void Close();
+
+ private:
+  std::variant<tcp::socket, asio::ssl::stream<tcp::socket>> stream_;
+};
+
+}  // namespace shardgate::proxy

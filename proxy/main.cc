@@ -1,0 +1,169 @@
+// shardgate: the daemon's entry point. Flags, config check, workers, signals, shutdown order.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/ssl/context.hpp>
+
+#include "CLI/CLI.hpp"
+#include "conf/config.h"
+#include "proxy/runtime.h"
+#include "proxy/worker.h"
+#include "spdlog/sinks/stdout_color_sinks.h"
+#include "spdlog/spdlog.h"
+
+namespace sg = shardgate;
+namespace asio = boost::asio;
+
+namespace {
+
+std::unique_ptr<asio::ssl::context> MakeTls(const sg::conf::TlsConfig& tls, std::string& error) {
+  if (!tls.Enabled()) return nullptr;
+  try {
+    auto ctx = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
+    ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                     asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                     asio::ssl::context::no_tlsv1_1);
+    ctx->use_certificate_chain_file(tls.cert);
+    ctx->use_private_key_file(tls.key, asio::ssl::context::pem);
+    return ctx;
+  } catch (const std::exception& e) {
+    error = std::string("cannot load TLS certificate/key: ") + e.what();
+    return nullptr;
+  }
+}
+
+// Shutdown order (as ScyllaDB's generic_server): stop accepting, tell idle clients 57P01, let
+// busy ones finish their transaction up to the deadline, then close everything.
+void Drain(std::vector<std::unique_ptr<sg::proxy::Worker>>& workers, sg::proxy::Runtime& runtime,
+           std::chrono::milliseconds deadline) {
+  runtime.shutting_down.store(true);
+  for (auto& w : workers) w->BeginShutdown();
+  const auto until = std::chrono::steady_clock::now() + deadline;
+  for (;;) {
+    int open = 0;
+    for (auto& w : workers) open += w->session_count();
+    if (open == 0) break;
+    if (std::chrono::steady_clock::now() >= until) {
+      spdlog::warn("shutdown deadline reached with {} clients still connected; closing them", open);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  for (auto& w : workers) w->Stop();
+  for (auto& w : workers) w->Join();
+}
+
+int Run(const std::string& config_path) {
+  auto loaded = sg::conf::LoadFile(config_path);
+  if (!loaded.ok()) {
+    std::cerr << loaded.status().message() << "\n";
+    return 1;
+  }
+  std::shared_ptr<const sg::conf::Config> config = *loaded;
+  sg::proxy::Runtime runtime(config);
+  std::string tls_error;
+  runtime.set_tls(MakeTls(config->tls, tls_error));
+  if (!tls_error.empty()) {
+    spdlog::critical("{}", tls_error);
+    return 1;
+  }
+  for (const auto& [name, db] : config->databases) {
+    if (db.shards.size() > 1) {
+      spdlog::warn("database \"{}\" has {} shards: this build serves every statement from its "
+                   "first (or default) shard; sharded routing is not wired into the proxy yet",
+                   name, db.shards.size());
+    }
+  }
+
+  boost::system::error_code ec;
+  auto address = asio::ip::make_address(config->listen.host, ec);
+  if (ec) {
+    spdlog::critical("listen.host \"{}\" is not an IP address", config->listen.host);
+    return 1;
+  }
+  const asio::ip::tcp::endpoint endpoint(address, static_cast<uint16_t>(config->listen.port));
+  int n = config->workers > 0 ? config->workers
+                              : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  std::vector<std::unique_ptr<sg::proxy::Worker>> workers;
+  for (int i = 0; i < n; ++i) {
+    workers.push_back(std::make_unique<sg::proxy::Worker>(i, runtime));
+    if (auto st = workers.back()->Listen(endpoint); !st.ok()) {
+      spdlog::critical("{}", std::string(st.message()));
+      return 1;
+    }
+  }
+  for (auto& w : workers) w->Start();
+  spdlog::info("shardgate listening on {}:{} with {} workers", config->listen.host,
+               config->listen.port, n);
+
+  asio::io_context signals_io;
+  asio::signal_set signals(signals_io, SIGTERM, SIGINT, SIGHUP);
+  bool stop = false;
+  std::function<void(const boost::system::error_code&, int)> on_signal =
+      [&](const boost::system::error_code& error, int signo) {
+        if (error) return;
+        if (signo == SIGHUP) {
+          auto reloaded = sg::conf::LoadFile(config_path);
+          if (reloaded.ok()) {
+            runtime.set_config(*reloaded);
+            spdlog::info("configuration reloaded from {}", config_path);
+          } else {
+            spdlog::error("reload failed, keeping the old configuration:\n{}",
+                          std::string(reloaded.status().message()));
+          }
+          signals.async_wait(on_signal);
+          return;
+        }
+        spdlog::info("signal {}: draining clients (deadline {} ms)", signo,
+                     runtime.config()->timeouts.shutdown.count());
+        stop = true;
+      };
+  signals.async_wait(on_signal);
+  while (!stop) signals_io.run_one();
+
+  Drain(workers, runtime, runtime.config()->timeouts.shutdown);
+  spdlog::info("shardgate stopped");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"shardgate: a PostgreSQL sharding proxy"};
+  std::string config_path;
+  bool check = false;
+  std::string log_level = "info";
+  app.add_option("-c,--config", config_path, "YAML configuration file")->required();
+  app.add_flag("--check", check, "validate the configuration and exit (0 ok, 1 errors)");
+  app.add_option("--log-level", log_level, "trace|debug|info|warn|error");
+  CLI11_PARSE(app, argc, argv);
+
+  spdlog::set_default_logger(spdlog::stderr_color_mt("shardgate"));
+  spdlog::set_level(spdlog::level::from_str(log_level));
+  spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ [%t] %v");
+
+  try {
+    if (check) {
+      auto loaded = sg::conf::LoadFile(config_path);
+      if (!loaded.ok()) {
+        std::cerr << loaded.status().message() << "\n";
+        return 1;
+      }
+      std::cout << config_path << ": OK\n";
+      return 0;
+    }
+    return Run(config_path);
+  } catch (const std::exception& e) {
+    spdlog::critical("fatal: {}", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,112 @@
+// Pool: LIFO idle list (warm connections first), FIFO waiters, stale-connection check on checkout.
+#include "proxy/pool.h"
+
+#include <sys/socket.h>
+
+#include "absl/strings/str_cat.h"
+
+namespace shardgate::proxy {
+
+namespace {
+
+// True when an idle connection can be reused: no unread bytes and no EOF from the server
+// (a server that restarted or was killed leaves EOF on every pooled connection).
+bool StillUsable(ServerConnection& conn) {
+  if (!conn.Idle() || !conn.socket().is_open()) return false;
+  char byte;
+  ssize_t n = ::recv(conn.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+}  // namespace
+
+asio::awaitable<absl::StatusOr<std::unique_ptr<ServerConnection>>> Pool::Acquire(
+    std::chrono::milliseconds wait) {
+  const auto deadline = Clock::now() + wait;
+  for (;;) {
+    while (!idle_.empty()) {
+      std::unique_ptr<ServerConnection> conn = std::move(idle_.back());
+      idle_.pop_back();
+      if (StillUsable(*conn)) co_return conn;
+      conn->MarkBroken();
+      conn->Close();
+      --open_;
+    }
+    if (open_ < max_size_) {
+      ++open_;
+      auto conn = co_await ServerConnection::Connect(target_, connect_timeout_);
+      if (!conn.ok()) {
+        --open_;
+        WakeOne();
+      }
+      co_return conn;
+    }
+    if (Clock::now() >= deadline) {
+      co_return PgStatus("53300",
+                         absl::StrCat("no server connection to shard \"", target_.shard,
+                                      "\" became free within ", wait.count(), " ms"),
+                         "Raise pool_size or lower the number of concurrent transactions.");
+    }
+    Waiter waiter(co_await asio::this_coro::executor);
+    waiter.timer.expires_at(deadline);
+    auto it = waiters_.insert(waiters_.end(), &waiter);
+    co_await waiter.timer.async_wait(kTuple);
+    if (!waiter.conn && !waiter.slot) waiters_.erase(it);  // timed out: still queued
+    if (waiter.conn) co_return std::move(waiter.conn);
+    // A slot or nothing: loop to reuse idle, connect, or fail on the deadline.
+  }
+}
+
+void Pool::Release(std::unique_ptr<ServerConnection> conn) {
+  if (!conn) return;
+  if (!conn->Idle()) {
+    conn->Close();
+    --open_;
+    WakeOne();
+    return;
+  }
+  conn->Touch();
+  if (!waiters_.empty()) {
+    Waiter* w = waiters_.front();
+    waiters_.pop_front();
+    w->conn = std::move(conn);
+    w->timer.cancel();
+    return;
+  }
+  idle_.push_back(std::move(conn));
+}
+
+void Pool::WakeOne() {
+  if (waiters_.empty()) return;
+  Waiter* w = waiters_.front();
+  waiters_.pop_front();
+  w->slot = true;
+  w->timer.cancel();
+}
+
+void Pool::CloseIdle(std::chrono::milliseconds max_idle) {
+  const auto now = Clock::now();
+  for (auto it = idle_.begin(); it != idle_.end();) {
+    if (max_idle.count() == 0 || now - (*it)->last_used() > max_idle || !StillUsable(**it)) {
+      (*it)->Close();
+      it = idle_.erase(it);
+      --open_;
+      WakeOne();
+    } else {
+      ++it;
+    }
+  }
+}
+
+Pool& PoolSet::Get(const BackendTarget& target, int max_size,
+                   std::chrono::milliseconds connect_timeout) {
+  auto& slot = pools_[target.Key()];
+  if (!slot) slot = std::make_unique<Pool>(target, max_size, connect_timeout);
+  return *slot;
+}
+
+void PoolSet::CloseIdle(std::chrono::milliseconds max_idle) {
+  for (auto& [key, pool] : pools_) pool->CloseIdle(max_idle);
+}
+
+}  // namespace shardgate::proxy

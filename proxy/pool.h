@@ -1,0 +1,71 @@
+// Per-worker pools of idle server connections, one pool per (server, database, user).
+#pragma once
+
+#include <chrono>
+#include <deque>
+#include <list>
+#include <memory>
+#include <string>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "proxy/server_connection.h"
+
+namespace shardgate::proxy {
+
+// Contract: used only from its worker's thread. At most `max_size` connections exist at once
+// (idle + checked out + connecting); callers beyond that wait in FIFO order up to a deadline.
+class Pool {
+ public:
+  Pool(BackendTarget target, int max_size, std::chrono::milliseconds connect_timeout)
+      : target_(std::move(target)), max_size_(max_size), connect_timeout_(connect_timeout) {}
+
+  // An idle connection, a new one, or one released by another client within `wait`. Errors:
+  // 08001 (cannot connect), 53300 (pool exhausted for `wait`).
+  asio::awaitable<absl::StatusOr<std::unique_ptr<ServerConnection>>> Acquire(
+      std::chrono::milliseconds wait);
+  // Takes a connection back: kept when Idle(), closed otherwise.
+  void Release(std::unique_ptr<ServerConnection> conn);
+  // Closes idle connections unused for longer than `max_idle`; all of them when 0.
+  void CloseIdle(std::chrono::milliseconds max_idle);
+
+  const BackendTarget& target() const { return target_; }
+  int open() const { return open_; }
+  int idle() const { return static_cast<int>(idle_.size()); }
+  int waiting() const { return static_cast<int>(waiters_.size()); }
+
+ private:
+  struct Waiter {
+    explicit Waiter(asio::any_io_executor ex) : timer(ex) {}
+    asio::steady_timer timer;
+    std::unique_ptr<ServerConnection> conn;  // handed over by Release
+    bool slot = false;                       // a slot freed up: connect anew
+  };
+  void WakeOne();
+
+  BackendTarget target_;
+  int max_size_;
+  std::chrono::milliseconds connect_timeout_;
+  int open_ = 0;
+  std::deque<std::unique_ptr<ServerConnection>> idle_;  // most recently used at the back
+  std::list<Waiter*> waiters_;
+};
+
+// All pools of one worker, by BackendTarget::Key().
+class PoolSet {
+ public:
+  Pool& Get(const BackendTarget& target, int max_size, std::chrono::milliseconds connect_timeout);
+  void CloseIdle(std::chrono::milliseconds max_idle);
+  template <typename F>
+  void ForEach(F&& f) const {
+    for (const auto& [key, pool] : pools_) f(*pool);
+  }
+
+ private:
+  absl::flat_hash_map<std::string, std::unique_ptr<Pool>> pools_;
+};
+
+}  // namespace shardgate::proxy

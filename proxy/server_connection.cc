@@ -1,0 +1,238 @@
+// Backend connections: connect with a deadline, log in with whatever method the server asks.
+#include "proxy/server_connection.h"
+
+#include <array>
+#include <utility>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/address.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "protocol/auth.h"
+#include "protocol/encoder.h"
+#include "protocol/messages.h"
+
+namespace shardgate::proxy {
+
+namespace p = protocol;
+
+std::string BackendTarget::Key() const {
+  return absl::StrCat(user, "@", host, ":", port, "/", dbname);
+}
+
+namespace {
+
+// An ErrorResponse from the server as a status carrying its SQLSTATE and texts.
+absl::Status ServerError(std::string_view body) {
+  auto fields = p::ParseErrorFields(body);
+  if (!fields.ok()) return fields.status();
+  return PgStatus(fields->SqlState().empty() ? "XX000" : fields->SqlState(), fields->Message(),
+                  fields->Get('H'), fields->Get('D'));
+}
+
+}  // namespace
+
+asio::awaitable<absl::StatusOr<std::unique_ptr<ServerConnection>>> ServerConnection::Connect(
+    const BackendTarget& target, std::chrono::milliseconds timeout) {
+  auto executor = co_await asio::this_coro::executor;
+  std::unique_ptr<ServerConnection> conn(new ServerConnection(tcp::socket(executor), target));
+  ServerConnection* raw = conn.get();
+  auto login = [raw]() -> asio::awaitable<absl::StatusOr<bool>> {
+    absl::Status st = co_await raw->ConnectAndLogin();
+    if (!st.ok()) co_return st;
+    co_return true;
+  };
+  auto result = co_await WithTimeout<bool>(
+      login(), timeout,
+      PgStatus("08001", absl::StrCat("could not connect to shard \"", target.shard, "\" at ",
+                                     target.host, ":", target.port, ": timeout")));
+  if (!result.ok()) {
+    conn->Close();
+    co_return result.status();
+  }
+  co_return conn;
+}
+
+asio::awaitable<absl::Status> ServerConnection::ConnectAndLogin() {
+  boost::system::error_code ec;
+  auto address = asio::ip::make_address(target_.host, ec);
+  if (ec) {
+    tcp::resolver resolver(socket_.get_executor());
+    auto [rec, results] =
+        co_await resolver.async_resolve(target_.host, std::to_string(target_.port), kTuple);
+    if (rec) {
+      co_return PgStatus("08001", absl::StrCat("could not resolve host of shard \"", target_.shard,
+                                               "\": ", target_.host, ": ", rec.message()));
+    }
+    auto [cec, ep] = co_await asio::async_connect(socket_, results, kTuple);
+    ec = cec;
+  } else {
+    auto [cec] = co_await socket_.async_connect(tcp::endpoint(address, target_.port), kTuple);
+    ec = cec;
+  }
+  if (ec) {
+    co_return PgStatus("08001", absl::StrCat("could not connect to shard \"", target_.shard,
+                                             "\" at ", target_.host, ":", target_.port, ": ",
+                                             ec.message()));
+  }
+  socket_.set_option(tcp::no_delay(true), ec);
+  co_return co_await Login();
+}
+
+asio::awaitable<absl::Status> ServerConnection::Login() {
+  std::string out;
+  std::array<std::pair<std::string_view, std::string_view>, 2> params{{
+      {"user", target_.user}, {"database", target_.dbname}}};
+  p::AppendStartup(out, params);
+  auto [wec, wn] = co_await asio::async_write(socket_, asio::buffer(out), kTuple);
+  if (wec) co_return PgStatus("08001", "could not send startup packet: " + wec.message());
+
+  std::optional<p::ScramClient> scram;
+  for (;;) {
+    auto frame = co_await ReadTypedFrame(socket_, in_, p::kDefaultMaxMessageSize);
+    if (!frame.ok()) {
+      co_return PgStatus("08001", absl::StrCat("shard \"", target_.shard,
+                                               "\" closed the connection during login"));
+    }
+    const char type = frame->type;
+    const std::string_view body = frame->body;
+    out.clear();
+    absl::Status st;
+    switch (type) {
+      case p::be::kAuthentication: {
+        auto auth = p::ParseAuthentication(body);
+        if (!auth.ok()) { st = auth.status(); break; }
+        switch (auth->code) {
+          case p::AuthCode::kOk:
+            break;
+          case p::AuthCode::kCleartext:
+            p::AppendPasswordMessage(out, target_.password);
+            break;
+          case p::AuthCode::kMd5:
+            p::AppendPasswordMessage(out, p::Md5Response(target_.user, target_.password,
+                                                         auth->data));
+            break;
+          case p::AuthCode::kSasl:
+            scram.emplace(target_.password);
+            p::AppendSaslInitialResponse(out, "SCRAM-SHA-256", scram->ClientFirst());
+            break;
+          case p::AuthCode::kSaslContinue: {
+            if (!scram) { st = PgStatus("08P01", "unexpected SASL continue"); break; }
+            auto final_msg = scram->HandleServerFirst(auth->data);
+            if (!final_msg.ok()) { st = final_msg.status(); break; }
+            p::AppendSaslResponse(out, *final_msg);
+            break;
+          }
+          case p::AuthCode::kSaslFinal:
+            if (!scram) { st = PgStatus("08P01", "unexpected SASL final"); break; }
+            st = scram->VerifyServerFinal(auth->data);
+            break;
+          default:
+            st = PgStatus("08001", absl::StrCat("shard \"", target_.shard,
+                                                "\" asks for an unsupported authentication ",
+                                                static_cast<int>(auth->code)));
+        }
+        break;
+      }
+      case p::be::kParameterStatus: {
+        auto ps = p::ParseParameterStatus(body);
+        if (!ps.ok()) { st = ps.status(); break; }
+        parameters_[std::string(ps->name)] = std::string(ps->value);
+        break;
+      }
+      case p::be::kBackendKeyData: {
+        auto key = p::ParseBackendKeyData(body);
+        if (!key.ok()) { st = key.status(); break; }
+        pid_ = key->pid;
+        secret_ = key->secret;
+        break;
+      }
+      case p::be::kErrorResponse:
+        st = ServerError(body);
+        break;
+      case p::be::kReadyForQuery:
+        in_.Consume(frame->whole.size());
+        tx_status_ = 'I';
+        co_return absl::OkStatus();
+      default:
+        break;  // NoticeResponse, NegotiateProtocolVersion: nothing to do
+    }
+    in_.Consume(frame->whole.size());
+    if (!st.ok()) co_return st;
+    if (!out.empty()) {
+      auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(out), kTuple);
+      if (ec) co_return PgStatus("08001", "could not send authentication: " + ec.message());
+    }
+  }
+}
+
+asio::awaitable<absl::Status> ServerConnection::Reset(std::chrono::milliseconds timeout) {
+  auto run = [this]() -> asio::awaitable<absl::StatusOr<bool>> {
+    std::string out;
+    p::AppendQuery(out, "DISCARD ALL");
+    auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(out), kTuple);
+    if (ec) co_return PgStatus("08006", ec.message());
+    for (;;) {
+      auto frame = co_await ReadTypedFrame(socket_, in_, p::kDefaultMaxMessageSize);
+      if (!frame.ok()) co_return frame.status();
+      const char type = frame->type;
+      char status = frame->body.empty() ? 'I' : frame->body[0];
+      in_.Consume(frame->whole.size());
+      if (type == p::be::kReadyForQuery) {
+        tx_status_ = status;
+        co_return true;
+      }
+    }
+  };
+  auto result = co_await WithTimeout<bool>(run(), timeout, PgStatus("08006", "reset timed out"));
+  if (!result.ok()) {
+    MarkBroken();
+    co_return result.status();
+  }
+  prepared_.clear();
+  settings_.clear();
+  co_return absl::OkStatus();
+}
+
+void ServerConnection::Close() {
+  boost::system::error_code ignored;
+  if (socket_.is_open() && !broken_) {
+    std::string out;
+    p::AppendTerminate(out);
+    socket_.write_some(asio::buffer(out), ignored);  // best effort, non-blocking enough: 5 bytes
+  }
+  socket_.shutdown(tcp::socket::shutdown_both, ignored);
+  socket_.close(ignored);
+  broken_ = true;
+}
+
+asio::awaitable<void> SendCancel(std::string host, int port, int32_t pid, int32_t secret) {
+  auto executor = co_await asio::this_coro::executor;
+  auto run = [&]() -> asio::awaitable<absl::StatusOr<bool>> {
+    tcp::socket socket(executor);
+    boost::system::error_code ec;
+    auto address = asio::ip::make_address(host, ec);
+    if (ec) {
+      tcp::resolver resolver(executor);
+      auto [rec, results] = co_await resolver.async_resolve(host, std::to_string(port), kTuple);
+      if (rec) co_return absl::UnavailableError(rec.message());
+      auto [cec, ep] = co_await asio::async_connect(socket, results, kTuple);
+      if (cec) co_return absl::UnavailableError(cec.message());
+    } else {
+      auto [cec] = co_await socket.async_connect(tcp::endpoint(address, port), kTuple);
+      if (cec) co_return absl::UnavailableError(cec.message());
+    }
+    std::string out;
+    p::AppendCancelRequest(out, pid, secret);
+    auto [wec, n] = co_await asio::async_write(socket, asio::buffer(out), kTuple);
+    if (wec) co_return absl::UnavailableError(wec.message());
+    // The server closes the connection after reading the request; wait for that so the cancel
+    // has been delivered before we return.
+    char byte;
+    co_await socket.async_read_some(asio::buffer(&byte, 1), kTuple);
+    co_return true;
+  };
+  co_await WithTimeout<bool>(run(), std::chrono::seconds(5), absl::DeadlineExceededError("cancel"));
+}
+
+}  // namespace shardgate::proxy

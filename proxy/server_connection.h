@@ -1,0 +1,91 @@
+// One connection from the proxy to a PostgreSQL server: TCP connect, startup and password
+// authentication (SCRAM-SHA-256, md5, cleartext, trust), and the state the proxy tracks on it.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/statusor.h"
+#include "proxy/buffer.h"
+#include "proxy/io.h"
+
+namespace shardgate::proxy {
+
+using tcp = asio::ip::tcp;
+
+// Where and as whom to log in. Also the pool key (see Pool).
+struct BackendTarget {
+  std::string shard;  // shard name, for error messages
+  std::string host;
+  int port = 5432;
+  std::string dbname;
+  std::string user;
+  std::string password;
+  std::string Key() const;  // "user@host:port/dbname"
+};
+
+// Contract: owned by one pool or one session at a time, used from one thread. The session
+// returns it to its pool only when `Idle()`; anything else closes it.
+class ServerConnection {
+ public:
+  // Connects and logs in within `timeout`. Errors: 08001 (unreachable, naming the shard) or the
+  // server's own ErrorResponse (e.g. 28P01, 3D000) passed through.
+  static asio::awaitable<absl::StatusOr<std::unique_ptr<ServerConnection>>> Connect(
+      const BackendTarget& target, std::chrono::milliseconds timeout);
+
+  tcp::socket& socket() { return socket_; }
+  ReadBuffer& in() { return in_; }
+  const BackendTarget& target() const { return target_; }
+  int32_t pid() const { return pid_; }
+  int32_t secret() const { return secret_; }
+  // ParameterStatus values the server reported at startup and since (server_version, ...).
+  std::map<std::string, std::string, std::less<>>& parameters() { return parameters_; }
+
+  // Names of the statements the proxy prepared on this server ("sg_<hash>").
+  absl::flat_hash_set<std::string>& prepared() { return prepared_; }
+  // Session settings applied on this server beyond its startup defaults (name -> value text).
+  std::map<std::string, std::string, std::less<>>& settings() { return settings_; }
+
+  char tx_status() const { return tx_status_; }
+  void set_tx_status(char s) { tx_status_ = s; }
+  bool broken() const { return broken_; }
+  void MarkBroken() { broken_ = true; }
+  bool Idle() const { return !broken_ && tx_status_ == 'I' && in_.Empty(); }
+  Clock::time_point last_used() const { return last_used_; }
+  void Touch() { last_used_ = Clock::now(); }
+
+  // Sends "DISCARD ALL" and waits for ReadyForQuery (session pooling release). On failure the
+  // connection is marked broken.
+  asio::awaitable<absl::Status> Reset(std::chrono::milliseconds timeout);
+
+  void Close();
+
+ private:
+  explicit ServerConnection(tcp::socket socket, BackendTarget target)
+      : socket_(std::move(socket)), target_(std::move(target)) {}
+  asio::awaitable<absl::Status> Login();
+  asio::awaitable<absl::Status> ConnectAndLogin();
+
+  tcp::socket socket_;
+  BackendTarget target_;
+  ReadBuffer in_;
+  int32_t pid_ = 0, secret_ = 0;
+  std::map<std::string, std::string, std::less<>> parameters_;
+  absl::flat_hash_set<std::string> prepared_;
+  std::map<std::string, std::string, std::less<>> settings_;
+  char tx_status_ = 'I';
+  bool broken_ = false;
+  Clock::time_point last_used_ = Clock::now();
+};
+
+// Sends a CancelRequest for (pid, secret) to host:port on a new connection (fire and forget,
+// bounded by a short timeout).
+asio::awaitable<void> SendCancel(std::string host, int port, int32_t pid, int32_t secret);
+
+}  // namespace shardgate::proxy

@@ -1,0 +1,633 @@
+// ClientSession, second half: the forwarding loop, server attach/release for transaction
+// pooling, prepared-statement renaming, session-setting replay and the server pump.
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+
+#include "absl/hash/hash.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "protocol/encoder.h"
+#include "protocol/messages.h"
+#include "proxy/cancel_registry.h"
+#include "proxy/client_session.h"
+#include "proxy/pool.h"
+#include "proxy/strings.h"
+#include "proxy/worker.h"
+#include "spdlog/spdlog.h"
+
+namespace shardgate::proxy {
+
+namespace p = protocol;
+
+namespace {
+
+// How long a client waits for a free server connection before 53300.
+constexpr std::chrono::milliseconds kPoolWait{30000};
+
+bool IsInject(uint8_t kind) { return kind >= 9; }  // kInjectParseComplete and after
+
+// The server-side name of a client's prepared statement: the same SQL and parameter types give
+// the same name on every server, so a statement prepared once is reused by every client.
+std::string ServerStatementName(const p::Parse& parse) {
+  size_t h = absl::HashOf(Av(parse.sql), absl::string_view(
+                                             reinterpret_cast<const char*>(parse.param_types.data()),
+                                             parse.param_types.size() * sizeof(uint32_t)));
+  return absl::StrCat("sg_", absl::Hex(h, absl::kZeroPad16));
+}
+
+// The first two NUL-terminated strings of a Bind/Describe/Close-like body.
+bool SplitCString(std::string_view body, std::string_view& first, std::string_view& rest) {
+  size_t nul = body.find('\0');
+  if (nul == std::string_view::npos) return false;
+  first = body.substr(0, nul);
+  rest = body.substr(nul + 1);
+  return true;
+}
+
+std::string_view FirstWord(std::string_view& s) {
+  while (!s.empty() && IsSpace(s.front())) s.remove_prefix(1);
+  size_t end = 0;
+  while (end < s.size() && !IsSpace(s[end]) &&
+         s[end] != '=' && s[end] != ';') {
+    ++end;
+  }
+  std::string_view word = s.substr(0, end);
+  s.remove_prefix(end);
+  return word;
+}
+
+}  // namespace
+
+void ClientSession::Push(Expect kind, std::string name) {
+  expected_.push_back(Item{kind, std::move(name)});
+  if (IsInject(static_cast<uint8_t>(kind))) DrainInjected();
+}
+
+void ClientSession::DrainInjected() {
+  while (!expected_.empty() && IsInject(static_cast<uint8_t>(expected_.front().kind))) {
+    const Item& item = expected_.front();
+    switch (item.kind) {
+      case Expect::kInjectParseComplete: p::AppendParseComplete(client_out_); break;
+      case Expect::kInjectCloseComplete: p::AppendCloseComplete(client_out_); break;
+      case Expect::kInjectTag: p::AppendCommandComplete(client_out_, item.name); break;
+      case Expect::kInjectReady:
+        p::AppendReadyForQuery(client_out_, server_ ? server_->tx_status() : 'I');
+        break;
+      default: break;
+    }
+    expected_.pop_front();
+  }
+}
+
+bool ClientSession::NeedsServer(char type) const {
+  switch (type) {
+    case p::fe::kFlush:
+    case p::fe::kCopyData:
+    case p::fe::kCopyDone:
+    case p::fe::kCopyFail:
+      return false;  // meaningful only while a server is attached
+    default:
+      return !attach_failed_;
+  }
+}
+
+bool ClientSession::CanRelease() const {
+  return pool_mode_ == conf::PoolMode::kTransaction && server_ && expected_.empty() &&
+         !skip_until_sync_ && server_writes_ == 0 && server_out_.empty() && !detaching_ &&
+         server_->tx_status() == 'I';
+}
+
+asio::awaitable<absl::Status> ClientSession::Attach() {
+  auto conn = co_await pool_->Acquire(kPoolWait);
+  if (!conn.ok()) co_return conn.status();
+  server_ = std::move(*conn);
+  skip_until_sync_ = false;
+  if (cancel_pid_ != 0) {
+    CancelRegistry::Global().SetTarget(
+        cancel_pid_, CancelTarget{server_->target().host, server_->target().port, server_->pid(),
+                                  server_->secret()});
+  }
+  AppendReplay(*server_);
+  pump_running_ = true;
+  asio::co_spawn(worker_.io(), Pump(server_.get()),
+                 [self = shared_from_this()](std::exception_ptr e) {
+                   if (e) spdlog::error("server pump ended with an exception");
+                 });
+  co_return absl::OkStatus();
+}
+
+void ClientSession::AppendReplay(ServerConnection& conn) {
+  std::string sql;
+  auto& have = conn.settings();
+  for (const auto& [name, stmt] : settings_) {
+    auto it = have.find(name);
+    if (it != have.end() && it->second == stmt) continue;
+    absl::StrAppend(&sql, stmt, ";");
+    have[name] = stmt;
+  }
+  for (auto it = have.begin(); it != have.end();) {
+    if (settings_.contains(it->first)) {
+      ++it;
+      continue;
+    }
+    absl::StrAppend(&sql, "RESET ", it->first, ";");
+    it = have.erase(it);
+  }
+  if (sql.empty()) return;
+  p::AppendQuery(server_out_, sql);
+  Push(Expect::kSwallowQuery);
+}
+
+asio::awaitable<bool> ClientSession::FlushServer() {
+  if (server_out_.empty() || !server_) co_return true;
+  ServerConnection* conn = server_.get();
+  ++server_writes_;
+  auto [ec, n] = co_await asio::async_write(conn->socket(), asio::buffer(server_out_), kTuple);
+  --server_writes_;
+  server_out_.clear();
+  if (server_out_.capacity() > (1u << 20)) std::string().swap(server_out_);
+  if (ec && server_.get() == conn) {
+    ServerLost(PgStatus("08006", absl::StrCat("lost connection to shard \"",
+                                              conn->target().shard, "\": ", ec.message())));
+    co_return false;
+  }
+  co_return !ec;
+}
+
+asio::awaitable<void> ClientSession::StopPump() {
+  if (!pump_running_) co_return;
+  detaching_ = true;
+  boost::system::error_code ignored;
+  if (server_) server_->socket().cancel(ignored);
+  while (pump_running_) co_await pump_done_.async_wait(kTuple);
+  detaching_ = false;
+}
+
+asio::awaitable<void> ClientSession::ReleaseIfIdle() {
+  if (!CanRelease()) co_return;
+  co_await StopPump();
+  if (CanRelease()) ReleaseServer();
+}
+
+void ClientSession::ReleaseServer() {
+  if (!server_) return;
+  if (cancel_pid_ != 0) CancelRegistry::Global().SetTarget(cancel_pid_, std::nullopt);
+  pool_->Release(std::move(server_));
+  if (shutdown_requested_ && !closing_) {
+    p::AppendError(client_out_, PgError{"FATAL", "57P01",
+                                        "terminating connection due to administrator command",
+                                        "", ""});
+    closing_ = true;
+  }
+}
+
+void ClientSession::ServerLost(const absl::Status& why) {
+  if (!server_) return;
+  spdlog::warn("client {}@{}: {}", user_name_, db_name_, std::string(why.message()));
+  server_->MarkBroken();
+  if (cancel_pid_ != 0) CancelRegistry::Global().SetTarget(cancel_pid_, std::nullopt);
+  pool_->Release(std::move(server_));
+  expected_.clear();
+  if (!closing_) p::AppendError(client_out_, ToPgError(why, "FATAL"));
+  closing_ = true;
+}
+
+asio::awaitable<void> ClientSession::Pump(ServerConnection* conn) {
+  size_t need = 0;
+  const uint32_t max_size = config_->limits.max_message_size;
+  for (;;) {
+    if (detaching_ || server_.get() != conn) break;
+    if (CanRelease()) {
+      ReleaseServer();
+      break;
+    }
+    auto [ec, n] = co_await conn->socket().async_read_some(conn->in().Prepare(need), kTuple);
+    if (detaching_ || server_.get() != conn) break;
+    if (ec) {
+      ServerLost(PgStatus("08006", absl::StrCat("server connection to shard \"",
+                                                conn->target().shard, "\" was lost: ",
+                                                ec == asio::error::eof ? "server closed the connection" : ec.message())));
+      break;
+    }
+    conn->in().Commit(n);
+    need = 0;
+    for (;;) {
+      p::FrameResult r = p::ReadFrame(conn->in().Data(), max_size);
+      if (r.status == p::FrameStatus::kNeedMore) {
+        need = r.need;
+        break;
+      }
+      if (r.status == p::FrameStatus::kError) {
+        ServerLost(PgStatus("08P01", absl::StrCat("shard \"", conn->target().shard,
+                                                  "\" sent a malformed message")));
+        break;
+      }
+      ProcessServerFrame(*conn, r.frame);
+      conn->in().Consume(r.frame.whole.size());
+    }
+    if (server_.get() != conn) break;  // lost
+    conn->in().ShrinkIfIdle();
+    if (!client_out_.empty() && !co_await FlushClient()) {
+      // The client is gone: wake the client loop (blocked reading) so that it cleans up.
+      closing_ = true;
+      stream_.Close();
+      break;
+    }
+  }
+  if (!client_out_.empty()) co_await FlushClient();
+  if (closing_ && !server_) stream_.Close();
+  pump_running_ = false;
+  pump_done_.cancel();
+  pump_done_.expires_at(asio::steady_timer::time_point::max());
+}
+
+void ClientSession::ProcessServerFrame(ServerConnection& conn, const protocol::Frame& frame) {
+  const char type = frame.type;
+  auto forward = [&] { client_out_.append(frame.whole); };
+  if (type == p::be::kParameterStatus) {
+    if (auto ps = p::ParseParameterStatus(frame.body); ps.ok()) {
+      conn.parameters()[std::string(ps->name)] = std::string(ps->value);
+    }
+  }
+  if (expected_.empty()) {
+    forward();  // asynchronous: NotificationResponse, NoticeResponse, ParameterStatus
+    return;
+  }
+  Item& head = expected_.front();
+  const bool swallow_all = head.kind == Expect::kSwallowQuery;
+  switch (type) {
+    case p::be::kErrorResponse: {
+      if (swallow_all) {
+        spdlog::warn("replaying session settings failed on shard \"{}\"; the server will be closed",
+                     conn.target().shard);
+        conn.MarkBroken();
+        break;
+      }
+      forward();
+      if (head.kind == Expect::kQuery) break;  // ReadyForQuery ends it
+      // Extended protocol: the server now discards everything up to Sync.
+      bool found_sync = false;
+      while (!expected_.empty()) {
+        Item& item = expected_.front();
+        if (item.kind == Expect::kSync) {
+          found_sync = true;
+          break;
+        }
+        if (item.kind == Expect::kParse || item.kind == Expect::kSwallowParse) {
+          conn.prepared().erase(item.name);
+        }
+        expected_.pop_front();
+      }
+      if (!found_sync) skip_until_sync_ = true;
+      return;  // what was skipped must not be injected
+    }
+    case p::be::kReadyForQuery: {
+      const char status = frame.body.empty() ? 'I' : frame.body[0];
+      conn.set_tx_status(status);
+      if (!swallow_all) forward();
+      expected_.pop_front();
+      AfterReadyForQuery(conn, status);
+      break;
+    }
+    case p::be::kCommandComplete: {
+      std::string_view tag = frame.body.empty() ? "" : frame.body.substr(0, frame.body.size() - 1);
+      last_tag_.assign(tag);
+      if (tag == "DISCARD ALL") {
+        conn.prepared().clear();
+        conn.settings().clear();
+        prepared_.clear();
+        settings_ = startup_settings_;
+        pending_settings_.clear();
+      } else if (tag == "DEALLOCATE ALL") {
+        conn.prepared().clear();
+        prepared_.clear();
+      } else if ((tag == "SET" || tag == "RESET") && head.kind == Expect::kQuery &&
+                 !head.name.empty()) {
+        if (head.name == "\x01") {
+          pending_reset_all_ = true;
+          pending_settings_.clear();
+        } else {
+          const size_t nul = head.name.find('\0');
+          pending_settings_[head.name.substr(0, nul)] =
+              nul == std::string::npos ? "" : head.name.substr(nul + 1);
+        }
+      }
+      if (!swallow_all) forward();
+      if (head.kind == Expect::kExecute) expected_.pop_front();
+      break;
+    }
+    case p::be::kEmptyQuery:
+    case p::be::kPortalSuspended:
+      forward();
+      if (head.kind == Expect::kExecute) expected_.pop_front();
+      break;
+    case p::be::kParseComplete:
+      if (head.kind != Expect::kSwallowParse) forward();
+      if (head.kind == Expect::kParse || head.kind == Expect::kSwallowParse) expected_.pop_front();
+      break;
+    case p::be::kBindComplete:
+      forward();
+      if (head.kind == Expect::kBind) expected_.pop_front();
+      break;
+    case p::be::kCloseComplete:
+      forward();
+      if (head.kind == Expect::kClose) expected_.pop_front();
+      break;
+    case p::be::kRowDescription:
+    case p::be::kNoData:
+      if (!swallow_all) forward();
+      if (head.kind == Expect::kDescribe) expected_.pop_front();
+      break;
+    default:
+      if (!swallow_all) forward();
+      break;
+  }
+  DrainInjected();
+}
+
+void ClientSession::AfterReadyForQuery(ServerConnection& conn, char status) {
+  if (status != 'I') return;
+  if (last_tag_ == "ROLLBACK") {
+    pending_settings_.clear();
+    pending_reset_all_ = false;
+    return;
+  }
+  CommitSettings(conn);
+}
+
+void ClientSession::CommitSettings(ServerConnection& conn) {
+  if (pending_reset_all_) {
+    settings_ = startup_settings_;
+    conn.settings().clear();
+    pending_reset_all_ = false;
+  }
+  for (auto& [name, stmt] : pending_settings_) {
+    if (stmt.empty()) {
+      settings_.erase(name);
+      conn.settings().erase(name);
+    } else {
+      settings_[name] = stmt;
+      conn.settings()[name] = stmt;
+    }
+  }
+  pending_settings_.clear();
+}
+
+// Recognises a single SET/RESET statement that changes session state; returns what the
+// Query item carries: "name\0statement", "name\0" for RESET name, "\x01" for RESET ALL, or "".
+std::string ClientSession::NoteSessionCommand(std::string_view sql) const {
+  std::string_view s = StripSpace(sql);
+  while (!s.empty() && s.back() == ';') s = StripSpace(s.substr(0, s.size() - 1));
+  if (s.find(';') != std::string_view::npos) return "";  // several statements: not tracked
+  std::string_view rest = s;
+  std::string first = Lower(FirstWord(rest));
+  if (first != "set" && first != "reset") return "";
+  std::string name = Lower(FirstWord(rest));
+  if (first == "set") {
+    if (name == "local" || name == "transaction" || name == "constraints") return "";
+    if (name == "session") {
+      name = Lower(FirstWord(rest));
+      if (name == "characteristics") return "";
+      if (name == "authorization") name = "session_authorization";
+    }
+    if (name == "time") name = "timezone";  // SET TIME ZONE
+    if (name.size() >= 2 && name.front() == '"' && name.back() == '"') {
+      name = name.substr(1, name.size() - 2);
+    }
+    if (name.empty()) return "";
+    return name + std::string(1, '\0') + std::string(s);
+  }
+  if (name == "all") return "\x01";
+  if (name == "session") name = "session_authorization";
+  if (name == "time") name = "timezone";
+  if (name.empty()) return "";
+  return name + std::string(1, '\0');
+}
+
+absl::Status ClientSession::HandleClientFrame(const protocol::Frame& frame) {
+  const char type = frame.type;
+  if (!server_) {
+    // Attaching failed earlier in this batch (the error was sent): behave like a server that
+    // discards messages until Sync.
+    if (type == p::fe::kSync || type == p::fe::kQuery) {
+      attach_failed_ = false;
+      if (type == p::fe::kSync) p::AppendReadyForQuery(client_out_, 'I');
+    }
+    return absl::OkStatus();
+  }
+  ServerConnection& conn = *server_;
+  if (skip_until_sync_ && type != p::fe::kSync) {
+    server_out_.append(frame.whole);  // the server ignores it, as PostgreSQL does
+    return absl::OkStatus();
+  }
+  switch (type) {
+    case p::fe::kQuery: {
+      ASSIGN_OR_RETURN(p::Query q, p::ParseQuery(frame.body));
+      std::string_view rest = q.sql;
+      std::string word = Lower(FirstWord(rest));
+      if (word == "deallocate") {
+        std::string_view name_rest = rest;
+        std::string name(FirstWord(name_rest));
+        if (Lower(name) == "prepare") name = std::string(FirstWord(name_rest));
+        if (name.size() >= 2 && name.front() == '"') name = name.substr(1, name.size() - 2);
+        if (Lower(name) != "all" && prepared_.erase(name) > 0) {
+          // The server keeps sg_<hash> for other clients; for this client it is gone.
+          Push(Expect::kInjectTag, "DEALLOCATE");
+          Push(Expect::kInjectReady);
+          return absl::OkStatus();
+        }
+      }
+      server_out_.append(frame.whole);
+      Push(Expect::kQuery, word == "set" || word == "reset" ? NoteSessionCommand(q.sql) : "");
+      return absl::OkStatus();
+    }
+    case p::fe::kParse: {
+      ASSIGN_OR_RETURN(p::Parse parse, p::ParseParse(frame.body));
+      if (parse.name.empty()) {
+        server_out_.append(frame.whole);
+        Push(Expect::kParse);
+        return absl::OkStatus();
+      }
+      Prepared prepared;
+      prepared.server_name = ServerStatementName(parse);
+      p::AppendParse(prepared.parse_msg, prepared.server_name, parse.sql, parse.param_types);
+      if (conn.prepared().contains(prepared.server_name)) {
+        Push(Expect::kInjectParseComplete);
+      } else {
+        server_out_.append(prepared.parse_msg);
+        conn.prepared().insert(prepared.server_name);
+        Push(Expect::kParse, prepared.server_name);
+      }
+      prepared_[std::string(parse.name)] = std::move(prepared);
+      return absl::OkStatus();
+    }
+    case p::fe::kBind:
+    case p::fe::kDescribe: {
+      std::string_view head, statement, rest;
+      char kind = 'S';
+      if (type == p::fe::kBind) {
+        std::string_view after_portal;
+        if (!SplitCString(frame.body, head, after_portal) ||
+            !SplitCString(after_portal, statement, rest)) {
+          return PgStatus("08P01", "invalid Bind message");
+        }
+      } else {
+        if (frame.body.empty()) return PgStatus("08P01", "invalid Describe message");
+        kind = frame.body[0];
+        if (!SplitCString(frame.body.substr(1), statement, rest)) {
+          return PgStatus("08P01", "invalid Describe message");
+        }
+      }
+      const Prepared* prepared = nullptr;
+      if (kind == 'S' && !statement.empty()) {
+        auto it = prepared_.find(Av(statement));
+        if (it != prepared_.end()) prepared = &it->second;
+      }
+      if (prepared == nullptr) {
+        server_out_.append(frame.whole);
+      } else {
+        if (!conn.prepared().contains(prepared->server_name)) {
+          server_out_.append(prepared->parse_msg);
+          conn.prepared().insert(prepared->server_name);
+          Push(Expect::kSwallowParse, prepared->server_name);
+        }
+        p::MessageWriter w(server_out_);
+        w.Begin(type);
+        if (type == p::fe::kBind) {
+          w.CString(head);
+        } else {
+          w.Int8('S');
+        }
+        w.CString(prepared->server_name).Bytes(rest);
+        w.End();
+      }
+      Push(type == p::fe::kBind ? Expect::kBind : Expect::kDescribe);
+      return absl::OkStatus();
+    }
+    case p::fe::kClose: {
+      ASSIGN_OR_RETURN(p::Close close, p::ParseClose(frame.body));
+      if (close.kind == 'S' && !close.name.empty()) {
+        prepared_.erase(std::string(close.name));
+        Push(Expect::kInjectCloseComplete);
+        return absl::OkStatus();
+      }
+      server_out_.append(frame.whole);
+      Push(Expect::kClose);
+      return absl::OkStatus();
+    }
+    case p::fe::kExecute:
+      server_out_.append(frame.whole);
+      Push(Expect::kExecute);
+      return absl::OkStatus();
+    case p::fe::kSync:
+      server_out_.append(frame.whole);
+      skip_until_sync_ = false;
+      Push(Expect::kSync);
+      return absl::OkStatus();
+    case p::fe::kFunctionCall:
+      server_out_.append(frame.whole);
+      Push(Expect::kQuery);
+      return absl::OkStatus();
+    case p::fe::kFlush:
+    case p::fe::kCopyData:
+    case p::fe::kCopyDone:
+    case p::fe::kCopyFail:
+      server_out_.append(frame.whole);
+      return absl::OkStatus();
+    default:
+      return PgStatus("08P01", absl::StrCat("invalid frontend message type ",
+                                            static_cast<int>(static_cast<unsigned char>(type))));
+  }
+}
+
+asio::awaitable<void> ClientSession::Serve() {
+  const uint32_t max_size = config_->limits.max_message_size;
+  const conf::Timeouts& timeouts = config_->timeouts;
+  while (!closing_ && client_ok_) {
+    // Wait for the client, bounded by the idle timeouts that apply in this state.
+    std::chrono::milliseconds idle{0};
+    absl::Status idle_error;
+    if (!server_) {
+      idle = timeouts.client_idle;
+      idle_error = PgStatus("57P05", "terminating connection due to idle-session timeout");
+    } else if (server_->tx_status() != 'I' && expected_.empty()) {
+      idle = timeouts.idle_in_transaction;
+      idle_error =
+          PgStatus("25P03", "terminating connection due to idle-in-transaction timeout");
+    }
+    auto frame = co_await WithTimeout<p::Frame>(ReadClientFrame(max_size), idle, idle_error);
+    if (!frame.ok()) {
+      if (SqlState(frame.status()) != "08006") co_await Fatal(frame.status());
+      break;
+    }
+    bool terminate = false;
+    absl::Status error;
+    p::FrameResult next{p::FrameStatus::kFrame, *frame, 0, {}};
+    while (next.status == p::FrameStatus::kFrame) {
+      const p::Frame& f = next.frame;
+      if (f.type == p::fe::kTerminate) {
+        terminate = true;
+        break;
+      }
+      if (!server_ && NeedsServer(f.type)) {
+        absl::Status st = co_await Attach();
+        if (!st.ok()) {
+          if (closing_) break;
+          p::AppendError(client_out_, ToPgError(st));
+          if (f.type == p::fe::kQuery) {
+            p::AppendReadyForQuery(client_out_, 'I');
+          } else if (f.type != p::fe::kSync) {
+            attach_failed_ = true;
+          } else {
+            p::AppendReadyForQuery(client_out_, 'I');
+          }
+          client_in_.Consume(f.whole.size());
+          next = p::ReadFrame(client_in_.Data(), max_size);
+          continue;
+        }
+      }
+      error = HandleClientFrame(f);
+      client_in_.Consume(f.whole.size());
+      if (!error.ok()) break;
+      next = p::ReadFrame(client_in_.Data(), max_size);
+    }
+    if (next.status == p::FrameStatus::kError) error = next.error;
+    if (!co_await FlushServer()) break;
+    if (!client_out_.empty() && !co_await FlushClient()) break;
+    if (!error.ok()) {
+      co_await Fatal(error);
+      break;
+    }
+    if (terminate) break;
+    co_await ReleaseIfIdle();
+    client_in_.ShrinkIfIdle();
+  }
+  closing_ = true;
+  co_await Detach();
+}
+
+asio::awaitable<void> ClientSession::Detach() {
+  if (!server_) {
+    co_await StopPump();
+    co_return;
+  }
+  const bool busy = !expected_.empty() || skip_until_sync_ || server_->tx_status() != 'I';
+  if (!expected_.empty()) {
+    // A query is running for a client that left: stop it rather than let it run to the end.
+    ServerConnection& conn = *server_;
+    co_await SendCancel(conn.target().host, conn.target().port, conn.pid(), conn.secret());
+  }
+  co_await StopPump();
+  if (!server_) co_return;
+  if (busy) server_->MarkBroken();
+  if (!busy && pool_mode_ == conf::PoolMode::kSession) {
+    co_await server_->Reset(config_->timeouts.connect);
+  }
+  if (cancel_pid_ != 0) CancelRegistry::Global().SetTarget(cancel_pid_, std::nullopt);
+  if (server_) pool_->Release(std::move(server_));
+}
+
+}  // namespace shardgate::proxy

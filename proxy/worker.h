@@ -1,0 +1,57 @@
+// One worker thread: its io_context, its server pools and the sessions living on it.
+#pragma once
+
+#include <memory>
+#include <thread>
+#include <unordered_set>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "proxy/pool.h"
+#include "proxy/runtime.h"
+
+namespace shardgate::proxy {
+
+class ClientSession;
+
+// Contract: everything here is touched only from this worker's thread, except Start/Stop and
+// BeginShutdown, which post onto it.
+class Worker {
+ public:
+  Worker(int index, Runtime& runtime) : index_(index), runtime_(runtime) {}
+
+  // Opens this worker's acceptor on `endpoint` (SO_REUSEPORT, so every worker has its own and
+  // the kernel spreads connections) and starts the accept and maintenance loops.
+  absl::Status Listen(const boost::asio::ip::tcp::endpoint& endpoint);
+  void Start();  // runs the io_context on a new thread
+  // Stops accepting and asks every session to finish its transaction and leave (57P01).
+  void BeginShutdown();
+  void Stop();  // stops the io_context and joins the thread
+  void Join();
+
+  boost::asio::io_context& io() { return io_; }
+  Runtime& runtime() { return runtime_; }
+  PoolSet& pools() { return pools_; }
+  int index() const { return index_; }
+  std::unordered_set<ClientSession*>& sessions() { return sessions_; }
+  int session_count() const { return session_count_.load(); }
+  void SessionStarted(ClientSession* s);
+  void SessionEnded(ClientSession* s);
+
+ private:
+  boost::asio::awaitable<void> AcceptLoop();
+  boost::asio::awaitable<void> MaintenanceLoop();
+
+  int index_;
+  Runtime& runtime_;
+  boost::asio::io_context io_{1};
+  std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
+  PoolSet pools_;
+  std::unordered_set<ClientSession*> sessions_;
+  std::atomic<int> session_count_{0};
+  std::thread thread_;
+};
+
+}  // namespace shardgate::proxy

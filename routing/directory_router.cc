@@ -1,0 +1,267 @@
+// `directory`: an explicit key -> shard lookup, from inline `entries:` or from a table reached
+// through a DirectoryStore with a bounded LRU cache in front. Unknown keys go to `default:` or
+// are an error (22023), never to every shard.
+#include <algorithm>
+#include <list>
+
+#include "absl/container/flat_hash_map.h"
+#include "protocol/status.h"
+#include "routing/directory_store.h"
+#include "routing/router.h"
+#include "routing/text_util.h"
+
+namespace shardgate::routing {
+namespace {
+
+constexpr int64_t kDefaultCacheSize = 10000;
+
+// A bounded LRU of key -> shard (-1 = "the store has no entry").
+class LruCache {
+ public:
+  explicit LruCache(size_t capacity) : capacity_(capacity) {}
+
+  std::optional<int> Get(const KeyValue& key) {
+    auto it = index_.find(key);
+    if (it == index_.end()) return std::nullopt;
+    order_.splice(order_.begin(), order_, it->second);  // most recently used
+    return it->second->second;
+  }
+  void Put(const KeyValue& key, int shard) {
+    if (capacity_ == 0) return;
+    if (auto it = index_.find(key); it != index_.end()) {
+      it->second->second = shard;
+      order_.splice(order_.begin(), order_, it->second);
+      return;
+    }
+    order_.emplace_front(key, shard);
+    index_[key] = order_.begin();
+    if (order_.size() > capacity_) {
+      index_.erase(order_.back().first);
+      order_.pop_back();
+    }
+  }
+  void Erase(const KeyValue& key) {
+    if (auto it = index_.find(key); it != index_.end()) {
+      order_.erase(it->second);
+      index_.erase(it);
+    }
+  }
+  void Clear() {
+    order_.clear();
+    index_.clear();
+  }
+  size_t size() const { return order_.size(); }
+
+ private:
+  size_t capacity_;
+  std::list<std::pair<KeyValue, int>> order_;
+  absl::flat_hash_map<KeyValue, std::list<std::pair<KeyValue, int>>::iterator> index_;
+};
+
+}  // namespace
+
+class DirectoryRouter final : public Router {
+ public:
+  DirectoryRouter(std::string name, KeyType key_type, absl::flat_hash_map<KeyValue, int> entries,
+                  std::optional<int> default_shard, std::vector<int> shards,
+                  std::shared_ptr<DirectoryStore> store, std::optional<DirectoryStoreSpec> spec,
+                  std::map<std::string, int, std::less<>> shard_index, size_t cache_size)
+      : Router(std::move(name), "directory", key_type), entries_(std::move(entries)),
+        default_(default_shard), shards_(std::move(shards)), store_(std::move(store)),
+        spec_(std::move(spec)), shard_index_(std::move(shard_index)), cache_(cache_size) {}
+
+  absl::StatusOr<int> Route(const KeyValue& key) const override {
+    if (auto it = entries_.find(key); it != entries_.end()) return it->second;
+    if (spec_) {
+      ASSIGN_OR_RETURN(int shard, FromStore(key));
+      if (shard >= 0) return shard;
+    }
+    if (default_) return *default_;
+    return PgStatus("22023", Cat("router '", name(), "' has no shard for key ", key.ToString()),
+                    "add the key to the directory or give the router a default: shard");
+  }
+
+  const std::vector<int>& Shards() const override { return shards_; }
+
+  std::string Describe() const override {
+    return Cat("directory(", entries_.size(), " entries", spec_ ? ", store " + spec_->table : "",
+               default_ ? ", default" : "", ", ", KeyTypeName(key_type()), " key)");
+  }
+
+  bool has_store() const { return spec_.has_value(); }
+  void Invalidate() const {
+    std::lock_guard lock(mu_);
+    cache_.Clear();
+  }
+  void Invalidate(const KeyValue& key) const {
+    std::lock_guard lock(mu_);
+    cache_.Erase(key);
+  }
+
+ private:
+  // -1 when the store has no entry for `key`.
+  absl::StatusOr<int> FromStore(const KeyValue& key) const {
+    {
+      std::lock_guard lock(mu_);
+      if (std::optional<int> hit = cache_.Get(key)) return *hit;
+    }
+    if (store_ == nullptr) {
+      return PgStatus("55000", Cat("the directory store of router '", name(),
+                                   "' is not available"));
+    }
+    // The lookup runs without the lock: it may block, and a duplicate lookup is harmless.
+    ASSIGN_OR_RETURN(std::optional<std::string> name, store_->Lookup(key));
+    int shard = -1;
+    if (name) {
+      auto it = shard_index_.find(*name);
+      if (it == shard_index_.end()) {
+        return PgStatus("22023", Cat("router '", this->name(), "' maps key ", key.ToString(),
+                                     " to unknown shard '", *name, "'"));
+      }
+      shard = it->second;
+    }
+    std::lock_guard lock(mu_);
+    cache_.Put(key, shard);
+    return shard;
+  }
+
+  absl::flat_hash_map<KeyValue, int> entries_;
+  std::optional<int> default_;
+  std::vector<int> shards_;
+  std::shared_ptr<DirectoryStore> store_;
+  std::optional<DirectoryStoreSpec> spec_;
+  std::map<std::string, int, std::less<>> shard_index_;
+  mutable std::mutex mu_;
+  mutable LruCache cache_;
+};
+
+void MemoryDirectoryStore::Set(const KeyValue& key, std::string shard) {
+  std::lock_guard lock(mu_);
+  entries_[key] = std::move(shard);
+}
+void MemoryDirectoryStore::Erase(const KeyValue& key) {
+  std::lock_guard lock(mu_);
+  entries_.erase(key);
+}
+absl::StatusOr<std::optional<std::string>> MemoryDirectoryStore::Lookup(const KeyValue& key) {
+  std::lock_guard lock(mu_);
+  ++lookups_;
+  auto it = entries_.find(key);
+  if (it == entries_.end()) return std::optional<std::string>();
+  return std::optional<std::string>(it->second);
+}
+int MemoryDirectoryStore::lookups() const {
+  std::lock_guard lock(mu_);
+  return lookups_;
+}
+
+bool InvalidateDirectory(const Router& router) {
+  const auto* d = dynamic_cast<const DirectoryRouter*>(&router);
+  if (d == nullptr || !d->has_store()) return false;
+  d->Invalidate();
+  return true;
+}
+bool InvalidateDirectory(const Router& router, const KeyValue& key) {
+  const auto* d = dynamic_cast<const DirectoryRouter*>(&router);
+  if (d == nullptr || !d->has_store()) return false;
+  d->Invalidate(key);
+  return true;
+}
+
+absl::StatusOr<std::unique_ptr<Router>> MakeDirectoryRouter(const conf::RouterConfig& config,
+                                                            const RouterContext& ctx) {
+  const conf::Node& s = config.settings;
+  const std::string& rname = config.name;
+  RETURN_IF_ERROR(router_settings::CheckKeys(
+      s, rname, {"entries", "store", "default", "key_type", "cache_size", "shards"}));
+  const conf::Node* entries = s.Find("entries");
+  const conf::Node* store = s.Find("store");
+  if (entries == nullptr && store == nullptr) {
+    return conf::ErrorAt(config.mark, Cat("router '", rname, "': needs entries: or store:"));
+  }
+  if (entries != nullptr && entries->kind != conf::Node::Kind::kMap) {
+    return conf::ErrorAt(entries->mark, Cat("router '", rname, "': entries must be a map "
+                                                                "{key: shard}"));
+  }
+  bool all_int = entries != nullptr && !entries->map.empty();
+  if (entries != nullptr) {
+    for (const auto& [key, value] : entries->map) {
+      all_int = all_int && ParseKeyText(key, KeyType::kInt).ok();
+    }
+  }
+  ASSIGN_OR_RETURN(KeyType key_type,
+                   router_settings::KeyTypeSetting(s, all_int ? KeyType::kInt : KeyType::kText));
+  absl::flat_hash_map<KeyValue, int> map;
+  std::vector<int> shards;
+  if (entries != nullptr) {
+    for (const auto& [key, value] : entries->map) {
+      auto mark_it = entries->key_marks.find(key);
+      const conf::Mark& mark = mark_it != entries->key_marks.end() ? mark_it->second : value.mark;
+      auto k = ParseKeyText(key, key_type);
+      if (!k.ok()) {
+        return conf::ErrorAt(mark, Cat("router '", rname, "': key '", key, "' is not a valid ",
+                                       KeyTypeName(key_type), " key"));
+      }
+      ASSIGN_OR_RETURN(int shard, ctx.ShardAt(value, Cat("router '", rname, "' entry '", key,
+                                                         "'")));
+      if (!map.emplace(*k, shard).second) {
+        return conf::ErrorAt(mark, Cat("router '", rname, "': key '", key,
+                                       "' is listed twice (as written differently)"));
+      }
+      shards.push_back(shard);
+    }
+  }
+  std::optional<int> default_shard;
+  if (const conf::Node* d = s.Find("default")) {
+    ASSIGN_OR_RETURN(int idx, ctx.ShardAt(*d, Cat("router '", rname, "' default")));
+    default_shard = idx;
+    shards.push_back(idx);
+  }
+  std::optional<DirectoryStoreSpec> spec;
+  std::shared_ptr<DirectoryStore> store_impl;
+  if (store != nullptr) {
+    if (store->kind != conf::Node::Kind::kMap) {
+      return conf::ErrorAt(store->mark, Cat("router '", rname, "': store must be a map"));
+    }
+    for (const auto& [key, value] : store->map) {
+      if (key != "shard" && key != "table" && key != "key_column" && key != "shard_column") {
+        return conf::ErrorAt(value.mark, Cat("router '", rname, "': unknown store key '", key,
+                                             "' (allowed: shard, table, key_column, "
+                                             "shard_column)"));
+      }
+    }
+    DirectoryStoreSpec sp;
+    sp.router = rname;
+    sp.key_type = key_type;
+    const conf::Node* shard = store->Find("shard");
+    if (shard == nullptr) {
+      return conf::ErrorAt(store->mark, Cat("router '", rname, "': store needs a shard"));
+    }
+    ASSIGN_OR_RETURN(sp.shard_index, ctx.ShardAt(*shard, Cat("router '", rname, "' store")));
+    sp.shard = shard->scalar;
+    if (const conf::Node* t = store->Find("table")) sp.table = t->scalar;
+    if (const conf::Node* t = store->Find("key_column")) sp.key_column = t->scalar;
+    if (const conf::Node* t = store->Find("shard_column")) sp.shard_column = t->scalar;
+    // Any shard may come back from the table: an unrestricted statement goes to all of them.
+    ASSIGN_OR_RETURN(std::vector<int> all, router_settings::ShardList(s, ctx, rname));
+    shards.insert(shards.end(), all.begin(), all.end());
+    if (ctx.directory_stores) {
+      ASSIGN_OR_RETURN(store_impl, ctx.directory_stores(sp));
+    }
+    spec = std::move(sp);
+  }
+  int64_t cache_size = kDefaultCacheSize;
+  if (const conf::Node* c = s.Find("cache_size")) {
+    ASSIGN_OR_RETURN(cache_size, router_settings::IntValue(*c, "cache_size"));
+  }
+  std::sort(shards.begin(), shards.end());
+  shards.erase(std::unique(shards.begin(), shards.end()), shards.end());
+  if (shards.empty()) {
+    return conf::ErrorAt(config.mark, Cat("router '", rname, "': routes to no shard"));
+  }
+  return std::unique_ptr<Router>(std::make_unique<DirectoryRouter>(
+      rname, key_type, std::move(map), default_shard, std::move(shards), std::move(store_impl),
+      std::move(spec), ctx.shard_index, static_cast<size_t>(cache_size)));
+}
+
+}  // namespace shardgate::routing

@@ -1,0 +1,313 @@
+// A one-pass PostgreSQL lexer (the subset of scan.l that decides where literals and comments
+// are) producing the normalized cache key and the literal values.
+#include "routing/normalize.h"
+
+#include <array>
+
+#include "routing/text_util.h"
+
+namespace shardgate::routing {
+namespace {
+
+inline bool IsIdentStart(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c >= 0x80;
+}
+inline bool IsIdentChar(unsigned char c) {
+  return IsIdentStart(c) || (c >= '0' && c <= '9') || c == '$';
+}
+inline bool IsDigit(char c) { return c >= '0' && c <= '9'; }
+
+// Words after which an expression (so a parameter) may follow. A string literal after any
+// other bare word is a typed literal (DATE '...', INTERVAL '...', AT TIME ZONE '...') or a
+// utility argument and stays in place.
+bool WordAllowsParam(std::string_view w) {
+  static constexpr std::array<std::string_view, 34> kWords = {
+      "select", "where", "and", "or", "not", "in", "is", "like", "ilike", "similar", "to",
+      "escape", "between", "then", "else", "when", "case", "values", "returning", "by",
+      "having", "on", "limit", "offset", "all", "any", "some", "distinct", "from", "using",
+      "overlaps", "array", "symmetric", "row"};
+  if (w.size() > 9) return false;
+  for (std::string_view k : kWords) {
+    if (EqualsNoCase(w, k)) return true;
+  }
+  return false;
+}
+
+// What replaces a span of the input in the output.
+struct Edit {
+  uint32_t start, end;
+  int literal;  // >= 0: literal index, -1: a comment (becomes one space)
+};
+
+class Lexer {
+ public:
+  Lexer(std::string_view sql, NormalizedStatement& out, std::vector<Edit>& edits)
+      : s_(sql), out_(out), edits_(edits) {}
+
+  void Run() {
+    size_t n = s_.size();
+    while (i_ < n) {
+      unsigned char c = s_[i_];
+      if (IsSpace(c)) {
+        ++i_;
+      } else if (c == '-' && Peek(1) == '-') {
+        size_t start = i_;
+        while (i_ < n && s_[i_] != '\n') ++i_;
+        edits_.push_back({U(start), U(i_), -1});
+      } else if (c == '/' && Peek(1) == '*') {
+        BlockComment();
+      } else if (c == '\'') {
+        String(i_, false);
+      } else if ((c == 'e' || c == 'E') && Peek(1) == '\'') {
+        String(i_, true);
+      } else if ((c == 'b' || c == 'B' || c == 'x' || c == 'X' || c == 'n' || c == 'N') &&
+                 Peek(1) == '\'') {
+        SkipQuoted(i_ + 1, '\'');  // bit strings and N'': kept in place
+        prev_word_ = {};
+      } else if ((c == 'u' || c == 'U') && Peek(1) == '&' && (Peek(2) == '\'' || Peek(2) == '"')) {
+        SkipQuoted(i_ + 2, Peek(2));  // Unicode-escaped: kept in place
+        prev_word_ = {};
+      } else if (IsIdentStart(c)) {
+        size_t start = i_;
+        while (i_ < n && IsIdentChar(s_[i_])) ++i_;
+        prev_word_ = s_.substr(start, i_ - start);
+      } else if (c == '"') {
+        SkipQuoted(i_, '"');
+        prev_word_ = {};
+      } else if (c == '$') {
+        Dollar();
+      } else if (IsDigit(c) || (c == '.' && IsDigit(Peek(1)))) {
+        Number();
+      } else {
+        ++i_;
+        prev_word_ = {};
+      }
+    }
+  }
+
+ private:
+  static uint32_t U(size_t v) { return static_cast<uint32_t>(v); }
+  char Peek(size_t k) const { return i_ + k < s_.size() ? s_[i_ + k] : '\0'; }
+
+  bool ParamAllowedHere() const { return prev_word_.empty() || WordAllowsParam(prev_word_); }
+
+  void AddLiteral(size_t start, Literal::Kind kind, std::string value) {
+    Literal lit;
+    lit.kind = kind;
+    lit.value = std::move(value);
+    lit.offset = U(start);
+    lit.length = U(i_ - start);
+    edits_.push_back({U(start), U(i_), static_cast<int>(out_.literals.size())});
+    out_.literals.push_back(std::move(lit));
+    prev_word_ = {};
+  }
+
+  void BlockComment() {
+    size_t start = i_, n = s_.size();
+    int depth = 0;
+    while (i_ < n) {
+      if (s_[i_] == '/' && Peek(1) == '*') {
+        ++depth;
+        i_ += 2;
+      } else if (s_[i_] == '*' && Peek(1) == '/') {
+        i_ += 2;
+        if (--depth == 0) {
+          edits_.push_back({U(start), U(i_), -1});
+          return;
+        }
+      } else {
+        ++i_;
+      }
+    }
+    out_.unterminated = true;
+  }
+
+  // Skips a quoted token starting at `open` (the quote), doubled quotes escaping.
+  void SkipQuoted(size_t open, char quote) {
+    size_t n = s_.size();
+    i_ = open + 1;
+    while (i_ < n) {
+      if (s_[i_] == quote) {
+        if (Peek(1) == quote) {
+          i_ += 2;
+          continue;
+        }
+        ++i_;
+        return;
+      }
+      if (quote == '\'' && s_[i_] == '\\' && escapes_) {
+        i_ += 2;
+        continue;
+      }
+      ++i_;
+    }
+    out_.unterminated = true;
+  }
+
+  // A standard or E'' string, with PostgreSQL's continuation of adjacent string literals
+  // separated by whitespace that holds a newline.
+  void String(size_t start, bool escape) {
+    bool replace = ParamAllowedHere();
+    size_t n = s_.size();
+    std::string value;
+    i_ = start + (escape ? 2 : 1);
+    for (;;) {
+      bool closed = false;
+      while (i_ < n) {
+        char c = s_[i_];
+        if (c == '\'') {
+          if (Peek(1) == '\'') {
+            value.push_back('\'');
+            i_ += 2;
+            continue;
+          }
+          ++i_;
+          closed = true;
+          break;
+        }
+        if (escape && c == '\\' && i_ + 1 < n) {
+          value.push_back(Unescape(s_[i_ + 1]));
+          i_ += 2;
+          continue;
+        }
+        value.push_back(c);
+        ++i_;
+      }
+      if (!closed) {
+        out_.unterminated = true;
+        return;
+      }
+      // quotecontinue: whitespace including a newline, then another quote.
+      size_t j = i_;
+      bool newline = false;
+      while (j < n && IsSpace(s_[j])) newline |= s_[j++] == '\n';
+      if (!newline || j >= n || s_[j] != '\'') break;
+      i_ = j + 1;
+    }
+    if (replace) {
+      AddLiteral(start, Literal::Kind::kString, std::move(value));
+    } else {
+      prev_word_ = {};
+    }
+  }
+
+  static char Unescape(char c) {
+    switch (c) {
+      case 'n': return '\n';
+      case 't': return '\t';
+      case 'r': return '\r';
+      case 'b': return '\b';
+      case 'f': return '\f';
+      default: return c;  // octal/hex/unicode escapes are rare in keys; kept literally
+    }
+  }
+
+  void Dollar() {
+    size_t start = i_, n = s_.size();
+    if (IsDigit(Peek(1))) {  // $n
+      i_ += 1;
+      int v = 0;
+      while (i_ < n && IsDigit(s_[i_])) {
+        if (v < 100000) v = v * 10 + (s_[i_] - '0');
+        ++i_;
+      }
+      if (v > out_.max_param) out_.max_param = v;
+      prev_word_ = {};
+      return;
+    }
+    // $tag$ ... $tag$ (tag may be empty); a tag does not start with a digit.
+    size_t j = i_ + 1;
+    if (j < n && IsIdentStart(s_[j])) {
+      while (j < n && IsIdentStart(s_[j])) ++j;
+      while (j < n && (IsIdentStart(s_[j]) || IsDigit(s_[j]))) ++j;
+    }
+    if (j >= n || s_[j] != '$') {
+      ++i_;
+      prev_word_ = {};
+      return;
+    }
+    std::string_view delim = s_.substr(i_, j - i_ + 1);
+    size_t body = j + 1;
+    size_t close = s_.find(delim, body);
+    bool replace = ParamAllowedHere();
+    if (close == std::string_view::npos) {
+      out_.unterminated = true;
+      i_ = n;
+      return;
+    }
+    i_ = close + delim.size();
+    if (replace) {
+      AddLiteral(start, Literal::Kind::kString, std::string(s_.substr(body, close - body)));
+    } else {
+      prev_word_ = {};
+    }
+  }
+
+  void Number() {
+    size_t start = i_, n = s_.size();
+    bool is_float = false;
+    while (i_ < n && IsDigit(s_[i_])) ++i_;
+    // "1..10" lexes as 1 then "..": only a single dot followed by no dot is a decimal point.
+    if (i_ < n && s_[i_] == '.' && Peek(1) != '.') {
+      is_float = true;
+      ++i_;
+      while (i_ < n && IsDigit(s_[i_])) ++i_;
+    }
+    if (i_ < n && (s_[i_] == 'e' || s_[i_] == 'E')) {
+      size_t k = i_ + 1;
+      if (k < n && (s_[k] == '+' || s_[k] == '-')) ++k;
+      if (k < n && IsDigit(s_[k])) {
+        is_float = true;
+        i_ = k;
+        while (i_ < n && IsDigit(s_[i_])) ++i_;
+      }
+    }
+    AddLiteral(start, is_float ? Literal::Kind::kFloat : Literal::Kind::kInteger,
+               std::string(s_.substr(start, i_ - start)));
+  }
+
+  std::string_view s_;
+  NormalizedStatement& out_;
+  std::vector<Edit>& edits_;
+  size_t i_ = 0;
+  std::string_view prev_word_;
+  bool escapes_ = false;  // standard_conforming_strings: backslash is literal in ''
+};
+
+}  // namespace
+
+void NormalizeInto(std::string_view sql, NormalizedStatement& out) {
+  out.text.clear();
+  out.literals.clear();
+  out.max_param = 0;
+  out.unterminated = false;
+  thread_local std::vector<Edit> edits;
+  edits.clear();
+  Lexer(sql, out, edits).Run();
+  // Emit: literal i becomes $(max_param + 1 + i); comments become one space.
+  out.text.reserve(sql.size() + 8);
+  size_t pos = 0;
+  for (const Edit& e : edits) {
+    out.text.append(sql.substr(pos, e.start - pos));
+    if (e.literal >= 0) {
+      out.text.push_back('$');
+      out.text.append(std::to_string(out.max_param + 1 + e.literal));
+    } else {
+      out.text.push_back(' ');
+    }
+    pos = e.end;
+  }
+  out.text.append(sql.substr(pos));
+  // The highest client parameter is part of the key: "$4" means a literal when max_param is 3
+  // and a client parameter when it is 4.
+  out.text.push_back('\0');
+  out.text.append(std::to_string(out.max_param));
+}
+
+NormalizedStatement Normalize(std::string_view sql) {
+  NormalizedStatement out;
+  NormalizeInto(sql, out);
+  return out;
+}
+
+}  // namespace shardgate::routing

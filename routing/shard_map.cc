@@ -1,0 +1,103 @@
+// Building a ShardMap: routers through the registry, table rules checked against them. Every
+// problem is collected so that `shardctl check` reports them all at once.
+#include "routing/shard_map.h"
+
+#include "routing/text_util.h"
+
+namespace shardgate::routing {
+
+absl::StatusOr<std::shared_ptr<const ShardMap>> ShardMap::Build(
+    const conf::DatabaseConfig& db, const DirectoryStoreFactory& stores) {
+  std::shared_ptr<ShardMap> map(new ShardMap());
+  map->database_ = db.name;
+  map->sharded_ = db.Sharded();
+  map->read_from_ = db.read_from;
+  RouterContext ctx;
+  ctx.database = &db;
+  ctx.directory_stores = stores;
+  std::vector<std::string> problems;
+  for (size_t i = 0; i < db.shards.size(); ++i) {
+    map->shard_names_.push_back(db.shards[i].name);
+    map->all_shards_.push_back(static_cast<int>(i));
+    ctx.shard_index.emplace(db.shards[i].name, static_cast<int>(i));
+  }
+  if (map->shard_names_.empty()) {
+    return conf::ErrorAt(db.mark, Cat("database '", db.name, "' has no shards"));
+  }
+  if (db.default_shard) {
+    auto it = ctx.shard_index.find(*db.default_shard);
+    if (it == ctx.shard_index.end()) {
+      problems.push_back(Message(conf::ErrorAt(db.mark, Cat("default_shard '", *db.default_shard,
+                                                    "' is not a shard of database '", db.name,
+                                                    "'"))));
+    } else {
+      map->default_shard_ = it->second;
+    }
+  }
+  for (const auto& [name, config] : db.routers) {
+    auto router = MakeRouter(config, ctx);
+    if (!router.ok()) {
+      problems.push_back(Message(router.status()));
+      continue;
+    }
+    map->routers_by_name_.emplace(name, router->get());
+    map->routers_.push_back(std::move(*router));
+  }
+  for (const auto& [name, t] : db.tables) {
+    Table table;
+    table.name = Lower(name);
+    table.reference = t.reference;
+    table.key = Lower(t.key);
+    if (!t.reference) {
+      auto it = map->routers_by_name_.find(t.router);
+      if (it == map->routers_by_name_.end()) {
+        // An unknown name is reported by conf/; a router that failed to build was reported above.
+        if (!db.routers.count(t.router)) {
+          problems.push_back(Message(conf::ErrorAt(t.mark, Cat("table '", name, "' names unknown router '",
+                                                       t.router, "'"))));
+        }
+        continue;
+      }
+      if (table.key.empty()) {
+        problems.push_back(Message(
+            conf::ErrorAt(t.mark, Cat("table '", name, "' is sharded but has no key"))));
+        continue;
+      }
+      table.router = it->second;
+    }
+    map->tables_.emplace(table.name, std::move(table));
+  }
+  if (!problems.empty()) {
+    std::string all;
+    for (const std::string& p : problems) all += (all.empty() ? "" : "\n") + p;
+    return absl::InvalidArgumentError(all);
+  }
+  return std::shared_ptr<const ShardMap>(std::move(map));
+}
+
+std::optional<int> ShardMap::FindShard(std::string_view name) const {
+  for (size_t i = 0; i < shard_names_.size(); ++i) {
+    if (shard_names_[i] == name) return static_cast<int>(i);
+  }
+  return std::nullopt;
+}
+
+const Router* ShardMap::router(std::string_view name) const {
+  auto it = routers_by_name_.find(name);
+  return it == routers_by_name_.end() ? nullptr : it->second;
+}
+
+const ShardMap::Table* ShardMap::FindTable(std::string_view schema, std::string_view name) const {
+  if (tables_.empty()) return nullptr;
+  if (!schema.empty()) {
+    std::string qualified = Cat(schema, ".", name);
+    if (auto it = tables_.find(qualified); it != tables_.end()) return &it->second;
+    if (schema != "public") return nullptr;
+  } else {
+    if (auto it = tables_.find(Cat("public.", name)); it != tables_.end()) return &it->second;
+  }
+  auto it = tables_.find(name);
+  return it == tables_.end() ? nullptr : &it->second;
+}
+
+}  // namespace shardgate::routing

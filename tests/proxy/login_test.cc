@@ -1,0 +1,166 @@
+// Login through shardgate: SCRAM and md5 users, wrong password, unknown user and database, and
+// TLS (offered only when `tls:` is configured).
+//
+// libpq does not expose the SQLSTATE of a failed connection, so the libpq tests match the
+// message text PostgreSQL uses for each SQLSTATE, and the *Raw* tests read the ErrorResponse's
+// C field off the wire for the exact code.
+#include <filesystem>
+#include <fstream>
+
+#include "tests/proxy/proxy_fixture.h"
+
+#include "protocol/auth.h"
+
+namespace shardgate::testing {
+namespace {
+
+using ::testing::AnyOf;
+using ::testing::HasSubstr;
+
+class LoginTest : public ProxySuite<LoginTest> {};
+
+TEST_F(LoginTest, ScramUserLogsIn) {
+  ASSERT_OK_AND_ASSIGN(PgConn conn, env().Connect());
+  EXPECT_THAT(conn.Scalar("select current_user"), IsOk());
+  EXPECT_EQ(*conn.Scalar("select current_user"), kScramUser);
+  EXPECT_TRUE(PQconnectionUsedPassword(conn.get())) << "the proxy must have asked for a password";
+}
+
+TEST_F(LoginTest, Md5UserLogsIn) {
+  ASSERT_OK_AND_ASSIGN(PgConn conn, PgConn::Connect(env().ConnString("", kMd5User, kMd5Password)));
+  EXPECT_EQ(*conn.Scalar("select current_user"), kMd5User);
+  EXPECT_TRUE(PQconnectionUsedPassword(conn.get()));
+}
+
+TEST_F(LoginTest, WrongPasswordIsRejected) {
+  for (const char* user : {kScramUser, kMd5User}) {
+    auto conn = PgConn::Connect(env().ConnString("", user, "not-the-password"));
+    ASSERT_FALSE(conn.ok()) << user << " logged in with a wrong password";
+    // 28P01 invalid_password: PostgreSQL's text for it.
+    EXPECT_THAT(std::string(conn.status().message()),
+                HasSubstr(absl::StrCat("password authentication failed for user \"", user)))
+        << user;
+  }
+}
+
+TEST_F(LoginTest, UnknownUserIsRejected) {
+  auto conn = PgConn::Connect(env().ConnString("", "no_such_user", "whatever"));
+  ASSERT_FALSE(conn.ok());
+  // 28000 per ARCHITECTURE.md ("role ... does not exist"); a proxy hiding which users exist
+  // would say "password authentication failed" (28P01), which is acceptable too.
+  EXPECT_THAT(std::string(conn.status().message()),
+              AnyOf(HasSubstr("does not exist"), HasSubstr("password authentication failed"),
+                    HasSubstr("not allowed")));
+}
+
+TEST_F(LoginTest, UnknownDatabaseIsRejected) {
+  auto conn = PgConn::Connect(env().ConnString("", kScramUser, kScramPassword, "no_such_db"));
+  ASSERT_FALSE(conn.ok());
+  // 3D000 invalid_catalog_name: "database \"no_such_db\" does not exist".
+  EXPECT_THAT(std::string(conn.status().message()),
+              AllOf(HasSubstr("no_such_db"), HasSubstr("does not exist")));
+}
+
+// Speaks the startup and md5 exchange itself and returns the SQLSTATE the proxy answers with
+// ("OK" at ReadyForQuery, "SASL" when it asks for SCRAM, which this client does not do).
+std::string RawLogin(int port, const std::string& user, const std::string& db,
+                     const std::string& password) {
+  auto sock = RawSocket::Connect(port);
+  if (!sock.ok()) return "connect failed";
+  (*sock)->Send(StartupPacket({{"user", user}, {"database", db}}));
+  // A challenge, its answer, AuthenticationOk, ParameterStatus x ~15, BackendKeyData, then
+  // ReadyForQuery: 64 messages is plenty.
+  for (int i = 0; i < 64; ++i) {
+    auto msg = (*sock)->ReadMessage();
+    if (!msg) return "no answer";
+    if (msg->first == 'E') return ErrorField(msg->second, 'C');
+    if (msg->first == 'Z') return "OK";
+    if (msg->first == 'S' || msg->first == 'K' || msg->first == 'N') continue;
+    if (msg->first != 'R' || msg->second.size() < 4) {
+      return absl::StrCat("unexpected ", std::string(1, msg->first));
+    }
+    const uint32_t code = GetInt32(msg->second, 0);
+    if (code == 0) continue;  // AuthenticationOk; the database may still be refused after it
+    if (code == 10) return "SASL";
+    if (code != 5 || msg->second.size() < 8) return absl::StrCat("auth request ", code);
+    const std::string answer =
+        protocol::Md5Response(user, password, std::string_view(msg->second).substr(4, 4));
+    std::string reply = "p";
+    PutInt32(reply, static_cast<uint32_t>(answer.size() + 5));
+    reply.append(answer).push_back('\0');
+    (*sock)->Send(reply);
+  }
+  return "too many messages";
+}
+
+TEST_F(LoginTest, RawLoginErrorsCarryTheDocumentedSqlStates) {
+  // The md5 user lets the raw client finish the exchange, so each verdict is on the wire.
+  EXPECT_EQ(RawLogin(env().proxy->port(), kMd5User, "app", kMd5Password), "OK");
+  EXPECT_EQ(RawLogin(env().proxy->port(), kMd5User, "app", "wrong"), "28P01");
+  EXPECT_EQ(RawLogin(env().proxy->port(), "no_such_user", "app", "x"), "28000");
+  EXPECT_EQ(RawLogin(env().proxy->port(), kMd5User, "no_such_db", kMd5Password), "3D000");
+}
+
+// ---------------------------------------------------------------------------------------------
+// TLS
+
+// A self-signed certificate for CN=localhost in a fresh temp dir, removed on destruction.
+class SelfSignedCert {
+ public:
+  SelfSignedCert() {
+    char templ[] = "/tmp/sg-tls-XXXXXX";
+    if (mkdtemp(templ) == nullptr) return;
+    dir_ = templ;
+    auto [code, out] = RunShell(absl::StrCat(
+        "openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=localhost -days 1 -keyout ", dir_,
+        "/server.key -out ", dir_, "/server.crt"));
+    status_ = code == 0 ? absl::OkStatus() : absl::InternalError(absl::StrCat("openssl: ", out));
+  }
+  ~SelfSignedCert() {
+    std::error_code ec;
+    if (!dir_.empty()) std::filesystem::remove_all(dir_, ec);
+  }
+  const absl::Status& status() const { return status_; }
+  std::string TopYaml() const {
+    return absl::StrCat("tls: {cert: ", dir_, "/server.crt, key: ", dir_, "/server.key}\n");
+  }
+
+ private:
+  std::string dir_;
+  absl::Status status_ = absl::InternalError("mkdtemp failed");
+};
+
+TEST_F(LoginTest, TlsIsUsedWhenConfigured) {
+  SelfSignedCert cert;
+  ASSERT_OK(cert.status());
+  ProxyEnvOptions options;
+  options.extra_top_yaml = cert.TopYaml();
+  const int port = FreePort();
+  ASSERT_OK_AND_ASSIGN(auto tls_proxy,
+                       ShardgateProcess::Start(ProxyYaml(*env().cluster, port, options), port));
+  for (const char* user : {kScramUser, kMd5User}) {
+    const std::string password = user == std::string(kScramUser) ? kScramPassword : kMd5Password;
+    auto conn = PgConn::Connect(tls_proxy->ConnString("app", user, password) +
+                                " sslmode=require");
+    ASSERT_OK(conn.status()) << tls_proxy->Log();
+    EXPECT_EQ(PQsslInUse(conn->get()), 1);
+    const char* protocol = PQsslAttribute(conn->get(), "protocol");
+    EXPECT_NE(protocol, nullptr);
+    EXPECT_EQ(*conn->Scalar("select current_user"), user);
+    // Enough bytes to span many TLS records both ways.
+    EXPECT_EQ(*conn->Scalar("select length(repeat('x', 1000000))"), "1000000");
+  }
+}
+
+TEST_F(LoginTest, WithoutTlsRequireFailsAndPreferFallsBack) {
+  auto required = PgConn::Connect(env().ConnString("sslmode=require"));
+  ASSERT_FALSE(required.ok());
+  EXPECT_THAT(std::string(required.status().message()), HasSubstr("does not support SSL"));
+
+  ASSERT_OK_AND_ASSIGN(PgConn preferred, env().Connect("sslmode=prefer"));
+  EXPECT_EQ(PQsslInUse(preferred.get()), 0);
+  EXPECT_EQ(*preferred.Scalar("select 1"), "1");
+}
+
+}  // namespace
+}  // namespace shardgate::testing

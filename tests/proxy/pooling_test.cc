@@ -1,0 +1,201 @@
+// Transaction pooling with a tiny pool (2 servers, 4 clients): a client's named prepared
+// statements and SET state follow it onto whichever server serves its next transaction, and
+// never leak to other clients.
+#include <atomic>
+#include <mutex>
+#include <set>
+
+#include "tests/proxy/proxy_fixture.h"
+
+namespace shardgate::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+// Clients that keep the pool's servers busy with short transactions until stopped, so that a
+// client's consecutive transactions land on different servers. Each checks what it sees.
+class BackgroundTraffic {
+ public:
+  // `check` runs on each row of "select <probe>"; it returns "" when fine, else a complaint.
+  BackgroundTraffic(const std::string& conninfo, int clients, std::string probe,
+                    std::function<std::string(const std::vector<std::string>&)> check)
+      : probe_(std::move(probe)), check_(std::move(check)) {
+    for (int i = 0; i < clients; ++i) {
+      threads_.emplace_back([this, conninfo] { Run(conninfo); });
+    }
+  }
+  ~BackgroundTraffic() { Stop(); }
+  void Stop() {
+    stop_ = true;
+    for (auto& t : threads_) {
+      if (t.joinable()) t.join();
+    }
+  }
+  int transactions() const { return transactions_; }
+  std::vector<std::string> problems() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return problems_;
+  }
+
+ private:
+  void Run(const std::string& conninfo) {
+    auto conn = PgConn::Connect(conninfo);
+    if (!conn.ok()) return Complain(std::string(conn.status().message()));
+    // Bounded: the test stops us long before 5000 rounds.
+    for (int i = 0; i < 5000 && !stop_; ++i) {
+      // Three round trips: the server stays checked out across messages, as in real use.
+      if (auto st = conn->Exec("begin"); !st.ok()) return Complain(std::string(st.message()));
+      auto rows = conn->Rows(absl::StrCat("select ", probe_));
+      if (!rows.ok()) return Complain(std::string(rows.status().message()));
+      if (auto st = conn->Exec("commit"); !st.ok()) return Complain(std::string(st.message()));
+      ++transactions_;
+      for (const auto& row : *rows) {
+        if (std::string p = check_(row); !p.empty()) return Complain(p);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+  void Complain(std::string p) {
+    std::lock_guard<std::mutex> lock(mu_);
+    problems_.push_back(std::move(p));
+  }
+
+  std::string probe_;
+  std::function<std::string(const std::vector<std::string>&)> check_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> transactions_{0};
+  std::mutex mu_;
+  std::vector<std::string> problems_;
+  std::vector<std::thread> threads_;
+};
+
+ProxyEnvOptions TinyPool() {
+  ProxyEnvOptions o;
+  o.pool_size = 2;
+  o.workers = 1;  // one worker: one pool of 2 servers for everyone
+  return o;
+}
+
+std::string PidOnly(const std::vector<std::string>& row) {
+  return row.size() == 1 ? "" : "unexpected row shape";
+}
+
+TEST_F(QueryTest, PreparedStatementFollowsClientAcrossServers) {
+  ASSERT_OK_AND_ASSIGN(auto proxy, env().StartExtraProxy(TinyPool()));
+  const std::string conninfo = proxy->ConnString();
+  ASSERT_OK_AND_ASSIGN(PgConn a, PgConn::Connect(conninfo));
+  PgResult prep(PQprepare(a.get(), "s1", "select pg_backend_pid(), $1::int + 1", 1, nullptr));
+  ASSERT_OK(ResultStatus(prep.get()));
+
+  BackgroundTraffic others(conninfo, 3, "pg_backend_pid()", PidOnly);
+  std::set<std::string> servers_seen;
+  for (int i = 0; i < 50; ++i) {
+    const std::string param = std::to_string(i);
+    const char* value = param.c_str();
+    PgResult res(PQexecPrepared(a.get(), "s1", 1, &value, nullptr, nullptr, 0));
+    ASSERT_OK(ResultStatus(res.get())) << "execution " << i << "\n" << proxy->Log();
+    EXPECT_EQ(PQgetvalue(res.get(), 0, 1), std::to_string(i + 1));
+    servers_seen.insert(PQgetvalue(res.get(), 0, 0));
+    std::this_thread::sleep_for(std::chrono::milliseconds(3));
+  }
+  others.Stop();
+  EXPECT_THAT(others.problems(), ::testing::IsEmpty());
+  EXPECT_GT(others.transactions(), 0);
+  // Otherwise the test proved nothing: the statement must have met a server it was not
+  // prepared on by the client itself.
+  EXPECT_GE(servers_seen.size(), 2u) << "client A always got the same server";
+}
+
+TEST_F(QueryTest, DeallocateForgetsTheStatementOnEveryServer) {
+  ASSERT_OK_AND_ASSIGN(auto proxy, env().StartExtraProxy(TinyPool()));
+  const std::string conninfo = proxy->ConnString();
+  ASSERT_OK_AND_ASSIGN(PgConn a, PgConn::Connect(conninfo));
+  BackgroundTraffic others(conninfo, 3, "pg_backend_pid()", PidOnly);
+  for (int round = 0; round < 10; ++round) {
+    PgResult prep(PQprepare(a.get(), "s2", round % 2 == 0 ? "select 'even'" : "select 'odd'", 0,
+                            nullptr));
+    ASSERT_OK(ResultStatus(prep.get())) << "round " << round;
+    PgResult run(PQexecPrepared(a.get(), "s2", 0, nullptr, nullptr, nullptr, 0));
+    ASSERT_OK(ResultStatus(run.get()));
+    // The text prepared this round, not a stale copy left on some server.
+    EXPECT_STREQ(PQgetvalue(run.get(), 0, 0), round % 2 == 0 ? "even" : "odd");
+    ASSERT_OK(a.Exec("deallocate s2"));
+    PgResult gone(PQexecPrepared(a.get(), "s2", 0, nullptr, nullptr, nullptr, 0));
+    EXPECT_THAT(ResultStatus(gone.get()), HasSqlState("26000"));  // invalid_sql_statement_name
+  }
+  others.Stop();
+  EXPECT_THAT(others.problems(), ::testing::IsEmpty());
+}
+
+TEST_F(QueryTest, SetFollowsClientAcrossServersAndDoesNotLeak) {
+  ASSERT_OK_AND_ASSIGN(auto proxy, env().StartExtraProxy(TinyPool()));
+  const std::string conninfo = proxy->ConnString();
+  ASSERT_OK_AND_ASSIGN(PgConn a, PgConn::Connect(conninfo));
+  ASSERT_OK(a.Exec("SET application_name = 'x1'"));
+  ASSERT_OK(a.Exec("SET search_path = sg_private, public"));
+  EXPECT_STREQ(PQparameterStatus(a.get(), "application_name"), "x1");
+
+  // Others must never see A's settings on the servers A used.
+  BackgroundTraffic others(
+      conninfo, 3,
+      "current_setting('application_name'), current_setting('search_path')",
+      [](const std::vector<std::string>& row) -> std::string {
+        if (row.size() != 2) return "unexpected row shape";
+        if (row[0] == "x1" || row[1].find("sg_private") != std::string::npos) {
+          return absl::StrCat("leaked session state: ", row[0], " / ", row[1]);
+        }
+        return "";
+      });
+  std::set<std::string> servers_seen;
+  for (int i = 0; i < 40; ++i) {
+    auto rows = a.Rows(
+        "select current_setting('application_name'), current_setting('search_path'), "
+        "pg_backend_pid()");
+    ASSERT_OK(rows.status()) << i;
+    ASSERT_EQ(rows->size(), 1u);
+    EXPECT_EQ((*rows)[0][0], "x1") << "round " << i;
+    EXPECT_EQ((*rows)[0][1], "sg_private, public") << "round " << i;
+    servers_seen.insert((*rows)[0][2]);
+    std::this_thread::sleep_for(std::chrono::milliseconds(3));
+  }
+  EXPECT_EQ(*a.Scalar("SHOW application_name"), "x1");
+  others.Stop();
+  EXPECT_THAT(others.problems(), ::testing::IsEmpty());
+  EXPECT_GE(servers_seen.size(), 2u) << "client A always got the same server";
+
+  // A fresh client starts from the defaults.
+  ASSERT_OK_AND_ASSIGN(PgConn b, PgConn::Connect(conninfo));
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_NE(*b.Scalar("SHOW application_name"), "x1");
+    EXPECT_THAT(*b.Scalar("SHOW search_path"), ::testing::Not(HasSubstr("sg_private")));
+  }
+
+  // RESET is session state too.
+  ASSERT_OK(a.Exec("RESET application_name"));
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(*a.Scalar("SHOW application_name"), "");
+}
+
+TEST_F(QueryTest, StartupParametersAndSetLocalAcrossServers) {
+  ASSERT_OK_AND_ASSIGN(auto proxy, env().StartExtraProxy(TinyPool()));
+  const std::string conninfo = proxy->ConnString();
+  ASSERT_OK_AND_ASSIGN(PgConn a,
+                       PgConn::Connect(conninfo + " application_name=from_startup"
+                                                  " options='-c statement_timeout=12345'"));
+  BackgroundTraffic others(conninfo, 3, "current_setting('application_name')",
+                           [](const std::vector<std::string>& row) -> std::string {
+                             return row.size() == 1 && row[0] == "from_startup"
+                                        ? "leaked startup application_name"
+                                        : "";
+                           });
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ(*a.Scalar("show application_name"), "from_startup") << i;
+    EXPECT_EQ(*a.Scalar("show statement_timeout"), "12345ms") << i;
+    // SET LOCAL ends with its transaction and must not be replayed later.
+    ASSERT_OK(a.Exec("begin; set local statement_timeout = '7s'; commit"));
+  }
+  others.Stop();
+  EXPECT_THAT(others.problems(), ::testing::IsEmpty());
+}
+
+}  // namespace
+}  // namespace shardgate::testing
