@@ -6,6 +6,7 @@
 #include <cctype>
 #include <cerrno>
 #include <cstring>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 
@@ -240,7 +241,12 @@ absl::StatusOr<std::shared_ptr<const Config>> LoadString(std::string_view yaml,
                                                          const std::string& name) {
   absl::StatusOr<Node> root = ParseYaml(yaml, name);
   if (!root.ok()) return root.status();
-  return Build(*root, name);
+  // Building allocates; out of memory (a huge but valid file) must still be a value, not a throw.
+  try {
+    return Build(*root, name);
+  } catch (const std::exception& e) {
+    return absl::ResourceExhaustedError(absl::StrCat(name, ": cannot load: ", e.what()));
+  }
 }
 
 absl::StatusOr<std::shared_ptr<const Config>> LoadFile(const std::string& path) {

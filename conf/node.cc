@@ -34,7 +34,7 @@ namespace {
 // `&a [*a]` is a cycle and nested aliases expand exponentially ("billion laughs"). Both bounds
 // keep a hostile or mistaken file from exhausting the stack or memory.
 constexpr int kMaxDepth = 64;
-constexpr size_t kMaxNodes = 1u << 20;
+constexpr size_t kMaxNodes = 1u << 18;
 
 class Converter {
  public:
@@ -46,7 +46,7 @@ class Converter {
     out.mark = MarkOf(in.Mark(), fallback);
     if (++nodes_ > kMaxNodes) {
       if (!too_many_reported_) {
-        problems_.Add(out.mark, "too many values (more than 1048576; recursive aliases?)");
+        problems_.Add(out.mark, "too many values (more than 262144; recursive aliases?)");
         too_many_reported_ = true;
       }
       return out;

@@ -5,7 +5,6 @@
 #include <string_view>
 
 #include "absl/strings/cord.h"
-#include "absl/strings/match.h"
 #include "absl/types/optional.h"
 
 namespace shardgate {

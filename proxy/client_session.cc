@@ -39,9 +39,15 @@ asio::awaitable<void> ClientSession::Run() {
   stream_.Socket().set_option(tcp::no_delay(true), ec);
   config_ = worker_.runtime().config();
 
-  auto started = co_await WithTimeout<bool>(
-      Startup(), config_->timeouts.client_login,
-      PgStatus("08006", "client did not finish startup and authentication in time"));
+  absl::StatusOr<bool> started;
+  {
+    Deadline login(worker_.io().get_executor(), config_->timeouts.client_login,
+                   [self] { self->stream_.Close(); });
+    started = co_await Startup();
+    if (login.expired()) {
+      started = PgStatus("08006", "client did not finish startup and authentication in time");
+    }
+  }
   if (!started.ok()) {
     co_await Fatal(started.status());
   } else if (*started) {

@@ -81,7 +81,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // ---- serving (session_loop.cc)
   asio::awaitable<void> Serve();
   asio::awaitable<absl::Status> Attach();
-  asio::awaitable<void> Pump(ServerConnection* conn);
+  asio::awaitable<void> Pump(ServerConnection* conn, uint64_t generation);
   asio::awaitable<void> Detach();
   asio::awaitable<void> StopPump();
   asio::awaitable<bool> FlushServer();
@@ -120,7 +120,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   std::unique_ptr<ServerConnection> server_;
   std::string server_out_;
   int server_writes_ = 0;   // client-loop writes to the server in flight
-  bool pump_running_ = false;
+  int pumps_running_ = 0;
+  uint64_t attach_generation_ = 0;
   bool detaching_ = false;  // the client loop is taking the server away from the pump
   asio::steady_timer pump_done_;
   std::deque<Item> expected_;

@@ -2,13 +2,13 @@
 #pragma once
 
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <string>
 #include <variant>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -25,19 +25,48 @@ namespace asio = boost::asio;
 inline constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 using Clock = std::chrono::steady_clock;
 
-// Runs `op` and fails with `on_timeout` when it has not finished after `timeout` (0 = no limit).
-// The losing operation is cancelled (Asio per-operation cancellation).
-template <typename T>
-asio::awaitable<absl::StatusOr<T>> WithTimeout(asio::awaitable<absl::StatusOr<T>> op,
-                                               std::chrono::milliseconds timeout,
-                                               absl::Status on_timeout) {
-  if (timeout.count() <= 0) co_return co_await std::move(op);
-  using namespace asio::experimental::awaitable_operators;
-  asio::steady_timer timer(co_await asio::this_coro::executor, timeout);
-  auto result = co_await (std::move(op) || timer.async_wait(kTuple));
-  if (result.index() == 0) co_return std::move(std::get<0>(result));
-  co_return on_timeout;
-}
+// A timer that runs `on_expire` once if it is still armed after `timeout` (0 = never). Timeouts
+// cancel the I/O they bound (close or cancel a socket) instead of racing coroutines with
+// awaitable operators: the cancelled operation then fails and its coroutine reports the timeout.
+// Contract: destroy or Disarm() it before the objects `on_expire` touches go away; the handler
+// only runs while armed.
+class Deadline {
+ public:
+  template <typename Executor, typename F>
+  Deadline(const Executor& ex, std::chrono::milliseconds timeout, F on_expire)
+      : state_(std::make_shared<State>(ex)) {
+    if (timeout.count() <= 0) return;
+    state_->armed = true;
+    state_->timer.expires_after(timeout);
+    state_->timer.async_wait([state = state_, f = std::move(on_expire)](
+                                 const boost::system::error_code& ec) mutable {
+      if (ec || !state->armed) return;
+      state->armed = false;
+      state->expired = true;
+      f();
+    });
+  }
+  ~Deadline() { Disarm(); }
+  Deadline(const Deadline&) = delete;
+  Deadline& operator=(const Deadline&) = delete;
+
+  void Disarm() {
+    if (state_->armed) {
+      state_->armed = false;
+      state_->timer.cancel();
+    }
+  }
+  bool expired() const { return state_->expired; }
+
+ private:
+  struct State {
+    explicit State(const asio::any_io_executor& ex) : timer(ex) {}
+    asio::steady_timer timer;
+    bool armed = false;
+    bool expired = false;
+  };
+  std::shared_ptr<State> state_;
+};
 
 // Reads until `buf` starts with one whole typed message and returns it (a view into `buf`,
 // valid until the caller consumes it or reads again). EOF and errors become 08006.

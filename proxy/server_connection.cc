@@ -37,18 +37,23 @@ asio::awaitable<absl::StatusOr<std::unique_ptr<ServerConnection>>> ServerConnect
   auto executor = co_await asio::this_coro::executor;
   std::unique_ptr<ServerConnection> conn(new ServerConnection(tcp::socket(executor), target));
   ServerConnection* raw = conn.get();
-  auto login = [raw]() -> asio::awaitable<absl::StatusOr<bool>> {
-    absl::Status st = co_await raw->ConnectAndLogin();
-    if (!st.ok()) co_return st;
-    co_return true;
-  };
-  auto result = co_await WithTimeout<bool>(
-      login(), timeout,
-      PgStatus("08001", absl::StrCat("could not connect to shard \"", target.shard, "\" at ",
-                                     target.host, ":", target.port, ": timeout")));
-  if (!result.ok()) {
+  absl::Status st;
+  {
+    Deadline deadline(executor, timeout, [raw] {
+      boost::system::error_code ignored;
+      raw->socket_.close(ignored);
+    });
+    st = co_await conn->ConnectAndLogin();
+    if (deadline.expired()) {
+      st = PgStatus("08001", absl::StrCat("could not connect to shard \"", target.shard, "\" at ",
+                                          target.host, ":", target.port, ": timeout after ",
+                                          timeout.count(), " ms"));
+    }
+  }
+  if (!st.ok()) {
+    conn->MarkBroken();
     conn->Close();
-    co_return result.status();
+    co_return st;
   }
   co_return conn;
 }
@@ -167,27 +172,30 @@ asio::awaitable<absl::Status> ServerConnection::Login() {
 }
 
 asio::awaitable<absl::Status> ServerConnection::Reset(std::chrono::milliseconds timeout) {
-  auto run = [this]() -> asio::awaitable<absl::StatusOr<bool>> {
-    std::string out;
-    p::AppendQuery(out, "DISCARD ALL");
-    auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(out), kTuple);
-    if (ec) co_return PgStatus("08006", ec.message());
-    for (;;) {
-      auto frame = co_await ReadTypedFrame(socket_, in_, p::kDefaultMaxMessageSize);
-      if (!frame.ok()) co_return frame.status();
-      const char type = frame->type;
-      char status = frame->body.empty() ? 'I' : frame->body[0];
-      in_.Consume(frame->whole.size());
-      if (type == p::be::kReadyForQuery) {
-        tx_status_ = status;
-        co_return true;
-      }
-    }
-  };
-  auto result = co_await WithTimeout<bool>(run(), timeout, PgStatus("08006", "reset timed out"));
-  if (!result.ok()) {
+  Deadline deadline(socket_.get_executor(), timeout, [this] {
+    boost::system::error_code ignored;
+    socket_.cancel(ignored);
+  });
+  std::string out;
+  p::AppendQuery(out, "DISCARD ALL");
+  auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(out), kTuple);
+  if (ec) {
     MarkBroken();
-    co_return result.status();
+    co_return PgStatus("08006", ec.message());
+  }
+  for (;;) {
+    auto frame = co_await ReadTypedFrame(socket_, in_, p::kDefaultMaxMessageSize);
+    if (!frame.ok()) {
+      MarkBroken();
+      co_return frame.status();
+    }
+    const char type = frame->type;
+    const char status = frame->body.empty() ? 'I' : frame->body[0];
+    in_.Consume(frame->whole.size());
+    if (type == p::be::kReadyForQuery) {
+      tx_status_ = status;
+      break;
+    }
   }
   prepared_.clear();
   settings_.clear();
@@ -208,31 +216,31 @@ void ServerConnection::Close() {
 
 asio::awaitable<void> SendCancel(std::string host, int port, int32_t pid, int32_t secret) {
   auto executor = co_await asio::this_coro::executor;
-  auto run = [&]() -> asio::awaitable<absl::StatusOr<bool>> {
-    tcp::socket socket(executor);
-    boost::system::error_code ec;
-    auto address = asio::ip::make_address(host, ec);
-    if (ec) {
-      tcp::resolver resolver(executor);
-      auto [rec, results] = co_await resolver.async_resolve(host, std::to_string(port), kTuple);
-      if (rec) co_return absl::UnavailableError(rec.message());
-      auto [cec, ep] = co_await asio::async_connect(socket, results, kTuple);
-      if (cec) co_return absl::UnavailableError(cec.message());
-    } else {
-      auto [cec] = co_await socket.async_connect(tcp::endpoint(address, port), kTuple);
-      if (cec) co_return absl::UnavailableError(cec.message());
-    }
-    std::string out;
-    p::AppendCancelRequest(out, pid, secret);
-    auto [wec, n] = co_await asio::async_write(socket, asio::buffer(out), kTuple);
-    if (wec) co_return absl::UnavailableError(wec.message());
-    // The server closes the connection after reading the request; wait for that so the cancel
-    // has been delivered before we return.
-    char byte;
-    co_await socket.async_read_some(asio::buffer(&byte, 1), kTuple);
-    co_return true;
-  };
-  co_await WithTimeout<bool>(run(), std::chrono::seconds(5), absl::DeadlineExceededError("cancel"));
+  tcp::socket socket(executor);
+  Deadline deadline(executor, std::chrono::seconds(5), [&socket] {
+    boost::system::error_code ignored;
+    socket.close(ignored);
+  });
+  boost::system::error_code ec;
+  auto address = asio::ip::make_address(host, ec);
+  if (ec) {
+    tcp::resolver resolver(executor);
+    auto [rec, results] = co_await resolver.async_resolve(host, std::to_string(port), kTuple);
+    if (rec) co_return;
+    auto [cec, ep] = co_await asio::async_connect(socket, results, kTuple);
+    if (cec) co_return;
+  } else {
+    auto [cec] = co_await socket.async_connect(tcp::endpoint(address, port), kTuple);
+    if (cec) co_return;
+  }
+  std::string out;
+  p::AppendCancelRequest(out, pid, secret);
+  auto [wec, n] = co_await asio::async_write(socket, asio::buffer(out), kTuple);
+  if (wec) co_return;
+  // The server closes the connection after reading the request; wait for that so the cancel
+  // has been delivered before we return.
+  char byte;
+  co_await socket.async_read_some(asio::buffer(&byte, 1), kTuple);
 }
 
 }  // namespace shardgate::proxy

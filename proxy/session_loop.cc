@@ -2,6 +2,7 @@
 // pooling, prepared-statement renaming, session-setting replay and the server pump.
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
 
 #include "absl/hash/hash.h"
 #include "absl/strings/ascii.h"
@@ -111,8 +112,8 @@ asio::awaitable<absl::Status> ClientSession::Attach() {
                                   server_->secret()});
   }
   AppendReplay(*server_);
-  pump_running_ = true;
-  asio::co_spawn(worker_.io(), Pump(server_.get()),
+  ++pumps_running_;
+  asio::co_spawn(worker_.io(), Pump(server_.get(), ++attach_generation_),
                  [self = shared_from_this()](std::exception_ptr e) {
                    if (e) spdlog::error("server pump ended with an exception");
                  });
@@ -158,11 +159,11 @@ asio::awaitable<bool> ClientSession::FlushServer() {
 }
 
 asio::awaitable<void> ClientSession::StopPump() {
-  if (!pump_running_) co_return;
+  if (pumps_running_ == 0) co_return;
   detaching_ = true;
   boost::system::error_code ignored;
   if (server_) server_->socket().cancel(ignored);
-  while (pump_running_) co_await pump_done_.async_wait(kTuple);
+  while (pumps_running_ > 0) co_await pump_done_.async_wait(kTuple);
   detaching_ = false;
 }
 
@@ -195,17 +196,22 @@ void ClientSession::ServerLost(const absl::Status& why) {
   closing_ = true;
 }
 
-asio::awaitable<void> ClientSession::Pump(ServerConnection* conn) {
+asio::awaitable<void> ClientSession::Pump(ServerConnection* conn, uint64_t generation) {
+  // co_spawn starts a coroutine inline; yield first so that the client loop finishes queueing
+  // what it sends before the pump decides whether the server is idle.
+  co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
   size_t need = 0;
   const uint32_t max_size = config_->limits.max_message_size;
   for (;;) {
-    if (detaching_ || server_.get() != conn) break;
+    // `generation` tells this attachment from a later one that got the same connection back
+    // from the pool.
+    if (detaching_ || generation != attach_generation_) break;
     if (CanRelease()) {
       ReleaseServer();
       break;
     }
     auto [ec, n] = co_await conn->socket().async_read_some(conn->in().Prepare(need), kTuple);
-    if (detaching_ || server_.get() != conn) break;
+    if (detaching_ || generation != attach_generation_) break;
     if (ec) {
       ServerLost(PgStatus("08006", absl::StrCat("server connection to shard \"",
                                                 conn->target().shard, "\" was lost: ",
@@ -228,7 +234,7 @@ asio::awaitable<void> ClientSession::Pump(ServerConnection* conn) {
       ProcessServerFrame(*conn, r.frame);
       conn->in().Consume(r.frame.whole.size());
     }
-    if (server_.get() != conn) break;  // lost
+    if (generation != attach_generation_ || !server_) break;  // lost
     conn->in().ShrinkIfIdle();
     if (!client_out_.empty() && !co_await FlushClient()) {
       // The client is gone: wake the client loop (blocked reading) so that it cleans up.
@@ -239,7 +245,7 @@ asio::awaitable<void> ClientSession::Pump(ServerConnection* conn) {
   }
   if (!client_out_.empty()) co_await FlushClient();
   if (closing_ && !server_) stream_.Close();
-  pump_running_ = false;
+  --pumps_running_;
   pump_done_.cancel();
   pump_done_.expires_at(asio::steady_timer::time_point::max());
 }
@@ -558,7 +564,15 @@ asio::awaitable<void> ClientSession::Serve() {
       idle_error =
           PgStatus("25P03", "terminating connection due to idle-in-transaction timeout");
     }
-    auto frame = co_await WithTimeout<p::Frame>(ReadClientFrame(max_size), idle, idle_error);
+    absl::StatusOr<p::Frame> frame;
+    {
+      Deadline deadline(worker_.io().get_executor(), idle, [this] {
+        boost::system::error_code ignored;
+        stream_.Socket().cancel(ignored);
+      });
+      frame = co_await ReadClientFrame(max_size);
+      if (deadline.expired()) frame = idle_error;
+    }
     if (!frame.ok()) {
       if (SqlState(frame.status()) != "08006") co_await Fatal(frame.status());
       break;
@@ -624,7 +638,9 @@ asio::awaitable<void> ClientSession::Detach() {
   if (!server_) co_return;
   if (busy) server_->MarkBroken();
   if (!busy && pool_mode_ == conf::PoolMode::kSession) {
-    co_await server_->Reset(config_->timeouts.connect);
+    // A failed reset marks the server broken; Release then closes it.
+    absl::Status reset = co_await server_->Reset(config_->timeouts.connect);
+    if (!reset.ok()) spdlog::info("server reset failed: {}", std::string(reset.message()));
   }
   if (cancel_pid_ != 0) CancelRegistry::Global().SetTarget(cancel_pid_, std::nullopt);
   if (server_) pool_->Release(std::move(server_));

@@ -781,7 +781,13 @@ absl::Status StatementAnalyzer::Statement(const PgQuery__Node* stmt) {
 namespace {
 
 absl::StatusOr<std::shared_ptr<const Analysis>> ParseAndAnalyze(const char* sql,
-                                                                const NormalizedStatement* norm) {
+                                                                const NormalizedStatement* norm,
+                                                                int nesting) {
+  if (nesting > kMaxNesting) {
+    return PgStatus("54001", Cat("statement too complex to route (nesting deeper than ",
+                                 kMaxNesting, ")"),
+                    "split long chains of operators or nested expressions");
+  }
   PgQueryProtobufParseResult result = pg_query_parse_protobuf(sql);
   if (result.error != nullptr) {
     std::string message = result.error->message != nullptr ? result.error->message : "error";
@@ -816,12 +822,14 @@ absl::StatusOr<std::shared_ptr<const Analysis>> ParseAndAnalyze(const char* sql,
 
 absl::StatusOr<std::shared_ptr<const Analysis>> Analyze(std::string_view sql) {
   std::string text(sql);  // the parser wants a NUL-terminated string
-  return ParseAndAnalyze(text.c_str(), nullptr);
+  thread_local NormalizedStatement scratch;  // for the nesting estimate only
+  NormalizeInto(sql, scratch);
+  return ParseAndAnalyze(text.c_str(), nullptr, scratch.nesting);
 }
 
 absl::StatusOr<std::shared_ptr<const Analysis>> AnalyzeNormalized(
     const NormalizedStatement& norm) {
-  return ParseAndAnalyze(norm.text.c_str(), &norm);
+  return ParseAndAnalyze(norm.text.c_str(), &norm, norm.nesting);
 }
 
 std::string_view StatementKindName(StatementKind kind) {

@@ -240,7 +240,8 @@ Extracted StatementAnalyzer::Comparison(const PgQuery__AExpr* a, Scope& scope) {
       const PgQuery__Node* value = lcol ? a->rexpr : a->lexpr;
       if (!lcol && !rcol) return out;
       ValueRef v = Value(value);
-      if (!v.known() || v.array) return out;
+      // `= NULL` matches nothing: a restriction to no value (any one shard answers).
+      if ((!v.known() && v.source != ValueRef::Source::kNull) || v.array) return out;
       out.restrictions.push_back({lcol ? lt : rt, lcol ? lc : rc, {v}});
       return out;
     }
@@ -250,7 +251,9 @@ Extracted StatementAnalyzer::Comparison(const PgQuery__AExpr* a, Scope& scope) {
       Restriction r{lt, lc, {}};
       for (size_t i = 0; i < list->n_items; ++i) {
         ValueRef v = Value(list->items[i]);
-        if (!v.known() || v.array) return out;  // one unknown element: not narrowed
+        if ((!v.known() && v.source != ValueRef::Source::kNull) || v.array) {
+          return out;  // one unknown element: not narrowed
+        }
         r.values.push_back(v);
       }
       if (!r.values.empty()) out.restrictions.push_back(std::move(r));

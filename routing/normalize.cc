@@ -71,22 +71,61 @@ class Lexer {
         size_t start = i_;
         while (i_ < n && IsIdentChar(s_[i_])) ++i_;
         prev_word_ = s_.substr(start, i_ - start);
+        prev_value_ = false;
+        if (ResetsChain(prev_word_)) ResetSegment();
       } else if (c == '"') {
         SkipQuoted(i_, '"');
         prev_word_ = {};
+        prev_value_ = true;
       } else if (c == '$') {
         Dollar();
       } else if (IsDigit(c) || (c == '.' && IsDigit(Peek(1)))) {
         Number();
       } else {
+        Punctuation(c);
         ++i_;
         prev_word_ = {};
+        prev_value_ = c == ')' || c == ']';
       }
     }
   }
 
  private:
   static uint32_t U(size_t v) { return static_cast<uint32_t>(v); }
+
+  static bool IsOperatorChar(char c) {
+    return std::string_view("+-*/<>=~!@#%^&|`?").find(c) != std::string_view::npos;
+  }
+  // Keywords between which operator chains do not nest (AND/OR lists are flat in the tree).
+  static bool ResetsChain(std::string_view w) {
+    static constexpr std::array<std::string_view, 16> kWords = {
+        "and", "or", "select", "from", "where", "when", "then", "else", "set", "values", "on",
+        "by", "having", "returning", "union", "join"};
+    if (w.size() > 9) return false;
+    for (std::string_view k : kWords) {
+      if (EqualsNoCase(w, k)) return true;
+    }
+    return false;
+  }
+  void ResetSegment() {
+    sum_ -= segment_.back();
+    segment_.back() = 0;
+  }
+  void Punctuation(char c) {
+    if (c == '(' || c == '[') {
+      segment_.push_back(0);
+    } else if ((c == ')' || c == ']') && segment_.size() > 1) {
+      sum_ -= segment_.back();
+      segment_.pop_back();
+    } else if (c == ',' || c == ';') {
+      ResetSegment();
+    } else if (IsOperatorChar(c) && (i_ == 0 || !IsOperatorChar(s_[i_ - 1]))) {
+      ++segment_.back();  // one operator token: one more level in a left-deep chain
+      ++sum_;
+    }
+    int estimate = sum_ + static_cast<int>(segment_.size());
+    if (estimate > out_.nesting) out_.nesting = estimate;
+  }
   char Peek(size_t k) const { return i_ + k < s_.size() ? s_[i_ + k] : '\0'; }
 
   bool ParamAllowedHere() const { return prev_word_.empty() || WordAllowsParam(prev_word_); }
@@ -100,6 +139,7 @@ class Lexer {
     edits_.push_back({U(start), U(i_), static_cast<int>(out_.literals.size())});
     out_.literals.push_back(std::move(lit));
     prev_word_ = {};
+    prev_value_ = true;
   }
 
   void BlockComment() {
@@ -188,6 +228,7 @@ class Lexer {
       AddLiteral(start, Literal::Kind::kString, std::move(value));
     } else {
       prev_word_ = {};
+      prev_value_ = true;
     }
   }
 
@@ -213,6 +254,7 @@ class Lexer {
       }
       if (v > out_.max_param) out_.max_param = v;
       prev_word_ = {};
+      prev_value_ = true;
       return;
     }
     // $tag$ ... $tag$ (tag may be empty); a tag does not start with a digit.
@@ -262,6 +304,13 @@ class Lexer {
         while (i_ < n && IsDigit(s_[i_])) ++i_;
       }
     }
+    // After a bare word that does not start an expression, a number is left alone: `$1` there
+    // could parse as a typed literal (`name $1`) where the number is a syntax error.
+    if (!ParamAllowedHere() || prev_value_) {
+      prev_word_ = {};
+      prev_value_ = true;
+      return;
+    }
     AddLiteral(start, is_float ? Literal::Kind::kFloat : Literal::Kind::kInteger,
                std::string(s_.substr(start, i_ - start)));
   }
@@ -271,7 +320,12 @@ class Lexer {
   std::vector<Edit>& edits_;
   size_t i_ = 0;
   std::string_view prev_word_;
+  // The previous token ends a value (a literal, $n, a quoted name, ')' or ']'): a number right
+  // after one is a syntax error that a `$n` there might not be.
+  bool prev_value_ = false;
   bool escapes_ = false;  // standard_conforming_strings: backslash is literal in ''
+  std::vector<int> segment_ = {0};  // operator tokens per open bracket since the last ','
+  int sum_ = 0;
 };
 
 }  // namespace
@@ -281,6 +335,7 @@ void NormalizeInto(std::string_view sql, NormalizedStatement& out) {
   out.literals.clear();
   out.max_param = 0;
   out.unterminated = false;
+  out.nesting = 0;
   thread_local std::vector<Edit> edits;
   edits.clear();
   Lexer(sql, out, edits).Run();
@@ -290,6 +345,8 @@ void NormalizeInto(std::string_view sql, NormalizedStatement& out) {
   for (const Edit& e : edits) {
     out.text.append(sql.substr(pos, e.start - pos));
     if (e.literal >= 0) {
+      // Keep token boundaries: "u.9id" is three tokens, "u$1id" would be one identifier.
+      if (e.start > 0 && IsIdentChar(sql[e.start - 1])) out.text.push_back(' ');
       out.text.push_back('$');
       out.text.append(std::to_string(out.max_param + 1 + e.literal));
     } else {

@@ -33,7 +33,14 @@ struct NormalizedStatement {
   std::vector<Literal> literals;  // literal i became $(max_param + 1 + i)
   int max_param = 0;              // highest $n written by the client (0 = none)
   bool unterminated = false;      // an open quote or comment at the end (the parser will fail)
+  // An estimate of the parse tree's depth (bracket levels plus chained operators such as
+  // 1 + 1 + ...): deep trees cost the protobuf decoder quadratic time, so they are refused
+  // before parsing.
+  int nesting = 0;
 };
+
+// The deepest statement the analyzer parses; deeper ones are refused with 54001.
+inline constexpr int kMaxNesting = 1000;
 
 // Never fails: text the lexer does not understand is copied through unchanged, and the parser
 // reports the error later. Literals kept in place (not replaced): typed literals such as

@@ -203,6 +203,7 @@ absl::StatusOr<RoutePlan> Planner::PlanStatement(const QueryInfo& info,
   std::vector<Class> cls(n, Class::kCatalog);
   std::vector<const ShardMap::Table*> rule(n, nullptr);
   bool any_listed_or_none = n == 0;
+  int unknown = -1;  // an unlisted table in a map without default_shard
   for (size_t i = 0; i < n; ++i) {
     const TableRef& t = info.tables[i];
     if (IsCatalog(t)) continue;
@@ -212,10 +213,8 @@ absl::StatusOr<RoutePlan> Planner::PlanStatement(const QueryInfo& info,
       any_listed_or_none = true;
     } else if (m.default_shard()) {
       cls[i] = Class::kFixed;
-    } else {
-      return PgStatus("0A000", Cat("table ", t.QualifiedName(), " is not in the shard map of "
-                                   "database ", m.database()),
-                      "list it under tables: (sharded or reference: true) or set default_shard");
+    } else if (unknown < 0) {
+      unknown = static_cast<int>(i);
     }
   }
 
@@ -234,6 +233,11 @@ absl::StatusOr<RoutePlan> Planner::PlanStatement(const QueryInfo& info,
     return all(Cat(info.command, ": every shard"));
   }
   if (info.kind == StatementKind::kUtility) return any(Cat(info.command, ": any shard"));
+  if (unknown >= 0) {
+    return PgStatus("0A000", Cat("table ", info.tables[unknown].QualifiedName(),
+                                 " is not in the shard map of database ", m.database()),
+                    "list it under tables: (sharded or reference: true) or set default_shard");
+  }
 
   // A key hint routes by the router of the first sharded table (or the only router).
   if (input.hints.key) {
@@ -279,14 +283,16 @@ absl::StatusOr<RoutePlan> Planner::PlanStatement(const QueryInfo& info,
         shards.push_back(s);
       }
       SortUnique(shards);
-      std::string values;
-      for (size_t i = 0; i < keys.size() && i < 8; ++i) {
-        values += Cat(i ? ", " : "", keys[i].ToString());
+      if (input.explain) {
+        std::string values;
+        for (size_t i = 0; i < keys.size() && i < 8; ++i) {
+          values += Cat(i ? ", " : "", keys[i].ToString());
+        }
+        if (keys.size() > 8) values += ", ...";
+        why.push_back(Cat(info.tables[t].QualifiedName(), ".", k.column,
+                          keys.size() == 1 ? " = " : " in (", values,
+                          keys.size() == 1 ? "" : ")", " -> ", shard_names(shards)));
       }
-      if (keys.size() > 8) values += ", ...";
-      why.push_back(Cat(info.tables[t].QualifiedName(), ".", k.column,
-                        keys.size() == 1 ? " = " : " in (", values, keys.size() == 1 ? "" : ")",
-                        " -> ", shard_names(shards)));
       restrict(t, std::move(shards));
     }
   }
@@ -328,8 +334,10 @@ absl::StatusOr<RoutePlan> Planner::PlanStatement(const QueryInfo& info,
       shards.push_back(s);
     }
     SortUnique(shards);
-    why.push_back(Cat("INSERT ", ins.rows.size(), ins.rows.size() == 1 ? " row" : " rows",
-                      " by ", tname, ".", r.key, " -> ", shard_names(shards)));
+    if (input.explain) {
+      why.push_back(Cat("INSERT ", ins.rows.size(), ins.rows.size() == 1 ? " row" : " rows",
+                        " by ", tname, ".", r.key, " -> ", shard_names(shards)));
+    }
     sets[ins.table] = std::move(shards);
   }
 
@@ -391,8 +399,19 @@ absl::StatusOr<RoutePlan> Planner::PlanStatement(const QueryInfo& info,
     int root;
     std::vector<int> shards;
     bool restricted;
-    std::string tables;
+    int first_table;  // for messages
     const Router* router;
+  };
+  // The tables of a group, for messages (built only when needed).
+  auto group_tables = [&](const Group& g) {
+    std::string s;
+    for (size_t i = 0; i < n; ++i) {
+      bool member = cls[i] == Class::kFixed ? -1 - static_cast<int>(i) == g.root
+                                            : (cls[i] == Class::kSharded &&
+                                               find(static_cast<int>(i)) == g.root);
+      if (member) s += Cat(s.empty() ? "" : ", ", info.tables[i].QualifiedName());
+    }
+    return s;
   };
   std::vector<Group> groups;
   std::string written_reference;
@@ -419,11 +438,10 @@ absl::StatusOr<RoutePlan> Planner::PlanStatement(const QueryInfo& info,
       own = restricted ? *sets[i] : router->Shards();
     }
     if (g == groups.end()) {
-      groups.push_back({root, std::move(own), restricted, info.tables[i].QualifiedName(), router});
+      groups.push_back({root, std::move(own), restricted, static_cast<int>(i), router});
     } else {
       g->shards = Intersect(g->shards, own);
       g->restricted = g->restricted || restricted;
-      g->tables += Cat(", ", info.tables[i].QualifiedName());
     }
   }
 
@@ -455,7 +473,7 @@ absl::StatusOr<RoutePlan> Planner::PlanStatement(const QueryInfo& info,
     }
     if (!same_single) {
       return PgStatus("0A000", Cat("the statement combines tables that are not co-located (",
-                                   groups[0].tables, " and ", groups[1].tables,
+                                   group_tables(groups[0]), " and ", group_tables(groups[1]),
                                    ") and can span several shards"),
                       "join sharded tables on their shard keys under one router, or restrict "
                       "every table to the same shard");
@@ -465,8 +483,8 @@ absl::StatusOr<RoutePlan> Planner::PlanStatement(const QueryInfo& info,
     }
   }
   for (const Group& g : groups) {
-    if (!g.restricted && g.router != nullptr) {
-      why.push_back(Cat("no key condition on ", g.tables, ": ", g.router->type(), " ",
+    if (input.explain && !g.restricted && g.router != nullptr) {
+      why.push_back(Cat("no key condition on ", group_tables(g), ": ", g.router->type(), " ",
                         g.router->name(), " spans ", g.shards.size(), " shards"));
     }
   }
@@ -474,7 +492,7 @@ absl::StatusOr<RoutePlan> Planner::PlanStatement(const QueryInfo& info,
     // NULL or contradictory keys: no row can match, any single shard answers correctly.
     const std::vector<int>& candidates =
         groups[0].router != nullptr ? groups[0].router->Shards() : m.all_shards();
-    why.push_back("no row can match");
+    if (input.explain) why.push_back("no row can match");
     target = {candidates.front()};
   }
   plan.shards = std::move(target);
@@ -502,7 +520,7 @@ absl::StatusOr<RoutePlan> Planner::PlanStatement(const QueryInfo& info,
     }
   }
   for (const std::string& w : why) plan.reason += Cat(plan.reason.empty() ? "" : "; ", w);
-  if (plan.reason.empty()) plan.reason = "no shard key condition";
+  if (plan.reason.empty()) plan.reason = input.explain ? "no shard key condition" : "by key";
   set_role();
   return plan;
 }

@@ -41,6 +41,9 @@ struct PlanInput {
   ParamValues params;
   Hints hints;                  // statement hints merged with the session's
   bool in_transaction = false;  // inside an explicit transaction: everything on the primary
+  // Build RoutePlan::reason in full (key values, shard names). The proxy's hot path turns it off
+  // and gets a short fixed reason; shardctl and SHOW ROUTE keep it on.
+  bool explain = true;
 };
 
 struct RoutePlan {

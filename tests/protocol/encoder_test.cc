@@ -80,7 +80,10 @@ std::string Enc(F f) {
 INSTANTIATE_TEST_SUITE_P(
     Encoders, ExactBytesTest,
     ::testing::Values(
-        ExactCase{"auth_ok", [] { return Enc([](auto& o) { AppendAuthentication(o, AuthCode::kOk); }); },
+        ExactCase{"auth_ok",
+                  [] {
+                    return Enc([](auto& o) { AppendAuthentication(o, AuthCode::kOk); });
+                  },
                   Msg('R', Body().Int32(0))},
         ExactCase{"auth_md5",
                   [] {

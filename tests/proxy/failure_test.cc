@@ -32,7 +32,7 @@ TEST_F(FailureTest, ClientDisconnectMidQueryStopsItsServerQuery) {
                       std::chrono::seconds(5)))
       << "pg_sleep still running 5 s after its client left";
   ASSERT_OK_AND_ASSIGN(PgConn next, env().Connect());
-  EXPECT_EQ(*next.Scalar("select 'next client'"), "next client");
+  EXPECT_EQ(Text(next.Scalar("select 'next client'")), "next client");
 }
 
 TEST_F(FailureTest, ClientDisconnectMidTransactionIsRolledBack) {
@@ -50,9 +50,9 @@ TEST_F(FailureTest, ClientDisconnectMidTransactionIsRolledBack) {
   ASSERT_OK_AND_ASSIGN(PgConn b, PgConn::Connect(proxy->ConnString()));
   for (int i = 0; i < 3; ++i) {
     EXPECT_THAT(b.Exec("select * from left_behind"), HasSqlState("42P01"));
-    EXPECT_NE(*b.Scalar("show application_name"), "dirty");
+    EXPECT_NE(Text(b.Scalar("show application_name")), "dirty");
     // In a fresh transaction, now() is this statement's start; in an inherited one, older.
-    EXPECT_EQ(*b.Scalar("select now() = statement_timestamp()"), "t");
+    EXPECT_EQ(Text(b.Scalar("select now() = statement_timestamp()")), "t");
     EXPECT_EQ(PQtransactionStatus(b.get()), PQTRANS_IDLE);
   }
 }
@@ -73,8 +73,8 @@ TEST_F(FailureTest, ClientDisconnectDuringCopyLeavesNoDirtyServer) {
     ASSERT_EQ(PQflush(a.get()), 0);
   }  // gone in the middle of COPY IN
   ASSERT_OK_AND_ASSIGN(PgConn b, PgConn::Connect(proxy->ConnString()));
-  EXPECT_EQ(*b.Scalar("select count(*) from copy_left"), "0");
-  EXPECT_EQ(*b.Scalar("select 'clean'"), "clean");
+  EXPECT_EQ(Text(b.Scalar("select count(*) from copy_left")), "0");
+  EXPECT_EQ(Text(b.Scalar("select 'clean'")), "clean");
 }
 
 TEST_F(FailureTest, SigtermDrainsTransactionThenExitsZero) {
@@ -95,7 +95,7 @@ TEST_F(FailureTest, SigtermDrainsTransactionThenExitsZero) {
 
   PgResult res(PQgetResult(busy.get()));
   ASSERT_OK(ResultStatus(res.get(), busy.get())) << proxy->Log();
-  EXPECT_STREQ(PQgetvalue(res.get(), 0, 1), "finished");
+  EXPECT_EQ(Cell(res.get(), 0, 1), "finished");
   EXPECT_EQ(PgResult(PQgetResult(busy.get())), nullptr);
   // The transaction in flight may still finish.
   EXPECT_OK(busy.Exec("commit"));
@@ -136,7 +136,7 @@ class ServerKillTest : public ProxySuite<ServerKillTest> {};
 TEST_F(ServerKillTest, KilledPrimaryGivesClean08006AndRecovers) {
   ASSERT_OK_AND_ASSIGN(PgConn sleeper, env().Connect());
   ASSERT_OK_AND_ASSIGN(PgConn bystander, env().Connect());
-  ASSERT_EQ(*bystander.Scalar("select 1"), "1");
+  ASSERT_EQ(Text(bystander.Scalar("select 1")), "1");
 
   auto result = std::async(std::launch::async, [&] {
     return sleeper.Exec("select pg_sleep(10) /* sg_kill_probe */");
@@ -172,7 +172,7 @@ TEST_F(ServerKillTest, KilledPrimaryGivesClean08006AndRecovers) {
   // must not be handed to it.
   EXPECT_OK(bystander.Exec("select 1"));
   ASSERT_OK_AND_ASSIGN(PgConn fresh, env().Connect());
-  EXPECT_EQ(*fresh.Scalar("select 'back'"), "back");
+  EXPECT_EQ(Text(fresh.Scalar("select 'back'")), "back");
   // No stale pooled connection from before the kill is handed out: ten clients in a row work.
   for (int i = 0; i < 10; ++i) {
     ASSERT_OK_AND_ASSIGN(PgConn c, env().Connect());

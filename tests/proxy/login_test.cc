@@ -22,13 +22,13 @@ class LoginTest : public ProxySuite<LoginTest> {};
 TEST_F(LoginTest, ScramUserLogsIn) {
   ASSERT_OK_AND_ASSIGN(PgConn conn, env().Connect());
   EXPECT_THAT(conn.Scalar("select current_user"), IsOk());
-  EXPECT_EQ(*conn.Scalar("select current_user"), kScramUser);
+  EXPECT_EQ(Text(conn.Scalar("select current_user")), kScramUser);
   EXPECT_TRUE(PQconnectionUsedPassword(conn.get())) << "the proxy must have asked for a password";
 }
 
 TEST_F(LoginTest, Md5UserLogsIn) {
   ASSERT_OK_AND_ASSIGN(PgConn conn, PgConn::Connect(env().ConnString("", kMd5User, kMd5Password)));
-  EXPECT_EQ(*conn.Scalar("select current_user"), kMd5User);
+  EXPECT_EQ(Text(conn.Scalar("select current_user")), kMd5User);
   EXPECT_TRUE(PQconnectionUsedPassword(conn.get()));
 }
 
@@ -146,9 +146,9 @@ TEST_F(LoginTest, TlsIsUsedWhenConfigured) {
     EXPECT_EQ(PQsslInUse(conn->get()), 1);
     const char* protocol = PQsslAttribute(conn->get(), "protocol");
     EXPECT_NE(protocol, nullptr);
-    EXPECT_EQ(*conn->Scalar("select current_user"), user);
+    EXPECT_EQ(Text(conn->Scalar("select current_user")), user);
     // Enough bytes to span many TLS records both ways.
-    EXPECT_EQ(*conn->Scalar("select length(repeat('x', 1000000))"), "1000000");
+    EXPECT_EQ(Text(conn->Scalar("select length(repeat('x', 1000000))")), "1000000");
   }
 }
 
@@ -159,7 +159,7 @@ TEST_F(LoginTest, WithoutTlsRequireFailsAndPreferFallsBack) {
 
   ASSERT_OK_AND_ASSIGN(PgConn preferred, env().Connect("sslmode=prefer"));
   EXPECT_EQ(PQsslInUse(preferred.get()), 0);
-  EXPECT_EQ(*preferred.Scalar("select 1"), "1");
+  EXPECT_EQ(Text(preferred.Scalar("select 1")), "1");
 }
 
 }  // namespace

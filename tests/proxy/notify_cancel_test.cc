@@ -31,7 +31,7 @@ TEST_F(QueryTest, CancelStopsPgSleep) {
     EXPECT_EQ(cancelled.get(), "") << "PQcancel failed";
     EXPECT_THAT(st, HasSqlState("57014")) << "round " << round;
     EXPECT_LT(took, std::chrono::seconds(5)) << "cancel took too long";
-    EXPECT_EQ(*conn.Scalar("select 'usable'"), "usable");
+    EXPECT_EQ(Text(conn.Scalar("select 'usable'")), "usable");
   }
 }
 
@@ -44,7 +44,7 @@ TEST_F(QueryTest, CancelInsideTransactionAbortsOnlyThatTransaction) {
   EXPECT_EQ(PQtransactionStatus(conn.get()), PQTRANS_INERROR);
   EXPECT_THAT(conn.Exec("select 1"), HasSqlState("25P02"));  // in_failed_sql_transaction
   ASSERT_OK(conn.Exec("rollback"));
-  EXPECT_EQ(*conn.Scalar("select 'usable'"), "usable");
+  EXPECT_EQ(Text(conn.Scalar("select 'usable'")), "usable");
 }
 
 TEST_F(QueryTest, CancelWithWrongKeyDoesNothing) {
@@ -109,10 +109,10 @@ TEST_F(QueryTest, SessionModeKeepsOneServer) {
   ASSERT_OK(a.Exec("create temp table session_tmp (v int); insert into session_tmp values (7)"));
   for (int i = 0; i < 5; ++i) {
     ASSERT_OK_AND_ASSIGN(PgConn other, PgConn::Connect(proxy->ConnString()));
-    EXPECT_NE(*other.Scalar("select pg_backend_pid()"), pid);
-    EXPECT_EQ(*a.Scalar("select pg_backend_pid()"), pid);
+    EXPECT_NE(Text(other.Scalar("select pg_backend_pid()")), pid);
+    EXPECT_EQ(Text(a.Scalar("select pg_backend_pid()")), pid);
   }
-  EXPECT_EQ(*a.Scalar("select v from session_tmp"), "7");
+  EXPECT_EQ(Text(a.Scalar("select v from session_tmp")), "7");
 }
 
 }  // namespace

@@ -39,7 +39,7 @@ TEST_F(QueryTest, PipelineErrorInTheMiddleAbortsUntilSync) {
   PgResult first = NextQueryResult(c);
   ASSERT_NE(first, nullptr) << PQerrorMessage(c);
   ASSERT_EQ(PQresultStatus(first.get()), PGRES_TUPLES_OK) << PQresultErrorMessage(first.get());
-  EXPECT_STREQ(PQgetvalue(first.get(), 0, 0), "1");
+  EXPECT_EQ(Cell(first.get(), 0, 0), "1");
 
   PgResult second = NextQueryResult(c);
   ASSERT_NE(second, nullptr);
@@ -56,13 +56,13 @@ TEST_F(QueryTest, PipelineErrorInTheMiddleAbortsUntilSync) {
   PgResult after = NextQueryResult(c);
   ASSERT_NE(after, nullptr);
   ASSERT_EQ(PQresultStatus(after.get()), PGRES_TUPLES_OK) << PQresultErrorMessage(after.get());
-  EXPECT_STREQ(PQgetvalue(after.get(), 0, 0), "42");
+  EXPECT_EQ(Cell(after.get(), 0, 0), "42");
   PgResult sync2 = NextQueryResult(c);
   ASSERT_NE(sync2, nullptr);
   EXPECT_EQ(PQresultStatus(sync2.get()), PGRES_PIPELINE_SYNC);
 
   ASSERT_EQ(PQexitPipelineMode(c), 1) << PQerrorMessage(c);
-  EXPECT_EQ(*conn.Scalar("select 'still usable'"), "still usable");
+  EXPECT_EQ(Text(conn.Scalar("select 'still usable'")), "still usable");
   EXPECT_EQ(PQtransactionStatus(c), PQTRANS_IDLE);
 }
 
@@ -90,7 +90,7 @@ TEST_F(QueryTest, PipelineErrorInsideTransactionRollsBackTheBatch) {
   // The failed transaction is still open on the server side until ROLLBACK.
   EXPECT_EQ(PQtransactionStatus(c), PQTRANS_INERROR);
   EXPECT_OK(conn.Exec("rollback"));
-  EXPECT_EQ(*conn.Scalar("select count(*) from pipe_tx"), "0");
+  EXPECT_EQ(Text(conn.Scalar("select count(*) from pipe_tx")), "0");
 }
 
 TEST_F(QueryTest, PipelineOfHundredPreparedExecutions) {
@@ -115,7 +115,7 @@ TEST_F(QueryTest, PipelineOfHundredPreparedExecutions) {
     PgResult res = NextQueryResult(c);
     ASSERT_NE(res, nullptr) << "result " << i << " missing: " << PQerrorMessage(c);
     ASSERT_EQ(PQresultStatus(res.get()), PGRES_TUPLES_OK) << i << PQresultErrorMessage(res.get());
-    ASSERT_EQ(PQgetvalue(res.get(), 0, 0), std::to_string(2 * i));
+    ASSERT_EQ(Cell(res.get(), 0, 0), std::to_string(2 * i));
   }
   PgResult sync = NextQueryResult(c);
   ASSERT_NE(sync, nullptr);
@@ -125,7 +125,7 @@ TEST_F(QueryTest, PipelineOfHundredPreparedExecutions) {
   const char* value = "21";
   PgResult again(PQexecPrepared(c, "double_it", 1, &value, nullptr, nullptr, 0));
   ASSERT_OK(ResultStatus(again.get()));
-  EXPECT_STREQ(PQgetvalue(again.get(), 0, 0), "42");
+  EXPECT_EQ(Cell(again.get(), 0, 0), "42");
 }
 
 TEST_F(QueryTest, ServerErrorsPassThroughUntouched) {
@@ -133,7 +133,7 @@ TEST_F(QueryTest, ServerErrorsPassThroughUntouched) {
   EXPECT_THAT(conn.Exec("select * from no_such_table"), HasSqlState("42P01"));
   EXPECT_THAT(conn.Exec("select no_such_column from pg_class"), HasSqlState("42703"));
   EXPECT_THAT(conn.Exec("selec 1"), HasSqlState("42601"));
-  EXPECT_EQ(*conn.Scalar("select 1"), "1");
+  EXPECT_EQ(Text(conn.Scalar("select 1")), "1");
 }
 
 TEST_F(QueryTest, NoticesReachTheClient) {

@@ -94,8 +94,8 @@ TEST_F(QueryTest, PreparedStatementFollowsClientAcrossServers) {
     const char* value = param.c_str();
     PgResult res(PQexecPrepared(a.get(), "s1", 1, &value, nullptr, nullptr, 0));
     ASSERT_OK(ResultStatus(res.get())) << "execution " << i << "\n" << proxy->Log();
-    EXPECT_EQ(PQgetvalue(res.get(), 0, 1), std::to_string(i + 1));
-    servers_seen.insert(PQgetvalue(res.get(), 0, 0));
+    EXPECT_EQ(Cell(res.get(), 0, 1), std::to_string(i + 1));
+    servers_seen.insert(Cell(res.get(), 0, 0));
     std::this_thread::sleep_for(std::chrono::milliseconds(3));
   }
   others.Stop();
@@ -118,7 +118,7 @@ TEST_F(QueryTest, DeallocateForgetsTheStatementOnEveryServer) {
     PgResult run(PQexecPrepared(a.get(), "s2", 0, nullptr, nullptr, nullptr, 0));
     ASSERT_OK(ResultStatus(run.get()));
     // The text prepared this round, not a stale copy left on some server.
-    EXPECT_STREQ(PQgetvalue(run.get(), 0, 0), round % 2 == 0 ? "even" : "odd");
+    EXPECT_EQ(Cell(run.get(), 0, 0), round % 2 == 0 ? "even" : "odd");
     ASSERT_OK(a.Exec("deallocate s2"));
     PgResult gone(PQexecPrepared(a.get(), "s2", 0, nullptr, nullptr, nullptr, 0));
     EXPECT_THAT(ResultStatus(gone.get()), HasSqlState("26000"));  // invalid_sql_statement_name
@@ -158,7 +158,7 @@ TEST_F(QueryTest, SetFollowsClientAcrossServersAndDoesNotLeak) {
     servers_seen.insert((*rows)[0][2]);
     std::this_thread::sleep_for(std::chrono::milliseconds(3));
   }
-  EXPECT_EQ(*a.Scalar("SHOW application_name"), "x1");
+  EXPECT_EQ(Text(a.Scalar("SHOW application_name")), "x1");
   others.Stop();
   EXPECT_THAT(others.problems(), ::testing::IsEmpty());
   EXPECT_GE(servers_seen.size(), 2u) << "client A always got the same server";
@@ -166,13 +166,13 @@ TEST_F(QueryTest, SetFollowsClientAcrossServersAndDoesNotLeak) {
   // A fresh client starts from the defaults.
   ASSERT_OK_AND_ASSIGN(PgConn b, PgConn::Connect(conninfo));
   for (int i = 0; i < 4; ++i) {
-    EXPECT_NE(*b.Scalar("SHOW application_name"), "x1");
-    EXPECT_THAT(*b.Scalar("SHOW search_path"), ::testing::Not(HasSubstr("sg_private")));
+    EXPECT_NE(Text(b.Scalar("SHOW application_name")), "x1");
+    EXPECT_THAT(Text(b.Scalar("SHOW search_path")), ::testing::Not(HasSubstr("sg_private")));
   }
 
   // RESET is session state too.
   ASSERT_OK(a.Exec("RESET application_name"));
-  for (int i = 0; i < 4; ++i) EXPECT_EQ(*a.Scalar("SHOW application_name"), "");
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(Text(a.Scalar("SHOW application_name")), "");
 }
 
 TEST_F(QueryTest, StartupParametersAndSetLocalAcrossServers) {
@@ -188,8 +188,8 @@ TEST_F(QueryTest, StartupParametersAndSetLocalAcrossServers) {
                                         : "";
                            });
   for (int i = 0; i < 20; ++i) {
-    EXPECT_EQ(*a.Scalar("show application_name"), "from_startup") << i;
-    EXPECT_EQ(*a.Scalar("show statement_timeout"), "12345ms") << i;
+    EXPECT_EQ(Text(a.Scalar("show application_name")), "from_startup") << i;
+    EXPECT_EQ(Text(a.Scalar("show statement_timeout")), "12345ms") << i;
     // SET LOCAL ends with its transaction and must not be replayed later.
     ASSERT_OK(a.Exec("begin; set local statement_timeout = '7s'; commit"));
   }

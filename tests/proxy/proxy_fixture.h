@@ -166,6 +166,19 @@ class PgConn {
   PGconn* conn_ = nullptr;
 };
 
+// The value, or "ERROR: <status>" so that a failed query shows up in an EXPECT_EQ's message
+// instead of aborting the test binary.
+inline std::string Text(const absl::StatusOr<std::string>& s) {
+  return s.ok() ? *s : absl::StrCat("ERROR: ", s.status().ToString());
+}
+
+// A result's cell as text, or a marker when the result has no such cell (PQgetvalue would
+// return null).
+inline std::string Cell(const PGresult* res, int row, int col) {
+  if (res == nullptr || row >= PQntuples(res) || col >= PQnfields(res)) return "<no such cell>";
+  return std::string(PQgetvalue(res, row, col), PQgetlength(res, row, col));
+}
+
 // Polls `pred` every 20 ms until it is true or `timeout` passes; returns the last answer.
 inline bool WaitFor(const std::function<bool()>& pred,
                     std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
@@ -251,10 +264,14 @@ struct ProxyEnv {
 
   // True while the shardgate process has not exited (a crash reaps it here: Wait(0) returns
   // its exit code only once it is gone).
-  bool ProxyAlive() const {
+  bool ProxyAlive() {
+    if (proxy->pid() <= 0) return false;
     auto r = proxy->Wait(0);
+    if (r.ok()) exit_code = *r;
     return !r.ok() && r.status().code() == absl::StatusCode::kDeadlineExceeded;
   }
+  // How the process ended when ProxyAlive() found it gone (128+N: killed by signal N).
+  std::optional<int> exit_code;
   std::string ProxyLogTail(size_t n = 6000) const {
     std::string log = proxy->Log();
     return log.size() <= n ? log : "..." + log.substr(log.size() - n);
@@ -290,7 +307,9 @@ class ProxySuite : public ::testing::Test {
   void TearDown() override {
     if (env_ == nullptr || env_->proxy == nullptr) return;
     if (!env_->ProxyAlive()) {
-      ADD_FAILURE() << "shardgate exited during this test; log:\n" << env_->ProxyLogTail();
+      ADD_FAILURE() << "shardgate exited during this test with status "
+                    << env_->exit_code.value_or(-1) << " (128+N = signal N); log:\n"
+                    << env_->ProxyLogTail();
     } else if (HasFailure()) {
       std::cerr << "---- shardgate log (tail) ----\n" << env_->ProxyLogTail() << "\n";
     }

@@ -21,7 +21,7 @@ class StartupTest : public ProxySuite<StartupTest> {
     EXPECT_TRUE(env().ProxyAlive());
     auto conn = env().Connect();
     ASSERT_OK(conn.status());
-    EXPECT_EQ(*conn->Scalar("select 40 + 2"), "42");
+    EXPECT_EQ(Text(conn->Scalar("select 40 + 2")), "42");
   }
 };
 

@@ -241,6 +241,28 @@ bool LooksLikePortClash(const std::string& log) {
          absl::StrContains(log, "could not create any TCP/IP sockets");
 }
 
+// Binds 127.0.0.1:`port` (0 = any) and closes again: the port bound, or -1. With `reuse`
+// (SO_REUSEADDR, as servers set it) only a listener makes it fail, not TIME_WAIT leftovers.
+int TryBindLoopback(int port, bool reuse = false) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  const int one = 1;
+  if (reuse) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  int result = -1;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+    socklen_t len = sizeof(addr);
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+      result = ntohs(addr.sin_port);
+    }
+  }
+  close(fd);
+  return result;
+}
+
 }  // namespace
 
 int FreePort() {
@@ -252,33 +274,17 @@ int FreePort() {
   static std::set<int> handed_out;
   static int next = 15000 + static_cast<int>((getpid() * 631L) % 16000);
   std::lock_guard<std::mutex> lock(mu);
-  auto try_bind = [](int port) -> int {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -1;
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = htons(static_cast<uint16_t>(port));
-    int result = -1;
-    if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
-      socklen_t len = sizeof(addr);
-      if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0)
-        result = ntohs(addr.sin_port);
-    }
-    close(fd);
-    return result;
-  };
   for (int i = 0; i < 2000; ++i) {
     int candidate = next;
     next = next + 1 >= 31000 ? 15000 : next + 1;
     if (handed_out.count(candidate) != 0) continue;
-    if (try_bind(candidate) == candidate) {
+    if (TryBindLoopback(candidate) == candidate) {
       handed_out.insert(candidate);
       return candidate;
     }
   }
   for (int i = 0; i < 100; ++i) {  // fallback: let the kernel choose
-    int port = try_bind(0);
+    int port = TryBindLoopback(0);
     if (port > 0 && handed_out.insert(port).second) return port;
   }
   return 0;
@@ -615,6 +621,10 @@ absl::StatusOr<std::unique_ptr<ShardgateProcess>> ShardgateProcess::Start(const 
   if (access(binary.c_str(), X_OK) != 0) {
     return absl::FailedPreconditionError(
         absl::StrCat("no shardgate binary at ", binary, " (build it or set $SHARDGATE_BIN)"));
+  }
+  // Someone else listening there would pass the readiness probe below for our process.
+  if (TryBindLoopback(port, /*reuse=*/true) != port) {
+    return absl::FailedPreconditionError(absl::StrCat("port ", port, " is already in use"));
   }
   std::unique_ptr<ShardgateProcess> p(new ShardgateProcess());
   ASSIGN_OR_RETURN(p->temp_root_, MakeTempRoot("sg-proxy-", /*for_server=*/false));

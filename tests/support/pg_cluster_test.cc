@@ -2,10 +2,13 @@
 // Kill/Restart/Promote, and that nothing (process or data dir) outlives the fixture objects.
 #include "tests/support/pg_cluster.h"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -282,8 +285,27 @@ TEST(ShardgateProcessTest, MissingBinaryIsAClearError) {
   EXPECT_NE(std::string(p.status().message()).find("/nonexistent/shardgate"), std::string::npos);
 }
 
-// A stand-in "daemon" (a shell that listens with nothing but bash) is not portable; instead the
-// start-up failure path is checked with a binary that exits at once: its exit is reported early.
+TEST(ShardgateProcessTest, PortAlreadyListenedOnIsRefused) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(listen(fd, 1), 0);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  setenv("SHARDGATE_BIN", "/bin/true", 1);
+  auto p = ShardgateProcess::Start("listen: {}\n", ntohs(addr.sin_port));
+  unsetenv("SHARDGATE_BIN");
+  close(fd);
+  ASSERT_FALSE(p.ok());
+  EXPECT_NE(std::string(p.status().message()).find("already in use"), std::string::npos)
+      << p.status();
+}
+
+// A binary that exits at once stands for a proxy refusing its config: reported early, not
+// after the 15 s readiness deadline.
 TEST(ShardgateProcessTest, ExitDuringStartupIsReportedWithItsLog) {
   setenv("SHARDGATE_BIN", "/bin/false", 1);
   const auto t0 = std::chrono::steady_clock::now();

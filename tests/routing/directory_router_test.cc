@@ -1,0 +1,124 @@
+// The directory router: inline entries, default or error for unknown keys, and the store with
+// its bounded LRU cache and invalidation.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "routing/directory_store.h"
+#include "tests/routing/test_util.h"
+#include "tests/support/status_matchers.h"
+
+namespace shardgate::routing {
+namespace {
+
+using shardgate::testing::HasSqlState;
+using testing::LoadMap;
+using testing::ThreeShards;
+
+TEST(DirectoryRouter, InlineEntriesAndDefault) {
+  auto l = LoadMap(ThreeShards(
+      "    routers:\n"
+      "      d: {type: directory, entries: {acme: s0, globex: s1, initech: s2}, default: s1}\n"));
+  ASSERT_TRUE(l.ok()) << l.status();
+  const Router& r = *l->map->router("d");
+  EXPECT_EQ(r.key_type(), KeyType::kText);
+  for (auto [key, shard] : std::vector<std::pair<std::string, int>>{
+           {"acme", 0}, {"globex", 1}, {"initech", 2}, {"unknown", 1}, {"", 1}}) {
+    auto s = r.Route(KeyValue::Text(key));
+    ASSERT_TRUE(s.ok());
+    EXPECT_EQ(*s, shard) << key;
+  }
+}
+
+TEST(DirectoryRouter, UnknownKeyWithoutDefaultIsAnError) {
+  auto l = LoadMap(ThreeShards(
+      "    routers:\n      d: {type: directory, entries: {1: s0, 2: s2}}\n"));
+  ASSERT_TRUE(l.ok()) << l.status();
+  const Router& r = *l->map->router("d");
+  EXPECT_EQ(r.key_type(), KeyType::kInt);  // every entry is an integer
+  auto two = r.Route(KeyValue::Int(2));
+  ASSERT_TRUE(two.ok());
+  EXPECT_EQ(*two, 2);
+  EXPECT_THAT(r.Route(KeyValue::Int(3)), HasSqlState("22023"));
+  EXPECT_THAT(r.Shards(), ::testing::ElementsAre(0, 2));
+}
+
+TEST(DirectoryRouter, StoreLookupsAreCachedAndBounded) {
+  auto store = std::make_shared<MemoryDirectoryStore>();
+  for (int i = 0; i < 10; ++i) store->Set(KeyValue::Text("k" + std::to_string(i)), "s" + std::to_string(i % 3));
+  DirectoryStoreSpec seen;
+  auto l = LoadMap(
+      ThreeShards("    routers:\n"
+                  "      d: {type: directory, cache_size: 4,\n"
+                  "          store: {shard: s0, table: dir, key_column: k, shard_column: s}}\n"),
+      [&](const DirectoryStoreSpec& spec) -> absl::StatusOr<std::shared_ptr<DirectoryStore>> {
+        seen = spec;
+        return std::shared_ptr<DirectoryStore>(store);
+      });
+  ASSERT_TRUE(l.ok()) << l.status();
+  EXPECT_EQ(seen.table, "dir");
+  EXPECT_EQ(seen.key_column, "k");
+  EXPECT_EQ(seen.shard_index, 0);
+  const Router& r = *l->map->router("d");
+  EXPECT_THAT(r.Shards(), ::testing::ElementsAre(0, 1, 2));
+  auto s = r.Route(KeyValue::Text("k4"));
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(*s, 1);
+  ASSERT_TRUE(r.Route(KeyValue::Text("k4")).ok());
+  EXPECT_EQ(store->lookups(), 1);  // the second one came from the cache
+  // Four more distinct keys push k4 out of a cache of 4.
+  for (int i = 5; i < 9; ++i) ASSERT_TRUE(r.Route(KeyValue::Text("k" + std::to_string(i))).ok());
+  EXPECT_EQ(store->lookups(), 5);
+  ASSERT_TRUE(r.Route(KeyValue::Text("k4")).ok());
+  EXPECT_EQ(store->lookups(), 6);
+  // A moved key is seen after invalidation, not before.
+  store->Set(KeyValue::Text("k4"), "s2");
+  EXPECT_EQ(*r.Route(KeyValue::Text("k4")), 1);
+  EXPECT_TRUE(InvalidateDirectory(r, KeyValue::Text("k4")));
+  EXPECT_EQ(*r.Route(KeyValue::Text("k4")), 2);
+  // Unknown key, no default: an error, also when repeated (negative entries are cached).
+  EXPECT_THAT(r.Route(KeyValue::Text("nope")), HasSqlState("22023"));
+  int before = store->lookups();
+  EXPECT_THAT(r.Route(KeyValue::Text("nope")), HasSqlState("22023"));
+  EXPECT_EQ(store->lookups(), before);
+  EXPECT_TRUE(InvalidateDirectory(r));
+  store->Set(KeyValue::Text("bad"), "s9");
+  EXPECT_THAT(r.Route(KeyValue::Text("bad")), HasSqlState("22023"));
+}
+
+TEST(DirectoryRouter, StoreWithoutImplementationFailsAtRouteTime) {
+  auto l = LoadMap(ThreeShards(
+      "    routers:\n      d: {type: directory, store: {shard: s0}, default: s2}\n"));
+  ASSERT_TRUE(l.ok()) << l.status();
+  EXPECT_THAT(l->map->router("d")->Route(KeyValue::Text("x")), HasSqlState("55000"));
+  EXPECT_TRUE(InvalidateDirectory(*l->map->router("d")));
+}
+
+struct BadCase {
+  std::string router;
+  std::string message;
+};
+
+class BadDirectory : public ::testing::TestWithParam<BadCase> {};
+
+TEST_P(BadDirectory, IsRejected) {
+  auto l = LoadMap(ThreeShards("    routers:\n      d: {type: directory, " + GetParam().router +
+                               "}\n"));
+  ASSERT_FALSE(l.ok());
+  EXPECT_THAT(std::string(l.status().message()),
+              ::testing::ContainsRegex("test\\.yaml:[0-9]+:[0-9]+: "));
+  EXPECT_THAT(std::string(l.status().message()), ::testing::HasSubstr(GetParam().message));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, BadDirectory,
+    ::testing::Values(BadCase{"entries: {a: s5}", "unknown shard 's5'"},
+                      BadCase{"default: s0", "needs entries: or store:"},
+                      BadCase{"entries: {a: s0}, default: nowhere", "unknown shard 'nowhere'"},
+                      BadCase{"entries: [a, b]", "entries must be a map"},
+                      BadCase{"store: {table: t}", "store needs a shard"},
+                      BadCase{"store: {shard: s0, host: x}", "unknown store key 'host'"},
+                      BadCase{"key_type: integer, entries: {abc: s0}", "not a valid integer"},
+                      BadCase{"key_type: integer, entries: {1: s0, 01: s1}", "listed twice"}));
+
+}  // namespace
+}  // namespace shardgate::routing
