@@ -210,7 +210,20 @@ asio::awaitable<void> ClientSession::Pump(ServerConnection* conn, uint64_t gener
       ReleaseServer();
       break;
     }
+    // timeouts.query: a request that gets no answer for that long is cancelled on the server,
+    // which then answers 57014 like for a client's own cancel.
+    const std::chrono::milliseconds query_timeout =
+        expected_.empty() ? std::chrono::milliseconds(0) : config_->timeouts.query;
+    Deadline deadline(worker_.io().get_executor(), query_timeout,
+                      [this, host = conn->target().host, port = conn->target().port,
+                       pid = conn->pid(), secret = conn->secret()] {
+                        spdlog::info("client {}@{}: query timeout, cancelling", user_name_,
+                                     db_name_);
+                        asio::co_spawn(worker_.io(), SendCancel(host, port, pid, secret),
+                                       asio::detached);
+                      });
     auto [ec, n] = co_await conn->socket().async_read_some(conn->in().Prepare(need), kTuple);
+    deadline.Disarm();
     if (detaching_ || generation != attach_generation_) break;
     if (ec) {
       ServerLost(PgStatus("08006", absl::StrCat("server connection to shard \"",

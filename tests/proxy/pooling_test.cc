@@ -175,12 +175,10 @@ TEST_F(QueryTest, SetFollowsClientAcrossServersAndDoesNotLeak) {
   for (int i = 0; i < 4; ++i) EXPECT_EQ(Text(a.Scalar("SHOW application_name")), "");
 }
 
-TEST_F(QueryTest, StartupParametersAndSetLocalAcrossServers) {
+TEST_F(QueryTest, StartupApplicationNameFollowsClientAcrossServers) {
   ASSERT_OK_AND_ASSIGN(auto proxy, env().StartExtraProxy(TinyPool()));
   const std::string conninfo = proxy->ConnString();
-  ASSERT_OK_AND_ASSIGN(PgConn a,
-                       PgConn::Connect(conninfo + " application_name=from_startup"
-                                                  " options='-c statement_timeout=12345'"));
+  ASSERT_OK_AND_ASSIGN(PgConn a, PgConn::Connect(conninfo + " application_name=from_startup"));
   BackgroundTraffic others(conninfo, 3, "current_setting('application_name')",
                            [](const std::vector<std::string>& row) -> std::string {
                              return row.size() == 1 && row[0] == "from_startup"
@@ -189,9 +187,50 @@ TEST_F(QueryTest, StartupParametersAndSetLocalAcrossServers) {
                            });
   for (int i = 0; i < 20; ++i) {
     EXPECT_EQ(Text(a.Scalar("show application_name")), "from_startup") << i;
+    std::this_thread::sleep_for(std::chrono::milliseconds(3));
+  }
+  others.Stop();
+  EXPECT_THAT(others.problems(), ::testing::IsEmpty());
+}
+
+// libpq's `options` startup parameter ("-c name=value"), as PostgreSQL applies it per session.
+TEST_F(QueryTest, StartupOptionsAreAppliedOnEveryServer) {
+  ASSERT_OK_AND_ASSIGN(auto proxy, env().StartExtraProxy(TinyPool()));
+  const std::string conninfo = proxy->ConnString();
+  ASSERT_OK_AND_ASSIGN(PgConn a,
+                       PgConn::Connect(conninfo + " options='-c statement_timeout=12345'"));
+  BackgroundTraffic others(conninfo, 3, "current_setting('statement_timeout')",
+                           [](const std::vector<std::string>& row) -> std::string {
+                             return row.size() == 1 && row[0] == "12345ms"
+                                        ? "leaked startup options"
+                                        : "";
+                           });
+  for (int i = 0; i < 20; ++i) {
     EXPECT_EQ(Text(a.Scalar("show statement_timeout")), "12345ms") << i;
-    // SET LOCAL ends with its transaction and must not be replayed later.
-    ASSERT_OK(a.Exec("begin; set local statement_timeout = '7s'; commit"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(3));
+  }
+  others.Stop();
+  EXPECT_THAT(others.problems(), ::testing::IsEmpty());
+}
+
+TEST_F(QueryTest, SetLocalIsNotReplayedAfterItsTransaction) {
+  ASSERT_OK_AND_ASSIGN(auto proxy, env().StartExtraProxy(TinyPool()));
+  const std::string conninfo = proxy->ConnString();
+  ASSERT_OK_AND_ASSIGN(PgConn a, PgConn::Connect(conninfo));
+  ASSERT_OK(a.Exec("set statement_timeout = '12s'"));
+  BackgroundTraffic others(conninfo, 3, "pg_backend_pid()", PidOnly);
+  for (int i = 0; i < 20; ++i) {
+    // SET LOCAL ends with its transaction; the session value comes back.
+    ASSERT_OK(a.Exec("begin"));
+    ASSERT_OK(a.Exec("set local statement_timeout = '7s'"));
+    EXPECT_EQ(Text(a.Scalar("show statement_timeout")), "7s") << i;
+    ASSERT_OK(a.Exec("commit"));
+    EXPECT_EQ(Text(a.Scalar("show statement_timeout")), "12s") << i;
+    // A SET in a transaction that rolls back is undone too.
+    ASSERT_OK(a.Exec("begin"));
+    ASSERT_OK(a.Exec("set statement_timeout = '9s'"));
+    ASSERT_OK(a.Exec("rollback"));
+    EXPECT_EQ(Text(a.Scalar("show statement_timeout")), "12s") << i;
   }
   others.Stop();
   EXPECT_THAT(others.problems(), ::testing::IsEmpty());
