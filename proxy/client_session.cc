@@ -18,6 +18,56 @@ namespace shardgate::proxy {
 
 namespace p = protocol;
 
+namespace {
+
+// The `options` startup parameter as PostgreSQL reads it (pg_split_opts): words separated by
+// whitespace, a backslash escapes the next character; `-c name=value` and `--name=value` set a
+// parameter for the session. Other backend switches are refused rather than silently ignored.
+absl::Status ParseStartupOptions(std::string_view options,
+                                 std::map<std::string, std::string, std::less<>>& params) {
+  std::vector<std::string> words;
+  std::string word;
+  bool in_word = false;
+  for (size_t i = 0; i < options.size(); ++i) {
+    char c = options[i];
+    if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+      if (in_word) words.push_back(std::move(word));
+      word.clear();
+      in_word = false;
+      continue;
+    }
+    if (c == '\\' && i + 1 < options.size()) c = options[++i];
+    word.push_back(c);
+    in_word = true;
+  }
+  if (in_word) words.push_back(std::move(word));
+  for (size_t i = 0; i < words.size(); ++i) {
+    std::string setting;
+    if (words[i] == "-c" && i + 1 < words.size()) {
+      setting = words[++i];
+    } else if (words[i].rfind("-c", 0) == 0 && words[i].size() > 2) {
+      setting = words[i].substr(2);
+    } else if (words[i].rfind("--", 0) == 0) {
+      setting = words[i].substr(2);
+    } else {
+      return PgStatus("0A000", "unsupported option in the startup packet: " + words[i],
+                      "shardgate accepts only -c name=value and --name=value in options.");
+    }
+    const size_t eq = setting.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return PgStatus("42601", "invalid option in the startup packet: " + setting);
+    }
+    std::string name = setting.substr(0, eq);
+    for (char& ch : name) {
+      if (ch == '-') ch = '_';
+    }
+    params[name] = setting.substr(eq + 1);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 ClientSession::ClientSession(Worker& worker, tcp::socket socket)
     : worker_(worker),
       stream_(std::move(socket)),
@@ -164,7 +214,11 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::Startup() {
     if (user_name_.empty()) co_return PgStatus("28000", "no PostgreSQL user name specified in startup packet");
     if (db_name_.empty()) db_name_ = user_name_;
     for (const auto& [name, value] : startup.params) {
-      if (name == "user" || name == "database" || name == "replication" || name == "options") continue;
+      if (name == "user" || name == "database" || name == "replication") continue;
+      if (name == "options") {
+        CO_RETURN_IF_ERROR(ParseStartupOptions(value, startup_params_));
+        continue;
+      }
       startup_params_[std::string(name)] = std::string(value);
     }
     if (!startup.Get("replication").empty() && startup.Get("replication") != "false") {
