@@ -1,4 +1,5 @@
 // shardgate: the daemon's entry point. Flags, config check, workers, signals, shutdown order.
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -16,6 +17,7 @@
 #include "CLI/CLI.hpp"
 #include "conf/config.h"
 #include "proxy/runtime.h"
+#include "routing/shard_map.h"
 #include "proxy/worker.h"
 #include "spdlog/sinks/stdout_color_sinks.h"
 #include "spdlog/spdlog.h"
@@ -24,6 +26,25 @@ namespace sg = shardgate;
 namespace asio = boost::asio;
 
 namespace {
+
+// Loads the config and builds every database's shard map, so that router settings are
+// validated too (FILE:LINE:COLUMN lines on stderr). Null on failure.
+std::shared_ptr<const sg::conf::Config> LoadAndValidate(const std::string& path) {
+  auto loaded = sg::conf::LoadFile(path);
+  if (!loaded.ok()) {
+    std::cerr << loaded.status().message() << "\n";
+    return nullptr;
+  }
+  bool ok = true;
+  for (const auto& [name, db] : (*loaded)->databases) {
+    auto map = sg::routing::ShardMap::Build(db);
+    if (!map.ok()) {
+      std::cerr << map.status().message() << "\n";
+      ok = false;
+    }
+  }
+  return ok ? *loaded : nullptr;
+}
 
 std::unique_ptr<asio::ssl::context> MakeTls(const sg::conf::TlsConfig& tls, std::string& error) {
   if (!tls.Enabled()) return nullptr;
@@ -63,12 +84,8 @@ void Drain(std::vector<std::unique_ptr<sg::proxy::Worker>>& workers, sg::proxy::
 }
 
 int Run(const std::string& config_path) {
-  auto loaded = sg::conf::LoadFile(config_path);
-  if (!loaded.ok()) {
-    std::cerr << loaded.status().message() << "\n";
-    return 1;
-  }
-  std::shared_ptr<const sg::conf::Config> config = *loaded;
+  std::shared_ptr<const sg::conf::Config> config = LoadAndValidate(config_path);
+  if (!config) return 1;
   sg::proxy::Runtime runtime(config);
   std::string tls_error;
   runtime.set_tls(MakeTls(config->tls, tls_error));
@@ -102,6 +119,7 @@ int Run(const std::string& config_path) {
     }
   }
   for (auto& w : workers) w->Start();
+  sd_notify(0, "READY=1");  // Type=notify units start dependants only now; a no-op elsewhere
   spdlog::info("shardgate listening on {}:{} with {} workers", config->listen.host,
                config->listen.port, n);
 
@@ -112,19 +130,21 @@ int Run(const std::string& config_path) {
       [&](const boost::system::error_code& error, int signo) {
         if (error) return;
         if (signo == SIGHUP) {
-          auto reloaded = sg::conf::LoadFile(config_path);
-          if (reloaded.ok()) {
-            runtime.set_config(*reloaded);
+          sd_notify(0, "RELOADING=1");
+          if (auto reloaded = LoadAndValidate(config_path)) {
+            runtime.set_config(reloaded);
             spdlog::info("configuration reloaded from {}", config_path);
           } else {
-            spdlog::error("reload failed, keeping the old configuration:\n{}",
-                          std::string(reloaded.status().message()));
+            spdlog::error("reload of {} failed (errors above); keeping the old configuration",
+                          config_path);
           }
+          sd_notify(0, "READY=1");
           signals.async_wait(on_signal);
           return;
         }
         spdlog::info("signal {}: draining clients (deadline {} ms)", signo,
                      runtime.config()->timeouts.shutdown.count());
+        sd_notify(0, "STOPPING=1");
         stop = true;
       };
   signals.async_wait(on_signal);
@@ -153,11 +173,7 @@ int main(int argc, char** argv) {
 
   try {
     if (check) {
-      auto loaded = sg::conf::LoadFile(config_path);
-      if (!loaded.ok()) {
-        std::cerr << loaded.status().message() << "\n";
-        return 1;
-      }
+      if (!LoadAndValidate(config_path)) return 1;
       std::cout << config_path << ": OK\n";
       return 0;
     }

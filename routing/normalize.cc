@@ -349,6 +349,14 @@ void NormalizeInto(std::string_view sql, NormalizedStatement& out) {
       if (e.start > 0 && IsIdentChar(sql[e.start - 1])) out.text.push_back(' ');
       out.text.push_back('$');
       out.text.append(std::to_string(out.max_param + 1 + e.literal));
+      // And after a quoted literal: "'a'6" is a string then a number (a syntax error) where
+      // "$16" would be one parameter, and "'a'b" is a string with an alias where "$1b" is
+      // junk. After a number the characters stay attached: "3d" and "$1d" are both junk.
+      const Literal::Kind kind = out.literals[e.literal].kind;
+      if (kind != Literal::Kind::kInteger && kind != Literal::Kind::kFloat &&
+          e.end < sql.size() && IsIdentChar(sql[e.end])) {
+        out.text.push_back(' ');
+      }
     } else {
       out.text.push_back(' ');
     }

@@ -74,8 +74,13 @@ run_pgbench() {
   PGPASSWORD=app_pw timeout 120 pgbench -h 127.0.0.1 -p "$TARGET_PORT" -U app "$@" app \
     >"$out" 2>&1 || rc=$?
   failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$out" | head -n 1)
-  local tps
+  local tps processed
   tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$out" | head -n 1)
+  # "actually processed: 780/800" means some clients aborted.
+  processed=$(sed -n 's/^number of transactions actually processed: \([0-9]*\/[0-9]*\).*/\1/p' "$out")
+  if [[ -n $processed && ${processed%/*} != "${processed#*/}" ]]; then
+    if ((rc == 0)); then rc=1; fi
+  fi
   if ((rc != 0)) || [[ ${failed:-0} != 0 ]]; then
     echo "FAIL $label: exit $rc, failed transactions ${failed:-?}" >&2
     tail -n 25 "$out" >&2
