@@ -72,8 +72,10 @@ ClientSession::ClientSession(Worker& worker, tcp::socket socket)
     : worker_(worker),
       stream_(std::move(socket)),
       writer_done_(worker.io()),
-      pump_done_(worker.io()) {
+      pump_done_(worker.io()),
+      progress_(worker.io()) {
   writer_done_.expires_at(asio::steady_timer::time_point::max());
+  progress_.expires_at(asio::steady_timer::time_point::max());
   pump_done_.expires_at(asio::steady_timer::time_point::max());
 }
 
@@ -101,7 +103,11 @@ asio::awaitable<void> ClientSession::Run() {
   if (!started.ok()) {
     co_await Fatal(started.status());
   } else if (*started) {
-    co_await Serve();
+    if (db_ == nullptr) {
+      co_await ServeAdmin();
+    } else {
+      co_await Serve();
+    }
   }
   stream_.Close();
   worker_.SessionEnded(this);
@@ -240,15 +246,45 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::Startup() {
   if (user_ == nullptr) {
     co_return PgStatus("28000", absl::StrCat("role \"", user_name_, "\" does not exist"));
   }
+  if (db_name_ == "shardgate") {
+    // The admin console: a virtual database answered by the proxy itself.
+    if (!config_->IsAdmin(user_name_)) {
+      co_return PgStatus("28000", absl::StrCat("user \"", user_name_,
+                                               "\" may not open the admin console"),
+                         "List the user under admin.users in the config.");
+    }
+    CO_RETURN_IF_ERROR(co_await Authenticate(*user_));
+    p::AppendAuthentication(client_out_, p::AuthCode::kOk);
+    p::AppendParameterStatus(client_out_, "server_version", "15.0 (shardgate)");
+    p::AppendParameterStatus(client_out_, "client_encoding", "UTF8");
+    p::AppendParameterStatus(client_out_, "standard_conforming_strings", "on");
+    p::AppendParameterStatus(client_out_, "DateStyle", "ISO, MDY");
+    p::AppendParameterStatus(client_out_, "integer_datetimes", "on");
+    p::AppendBackendKeyData(client_out_, 0, 0);
+    p::AppendReadyForQuery(client_out_, 'I');
+    co_return co_await FlushClient();
+  }
   db_ = config_->FindDatabase(db_name_);
   if (db_ == nullptr) {
     co_return PgStatus("3D000", absl::StrCat("database \"", db_name_, "\" does not exist"));
   }
   CO_RETURN_IF_ERROR(co_await Authenticate(*user_));
   pool_mode_ = user_->pool_mode;
+  if (db_->Sharded()) {
+    topology_ = worker_.runtime().topology(db_name_);
+    if (!topology_) co_return PgStatus("XX000", "no shard map for database " + db_name_);
+    planner_.emplace(topology_->map());
+    // A sharded client talks to a different server per transaction by nature.
+    pool_mode_ = conf::PoolMode::kTransaction;
+  }
 
-  CO_ASSIGN_OR_RETURN(target_, TargetFor(*db_));
-  pool_ = &worker_.pools().Get(target_, db_->pool_size, config_->timeouts.connect);
+  const conf::ShardConfig* first = &db_->shards.front();
+  if (db_->default_shard) {
+    if (const auto* s = db_->FindShard(*db_->default_shard)) first = s;
+  }
+  absl::Status target_error;
+  target_ = MakeTarget(*first, first->primary, &target_error);
+  CO_RETURN_IF_ERROR(target_error);
 
   // Settings the client asked for at startup are session state replayed onto every server.
   for (const auto& [name, value] : startup_params_) {
@@ -266,7 +302,7 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::Startup() {
   settings_ = startup_settings_;
 
   // A server now: it proves the shard is reachable and supplies the ParameterStatus set.
-  CO_RETURN_IF_ERROR(co_await Attach());
+  CO_RETURN_IF_ERROR(co_await Attach(target_));
   // Attach appended the replay of the startup settings to server_out_ and queued what to
   // expect; the client's login answers go out first, its ReadyForQuery after the replay.
   auto [pid, secret] = CancelRegistry::Global().Register();
@@ -287,30 +323,24 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::Startup() {
   co_return true;
 }
 
-absl::StatusOr<BackendTarget> ClientSession::TargetFor(const conf::DatabaseConfig& db) const {
-  const conf::ShardConfig* shard = &db.shards.front();
-  if (db.default_shard) {
-    if (const auto* s = db.FindShard(*db.default_shard)) shard = s;
-  }
-  const conf::Endpoint& ep = shard->primary;
+BackendTarget ClientSession::MakeTarget(const conf::ShardConfig& shard,
+                                       const conf::Endpoint& ep, absl::Status* error) const {
   BackendTarget target;
-  target.shard = shard->name;
+  target.shard = shard.name;
   target.host = ep.host;
   target.port = ep.port;
-  target.dbname = ep.dbname.empty() ? db.name : ep.dbname;
+  target.dbname = ep.dbname.empty() ? db_->name : ep.dbname;
   target.user = ep.user.empty() ? user_name_ : ep.user;
   if (!ep.password.empty()) {
     target.password = ep.password;
   } else if (!p::IsScramVerifier(user_->password)) {
     target.password = user_->password;
-  } else if (!ep.user.empty()) {
-    target.password = "";
-  } else {
-    return PgStatus("08001",
-                    absl::StrCat("no password to log in to shard \"", shard->name, "\" as \"",
-                                 user_name_, "\""),
-                    "The user's password is a SCRAM verifier; set user/password on the shard's "
-                    "primary and replicas in the config.");
+  } else if (ep.user.empty()) {
+    *error = PgStatus("08001",
+                      absl::StrCat("no password to log in to shard \"", shard.name, "\" as \"",
+                                   user_name_, "\""),
+                      "The user's password is a SCRAM verifier; set user/password on the "
+                      "shard's primary and replicas in the config.");
   }
   return target;
 }

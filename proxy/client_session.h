@@ -20,7 +20,12 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "conf/config.h"
+#include "routing/analysis_cache.h"
+#include "routing/hints.h"
+#include "routing/planner.h"
+#include "proxy/topology.h"
 #include "protocol/frame_reader.h"
+#include "protocol/messages.h"
 #include "proxy/buffer.h"
 #include "proxy/client_stream.h"
 #include "proxy/server_connection.h"
@@ -29,6 +34,9 @@ namespace shardgate::proxy {
 
 class Worker;
 class Pool;
+
+// "sg_<hash of SQL and parameter types>": a client's prepared statement's name on servers.
+std::string ServerStatementNameFor(const protocol::Parse& parse);
 
 class ClientSession : public std::enable_shared_from_this<ClientSession> {
  public:
@@ -57,6 +65,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
     kInjectCloseComplete,
     kInjectTag,            // CommandComplete with `name` as the tag
     kInjectReady,          // ReadyForQuery with the server's (or idle) transaction status
+    kInjectRaw,            // `name` holds whole messages made by the proxy (errors, notices)
+    kRaise,  // a Query the proxy sent to fail the server's transaction: only its error is forwarded
   };
   struct Item {
     Expect kind;
@@ -66,6 +76,12 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   struct Prepared {
     std::string server_name;  // "sg_<hash>"
     std::string parse_msg;    // a whole Parse message naming server_name
+    // Sharded databases: the statement's analysis (null when it does not parse: any shard then
+    // reports the error) and Parse's parameter types, for routing each Bind.
+    std::shared_ptr<const routing::Analysis> analysis;
+    std::vector<routing::Literal> literals;
+    std::vector<uint32_t> param_types;
+    std::string sql;
   };
   // A session setting changed by the client: the statement that sets it on a server.
   using Settings = std::map<std::string, std::string, std::less<>>;
@@ -76,11 +92,29 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   asio::awaitable<absl::StatusOr<protocol::Frame>> ReadClientFrame(uint32_t max_size);
   asio::awaitable<void> Fatal(const absl::Status& status);
   asio::awaitable<bool> FlushClient();
-  absl::StatusOr<BackendTarget> TargetFor(const conf::DatabaseConfig& db) const;
 
   // ---- serving (session_loop.cc)
   asio::awaitable<void> Serve();
-  asio::awaitable<absl::Status> Attach();
+  asio::awaitable<absl::Status> Attach(const BackendTarget& target);
+  BackendTarget MakeTarget(const conf::ShardConfig& shard, const conf::Endpoint& endpoint,
+                           absl::Status* error) const;
+
+  // ---- routing for sharded databases (session_route.cc)
+  // Decides where a client message goes and attaches that server. false: the proxy answered
+  // it itself (or refused it), do not forward.
+  asio::awaitable<absl::StatusOr<bool>> RouteFrame(const protocol::Frame& frame);
+  asio::awaitable<absl::StatusOr<bool>> RouteQuery(std::string_view sql);
+  asio::awaitable<absl::StatusOr<bool>> RouteBind(const protocol::Frame& frame);
+  asio::awaitable<absl::StatusOr<bool>> Target(const routing::RoutePlan& plan, bool extended);
+  asio::awaitable<absl::StatusOr<bool>> AttachAnyShard();
+  asio::awaitable<void> DrainAndRelease();
+  bool InTransaction() const;
+  void LocalAnswer(std::string messages);  // queued in order with what is in flight
+  void LocalCommand(std::string_view tag);
+  bool LocalError(const absl::Status& status, bool extended);
+  void RaiseOnServer(const absl::Status& status, bool extended);
+  void NoteParseSharded(const protocol::Parse& parse);
+  asio::awaitable<void> ServeAdmin();
   asio::awaitable<void> Pump(ServerConnection* conn, uint64_t generation);
   asio::awaitable<void> Detach();
   asio::awaitable<void> StopPump();
@@ -131,6 +165,24 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   bool attach_failed_ = false;    // attaching failed mid-batch: answer locally until Sync
 
   absl::flat_hash_map<std::string, Prepared> prepared_;
+
+  // Sharded databases only (topology_ set).
+  std::shared_ptr<Topology> topology_;
+  std::optional<routing::Planner> planner_;
+  routing::Hints session_hints_;  // SET shardgate.shard / shardgate.key
+  bool explain_ = false;          // SET shardgate.explain = on: a NOTICE per routed statement
+  std::string held_begin_;        // BEGIN held until the first statement that routes
+  bool held_read_only_ = false;
+  bool held_failed_ = false;      // a statement failed before the held BEGIN reached a server
+  int attached_shard_ = -1;
+  bool attached_replica_ = false;
+  bool drop_until_sync_ = false;  // the proxy refused a message: drop the rest up to Sync
+  // Extended-protocol BEGIN/COMMIT/ROLLBACK answered by the proxy: the tag its Execute gets.
+  std::string local_portal_tag_;
+  std::string local_portal_sql_;
+  bool local_portal_read_only_ = false;
+  uint32_t any_shard_next_ = 0;
+  asio::steady_timer progress_;   // woken by the pump after each batch it processed
   Settings settings_;          // what the client set (startup parameters and SET)
   Settings startup_settings_;  // from the startup packet (what RESET ALL returns to)
   Settings pending_settings_;  // set inside the current transaction ("" value = RESET)

@@ -9,6 +9,8 @@
 #include <thread>
 #include <vector>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -16,7 +18,9 @@
 
 #include "CLI/CLI.hpp"
 #include "conf/config.h"
+#include "proxy/health.h"
 #include "proxy/runtime.h"
+#include "proxy/topology.h"
 #include "routing/shard_map.h"
 #include "proxy/worker.h"
 #include "spdlog/sinks/stdout_color_sinks.h"
@@ -83,6 +87,23 @@ void Drain(std::vector<std::unique_ptr<sg::proxy::Worker>>& workers, sg::proxy::
   for (auto& w : workers) w->Join();
 }
 
+// The live routing state of every sharded database, with a health checker each (on worker 0).
+void StartTopologies(sg::proxy::Runtime& runtime, sg::proxy::Worker& worker,
+                     const sg::conf::Config& config) {
+  std::map<std::string, std::shared_ptr<sg::proxy::Topology>> topologies;
+  for (const auto& [name, db] : config.databases) {
+    if (!db.Sharded()) continue;
+    auto topology = sg::proxy::Topology::Build(db);
+    if (!topology.ok()) continue;  // validated before; cannot fail here
+    topologies[name] = *topology;
+  }
+  runtime.set_topologies(topologies);
+  for (const auto& [name, topology] : topologies) {
+    asio::co_spawn(worker.io(), sg::proxy::RunHealthChecks(runtime, name, topology),
+                   asio::detached);
+  }
+}
+
 int Run(const std::string& config_path) {
   std::shared_ptr<const sg::conf::Config> config = LoadAndValidate(config_path);
   if (!config) return 1;
@@ -92,13 +113,6 @@ int Run(const std::string& config_path) {
   if (!tls_error.empty()) {
     spdlog::critical("{}", tls_error);
     return 1;
-  }
-  for (const auto& [name, db] : config->databases) {
-    if (db.shards.size() > 1) {
-      spdlog::warn("database \"{}\" has {} shards: this build serves every statement from its "
-                   "first (or default) shard; sharded routing is not wired into the proxy yet",
-                   name, db.shards.size());
-    }
   }
 
   boost::system::error_code ec;
@@ -118,6 +132,7 @@ int Run(const std::string& config_path) {
       return 1;
     }
   }
+  StartTopologies(runtime, *workers.front(), *config);
   for (auto& w : workers) w->Start();
   sd_notify(0, "READY=1");  // Type=notify units start dependants only now; a no-op elsewhere
   spdlog::info("shardgate listening on {}:{} with {} workers", config->listen.host,
@@ -133,6 +148,7 @@ int Run(const std::string& config_path) {
           sd_notify(0, "RELOADING=1");
           if (auto reloaded = LoadAndValidate(config_path)) {
             runtime.set_config(reloaded);
+            StartTopologies(runtime, *workers.front(), *reloaded);
             spdlog::info("configuration reloaded from {}", config_path);
           } else {
             spdlog::error("reload of {} failed (errors above); keeping the old configuration",

@@ -3,11 +3,14 @@
 
 #include <atomic>
 #include <memory>
+#include <map>
 #include <mutex>
+#include <string>
 
 #include <boost/asio/ssl/context.hpp>
 
 #include "conf/config.h"
+#include "proxy/topology.h"
 
 namespace shardgate::proxy {
 
@@ -26,6 +29,17 @@ class Runtime {
     config_ = std::move(config);
   }
 
+  // The live routing state of a database; null when it is not sharded or unknown.
+  std::shared_ptr<Topology> topology(const std::string& database) const {
+    std::lock_guard lock(mu_);
+    auto it = topologies_.find(database);
+    return it == topologies_.end() ? nullptr : it->second;
+  }
+  void set_topologies(std::map<std::string, std::shared_ptr<Topology>> topologies) {
+    std::lock_guard lock(mu_);
+    topologies_ = std::move(topologies);
+  }
+
   // The TLS context offered to clients; null when `tls:` is not configured.
   boost::asio::ssl::context* tls() const { return tls_.get(); }
   void set_tls(std::unique_ptr<boost::asio::ssl::context> tls) { tls_ = std::move(tls); }
@@ -36,6 +50,7 @@ class Runtime {
  private:
   mutable std::mutex mu_;
   std::shared_ptr<const conf::Config> config_;
+  std::map<std::string, std::shared_ptr<Topology>> topologies_;
   std::unique_ptr<boost::asio::ssl::context> tls_;
 };
 

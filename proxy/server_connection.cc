@@ -202,6 +202,46 @@ asio::awaitable<absl::Status> ServerConnection::Reset(std::chrono::milliseconds 
   co_return absl::OkStatus();
 }
 
+asio::awaitable<absl::StatusOr<std::vector<std::optional<std::string>>>>
+ServerConnection::SimpleQuery(std::string_view sql) {
+  std::string out;
+  p::AppendQuery(out, sql);
+  auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(out), kTuple);
+  if (ec) {
+    MarkBroken();
+    co_return PgStatus("08006", ec.message());
+  }
+  std::vector<std::optional<std::string>> row;
+  bool have_row = false;
+  absl::Status error;
+  for (;;) {
+    auto frame = co_await ReadTypedFrame(socket_, in_, p::kDefaultMaxMessageSize);
+    if (!frame.ok()) {
+      MarkBroken();
+      co_return frame.status();
+    }
+    const char type = frame->type;
+    if (type == p::be::kDataRow && !have_row) {
+      auto data = p::ParseDataRow(frame->body);
+      if (data.ok()) {
+        for (const auto& v : data->values) {
+          row.push_back(v ? std::optional<std::string>(std::string(*v)) : std::nullopt);
+        }
+        have_row = true;
+      }
+    } else if (type == p::be::kErrorResponse) {
+      error = ServerError(frame->body);
+    } else if (type == p::be::kReadyForQuery) {
+      tx_status_ = frame->body.empty() ? 'I' : frame->body[0];
+      in_.Consume(frame->whole.size());
+      break;
+    }
+    in_.Consume(frame->whole.size());
+  }
+  if (!error.ok()) co_return error;
+  co_return row;
+}
+
 void ServerConnection::Close() {
   boost::system::error_code ignored;
   if (socket_.is_open() && !broken_) {

@@ -5,7 +5,9 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -63,6 +65,11 @@ class ServerConnection {
   // Sends "DISCARD ALL" and waits for ReadyForQuery (session pooling release). On failure the
   // connection is marked broken.
   asio::awaitable<absl::Status> Reset(std::chrono::milliseconds timeout);
+
+  // Runs one simple-protocol statement and returns the first row's values (empty when there
+  // are no rows); the server's error as a status. For health checks, not for client traffic.
+  asio::awaitable<absl::StatusOr<std::vector<std::optional<std::string>>>> SimpleQuery(
+      std::string_view sql);
 
   void Close();
 

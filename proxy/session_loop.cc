@@ -28,16 +28,21 @@ namespace {
 // How long a client waits for a free server connection before 53300.
 constexpr std::chrono::milliseconds kPoolWait{30000};
 
-bool IsInject(uint8_t kind) { return kind >= 9; }  // kInjectParseComplete and after
+// kInjectParseComplete .. kInjectRaw: answered by the proxy, in order.
+bool IsInject(uint8_t kind) { return kind >= 9 && kind <= 13; }
+
+}  // namespace
 
 // The server-side name of a client's prepared statement: the same SQL and parameter types give
 // the same name on every server, so a statement prepared once is reused by every client.
-std::string ServerStatementName(const p::Parse& parse) {
+std::string ServerStatementNameFor(const p::Parse& parse) {
   size_t h = absl::HashOf(Av(parse.sql), absl::string_view(
                                              reinterpret_cast<const char*>(parse.param_types.data()),
                                              parse.param_types.size() * sizeof(uint32_t)));
   return absl::StrCat("sg_", absl::Hex(h, absl::kZeroPad16));
 }
+
+namespace {
 
 // The first two NUL-terminated strings of a Bind/Describe/Close-like body.
 bool SplitCString(std::string_view body, std::string_view& first, std::string_view& rest) {
@@ -75,8 +80,12 @@ void ClientSession::DrainInjected() {
       case Expect::kInjectCloseComplete: p::AppendCloseComplete(client_out_); break;
       case Expect::kInjectTag: p::AppendCommandComplete(client_out_, item.name); break;
       case Expect::kInjectReady:
-        p::AppendReadyForQuery(client_out_, server_ ? server_->tx_status() : 'I');
+        p::AppendReadyForQuery(client_out_, server_                ? server_->tx_status()
+                                             : held_failed_        ? 'E'
+                                             : !held_begin_.empty() ? 'T'
+                                                                    : 'I');
         break;
+      case Expect::kInjectRaw: client_out_.append(item.name); break;
       default: break;
     }
     expected_.pop_front();
@@ -101,7 +110,8 @@ bool ClientSession::CanRelease() const {
          server_->tx_status() == 'I';
 }
 
-asio::awaitable<absl::Status> ClientSession::Attach() {
+asio::awaitable<absl::Status> ClientSession::Attach(const BackendTarget& target) {
+  pool_ = &worker_.pools().Get(target, db_->pool_size, config_->timeouts.connect);
   auto conn = co_await pool_->Acquire(kPoolWait);
   if (!conn.ok()) co_return conn.status();
   server_ = std::move(*conn);
@@ -175,6 +185,7 @@ asio::awaitable<void> ClientSession::ReleaseIfIdle() {
 
 void ClientSession::ReleaseServer() {
   if (!server_) return;
+  attached_shard_ = -1;
   if (cancel_pid_ != 0) CancelRegistry::Global().SetTarget(cancel_pid_, std::nullopt);
   pool_->Release(std::move(server_));
   if (shutdown_requested_ && !closing_) {
@@ -189,6 +200,7 @@ void ClientSession::ServerLost(const absl::Status& why) {
   if (!server_) return;
   spdlog::warn("client {}@{}: {}", user_name_, db_name_, std::string(why.message()));
   server_->MarkBroken();
+  attached_shard_ = -1;
   if (cancel_pid_ != 0) CancelRegistry::Global().SetTarget(cancel_pid_, std::nullopt);
   pool_->Release(std::move(server_));
   expected_.clear();
@@ -249,6 +261,8 @@ asio::awaitable<void> ClientSession::Pump(ServerConnection* conn, uint64_t gener
     }
     if (generation != attach_generation_ || !server_) break;  // lost
     conn->in().ShrinkIfIdle();
+    progress_.cancel();  // wake a client loop waiting for this server to become idle
+    progress_.expires_at(asio::steady_timer::time_point::max());
     if (!client_out_.empty() && !co_await FlushClient()) {
       // The client is gone: wake the client loop (blocked reading) so that it cleans up.
       closing_ = true;
@@ -259,6 +273,8 @@ asio::awaitable<void> ClientSession::Pump(ServerConnection* conn, uint64_t gener
   if (!client_out_.empty()) co_await FlushClient();
   if (closing_ && !server_) stream_.Close();
   --pumps_running_;
+  progress_.cancel();
+  progress_.expires_at(asio::steady_timer::time_point::max());
   pump_done_.cancel();
   pump_done_.expires_at(asio::steady_timer::time_point::max());
 }
@@ -276,9 +292,13 @@ void ClientSession::ProcessServerFrame(ServerConnection& conn, const protocol::F
     return;
   }
   Item& head = expected_.front();
-  const bool swallow_all = head.kind == Expect::kSwallowQuery;
+  const bool swallow_all = head.kind == Expect::kSwallowQuery || head.kind == Expect::kRaise;
   switch (type) {
     case p::be::kErrorResponse: {
+      if (head.kind == Expect::kRaise) {
+        forward();
+        break;
+      }
       if (swallow_all) {
         spdlog::warn("replaying session settings failed on shard \"{}\"; the server will be closed",
                      conn.target().shard);
@@ -471,7 +491,7 @@ absl::Status ClientSession::HandleClientFrame(const protocol::Frame& frame) {
         return absl::OkStatus();
       }
       Prepared prepared;
-      prepared.server_name = ServerStatementName(parse);
+      prepared.server_name = ServerStatementNameFor(parse);
       p::AppendParse(prepared.parse_msg, prepared.server_name, parse.sql, parse.param_types);
       if (conn.prepared().contains(prepared.server_name)) {
         Push(Expect::kInjectParseComplete);
@@ -501,7 +521,9 @@ absl::Status ClientSession::HandleClientFrame(const protocol::Frame& frame) {
         }
       }
       const Prepared* prepared = nullptr;
-      if (kind == 'S' && !statement.empty()) {
+      // Sharded sessions keep the unnamed statement too (under ""), to re-prepare it on
+      // whichever shard the Bind routes to.
+      if (kind == 'S' && (!statement.empty() || topology_)) {
         auto it = prepared_.find(Av(statement));
         if (it != prepared_.end()) prepared = &it->second;
       }
@@ -599,8 +621,21 @@ asio::awaitable<void> ClientSession::Serve() {
         terminate = true;
         break;
       }
+      if (topology_) {
+        auto forward = co_await RouteFrame(f);
+        if (!forward.ok()) {
+          error = forward.status();
+          client_in_.Consume(f.whole.size());
+          break;
+        }
+        if (!*forward) {
+          client_in_.Consume(f.whole.size());
+          next = p::ReadFrame(client_in_.Data(), max_size);
+          continue;
+        }
+      }
       if (!server_ && NeedsServer(f.type)) {
-        absl::Status st = co_await Attach();
+        absl::Status st = co_await Attach(target_);
         if (!st.ok()) {
           if (closing_) break;
           p::AppendError(client_out_, ToPgError(st));

@@ -11,6 +11,7 @@
 
 #include "proxy/pool.h"
 #include "proxy/runtime.h"
+#include "routing/analysis_cache.h"
 
 namespace shardgate::proxy {
 
@@ -34,6 +35,8 @@ class Worker {
   boost::asio::io_context& io() { return io_; }
   Runtime& runtime() { return runtime_; }
   PoolSet& pools() { return pools_; }
+  // Per-thread, lock-free: statements analysed once per worker.
+  routing::AnalysisCache& analysis_cache() { return analysis_cache_; }
   int index() const { return index_; }
   std::unordered_set<ClientSession*>& sessions() { return sessions_; }
   int session_count() const { return session_count_.load(); }
@@ -49,6 +52,7 @@ class Worker {
   boost::asio::io_context io_{1};
   std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
   PoolSet pools_;
+  routing::AnalysisCache analysis_cache_;
   std::unordered_set<ClientSession*> sessions_;
   std::atomic<int> session_count_{0};
   std::thread thread_;

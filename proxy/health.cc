@@ -1,0 +1,175 @@
+// Health checker: one coroutine per sharded database, on worker 0. Keeps one connection per
+// server, runs a one-row query per interval, and updates the Topology atomics.
+#include "proxy/health.h"
+
+#include <deque>
+#include <map>
+
+#include <boost/asio/steady_timer.hpp>
+
+#include "protocol/auth.h"
+#include "proxy/runtime.h"
+#include "proxy/server_connection.h"
+#include "spdlog/spdlog.h"
+
+namespace shardgate::proxy {
+
+uint64_t ParseLsn(std::string_view lsn) {
+  const size_t slash = lsn.find('/');
+  if (slash == std::string_view::npos) return 0;
+  uint64_t hi = 0, lo = 0;
+  for (char c : lsn.substr(0, slash)) {
+    hi = hi * 16 + (c >= 'a' ? c - 'a' + 10 : c >= 'A' ? c - 'A' + 10 : c - '0');
+  }
+  for (char c : lsn.substr(slash + 1)) {
+    lo = lo * 16 + (c >= 'a' ? c - 'a' + 10 : c >= 'A' ? c - 'A' + 10 : c - '0');
+  }
+  return (hi << 32) | lo;
+}
+
+namespace {
+
+struct Probe {
+  bool ok = false;
+  bool in_recovery = false;
+  uint64_t lsn = 0;
+};
+
+// Logs in as the endpoint's user, else the first configured user with a usable password.
+BackendTarget HealthTarget(const conf::Config& config, const std::string& database,
+                           const std::string& shard, const conf::Endpoint& ep) {
+  BackendTarget t;
+  t.shard = shard;
+  t.host = ep.host;
+  t.port = ep.port;
+  t.dbname = ep.dbname.empty() ? database : ep.dbname;
+  t.user = ep.user;
+  t.password = ep.password;
+  if (t.user.empty()) {
+    for (const auto& user : config.users) {
+      if (!protocol::IsScramVerifier(user.password) && !config.IsAdmin(user.name)) {
+        t.user = user.name;
+        t.password = user.password;
+        break;
+      }
+    }
+  }
+  return t;
+}
+
+class Checker {
+ public:
+  Checker(Runtime& runtime, std::string database, std::shared_ptr<Topology> topology)
+      : runtime_(runtime), database_(std::move(database)), topology_(std::move(topology)) {}
+
+  asio::awaitable<void> Run() {
+    auto executor = co_await asio::this_coro::executor;
+    asio::steady_timer timer(executor);
+    const auto interval = topology_->db().health_check_interval;
+    while (!runtime_.shutting_down.load() && runtime_.topology(database_) == topology_) {
+      co_await CheckAll();
+      timer.expires_after(interval);
+      co_await timer.async_wait(kTuple);
+    }
+    for (auto& [key, conn] : conns_) {
+      if (conn) conn->Close();
+    }
+  }
+
+ private:
+  asio::awaitable<Probe> Check(const std::string& shard, const conf::Endpoint& ep,
+                               bool replica_query) {
+    auto config = runtime_.config();
+    BackendTarget target = HealthTarget(*config, database_, shard, ep);
+    auto& conn = conns_[target.Key()];
+    if (!conn || conn->broken()) {
+      auto fresh = co_await ServerConnection::Connect(target, config->timeouts.connect);
+      if (!fresh.ok()) co_return Probe{};
+      conn = std::move(*fresh);
+    }
+    // Works on both roles: a promoted replica answers the primary's question.
+    auto row = co_await conn->SimpleQuery(
+        "SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() "
+        "THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END");
+    if (!row.ok() || row->size() < 2) {
+      conn.reset();
+      co_return Probe{};
+    }
+    Probe probe;
+    probe.ok = true;
+    probe.in_recovery = (*row)[0] && *(*row)[0] == "t";
+    probe.lsn = (*row)[1] ? ParseLsn(*(*row)[1]) : 0;
+    co_return probe;
+  }
+
+  asio::awaitable<void> CheckAll() {
+    const auto& db = topology_->db();
+    const auto now = Clock::now();
+    for (int s = 0; s < topology_->shard_count(); ++s) {
+      const conf::ShardConfig& shard = topology_->shard(s);
+      Probe primary = co_await Check(shard.name, shard.primary, false);
+      if (primary.ok != topology_->PrimaryHealthy(s)) {
+        spdlog::warn("shard \"{}\": primary {}:{} is {}", shard.name, shard.primary.host,
+                     shard.primary.port, primary.ok ? "back" : "down");
+      }
+      topology_->SetPrimaryHealthy(s, primary.ok);
+      // The primary's LSN over time: a replica lags when it has not replayed what the primary
+      // had written max_replica_lag ago.
+      auto& history = history_[s];
+      uint64_t current_primary_lsn = primary.ok && !primary.in_recovery ? primary.lsn : 0;
+      std::vector<Probe> replicas;
+      for (size_t r = 0; r < shard.replicas.size(); ++r) {
+        replicas.push_back(co_await Check(shard.name, shard.replicas[r], true));
+        if (replicas.back().ok && !replicas.back().in_recovery) {
+          current_primary_lsn = std::max(current_primary_lsn, replicas.back().lsn);
+        }
+      }
+      if (current_primary_lsn != 0) history.emplace_back(now, current_primary_lsn);
+      uint64_t must_have = 0;
+      while (!history.empty() && now - history.front().first > db.max_replica_lag) {
+        must_have = history.front().second;
+        history.pop_front();
+      }
+      if (must_have != 0) history.emplace_front(now - db.max_replica_lag, must_have);
+
+      for (size_t r = 0; r < shard.replicas.size(); ++r) {
+        const Probe& p = replicas[r];
+        int promoted = topology_->Promoted(s);
+        if (p.ok && !p.in_recovery) {
+          // Promoted. It takes the writes once the configured primary is down (or already did).
+          if (promoted != static_cast<int>(r) && !primary.ok) {
+            spdlog::warn("shard \"{}\": replica {}:{} was promoted; writes go to it now",
+                         shard.name, shard.replicas[r].host, shard.replicas[r].port);
+            topology_->SetPromoted(s, static_cast<int>(r));
+          }
+          topology_->SetReplicaHealthy(s, static_cast<int>(r), false);  // not a replica now
+          continue;
+        }
+        const bool lagging = p.ok && must_have != 0 && p.lsn < must_have;
+        const bool healthy = p.ok && !lagging;
+        if (healthy != topology_->ReplicaHealthy(s, static_cast<int>(r))) {
+          spdlog::warn("shard \"{}\": replica {}:{} {}", shard.name, shard.replicas[r].host,
+                       shard.replicas[r].port,
+                       healthy ? "is healthy again" : (p.ok ? "lags" : "is down"));
+        }
+        topology_->SetReplicaHealthy(s, static_cast<int>(r), healthy);
+      }
+    }
+  }
+
+  Runtime& runtime_;
+  std::string database_;
+  std::shared_ptr<Topology> topology_;
+  std::map<std::string, std::unique_ptr<ServerConnection>> conns_;
+  std::map<int, std::deque<std::pair<Clock::time_point, uint64_t>>> history_;
+};
+
+}  // namespace
+
+asio::awaitable<void> RunHealthChecks(Runtime& runtime, std::string database,
+                                      std::shared_ptr<Topology> topology) {
+  Checker checker(runtime, std::move(database), std::move(topology));
+  co_await checker.Run();
+}
+
+}  // namespace shardgate::proxy

@@ -1,0 +1,401 @@
+// ClientSession, routing half (sharded databases): which shard and role each statement goes to,
+// BEGIN held until the first statement that routes, refusals in PostgreSQL's own form, and
+// switching servers between transactions.
+#include <boost/asio/post.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "protocol/encoder.h"
+#include "protocol/messages.h"
+#include "proxy/client_session.h"
+#include "proxy/pool.h"
+#include "proxy/strings.h"
+#include "proxy/worker.h"
+#include "spdlog/spdlog.h"
+
+namespace shardgate::proxy {
+
+namespace p = protocol;
+
+namespace {
+
+constexpr char kCrossShardHint[] =
+    "Keep a transaction's statements on one shard (same shard key, or co-located tables), or "
+    "route them with /* shardgate: shard=NAME */.";
+
+std::string QuoteDollar(std::string_view s) {
+  // A dollar-quoted literal that cannot be closed early by the text itself.
+  std::string tag = "$sg$";
+  while (s.find(tag) != std::string_view::npos) tag.insert(tag.size() - 1, "x");
+  return absl::StrCat(tag, Av(s), tag);
+}
+
+}  // namespace
+
+bool ClientSession::InTransaction() const {
+  return !held_begin_.empty() || held_failed_ || (server_ && server_->tx_status() != 'I');
+}
+
+void ClientSession::LocalAnswer(std::string messages) {
+  Push(Expect::kInjectRaw, std::move(messages));
+}
+
+void ClientSession::LocalCommand(std::string_view tag) {
+  std::string out;
+  p::AppendCommandComplete(out, tag);
+  LocalAnswer(std::move(out));
+  Push(Expect::kInjectReady);
+}
+
+// An error the proxy answers itself when no server is involved. Extended protocol: like a
+// server, drop what follows up to Sync. Returns false (not forwarded).
+bool ClientSession::LocalError(const absl::Status& status, bool extended) {
+  std::string out;
+  p::AppendError(out, ToPgError(status));
+  LocalAnswer(std::move(out));
+  if (!held_begin_.empty()) held_failed_ = true;  // the client's transaction is now failed
+  if (extended) {
+    drop_until_sync_ = true;
+  } else {
+    Push(Expect::kInjectReady);
+  }
+  return false;
+}
+
+// A refusal inside a transaction that already runs on a server: the server itself raises the
+// error, so its transaction is aborted exactly as PostgreSQL would abort it (25P02 afterwards).
+void ClientSession::RaiseOnServer(const absl::Status& status, bool extended) {
+  const PgError e = ToPgError(status);
+  std::string sql = absl::StrCat("DO ", QuoteDollar(absl::StrCat(
+      "BEGIN RAISE EXCEPTION USING ERRCODE = '", Av(e.sqlstate), "', MESSAGE = ",
+      QuoteDollar(e.message), e.hint.empty() ? "" : ", HINT = " + QuoteDollar(e.hint),
+      "; END")));
+  p::AppendQuery(server_out_, sql);
+  if (extended) {
+    Push(Expect::kRaise);
+    drop_until_sync_ = true;
+  } else {
+    Push(Expect::kQuery);
+  }
+}
+
+asio::awaitable<void> ClientSession::DrainAndRelease() {
+  if (!co_await FlushServer()) co_return;
+  while (server_ && !CanRelease() && pumps_running_ > 0 && !closing_) {
+    co_await progress_.async_wait(kTuple);
+  }
+  co_await ReleaseIfIdle();
+}
+
+asio::awaitable<absl::StatusOr<bool>> ClientSession::AttachAnyShard() {
+  if (server_) co_return true;
+  absl::Status st = co_await Attach(target_);
+  if (!st.ok()) co_return st;
+  attached_shard_ = topology_->map()->FindShard(target_.shard).value_or(0);
+  attached_replica_ = false;
+  co_return true;
+}
+
+asio::awaitable<absl::StatusOr<bool>> ClientSession::Target(const routing::RoutePlan& plan,
+                                                            bool extended) {
+  using Spread = routing::RoutePlan::Spread;
+  if (plan.spread == Spread::kSome || plan.spread == Spread::kAll) {
+    std::vector<std::string> names;
+    for (int s : plan.shards) names.push_back(topology_->map()->shard_name(s));
+    absl::Status refusal = PgStatus(
+        "0A000",
+        absl::StrCat("statement spans ", plan.shards.size(), " shards (",
+                     absl::StrJoin(names, ", "),
+                     "); statements across shards are not supported yet"),
+        "Add a condition on the shard key, or route it with /* shardgate: shard=NAME */.");
+    if (server_ && InTransaction()) {
+      RaiseOnServer(refusal, extended);
+      co_return false;
+    }
+    co_return LocalError(refusal, extended);
+  }
+  int shard = plan.shards.empty() ? 0 : plan.shards[0];
+  if (plan.spread == Spread::kAnyOne && !plan.shards.empty()) {
+    // Any one will do: stay where the session is, else spread the load.
+    bool here = false;
+    for (int s : plan.shards) here |= s == attached_shard_;
+    shard = here ? attached_shard_ : plan.shards[any_shard_next_++ % plan.shards.size()];
+  }
+  const bool in_txn = InTransaction();
+  const bool read_only_txn = !held_begin_.empty() && held_read_only_;
+  const bool want_replica =
+      (!in_txn || read_only_txn) && !plan.write && plan.role != routing::Role::kPrimary;
+
+  if (server_) {
+    if (shard == attached_shard_ && (in_txn || attached_replica_ == want_replica)) {
+      // Stay on the attached server.
+    } else if (server_->tx_status() != 'I' || (in_txn && held_begin_.empty())) {
+      absl::Status refusal = PgStatus(
+          "0A000",
+          absl::StrCat("statement routes to shard \"", topology_->map()->shard_name(shard),
+                       "\" but this transaction runs on shard \"",
+                       topology_->map()->shard_name(attached_shard_),
+                       "\"; distributed transactions are not supported yet"),
+          kCrossShardHint);
+      RaiseOnServer(refusal, extended);
+      co_return false;
+    } else {
+      co_await DrainAndRelease();
+      if (server_) {
+        co_return PgStatus("08006", "could not switch shards: the server is still busy");
+      }
+    }
+  }
+  if (!server_) {
+    const conf::ShardConfig& config = topology_->shard(shard);
+    absl::Status st;
+    for (int attempt = 0; attempt < 4; ++attempt) {
+      bool replica = false;
+      const conf::Endpoint& ep =
+          want_replica ? topology_->ForRead(shard, &replica) : topology_->Primary(shard);
+      absl::Status target_error;
+      BackendTarget target = MakeTarget(config, ep, &target_error);
+      if (!target_error.ok()) co_return target_error;
+      st = co_await Attach(target);
+      if (st.ok()) {
+        attached_shard_ = shard;
+        attached_replica_ = replica;
+        break;
+      }
+      if (!replica) break;
+      // A replica that cannot be reached gets no more reads until the checker sees it healthy.
+      spdlog::warn("shard \"{}\": replica {}:{} unreachable, trying another server", config.name,
+                   ep.host, ep.port);
+      topology_->ReplicaFailed(shard, ep);
+    }
+    if (!st.ok()) co_return LocalError(st, extended);
+  }
+  if (!held_begin_.empty()) {
+    p::AppendQuery(server_out_, held_begin_);
+    Push(Expect::kSwallowQuery);
+    held_begin_.clear();
+  }
+  if (explain_) {
+    std::string notice;
+    p::AppendNotice(notice, PgError{"NOTICE", "00000",
+                                    absl::StrCat("shardgate: ", plan.reason, " [",
+                                                 attached_replica_ ? "replica" : "primary", "]"),
+                                    "", ""});
+    LocalAnswer(std::move(notice));
+  }
+  co_return true;
+}
+
+asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteQuery(std::string_view sql) {
+  // Session hints and settings of the proxy itself never reach a server.
+  {
+    std::string_view rest = StripSpace(sql);
+    while (!rest.empty() && rest.back() == ';') rest = StripSpace(rest.substr(0, rest.size() - 1));
+    const std::string lower = Lower(rest);
+    if (lower.rfind("set shardgate.explain", 0) == 0) {
+      explain_ = lower.find("on") != std::string::npos || lower.find("true") != std::string::npos;
+      LocalCommand("SET");
+      co_return false;
+    }
+  }
+  if (auto hint = routing::ParseSessionHint(sql)) {
+    if (!hint->ok()) co_return LocalError(hint->status(), false);
+    routing::ApplySessionHint(**hint, session_hints_);
+    if ((*hint)->op != routing::SessionHint::Op::kResetAll) {
+      LocalCommand((*hint)->op == routing::SessionHint::Op::kSet ? "SET" : "RESET");
+      co_return false;
+    }
+    // RESET ALL also resets the server's settings: forward it as well.
+  }
+  if (held_failed_) {
+    std::string lower = Lower(StripSpace(sql));
+    if (lower.rfind("rollback", 0) == 0 || lower.rfind("commit", 0) == 0 ||
+        lower.rfind("end", 0) == 0 || lower.rfind("abort", 0) == 0) {
+      held_failed_ = false;
+      held_begin_.clear();
+      LocalCommand("ROLLBACK");
+      co_return false;
+    }
+    std::string out;
+    p::AppendError(out, PgError{"ERROR", "25P02",
+                                "current transaction is aborted, commands ignored until end of "
+                                "transaction block", "", ""});
+    LocalAnswer(std::move(out));
+    Push(Expect::kInjectReady);
+    co_return false;
+  }
+
+  auto analyzed = worker_.analysis_cache().Analyze(sql);
+  if (!analyzed.ok()) {
+    // The server reports its own syntax error, in its own words.
+    co_return co_await AttachAnyShard();
+  }
+  const routing::Analysis& analysis = *analyzed->analysis;
+  if (analysis.statements.size() == 1) {
+    const routing::QueryInfo& info = analysis.statements[0];
+    if (info.kind == routing::StatementKind::kTransaction) {
+      if (info.txn == routing::TxnOp::kBegin && !InTransaction()) {
+        held_begin_ = std::string(sql);
+        held_read_only_ = info.read_only_txn;
+        LocalCommand("BEGIN");
+        co_return false;
+      }
+      if ((info.txn == routing::TxnOp::kCommit || info.txn == routing::TxnOp::kRollback) &&
+          !server_ && !held_begin_.empty()) {
+        held_begin_.clear();
+        LocalCommand(info.txn == routing::TxnOp::kCommit ? "COMMIT" : "ROLLBACK");
+        co_return false;
+      }
+      if (server_) co_return true;
+    }
+    if (info.kind == routing::StatementKind::kEmpty && server_) co_return true;
+  }
+  routing::PlanInput input;
+  input.literals = analyzed->literals;
+  auto hints = routing::ParseCommentHints(sql);
+  if (!hints.ok()) co_return LocalError(hints.status(), false);
+  input.hints = *hints;
+  input.hints.MergeFrom(session_hints_);
+  input.in_transaction = InTransaction();
+  input.explain = explain_;
+  auto plan = planner_->Plan(analysis, input);
+  if (!plan.ok()) {
+    if (server_ && InTransaction()) {
+      RaiseOnServer(plan.status(), false);
+      co_return false;
+    }
+    co_return LocalError(plan.status(), false);
+  }
+  co_return co_await Target(*plan, false);
+}
+
+void ClientSession::NoteParseSharded(const p::Parse& parse) {
+  Prepared prepared;
+  prepared.param_types.assign(parse.param_types.begin(), parse.param_types.end());
+  auto analysis = worker_.analysis_cache().Prepare(parse.sql);
+  if (analysis.ok()) {
+    prepared.analysis = analysis->analysis;
+    prepared.literals = std::move(analysis->literals);
+  }
+  prepared.sql = std::string(parse.sql);
+  prepared.server_name = ServerStatementNameFor(parse);
+  p::AppendParse(prepared.parse_msg, prepared.server_name, parse.sql, parse.param_types);
+  prepared_[std::string(parse.name)] = std::move(prepared);
+}
+
+asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteBind(const p::Frame& frame) {
+  auto bind = p::ParseBind(frame.body);
+  if (!bind.ok()) co_return bind.status();
+  auto it = prepared_.find(Av(bind->statement));
+  if (it == prepared_.end() || !it->second.analysis) {
+    // Unknown statement or one that does not parse: a server says so, in its own words.
+    if (server_) co_return true;
+    co_return co_await AttachAnyShard();
+  }
+  const Prepared& prepared = it->second;
+  if (prepared.analysis->statements.size() == 1) {
+    // BEGIN is held and COMMIT/ROLLBACK of a held BEGIN answered here, as in RouteQuery.
+    const routing::QueryInfo& info = prepared.analysis->statements[0];
+    const bool begin = info.txn == routing::TxnOp::kBegin && !InTransaction();
+    const bool end = (info.txn == routing::TxnOp::kCommit ||
+                      info.txn == routing::TxnOp::kRollback) &&
+                     !server_ && (!held_begin_.empty() || held_failed_);
+    if (info.kind == routing::StatementKind::kTransaction && (begin || end)) {
+      local_portal_tag_ = begin ? "BEGIN"
+                          : info.txn == routing::TxnOp::kCommit && !held_failed_ ? "COMMIT"
+                                                                                 : "ROLLBACK";
+      local_portal_sql_ = prepared.sql;
+      local_portal_read_only_ = info.read_only_txn;
+      std::string out;
+      p::AppendBindComplete(out);
+      LocalAnswer(std::move(out));
+      co_return false;
+    }
+    if (info.kind == routing::StatementKind::kTransaction && server_) co_return true;
+  }
+  routing::PlanInput input;
+  input.literals = prepared.literals;
+  input.params.values = bind->params;
+  input.params.formats = bind->param_formats;
+  input.params.types = prepared.param_types;
+  input.hints = session_hints_;
+  input.in_transaction = InTransaction();
+  input.explain = explain_;
+  auto plan = planner_->Plan(*prepared.analysis, input);
+  if (!plan.ok()) {
+    if (server_ && InTransaction()) {
+      RaiseOnServer(plan.status(), true);
+      co_return false;
+    }
+    co_return LocalError(plan.status(), true);
+  }
+  co_return co_await Target(*plan, true);
+}
+
+asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteFrame(const p::Frame& frame) {
+  const char type = frame.type;
+  if (drop_until_sync_ && type != p::fe::kSync) co_return false;
+  switch (type) {
+    case p::fe::kQuery: {
+      auto q = p::ParseQuery(frame.body);
+      if (!q.ok()) co_return q.status();
+      co_return co_await RouteQuery(q->sql);
+    }
+    case p::fe::kParse: {
+      // Parse goes to a server only with the Bind that says which shard: remember it.
+      auto parse = p::ParseParse(frame.body);
+      if (!parse.ok()) co_return parse.status();
+      NoteParseSharded(*parse);
+      Push(Expect::kInjectParseComplete);
+      co_return false;
+    }
+    case p::fe::kBind:
+      co_return co_await RouteBind(frame);
+    case p::fe::kClose: {
+      auto close = p::ParseClose(frame.body);
+      if (!close.ok()) co_return close.status();
+      if (close->kind == 'S') {
+        prepared_.erase(Av(close->name));
+        Push(Expect::kInjectCloseComplete);
+        co_return false;
+      }
+      if (server_) co_return true;
+      Push(Expect::kInjectCloseComplete);  // a portal of a finished transaction: already gone
+      co_return false;
+    }
+    case p::fe::kSync:
+      drop_until_sync_ = false;
+      if (server_) co_return true;
+      Push(Expect::kInjectReady);
+      co_return false;
+    case p::fe::kFlush:
+    case p::fe::kCopyData:
+    case p::fe::kCopyDone:
+    case p::fe::kCopyFail:
+      co_return server_ != nullptr;
+    default:  // Describe, Execute, FunctionCall: the attached server, else any shard
+      if (!local_portal_tag_.empty() &&
+          (type == p::fe::kDescribe || type == p::fe::kExecute)) {
+        std::string out;
+        if (type == p::fe::kDescribe) {
+          p::AppendNoData(out);
+        } else {
+          p::AppendCommandComplete(out, local_portal_tag_);
+          if (local_portal_tag_ == "BEGIN") {
+            held_begin_ = local_portal_sql_;
+            held_read_only_ = local_portal_read_only_;
+          } else {
+            held_begin_.clear();
+            held_failed_ = false;
+          }
+          local_portal_tag_.clear();
+        }
+        LocalAnswer(std::move(out));
+        co_return false;
+      }
+      if (server_) co_return true;
+      co_return co_await AttachAnyShard();
+  }
+}
+
+}  // namespace shardgate::proxy

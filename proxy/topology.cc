@@ -1,0 +1,73 @@
+// Topology: endpoint choice for reads (round robin over healthy replicas) and writes.
+#include "proxy/topology.h"
+
+namespace shardgate::proxy {
+
+absl::StatusOr<std::shared_ptr<Topology>> Topology::Build(const conf::DatabaseConfig& db) {
+  auto topology = std::make_shared<Topology>();
+  topology->db_ = db;
+  auto map = routing::ShardMap::Build(topology->db_);
+  if (!map.ok()) return map.status();
+  topology->map_ = *map;
+  for (const auto& shard : topology->db_.shards) {
+    topology->shards_.push_back(std::make_unique<ShardState>(shard.replicas.size()));
+  }
+  return topology;
+}
+
+const conf::Endpoint& Topology::Primary(int shard) const {
+  const int promoted = shards_[shard]->promoted.load(std::memory_order_relaxed);
+  if (promoted >= 0) return db_.shards[shard].replicas[promoted];
+  return db_.shards[shard].primary;
+}
+
+const conf::Endpoint& Topology::ForRead(int shard, bool* replica) {
+  const conf::ShardConfig& config = db_.shards[shard];
+  ShardState& state = *shards_[shard];
+  const size_t n = config.replicas.size();
+  const int promoted = state.promoted.load(std::memory_order_relaxed);
+  if (db_.read_from != conf::ReadFrom::kPrimary && n > 0) {
+    // kAny counts the primary as one more candidate.
+    const size_t candidates = db_.read_from == conf::ReadFrom::kAny ? n + 1 : n;
+    const uint32_t start = state.next.fetch_add(1, std::memory_order_relaxed);
+    for (size_t i = 0; i < candidates; ++i) {
+      const size_t pick = (start + i) % candidates;
+      if (pick == n) break;  // the primary's turn
+      if (static_cast<int>(pick) == promoted) continue;  // now the primary
+      if (state.replica_ok[pick].load(std::memory_order_relaxed)) {
+        *replica = true;
+        return config.replicas[pick];
+      }
+    }
+  }
+  *replica = false;
+  return Primary(shard);
+}
+
+void Topology::SetReplicaHealthy(int shard, int replica, bool healthy) {
+  shards_[shard]->replica_ok[replica].store(healthy, std::memory_order_relaxed);
+}
+bool Topology::ReplicaHealthy(int shard, int replica) const {
+  return shards_[shard]->replica_ok[replica].load(std::memory_order_relaxed);
+}
+void Topology::SetPrimaryHealthy(int shard, bool healthy) {
+  shards_[shard]->primary_ok.store(healthy, std::memory_order_relaxed);
+}
+bool Topology::PrimaryHealthy(int shard) const {
+  return shards_[shard]->primary_ok.load(std::memory_order_relaxed);
+}
+void Topology::SetPromoted(int shard, int replica) {
+  shards_[shard]->promoted.store(replica, std::memory_order_relaxed);
+}
+int Topology::Promoted(int shard) const {
+  return shards_[shard]->promoted.load(std::memory_order_relaxed);
+}
+
+void Topology::ReplicaFailed(int shard, const conf::Endpoint& endpoint) {
+  const auto& replicas = db_.shards[shard].replicas;
+  for (size_t i = 0; i < replicas.size(); ++i) {
+    if (&replicas[i] == &endpoint) SetReplicaHealthy(shard, static_cast<int>(i), false);
+  }
+}
+
+}  // namespace shardgate::proxy

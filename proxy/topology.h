@@ -1,0 +1,60 @@
+// Where each shard's statements go right now: the shard map of a database plus the live state
+// of its servers (which replicas are healthy, which server is the primary after a promotion).
+// Shared by all workers; the health checker writes it, sessions read it.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "conf/config.h"
+#include "routing/shard_map.h"
+
+namespace shardgate::proxy {
+
+// Contract: thread-safe; every field a session reads is atomic. Built once per config snapshot.
+class Topology {
+ public:
+  static absl::StatusOr<std::shared_ptr<Topology>> Build(const conf::DatabaseConfig& db);
+
+  const conf::DatabaseConfig& db() const { return db_; }
+  const std::shared_ptr<const routing::ShardMap>& map() const { return map_; }
+  int shard_count() const { return static_cast<int>(shards_.size()); }
+  const conf::ShardConfig& shard(int i) const { return db_.shards[i]; }
+
+  // The endpoint writes go to: the configured primary, or the replica the health checker saw
+  // promoted while the configured primary was down.
+  const conf::Endpoint& Primary(int shard) const;
+  // A healthy replica (round robin), or the primary when there is none or reads must not use
+  // replicas (`read_from: primary`). `*replica` tells which.
+  const conf::Endpoint& ForRead(int shard, bool* replica);
+
+  // Health state, written by the checker and by sessions that fail to reach a replica.
+  void SetReplicaHealthy(int shard, int replica, bool healthy);
+  bool ReplicaHealthy(int shard, int replica) const;
+  void SetPrimaryHealthy(int shard, bool healthy);
+  bool PrimaryHealthy(int shard) const;
+  void SetPromoted(int shard, int replica);  // -1: the configured primary
+  int Promoted(int shard) const;
+  // Marks the replica at `endpoint` unhealthy (a session could not reach it).
+  void ReplicaFailed(int shard, const conf::Endpoint& endpoint);
+
+ private:
+  struct ShardState {
+    explicit ShardState(size_t replicas) : replica_ok(replicas) {
+      for (auto& ok : replica_ok) ok.store(true);
+    }
+    std::vector<std::atomic<bool>> replica_ok;
+    std::atomic<bool> primary_ok{true};
+    std::atomic<int> promoted{-1};
+    std::atomic<uint32_t> next{0};
+  };
+
+  conf::DatabaseConfig db_;  // a copy: endpoints stay valid as long as the topology
+  std::shared_ptr<const routing::ShardMap> map_;
+  std::vector<std::unique_ptr<ShardState>> shards_;
+};
+
+}  // namespace shardgate::proxy

@@ -1,0 +1,23 @@
+# Integration tests of the sharded proxy (issue 4): routing by every router type, the read/write
+# split, transactions across shards, the extended protocol, the admin console, and failover
+# (replica killed under load, lagging replica, dead primary, promoted replica). Included from
+# tests/proxy/CMakeLists.txt; sources are found relative to this file, so it may be included
+# from elsewhere too. One cluster per binary (SetUpTestSuite), hence add_test, not discovery.
+# Links shardgate_routing: the tests ask the routing library itself which shard owns a key.
+function(shardgate_sharded_test name)
+  set(sources ${ARGN})
+  list(TRANSFORM sources PREPEND ${CMAKE_CURRENT_FUNCTION_LIST_DIR}/)
+  add_executable(proxy_${name}_test ${sources})
+  target_link_libraries(proxy_${name}_test PRIVATE
+    shardgate_test_support shardgate_routing shardgate_conf shardgate_protocol
+    PostgreSQL::PostgreSQL absl::strings absl::status absl::statusor
+    GTest::gmock GTest::gmock_main Threads::Threads)
+  add_test(NAME integration.proxy.${name} COMMAND proxy_${name}_test --gtest_color=no)
+  set_tests_properties(integration.proxy.${name} PROPERTIES LABELS integration TIMEOUT 900)
+endfunction()
+
+# Every row on the shard its router names; reads to replicas, writes to primaries; 0A000/25P02
+# across shards; reference and unlisted tables; $1 keys; SHOW ROUTE; explain NOTICEs.
+shardgate_sharded_test(sharded_routing sharded_routing_test.cc sharded_readwrite_test.cc)
+# Replica killed under a read load, lagging replica, dead primary, promoted replica.
+shardgate_sharded_test(sharded_failover sharded_failover_test.cc)
