@@ -33,9 +33,9 @@ using Clock = std::chrono::steady_clock;
 class Deadline {
  public:
   template <typename Executor, typename F>
-  Deadline(const Executor& ex, std::chrono::milliseconds timeout, F on_expire)
-      : state_(std::make_shared<State>(ex)) {
-    if (timeout.count() <= 0) return;
+  Deadline(const Executor& ex, std::chrono::milliseconds timeout, F on_expire) {
+    if (timeout.count() <= 0) return;  // the common case allocates nothing
+    state_ = std::make_shared<State>(ex);
     state_->armed = true;
     state_->timer.expires_after(timeout);
     state_->timer.async_wait([state = state_, f = std::move(on_expire)](
@@ -51,12 +51,12 @@ class Deadline {
   Deadline& operator=(const Deadline&) = delete;
 
   void Disarm() {
-    if (state_->armed) {
+    if (state_ && state_->armed) {
       state_->armed = false;
       state_->timer.cancel();
     }
   }
-  bool expired() const { return state_->expired; }
+  bool expired() const { return state_ && state_->expired; }
 
  private:
   struct State {

@@ -37,7 +37,8 @@ $(sed 's/^/  /' "$STATE/ports")
 Connect:
   psql "host=127.0.0.1 port=$PORT dbname=app user=app password=app_pw"
 
-Try:  INSERT INTO users VALUES (1, 'ada'), (2, 'grace');  SELECT * FROM users WHERE id = 1;
+Try:  INSERT INTO users (id, name) VALUES (1, 'ada');  SELECT * FROM users WHERE id = 1;
+      SET shardgate.explain = on;  (a NOTICE names the shard and server of each statement)
 Admin console: psql "host=127.0.0.1 port=$PORT dbname=shardgate user=admin password=admin"
 Config: $STATE/shardgate.yaml   Log: $STATE/shardgate.log
 Stop:   tools/demo.sh stop

@@ -1,0 +1,199 @@
+#!/usr/bin/env bash
+# pgbench -S through shardgate over 2 shards (pgbench_accounts sharded by aid with a PostgreSQL-
+# hash modulo router), beside the single-shard figures: the same PostgreSQL directly and
+# shardgate in front of one shard. Rounds are interleaved so that machine noise hits every target
+# alike; -M simple, extended and prepared. Prints the median TPS per target and mode, how the
+# sharded runs' key reads split over the shards, and exits 1 if a sharded run had a failure.
+#
+#   tools/bench/pgbench_sharded.sh [--duration 10] [--rounds 3] [--clients 8] [--threads 2]
+#                                  [--scale 10] [--replicas 0] [--modes "simple extended prepared"]
+#                                  [--shardgate build/release/proxy/shardgate]
+#
+# Each shard gets the full pgbench tables (`pgbench -i` on each shard directly): -S reads one
+# account by key, so whichever shard the router names has it. pgbench's other tables are not
+# listed in the router map and go to default_shard s0. With --replicas N the reads go to the
+# replicas (read_from: replicas). Everything started here is stopped on exit, also on Ctrl-C.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+DURATION=10 ROUNDS=3 CLIENTS=8 THREADS=2 SCALE=10 REPLICAS=0 MODES="simple extended prepared"
+SHARDGATE=${SHARDGATE_BIN:-$ROOT/build/release/proxy/shardgate}
+while (($#)); do
+  case $1 in
+    --duration) DURATION=$2; shift 2 ;;
+    --rounds) ROUNDS=$2; shift 2 ;;
+    --clients) CLIENTS=$2; shift 2 ;;
+    --threads) THREADS=$2; shift 2 ;;
+    --scale) SCALE=$2; shift 2 ;;
+    --replicas) REPLICAS=$2; shift 2 ;;
+    --modes) MODES=$2; shift 2 ;;
+    --shardgate) SHARDGATE=$2; shift 2 ;;
+    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+((DURATION >= 1 && DURATION <= 600)) || { echo "--duration must be 1..600 s" >&2; exit 2; }
+((ROUNDS >= 1 && ROUNDS <= 20)) || { echo "--rounds must be 1..20" >&2; exit 2; }
+((CLIENTS >= 1 && CLIENTS <= 200)) || { echo "--clients must be 1..200" >&2; exit 2; }
+((SCALE >= 1 && SCALE <= 1000)) || { echo "--scale must be 1..1000" >&2; exit 2; }
+((REPLICAS >= 0 && REPLICAS <= 2)) || { echo "--replicas must be 0..2" >&2; exit 2; }
+[[ -x $SHARDGATE ]] || { echo "no shardgate binary at $SHARDGATE (build it or pass --shardgate)" >&2; exit 1; }
+command -v pgbench >/dev/null || { echo "pgbench is not installed (tools/install_deps.sh)" >&2; exit 1; }
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/sg-bench-sharded.XXXXXX")
+chmod 755 "$WORK"
+SG_PIDS=()
+cleanup() {
+  set +e
+  local pid
+  for pid in "${SG_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
+  bash "$ROOT/tools/pg_cluster.sh" stop --dir "$WORK/cluster" >/dev/null 2>&1
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+  local p=$((20000 + ($$ * 37 + RANDOM) % 10000)) i
+  for ((i = 0; i < 1000; i++)); do
+    if ! ss -Htan "( sport = :$p )" 2>/dev/null | grep -q . && [[ " ${TAKEN:-} " != *" $p "* ]]; then
+      TAKEN="${TAKEN:-} $p"; echo "$p"; return
+    fi
+    p=$((p + 1))
+  done
+  echo "no free port" >&2; exit 1
+}
+wait_port() {  # wait_port PORT PID: up to 15 s, fails early if PID died
+  local i
+  for ((i = 0; i < 150; i++)); do
+    (: </dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
+    [[ -n ${2:-} ]] && ! kill -0 "$2" 2>/dev/null && return 1
+    sleep 0.1
+  done
+  return 1
+}
+start_shardgate() {  # start_shardgate NAME CONFIG PORT
+  "$SHARDGATE" --config "$2" >"$WORK/$1.log" 2>&1 &
+  local pid=$!
+  SG_PIDS+=("$pid")
+  wait_port "$3" "$pid" || { echo "shardgate ($1) did not start:" >&2; tail -n 20 "$WORK/$1.log" >&2; exit 1; }
+}
+
+SHARDED_PORT=$(free_port)
+SINGLE_PORT=$(free_port)
+cat >"$WORK/sharded-db.yaml" <<'EOF'
+    default_shard: s0
+    routers:
+      by_aid: {type: modulo, hash: postgres, shards: [s0, s1]}
+    tables:
+      pgbench_accounts: {key: aid, router: by_aid}
+EOF
+echo "== starting PostgreSQL: 2 shards, $REPLICAS replica(s) each" >&2
+bash "$ROOT/tools/pg_cluster.sh" start --dir "$WORK/cluster" --shards 2 --replicas "$REPLICAS" \
+  --listen-port "$SHARDED_PORT" --extra-db-yaml "$WORK/sharded-db.yaml" >/dev/null
+# shellcheck disable=SC1091
+. "$WORK/cluster/env"
+PG_PORT=${PG_PORT_s0:?}
+PG_PORT1=${PG_PORT_s1:?}
+
+# The single-shard reference: the same file with the database cut down to shard s0 and its
+# replicas (everything up to s1's entry), and no routers.
+awk -v port="$SINGLE_PORT" '
+  /^listen:/ { print "listen: {host: 127.0.0.1, port: " port "}"; next }
+  /^      - name: s1$/ { skip = 1 }
+  /^    default_shard:/ { skip = 1 }
+  /^[a-z]/ && !/^databases:/ { skip = 0 }
+  !skip { print }' "$WORK/cluster/shardgate.yaml" >"$WORK/single.yaml"
+
+echo "== pgbench -i -s $SCALE on each shard" >&2
+for port in "$PG_PORT" "$PG_PORT1"; do
+  PGPASSWORD=app_pw pgbench -h 127.0.0.1 -p "$port" -U app -i -s "$SCALE" -q app >"$WORK/init-$port.log" 2>&1 ||
+    { cat "$WORK/init-$port.log" >&2; exit 1; }
+done
+if ((REPLICAS > 0)); then sleep 2; fi  # let the replicas replay the load
+
+echo "== starting shardgate: 2 shards on $SHARDED_PORT, 1 shard on $SINGLE_PORT" >&2
+start_shardgate sharded "$WORK/cluster/shardgate.yaml" "$SHARDED_PORT"
+start_shardgate single "$WORK/single.yaml" "$SINGLE_PORT"
+
+port_of() { case $1 in direct) echo "$PG_PORT" ;; single) echo "$SINGLE_PORT" ;; sharded) echo "$SHARDED_PORT" ;; esac; }
+
+# Index scans on pgbench_accounts per shard, over its primary and replicas (where -S reads ran).
+shard_scans() {  # shard_scans SHARD
+  local total=0 port n
+  for port in $(awk -v s="$1" '$1 == s {print $4}' "$WORK/cluster/ports"); do
+    n=$(PGPASSWORD=app_pw psql -X -At -h 127.0.0.1 -p "$port" -U app -d app -c \
+      "SELECT coalesce(idx_scan, 0) FROM pg_stat_user_tables WHERE relname = 'pgbench_accounts'" 2>/dev/null || echo 0)
+    total=$((total + ${n:-0}))
+  done
+  echo "$total"
+}
+
+RESULTS="$WORK/results"
+: >"$RESULTS"
+TARGETS="direct single sharded"
+SHARDED_FAILED=0
+SPLIT_S0=0 SPLIT_S1=0
+for mode in $MODES; do
+  for ((round = 1; round <= ROUNDS; round++)); do
+    read -r -a order <<<"$TARGETS"
+    n=${#order[@]}
+    for ((k = 0; k < n; k++)); do
+      target=${order[$(((k + round) % n))]}
+      out="$WORK/pgbench-$mode-$target-$round.out"
+      if [[ $target == sharded ]]; then b0=$(shard_scans s0); b1=$(shard_scans s1); fi
+      if PGPASSWORD=app_pw timeout $((DURATION + 60)) pgbench -h 127.0.0.1 -p "$(port_of "$target")" \
+          -U app -n -S -c "$CLIENTS" -j "$THREADS" -T "$DURATION" -M "$mode" app >"$out" 2>&1 &&
+         ! grep -q '^number of failed transactions: [1-9]' "$out"; then
+        tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$out" | head -n 1)
+      else
+        tps=FAILED
+      fi
+      if [[ $target == sharded ]]; then
+        sleep 1  # statistics reach pg_stat_user_tables within a second of a backend going idle
+        SPLIT_S0=$((SPLIT_S0 + $(shard_scans s0) - b0)); SPLIT_S1=$((SPLIT_S1 + $(shard_scans s1) - b1))
+        if [[ ${tps:-FAILED} == FAILED ]]; then
+          SHARDED_FAILED=1
+          echo "  sharded -M $mode round $round failed:" >&2; tail -n 5 "$out" >&2
+        fi
+      fi
+      echo "$mode $target $round ${tps:-FAILED}" >>"$RESULTS"
+      printf '  %-9s %-8s round %d: %s\n' "$mode" "$target" "$round" "${tps:-FAILED}" >&2
+    done
+  done
+done
+
+echo
+echo "pgbench -S -c $CLIENTS -j $THREADS -T $DURATION, scale $SCALE per shard, $ROUNDS round(s) interleaved, median TPS"
+echo "direct = PostgreSQL s0; single = shardgate over s0; sharded = shardgate over s0+s1 (by aid)"
+awk -v modes="$MODES" '
+  { v[$1 " " $2] = v[$1 " " $2] " " $4 }
+  function median(list,   a, n, i, j, t, ok) {
+    n = split(list, a, " "); ok = 0
+    for (i = 1; i <= n; i++) if (a[i] != "FAILED") b[++ok] = a[i] + 0
+    if (ok < n || n == 0) return n == 0 ? "n/a" : "FAILED"
+    for (i = 1; i <= ok; i++) for (j = i + 1; j <= ok; j++) if (b[j] < b[i]) { t = b[i]; b[i] = b[j]; b[j] = t }
+    return ok % 2 ? b[(ok + 1) / 2] : (b[ok / 2] + b[ok / 2 + 1]) / 2
+  }
+  function num(x) { return x ~ /^[0-9.]+$/ ? sprintf("%.0f", x) : x }
+  function ratio(x, y) { return (x ~ /^[0-9.]+$/ && y ~ /^[0-9.]+$/ && y > 0) ? sprintf("%.2f", x / y) : "-" }
+  END {
+    fmt = "%-10s %12s %12s %12s %16s %16s\n"
+    printf fmt, "mode", "direct", "single", "sharded", "sharded/single", "sharded/direct"
+    nm = split(modes, m, " ")
+    for (i = 1; i <= nm; i++) {
+      d = median(v[m[i] " direct"]); s1 = median(v[m[i] " single"]); s2 = median(v[m[i] " sharded"])
+      printf fmt, m[i], num(d), num(s1), num(s2), ratio(s2, s1), ratio(s2, d)
+    }
+  }' "$RESULTS"
+total=$((SPLIT_S0 + SPLIT_S1))
+if ((total > 0)); then
+  echo "sharded key reads per shard (pgbench_accounts index scans): s0 $SPLIT_S0 ($((100 * SPLIT_S0 / total))%), s1 $SPLIT_S1 ($((100 * SPLIT_S1 / total))%)"
+  if ((SPLIT_S0 == 0 || SPLIT_S1 == 0)); then
+    echo "WARNING: one shard got no reads: the proxy is not routing by aid" >&2
+  fi
+fi
+if ((SHARDED_FAILED)); then
+  echo "FAILED: a sharded run had errors or failed transactions (logs above)" >&2
+  exit 1
+fi
