@@ -250,7 +250,7 @@ Outcome InsertThroughProxy(ShardedEnv& env, int64_t key) {
     o.message = std::string(conn.status().message());
     return o;
   }
-  return RunSql(*conn, absl::StrCat("INSERT INTO probe VALUES (", key, ", 'w", key,
+  return RunSql(*conn, absl::StrCat("INSERT INTO probe (id, v) VALUES (", key, ", 'w", key,
                                  "') ON CONFLICT (id) DO UPDATE SET v = excluded.v"));
 }
 

@@ -27,7 +27,7 @@ std::vector<std::vector<int64_t>> FillProbe(ShardedEnv& env, const PgConn& conn,
   for (int s = 0; s < env.shard_count(); ++s) {
     keys.push_back(env.KeysOn("rw_probe", s, per_shard, from));
     for (int64_t k : keys.back()) {
-      EXPECT_OK(conn.Exec(absl::StrCat("INSERT INTO rw_probe VALUES (", k, ", 'rw", k, "')")));
+      EXPECT_OK(conn.Exec(absl::StrCat("INSERT INTO rw_probe (id, v) VALUES (", k, ", 'rw", k, "')")));
     }
   }
   return keys;
@@ -145,7 +145,7 @@ TEST_F(ShardedRoutingTest, AdminShowRouteNamesTheShardRoleAndReason) {
   EXPECT_EQ(write[0].role, "primary");
 
   ASSERT_OK_AND_ASSIGN(auto reference,
-                       ShowRoute(admin, "INSERT INTO countries VALUES ('de', 'Germany')"));
+                       ShowRoute(admin, "INSERT INTO countries (code, name) VALUES ('de', 'Germany')"));
   std::vector<std::string> shards;
   for (const Route& r : reference) shards.push_back(r.shard);
   EXPECT_THAT(shards, ::testing::UnorderedElementsAre("s0", "s1", "s2"))
@@ -180,7 +180,7 @@ TEST_F(ShardedRoutingTest, ExplainOnAddsANoticeNamingTheShard) {
   }
   // The setting survives transaction pooling (it is the proxy's, not a server's).
   notices.Clear();
-  ASSERT_OK(conn.Exec(absl::StrCat("INSERT INTO rw_probe VALUES (", keys[2][0],
+  ASSERT_OK(conn.Exec(absl::StrCat("INSERT INTO rw_probe (id, v) VALUES (", keys[2][0],
                                    ", 'x') ON CONFLICT DO NOTHING")));
   EXPECT_EQ(notices.messages().size(), 1u);
 

@@ -152,7 +152,7 @@ TEST_F(ShardedRoutingTest, BeginIsHeldUntilTheFirstStatementThatRoutes) {
   const int64_t key = env().KeysOn("tx_probe", 2, 1).at(0);  // s2: not the first shard
   ASSERT_OK_AND_ASSIGN(PgConn conn, env().Connect());
   ASSERT_OK(conn.Exec("BEGIN"));
-  ASSERT_OK(conn.Exec(absl::StrCat("INSERT INTO tx_probe VALUES (", key, ", 'in tx')")));
+  ASSERT_OK(conn.Exec(absl::StrCat("INSERT INTO tx_probe (id, v) VALUES (", key, ", 'in tx')")));
   ASSERT_OK(conn.Exec("COMMIT"));
   for (int s = 0; s < 3; ++s) {
     EXPECT_EQ(HasRow(env(), s, "tx_probe", key), s == 2) << "shard s" << s;
@@ -165,8 +165,8 @@ TEST_F(ShardedRoutingTest, SecondShardInATransactionIs0A000Then25P02UntilRollbac
   const int64_t on_s1 = env().KeysOn("tx_probe", 1, 1).at(0);
   ASSERT_OK_AND_ASSIGN(PgConn conn, env().Connect());
   ASSERT_OK(conn.Exec("BEGIN"));
-  ASSERT_OK(conn.Exec(absl::StrCat("INSERT INTO tx_probe VALUES (", on_s0, ", 'first')")));
-  const Outcome cross = RunSql(conn, absl::StrCat("INSERT INTO tx_probe VALUES (", on_s1, ", 'x')"));
+  ASSERT_OK(conn.Exec(absl::StrCat("INSERT INTO tx_probe (id, v) VALUES (", on_s0, ", 'first')")));
+  const Outcome cross = RunSql(conn, absl::StrCat("INSERT INTO tx_probe (id, v) VALUES (", on_s1, ", 'x')"));
   EXPECT_EQ(cross.sqlstate, "0A000") << cross.Describe();
   EXPECT_THAT(cross.hint, Not(IsEmpty())) << cross.Describe();
   // The transaction is aborted, as PostgreSQL does after any error.
@@ -178,7 +178,7 @@ TEST_F(ShardedRoutingTest, SecondShardInATransactionIs0A000Then25P02UntilRollbac
   EXPECT_FALSE(HasRow(env(), 0, "tx_probe", on_s0)) << "the rolled-back insert was committed";
   EXPECT_FALSE(HasRow(env(), 1, "tx_probe", on_s1));
   // The connection is usable again, for either shard.
-  EXPECT_OK(conn.Exec(absl::StrCat("INSERT INTO tx_probe VALUES (", on_s1, ", 'after')")));
+  EXPECT_OK(conn.Exec(absl::StrCat("INSERT INTO tx_probe (id, v) VALUES (", on_s1, ", 'after')")));
   EXPECT_TRUE(HasRow(env(), 1, "tx_probe", on_s1));
 }
 
@@ -199,7 +199,7 @@ TEST_F(ShardedRoutingTest, InListAndAnyOnOneShardRoute) {
   const std::vector<int64_t> keys = env().KeysOn("tx_probe", 1, 4);
   ASSERT_OK_AND_ASSIGN(PgConn conn, env().Connect());
   for (int64_t k : keys) {
-    ASSERT_OK(conn.Exec(absl::StrCat("INSERT INTO tx_probe VALUES (", k, ", 'v')")));
+    ASSERT_OK(conn.Exec(absl::StrCat("INSERT INTO tx_probe (id, v) VALUES (", k, ", 'v')")));
   }
   ASSERT_OK(env().CatchUp());
   const std::string list = absl::StrJoin(keys, ", ");
@@ -233,7 +233,7 @@ TEST_F(ShardedRoutingTest, ReferenceTableWriteLandsOnEveryShard) {
 TEST_F(ShardedRoutingTest, UnlistedTableGoesToDefaultShard) {
   ASSERT_OK(env().ExecOnPrimaries("TRUNCATE plain_notes"));
   ASSERT_OK_AND_ASSIGN(PgConn conn, env().Connect());
-  ASSERT_OK(conn.Exec("INSERT INTO plain_notes VALUES (7, 'default shard')"));
+  ASSERT_OK(conn.Exec("INSERT INTO plain_notes (id, note) VALUES (7, 'default shard')"));
   for (int s = 0; s < env().shard_count(); ++s) {
     EXPECT_EQ(HasRow(env(), s, "plain_notes", 7), s == 1) << "default_shard is s1; shard s" << s;
   }
@@ -248,7 +248,7 @@ TEST_F(ShardedRoutingTest, UnlistedTableWithoutDefaultShardIsRefused) {
   ASSERT_OK(env().ExecOnPrimaries("TRUNCATE plain_notes"));
   ASSERT_OK_AND_ASSIGN(PgConn conn, PgConn::Connect(proxy->ConnString("app", kScramUser,
                                                                       kScramPassword)));
-  const Outcome o = RunSql(conn, "INSERT INTO plain_notes VALUES (8, 'nowhere')");
+  const Outcome o = RunSql(conn, "INSERT INTO plain_notes (id, note) VALUES (8, 'nowhere')");
   EXPECT_FALSE(o.ok) << "a table not listed in a sharded database without default_shard";
   EXPECT_THAT(o.message, HasSubstr("plain_notes")) << o.Describe();
   for (int s = 0; s < env().shard_count(); ++s) {
