@@ -108,6 +108,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   asio::awaitable<absl::StatusOr<bool>> Target(const routing::RoutePlan& plan, bool extended);
   asio::awaitable<absl::StatusOr<bool>> AttachAnyShard();
   asio::awaitable<void> DrainAndRelease();
+  asio::awaitable<absl::Status> RunOnShard(int shard, std::string_view sql);
   bool InTransaction() const;
   void LocalAnswer(std::string messages);  // queued in order with what is in flight
   void LocalCommand(std::string_view tag);

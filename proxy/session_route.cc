@@ -30,7 +30,35 @@ std::string QuoteDollar(std::string_view s) {
   return absl::StrCat(tag, Av(s), tag);
 }
 
+// True when every table `analysis` touches is a reference table (a copy on every shard).
+bool OnlyReferenceTables(const routing::Analysis& analysis, const routing::ShardMap& map) {
+  bool any = false;
+  for (const auto& info : analysis.statements) {
+    for (const auto& table : info.tables) {
+      auto it = map.tables().find(table.QualifiedName());
+      if (it == map.tables().end()) it = map.tables().find(table.name);
+      if (it == map.tables().end() || !it->second.reference) return false;
+      any = true;
+    }
+  }
+  return any;
+}
+
 }  // namespace
+
+// Runs `sql` on `shard`'s primary on a pooled connection of its own; the server's error if any.
+asio::awaitable<absl::Status> ClientSession::RunOnShard(int shard, std::string_view sql) {
+  absl::Status target_error;
+  BackendTarget target =
+      MakeTarget(topology_->shard(shard), topology_->Primary(shard), &target_error);
+  if (!target_error.ok()) co_return target_error;
+  Pool& pool = worker_.pools().Get(target, db_->pool_size, config_->timeouts.connect);
+  auto conn = co_await pool.Acquire(std::chrono::seconds(30));
+  if (!conn.ok()) co_return conn.status();
+  auto result = co_await (*conn)->SimpleQuery(sql);
+  pool.Release(std::move(*conn));  // closed instead when not idle
+  co_return result.status();
+}
 
 bool ClientSession::InTransaction() const {
   return !held_begin_.empty() || held_failed_ || (server_ && server_->tx_status() != 'I');
@@ -265,6 +293,30 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteQuery(std::string_view
       co_return false;
     }
     co_return LocalError(plan.status(), false);
+  }
+  if (plan->write && plan->shards.size() > 1 && !InTransaction() &&
+      OnlyReferenceTables(analysis, *topology_->map())) {
+    // A write to reference tables goes to every shard: the others first, then the first shard
+    // through the normal path, whose answer the client gets. Not atomic until two-phase commit
+    // lands: a failure part-way leaves earlier shards written (the error says which).
+    if (server_) co_await DrainAndRelease();
+    for (size_t i = 1; i < plan->shards.size(); ++i) {
+      absl::Status st = co_await RunOnShard(plan->shards[i], sql);
+      if (!st.ok()) {
+        const PgError e = ToPgError(st);
+        co_return LocalError(
+            PgStatus(e.sqlstate,
+                     absl::StrCat("reference-table write failed on shard \"",
+                                  topology_->map()->shard_name(plan->shards[i]), "\": ",
+                                  e.message),
+                     e.hint, "The shards tried before it were already written."),
+            false);
+      }
+    }
+    routing::RoutePlan first = *plan;
+    first.spread = routing::RoutePlan::Spread::kOne;
+    first.shards = {plan->shards[0]};
+    co_return co_await Target(first, false);
   }
   co_return co_await Target(*plan, false);
 }

@@ -86,9 +86,29 @@ TEST_F(QueryTest, PreparedStatementFollowsClientAcrossServers) {
   ASSERT_OK_AND_ASSIGN(PgConn a, PgConn::Connect(conninfo));
   PgResult prep(PQprepare(a.get(), "s1", "select pg_backend_pid(), $1::int + 1", 1, nullptr));
   ASSERT_OK(ResultStatus(prep.get()));
+  std::set<std::string> servers_seen;
+
+  // A deterministic server change first (background traffic alone may never cause one on a
+  // loaded machine): the pool hands out its most recently released server, so B's transaction
+  // holds the server A prepared "s1" on, and A's next execution must run on the other one.
+  {
+    const char* zero = "0";
+    PgResult first(PQexecPrepared(a.get(), "s1", 1, &zero, nullptr, nullptr, 0));
+    ASSERT_OK(ResultStatus(first.get()));
+    const std::string prepared_on = Cell(first.get(), 0, 0);
+    ASSERT_OK_AND_ASSIGN(PgConn b, PgConn::Connect(conninfo));
+    ASSERT_OK(b.Exec("BEGIN"));
+    ASSERT_OK_AND_ASSIGN(std::string held, b.Scalar("select pg_backend_pid()::text"));
+    ASSERT_EQ(held, prepared_on) << "the pool did not hand out its most recently used server";
+    PgResult moved(PQexecPrepared(a.get(), "s1", 1, &zero, nullptr, nullptr, 0));
+    ASSERT_OK(ResultStatus(moved.get())) << proxy->Log();
+    EXPECT_NE(Cell(moved.get(), 0, 0), prepared_on);
+    servers_seen.insert(prepared_on);
+    servers_seen.insert(Cell(moved.get(), 0, 0));
+    ASSERT_OK(b.Exec("COMMIT"));
+  }
 
   BackgroundTraffic others(conninfo, 3, "pg_backend_pid()", PidOnly);
-  std::set<std::string> servers_seen;
   for (int i = 0; i < 50; ++i) {
     const std::string param = std::to_string(i);
     const char* value = param.c_str();

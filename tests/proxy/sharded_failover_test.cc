@@ -56,7 +56,9 @@ class ShardedFailoverTest : public ShardedSuite<ShardedFailoverTest> {
     }
   }
 
-  static std::vector<int64_t> Keys(int shard) { return env().KeysOn("probe", shard, kKeysPerShard); }
+  static std::vector<int64_t> Keys(int shard) {
+    return env().KeysOn("probe", shard, kKeysPerShard);
+  }
 
   // `n` keyed reads of `shard`'s rows through a fresh connection; the number answered right.
   static int ReadBatch(int shard, int n) {
@@ -134,7 +136,7 @@ TEST_F(ShardedFailoverTest, KillingAReplicaUnderReadLoadLosesOnlyQueriesInFlight
   const int ok_before_kill = stats.ok.load();
   const auto killed_at = Clock::now();
   const absl::Status killed = env().Server({0, 0}).Kill();
-  std::this_thread::sleep_for(std::chrono::milliseconds(2000));
+  std::this_thread::sleep_for(std::chrono::milliseconds(3000));
   const int ok_at_grace_end = stats.ok.load();
   const auto grace_end = Clock::now();
   const auto mid = env().ShardCalls(0, kSelects);  // replica 0 answers -1 now
@@ -144,20 +146,23 @@ TEST_F(ShardedFailoverTest, KillingAReplicaUnderReadLoadLosesOnlyQueriesInFlight
   ASSERT_OK(killed);
   const auto after = env().ShardCalls(0, kSelects);
 
+  std::cout << "reads: " << ok_before_kill << " before the kill, " << stats.ok.load()
+            << " in all; failures: " << stats.failures.size() << "\n";
   EXPECT_GT(ok_before_kill, 0) << "the read load did not run before the kill";
   EXPECT_GT(stats.ok.load(), ok_at_grace_end) << "reads stopped succeeding after the kill";
   std::string failures;
   int late = 0;
   for (const Failure& f : stats.failures) {
-    const auto ms =
-        std::chrono::duration_cast<std::chrono::milliseconds>(f.at - killed_at).count();
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(f.at - killed_at).count();
     absl::StrAppend(&failures, "  at kill", ms >= 0 ? "+" : "", ms, " ms: ", f.what, "\n");
     if (f.at < killed_at || f.at > grace_end) ++late;
   }
   EXPECT_LE(stats.failures.size(), static_cast<size_t>(kReaders))
-      << "more failures than queries that can be in flight on the killed replica:\n" << failures;
-  EXPECT_EQ(late, 0) << "failures outside the 2 s after the kill (queries that were not in "
-                        "flight on it):\n" << failures;
+      << "more failures than queries that can be in flight on the killed replica:\n"
+      << failures;
+  EXPECT_EQ(late, 0) << "failures outside the 3 s after the kill (queries that were not in "
+                        "flight on it):\n"
+                     << failures;
   // The surviving replica took the load; the primary took no reads.
   EXPECT_GT(after[2] - mid[2], 0) << "replica 1 calls before/mid/after: " << Show(before) << " "
                                   << Show(mid) << " " << Show(after);
@@ -220,7 +225,8 @@ TEST_F(ShardedFailoverTest, LaggingReplicaGetsNoReadsUntilItCatchesUp) {
     skipped = last[1] == 0 && last[0] == 5;
   }
   EXPECT_TRUE(skipped) << "a replica lagging past max_replica_lag still gets reads; last batch "
-                          "[primary, replica]: " << Show(last);
+                          "[primary, replica]: "
+                       << Show(last);
 
   stop = true;
   writer.join();
@@ -251,7 +257,7 @@ Outcome InsertThroughProxy(ShardedEnv& env, int64_t key) {
     return o;
   }
   return RunSql(*conn, absl::StrCat("INSERT INTO probe (id, v) VALUES (", key, ", 'w", key,
-                                 "') ON CONFLICT (id) DO UPDATE SET v = excluded.v"));
+                                    "') ON CONFLICT (id) DO UPDATE SET v = excluded.v"));
 }
 
 TEST_F(ShardedFailoverTest, DeadPrimaryFailsOnlyItsOwnShardsQueries) {

@@ -9,8 +9,8 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <cstdio>
 #include <cstdint>
+#include <cstdio>
 #include <map>
 #include <memory>
 #include <string>
@@ -77,8 +77,9 @@ inline Outcome RunParams(const PgConn& conn, const std::string& sql,
                          const std::vector<std::string>& params) {
   std::vector<const char*> values;
   for (const auto& p : params) values.push_back(p.c_str());
-  return OutcomeOf(conn.get(), PQexecParams(conn.get(), sql.c_str(), static_cast<int>(params.size()),
-                                            nullptr, values.data(), nullptr, nullptr, 0));
+  return OutcomeOf(conn.get(),
+                   PQexecParams(conn.get(), sql.c_str(), static_cast<int>(params.size()), nullptr,
+                                values.data(), nullptr, nullptr, 0));
 }
 
 // Extended protocol, one int8 parameter sent in binary (type oid 20, big-endian).
@@ -151,15 +152,14 @@ class ShardedEnv {
     std::vector<absl::Status> results(n);
     std::vector<std::thread> threads;
     for (int i = 0; i < n; ++i) {
-      threads.emplace_back([&env, &results, &o, i] {
-        results[i] = env->PrepareShard(i, o.replicas[i]);
-      });
+      threads.emplace_back(
+          [&env, &results, &o, i] { results[i] = env->PrepareShard(i, o.replicas[i]); });
     }
     for (auto& t : threads) t.join();
     for (int i = 0; i < n; ++i) {
       if (!results[i].ok()) {
-        return absl::Status(results[i].code(), absl::StrCat("shard s", i, ": ",
-                                                            results[i].message()));
+        return absl::Status(results[i].code(),
+                            absl::StrCat("shard s", i, ": ", results[i].message()));
       }
     }
     RETURN_IF_ERROR(env->StartProxy());
@@ -250,13 +250,15 @@ class ShardedEnv {
       for (int r = 0; r < replica_count(i); ++r) {
         PgServer& rep = Server({i, r});
         if (rep.pid() == 0) continue;
-        const std::string probe = absl::StrCat(
-            "SELECT pg_is_in_recovery() = false OR pg_last_wal_replay_lsn() >= '", *lsn,
-            "'::pg_lsn");
-        if (!WaitFor([&] {
-              auto v = rep.Query(probe);
-              return v.ok() && *v == "t";
-            }, timeout)) {
+        const std::string probe =
+            absl::StrCat("SELECT pg_is_in_recovery() = false OR pg_last_wal_replay_lsn() >= '",
+                         *lsn, "'::pg_lsn");
+        if (!WaitFor(
+                [&] {
+                  auto v = rep.Query(probe);
+                  return v.ok() && *v == "t";
+                },
+                timeout)) {
           return absl::DeadlineExceededError(
               absl::StrCat("replica ", r, " of s", i, " did not reach ", *lsn));
         }
@@ -297,12 +299,12 @@ class ShardedEnv {
   // pg_stat_statements: calls of statements in database app whose text matches the ILIKE
   // `pattern`, on one server (0 when none ran). -1 when the server cannot be asked.
   int64_t Calls(ServerRef ref, const std::string& pattern) {
-    auto v = Server(ref).Query(
-        absl::StrCat("SELECT coalesce(sum(s.calls), 0) FROM pg_stat_statements s "
-                     "JOIN pg_database d ON d.oid = s.dbid "
-                     "WHERE d.datname = 'app' AND s.query ILIKE '",
-                     pattern, "'"),
-        "postgres");
+    auto v =
+        Server(ref).Query(absl::StrCat("SELECT coalesce(sum(s.calls), 0) FROM pg_stat_statements s "
+                                       "JOIN pg_database d ON d.oid = s.dbid "
+                                       "WHERE d.datname = 'app' AND s.query ILIKE '",
+                                       pattern, "'"),
+                          "postgres");
     if (!v.ok() || v->empty()) return -1;
     return std::stoll(*v);
   }
@@ -321,8 +323,8 @@ class ShardedEnv {
             .status());
     RETURN_IF_ERROR(p.Stop());
     RETURN_IF_ERROR(p.Restart());
-    RETURN_IF_ERROR(p.Query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements", "postgres")
-                        .status());
+    RETURN_IF_ERROR(
+        p.Query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements", "postgres").status());
     for (int r = 0; r < replicas; ++r) {
       ASSIGN_OR_RETURN(auto replica, PgServer::StartReplica(p));
       cluster->shard(shard).replicas.push_back(std::move(replica));
@@ -335,7 +337,8 @@ class ShardedEnv {
 inline std::vector<int64_t> Delta(const std::vector<int64_t>& before,
                                   const std::vector<int64_t>& after) {
   std::vector<int64_t> d;
-  for (size_t i = 0; i < after.size(); ++i) d.push_back(after[i] - (i < before.size() ? before[i] : 0));
+  for (size_t i = 0; i < after.size(); ++i)
+    d.push_back(after[i] - (i < before.size() ? before[i] : 0));
   return d;
 }
 inline std::string Show(const std::vector<int64_t>& v) {
@@ -409,9 +412,12 @@ inline ShardedEnvOptions RoutingSuiteOptions() {
       "    default_shard: s1\n"
       "    routers:\n"
       "      r_modulo: {type: modulo, hash: postgres, shards: [s0, s1, s2]}\n"
-      "      r_range: {type: range, ranges: [{to: ", kRangeBound1, ", shard: s0}, {to: ",
-      kRangeBound2, ", shard: s1}, {shard: s2}]}\n"
-      "      r_dir: {type: directory, entries: {", entries, "}, default: s2}\n"
+      "      r_range: {type: range, ranges: [{to: ",
+      kRangeBound1, ", shard: s0}, {to: ", kRangeBound2,
+      ", shard: s1}, {shard: s2}]}\n"
+      "      r_dir: {type: directory, entries: {",
+      entries,
+      "}, default: s2}\n"
       "      r_ring: {type: hash_ring, shards: [s0, s1, s2], vnodes: 64}\n"
       "    tables:\n"
       "      t_modulo: {key: id, router: r_modulo}\n"

@@ -24,6 +24,9 @@ struct RouterCase {
   bool text_key;      // directory: tenant names; others: bigint ids
 };
 
+// gtest prints parameters of failed tests: a name instead of the struct's bytes.
+void PrintTo(const RouterCase& c, std::ostream* os) { *os << c.name << " (" << c.table << ")"; }
+
 // 200 keys per router: bigint ids spread over negatives and thousands, or tenant names.
 std::vector<std::string> KeysFor(const RouterCase& c) {
   std::vector<std::string> keys;
@@ -77,9 +80,9 @@ TEST_P(RowsLandOnTheirShard, EveryRowIsOnExactlyTheShardItsRouterNames) {
 
   ASSERT_OK_AND_ASSIGN(PgConn conn, env().Connect());
   for (const auto& [key, shard] : expected) {
-    const Outcome o = RunSql(conn, absl::StrCat("INSERT INTO ", c.table, " (", key_col,
-                                             ", v) VALUES (", Literal(c, key), ", 'row ", key,
-                                             "')"));
+    const Outcome o =
+        RunSql(conn, absl::StrCat("INSERT INTO ", c.table, " (", key_col, ", v) VALUES (",
+                                  Literal(c, key), ", 'row ", key, "')"));
     ASSERT_TRUE(o.ok) << "insert " << key << ": " << o.Describe();
   }
 
@@ -87,19 +90,19 @@ TEST_P(RowsLandOnTheirShard, EveryRowIsOnExactlyTheShardItsRouterNames) {
   std::map<std::string, std::vector<int>> found;
   for (int s = 0; s < env().shard_count(); ++s) {
     ASSERT_OK_AND_ASSIGN(PgConn direct, env().ConnectDirect({s, -1}));
-    ASSERT_OK_AND_ASSIGN(auto rows, direct.Rows(absl::StrCat("SELECT ", key_col, "::text, v FROM ",
-                                                             c.table)));
+    ASSERT_OK_AND_ASSIGN(auto rows,
+                         direct.Rows(absl::StrCat("SELECT ", key_col, "::text, v FROM ", c.table)));
     for (const auto& row : rows) {
       found[row[0]].push_back(s);
       EXPECT_EQ(row[1], absl::StrCat("row ", row[0]));
     }
     if (c.table == "t_modulo") {
       // PostgreSQL's own partition hash: remainder s of 3 for every row of shard s.
-      ASSERT_OK_AND_ASSIGN(std::string wrong,
-                           direct.Scalar(absl::StrCat(
-                               "SELECT count(*) FROM t_modulo WHERE NOT "
-                               "satisfies_hash_partition('hp_check'::regclass, 3, ",
-                               s, ", id)")));
+      ASSERT_OK_AND_ASSIGN(
+          std::string wrong,
+          direct.Scalar(absl::StrCat("SELECT count(*) FROM t_modulo WHERE NOT "
+                                     "satisfies_hash_partition('hp_check'::regclass, 3, ",
+                                     s, ", id)")));
       EXPECT_EQ(wrong, "0") << "rows on s" << s << " that PostgreSQL hashes elsewhere";
     }
   }
@@ -120,8 +123,8 @@ TEST_P(RowsLandOnTheirShard, EveryRowIsOnExactlyTheShardItsRouterNames) {
   ASSERT_OK(env().CatchUp());
   int missing = 0;
   for (const auto& [key, shard] : expected) {
-    const Outcome o = RunSql(conn, absl::StrCat("SELECT v FROM ", c.table, " WHERE ", key_col, " = ",
-                                             Literal(c, key)));
+    const Outcome o = RunSql(
+        conn, absl::StrCat("SELECT v FROM ", c.table, " WHERE ", key_col, " = ", Literal(c, key)));
     if (!o.ok || o.Scalar() != absl::StrCat("row ", key)) {
       if (++missing <= 10) ADD_FAILURE() << "select " << key << ": " << o.Describe();
     }
@@ -129,21 +132,22 @@ TEST_P(RowsLandOnTheirShard, EveryRowIsOnExactlyTheShardItsRouterNames) {
   EXPECT_EQ(missing, 0);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Routers, RowsLandOnTheirShard,
-    ::testing::Values(RouterCase{"modulo_postgres", "t_modulo", false},
-                      RouterCase{"range", "t_range", false},
-                      RouterCase{"directory_inline", "t_dir", true},
-                      RouterCase{"hash_ring", "t_ring", false}),
-    [](const ::testing::TestParamInfo<RouterCase>& info) { return info.param.name; });
+INSTANTIATE_TEST_SUITE_P(Routers, RowsLandOnTheirShard,
+                         ::testing::Values(RouterCase{"modulo_postgres", "t_modulo", false},
+                                           RouterCase{"range", "t_range", false},
+                                           RouterCase{"directory_inline", "t_dir", true},
+                                           RouterCase{"hash_ring", "t_ring", false}),
+                         [](const ::testing::TestParamInfo<RouterCase>& info) {
+                           return info.param.name;
+                         });
 
 // ---------------------------------------------------------------------------------------------
 // 5. Statements across shards, keyless statements, reference and unlisted tables
 
 // Whether `table` on the primary of `shard` has a row with id `key` (read directly).
 bool HasRow(ShardedEnv& env, int shard, const std::string& table, int64_t key) {
-  auto v = env.primary(shard).Query(absl::StrCat("SELECT count(*) FROM ", table,
-                                                 " WHERE id = ", key));
+  auto v =
+      env.primary(shard).Query(absl::StrCat("SELECT count(*) FROM ", table, " WHERE id = ", key));
   return v.ok() && *v == "1";
 }
 
@@ -166,7 +170,8 @@ TEST_F(ShardedRoutingTest, SecondShardInATransactionIs0A000Then25P02UntilRollbac
   ASSERT_OK_AND_ASSIGN(PgConn conn, env().Connect());
   ASSERT_OK(conn.Exec("BEGIN"));
   ASSERT_OK(conn.Exec(absl::StrCat("INSERT INTO tx_probe (id, v) VALUES (", on_s0, ", 'first')")));
-  const Outcome cross = RunSql(conn, absl::StrCat("INSERT INTO tx_probe (id, v) VALUES (", on_s1, ", 'x')"));
+  const Outcome cross =
+      RunSql(conn, absl::StrCat("INSERT INTO tx_probe (id, v) VALUES (", on_s1, ", 'x')"));
   EXPECT_EQ(cross.sqlstate, "0A000") << cross.Describe();
   EXPECT_THAT(cross.hint, Not(IsEmpty())) << cross.Describe();
   // The transaction is aborted, as PostgreSQL does after any error.
@@ -203,11 +208,11 @@ TEST_F(ShardedRoutingTest, InListAndAnyOnOneShardRoute) {
   }
   ASSERT_OK(env().CatchUp());
   const std::string list = absl::StrJoin(keys, ", ");
-  EXPECT_EQ(RunSql(conn, absl::StrCat("SELECT count(*) FROM tx_probe WHERE id IN (", list, ")"))
-                .Scalar(),
-            "4");
+  EXPECT_EQ(
+      RunSql(conn, absl::StrCat("SELECT count(*) FROM tx_probe WHERE id IN (", list, ")")).Scalar(),
+      "4");
   EXPECT_EQ(RunSql(conn, absl::StrCat("SELECT count(*) FROM tx_probe WHERE id = ANY('{", list,
-                                   "}'::bigint[])"))
+                                      "}'::bigint[])"))
                 .Scalar(),
             "4");
   const Outcome any = RunParams(conn, "SELECT count(*) FROM tx_probe WHERE id = ANY($1::bigint[])",
@@ -246,8 +251,8 @@ TEST_F(ShardedRoutingTest, UnlistedTableWithoutDefaultShardIsRefused) {
   const int port = FreePort();
   ASSERT_OK_AND_ASSIGN(auto proxy, ShardgateProcess::Start(env().Yaml(port, body), port));
   ASSERT_OK(env().ExecOnPrimaries("TRUNCATE plain_notes"));
-  ASSERT_OK_AND_ASSIGN(PgConn conn, PgConn::Connect(proxy->ConnString("app", kScramUser,
-                                                                      kScramPassword)));
+  ASSERT_OK_AND_ASSIGN(PgConn conn,
+                       PgConn::Connect(proxy->ConnString("app", kScramUser, kScramPassword)));
   const Outcome o = RunSql(conn, "INSERT INTO plain_notes (id, note) VALUES (8, 'nowhere')");
   EXPECT_FALSE(o.ok) << "a table not listed in a sharded database without default_shard";
   EXPECT_THAT(o.message, HasSubstr("plain_notes")) << o.Describe();
@@ -281,17 +286,16 @@ TEST_F(ShardedRoutingTest, TextAndBinaryParameterKeysRouteToTheirShard) {
         i % 2 == 0
             ? RunParams(conn, "INSERT INTO ext_probe (id, v) VALUES ($1, $2)",
                         {std::to_string(k), absl::StrCat("v", k)})
-            : RunBinaryInt8(conn, absl::StrCat("INSERT INTO ext_probe (id, v) VALUES ($1, 'v", k,
-                                               "')"),
-                            k);
+            : RunBinaryInt8(
+                  conn, absl::StrCat("INSERT INTO ext_probe (id, v) VALUES ($1, 'v", k, "')"), k);
     ASSERT_TRUE(o.ok) << k << (i % 2 == 0 ? " (text)" : " (binary)") << ": " << o.Describe();
     EXPECT_EQ(WhereIs(env(), k), env().ShardOf("ext_probe", k))
         << "key " << k << (i % 2 == 0 ? " sent as text" : " sent as binary int8");
   }
   ASSERT_OK(env().CatchUp());
   for (int64_t k : keys) {
-    const Outcome text = RunParams(conn, "SELECT v FROM ext_probe WHERE id = $1",
-                                   {std::to_string(k)});
+    const Outcome text =
+        RunParams(conn, "SELECT v FROM ext_probe WHERE id = $1", {std::to_string(k)});
     EXPECT_EQ(text.Scalar(), absl::StrCat("v", k)) << text.Describe();
     const Outcome binary = RunBinaryInt8(conn, "SELECT v FROM ext_probe WHERE id = $1", k);
     EXPECT_EQ(binary.Scalar(), absl::StrCat("v", k)) << binary.Describe();
@@ -305,8 +309,8 @@ TEST_F(ShardedRoutingTest, PreparedStatementRunsOnEveryShardItsKeysReach) {
     for (int64_t k : env().KeysOn("ext_probe", s, 10, 5000)) keys.push_back(k);
   }
   ASSERT_OK_AND_ASSIGN(PgConn conn, env().Connect());
-  PgResult ins(PQprepare(conn.get(), "ins", "INSERT INTO ext_probe (id, v) VALUES ($1, $2)", 2,
-                         nullptr));
+  PgResult ins(
+      PQprepare(conn.get(), "ins", "INSERT INTO ext_probe (id, v) VALUES ($1, $2)", 2, nullptr));
   ASSERT_OK(ResultStatus(ins.get(), conn.get()));
   PgResult sel(PQprepare(conn.get(), "sel", "SELECT v FROM ext_probe WHERE id = $1", 1, nullptr));
   ASSERT_OK(ResultStatus(sel.get(), conn.get()));
@@ -318,8 +322,8 @@ TEST_F(ShardedRoutingTest, PreparedStatementRunsOnEveryShardItsKeysReach) {
   for (int64_t k : order) {
     const std::string id = std::to_string(k), v = absl::StrCat("p", k);
     const char* values[2] = {id.c_str(), v.c_str()};
-    const Outcome o = OutcomeOf(conn.get(), PQexecPrepared(conn.get(), "ins", 2, values, nullptr,
-                                                           nullptr, 0));
+    const Outcome o =
+        OutcomeOf(conn.get(), PQexecPrepared(conn.get(), "ins", 2, values, nullptr, nullptr, 0));
     ASSERT_TRUE(o.ok) << k << ": " << o.Describe();
   }
   for (int64_t k : order) {
@@ -330,8 +334,8 @@ TEST_F(ShardedRoutingTest, PreparedStatementRunsOnEveryShardItsKeysReach) {
     for (int64_t k : order) {
       const std::string id = std::to_string(k);
       const char* values[1] = {id.c_str()};
-      const Outcome o = OutcomeOf(conn.get(), PQexecPrepared(conn.get(), "sel", 1, values,
-                                                             nullptr, nullptr, 0));
+      const Outcome o =
+          OutcomeOf(conn.get(), PQexecPrepared(conn.get(), "sel", 1, values, nullptr, nullptr, 0));
       EXPECT_EQ(o.Scalar(), absl::StrCat("p", k)) << "round " << round << ": " << o.Describe();
     }
   }
