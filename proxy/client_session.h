@@ -128,6 +128,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   void AfterReadyForQuery(ServerConnection& conn, char status);
   bool CanRelease() const;
   void ReleaseServer();
+  void ForgetAttachment();  // the server leaves this session, by any path
   void ServerLost(const absl::Status& why);
   void AppendReplay(ServerConnection& conn);
   std::string NoteSessionCommand(std::string_view sql) const;
@@ -177,6 +178,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   bool held_failed_ = false;      // a statement failed before the held BEGIN reached a server
   int attached_shard_ = -1;
   bool attached_replica_ = false;
+  int attached_replica_index_ = -1;  // counted in Topology's outstanding sessions
   bool drop_until_sync_ = false;  // the proxy refused a message: drop the rest up to Sync
   // Extended-protocol BEGIN/COMMIT/ROLLBACK answered by the proxy: the tag its Execute gets.
   std::string local_portal_tag_;

@@ -183,9 +183,17 @@ asio::awaitable<void> ClientSession::ReleaseIfIdle() {
   if (CanRelease()) ReleaseServer();
 }
 
+void ClientSession::ForgetAttachment() {
+  if (topology_ && attached_replica_index_ >= 0 && attached_shard_ >= 0) {
+    topology_->Detached(attached_shard_, attached_replica_index_);
+  }
+  attached_replica_index_ = -1;
+  attached_shard_ = -1;
+}
+
 void ClientSession::ReleaseServer() {
   if (!server_) return;
-  attached_shard_ = -1;
+  ForgetAttachment();
   if (cancel_pid_ != 0) CancelRegistry::Global().SetTarget(cancel_pid_, std::nullopt);
   pool_->Release(std::move(server_));
   if (shutdown_requested_ && !closing_) {
@@ -200,7 +208,7 @@ void ClientSession::ServerLost(const absl::Status& why) {
   if (!server_) return;
   spdlog::warn("client {}@{}: {}", user_name_, db_name_, std::string(why.message()));
   server_->MarkBroken();
-  attached_shard_ = -1;
+  ForgetAttachment();
   if (cancel_pid_ != 0) CancelRegistry::Global().SetTarget(cancel_pid_, std::nullopt);
   pool_->Release(std::move(server_));
   expected_.clear();
@@ -691,6 +699,7 @@ asio::awaitable<void> ClientSession::Detach() {
     if (!reset.ok()) spdlog::info("server reset failed: {}", std::string(reset.message()));
   }
   if (cancel_pid_ != 0) CancelRegistry::Global().SetTarget(cancel_pid_, std::nullopt);
+  ForgetAttachment();
   if (server_) pool_->Release(std::move(server_));
 }
 

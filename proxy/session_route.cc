@@ -188,6 +188,8 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::Target(const routing::Route
       if (st.ok()) {
         attached_shard_ = shard;
         attached_replica_ = replica;
+        attached_replica_index_ = replica ? topology_->ReplicaIndex(shard, ep) : -1;
+        if (attached_replica_index_ >= 0) topology_->Attached(shard, attached_replica_index_);
         break;
       }
       if (!replica) break;

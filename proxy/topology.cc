@@ -30,6 +30,29 @@ const conf::Endpoint& Topology::ForRead(int shard, bool* replica) {
     // kAny counts the primary as one more candidate.
     const size_t candidates = db_.read_from == conf::ReadFrom::kAny ? n + 1 : n;
     const uint32_t start = state.next.fetch_add(1, std::memory_order_relaxed);
+    if (db_.replica_balance == conf::ReplicaBalance::kLeastOutstanding &&
+        db_.read_from == conf::ReadFrom::kReplicas) {
+      // The healthy replica with the fewest sessions on it; ties rotate from `start`.
+      int best = -1, best_load = 0;
+      for (size_t i = 0; i < n; ++i) {
+        const size_t pick = (start + i) % n;
+        if (static_cast<int>(pick) == promoted ||
+            !state.replica_ok[pick].load(std::memory_order_relaxed)) {
+          continue;
+        }
+        const int load = state.outstanding[pick].load(std::memory_order_relaxed);
+        if (best < 0 || load < best_load) {
+          best = static_cast<int>(pick);
+          best_load = load;
+        }
+      }
+      if (best >= 0) {
+        *replica = true;
+        return config.replicas[best];
+      }
+      *replica = false;
+      return Primary(shard);
+    }
     for (size_t i = 0; i < candidates; ++i) {
       const size_t pick = (start + i) % candidates;
       if (pick == n) break;  // the primary's turn
@@ -61,6 +84,14 @@ void Topology::SetPromoted(int shard, int replica) {
 }
 int Topology::Promoted(int shard) const {
   return shards_[shard]->promoted.load(std::memory_order_relaxed);
+}
+
+int Topology::ReplicaIndex(int shard, const conf::Endpoint& endpoint) const {
+  const auto& replicas = db_.shards[shard].replicas;
+  for (size_t i = 0; i < replicas.size(); ++i) {
+    if (&replicas[i] == &endpoint) return static_cast<int>(i);
+  }
+  return -1;
 }
 
 void Topology::ReplicaFailed(int shard, const conf::Endpoint& endpoint) {

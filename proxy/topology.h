@@ -40,13 +40,20 @@ class Topology {
   int Promoted(int shard) const;
   // Marks the replica at `endpoint` unhealthy (a session could not reach it).
   void ReplicaFailed(int shard, const conf::Endpoint& endpoint);
+  // Sessions currently attached to each replica, for `replica_balance: least_outstanding`.
+  // ReplicaIndex is -1 when `endpoint` is not one of the shard's replicas.
+  int ReplicaIndex(int shard, const conf::Endpoint& endpoint) const;
+  void Attached(int shard, int replica) { shards_[shard]->outstanding[replica].fetch_add(1); }
+  void Detached(int shard, int replica) { shards_[shard]->outstanding[replica].fetch_sub(1); }
 
  private:
   struct ShardState {
-    explicit ShardState(size_t replicas) : replica_ok(replicas) {
+    explicit ShardState(size_t replicas) : replica_ok(replicas), outstanding(replicas) {
       for (auto& ok : replica_ok) ok.store(true);
+      for (auto& n : outstanding) n.store(0);
     }
     std::vector<std::atomic<bool>> replica_ok;
+    std::vector<std::atomic<int>> outstanding;
     std::atomic<bool> primary_ok{true};
     std::atomic<int> promoted{-1};
     std::atomic<uint32_t> next{0};
