@@ -106,7 +106,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   asio::awaitable<absl::StatusOr<bool>> RouteQuery(std::string_view sql);
   asio::awaitable<absl::StatusOr<bool>> RouteBind(const protocol::Frame& frame);
   asio::awaitable<absl::StatusOr<bool>> Target(const routing::RoutePlan& plan, bool extended);
-  asio::awaitable<absl::StatusOr<bool>> AttachAnyShard();
+  asio::awaitable<absl::StatusOr<bool>> AttachAnyShard(bool begin);
   asio::awaitable<void> DrainAndRelease();
   asio::awaitable<absl::Status> RunOnShard(int shard, std::string_view sql);
   bool InTransaction() const;

@@ -115,12 +115,21 @@ asio::awaitable<void> ClientSession::DrainAndRelease() {
   co_await ReleaseIfIdle();
 }
 
-asio::awaitable<absl::StatusOr<bool>> ClientSession::AttachAnyShard() {
+// For messages that do not route (a statement that does not parse, Execute of an unknown
+// portal, Describe): the default shard's primary. `begin`: a held BEGIN goes first, so that an
+// error there fails the client's transaction as it would on PostgreSQL; a Describe leaves the
+// held BEGIN for the statement that routes.
+asio::awaitable<absl::StatusOr<bool>> ClientSession::AttachAnyShard(bool begin) {
   if (server_) co_return true;
   absl::Status st = co_await Attach(target_);
   if (!st.ok()) co_return st;
   attached_shard_ = topology_->map()->FindShard(target_.shard).value_or(0);
   attached_replica_ = false;
+  if (begin && !held_begin_.empty()) {
+    p::AppendQuery(server_out_, held_begin_);
+    Push(Expect::kSwallowQuery);
+    held_begin_.clear();
+  }
   co_return true;
 }
 
@@ -258,7 +267,7 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteQuery(std::string_view
   auto analyzed = worker_.analysis_cache().Analyze(sql);
   if (!analyzed.ok()) {
     // The server reports its own syntax error, in its own words.
-    co_return co_await AttachAnyShard();
+    co_return co_await AttachAnyShard(true);
   }
   const routing::Analysis& analysis = *analyzed->analysis;
   if (analysis.statements.size() == 1) {
@@ -344,7 +353,7 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteBind(const p::Frame& f
   if (it == prepared_.end() || !it->second.analysis) {
     // Unknown statement or one that does not parse: a server says so, in its own words.
     if (server_) co_return true;
-    co_return co_await AttachAnyShard();
+    co_return co_await AttachAnyShard(true);
   }
   const Prepared& prepared = it->second;
   if (prepared.analysis->statements.size() == 1) {
@@ -427,7 +436,7 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteFrame(const p::Frame& 
     case p::fe::kCopyDone:
     case p::fe::kCopyFail:
       co_return server_ != nullptr;
-    default:  // Describe, Execute, FunctionCall: the attached server, else any shard
+    default:  // Describe, Execute, FunctionCall: the attached server, else the default shard
       if (!local_portal_tag_.empty() &&
           (type == p::fe::kDescribe || type == p::fe::kExecute)) {
         std::string out;
@@ -448,7 +457,7 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteFrame(const p::Frame& 
         co_return false;
       }
       if (server_) co_return true;
-      co_return co_await AttachAnyShard();
+      co_return co_await AttachAnyShard(type != p::fe::kDescribe);
   }
 }
 
