@@ -303,6 +303,7 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::Startup() {
 
   // A server now: it proves the shard is reachable and supplies the ParameterStatus set.
   CO_RETURN_IF_ERROR(co_await Attach(target_));
+  if (topology_) attached_shard_ = topology_->map()->FindShard(target_.shard).value_or(0);
   // Attach appended the replay of the startup settings to server_out_ and queued what to
   // expect; the client's login answers go out first, its ReadyForQuery after the replay.
   auto [pid, secret] = CancelRegistry::Global().Register();
