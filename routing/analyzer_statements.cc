@@ -240,6 +240,32 @@ void StatementAnalyzer::Utility(const PgQuery__Node* stmt) {
   Scope scope;
   scope.id = NewScopeId();
   for (const PgQuery__RangeVar* rv : rels) AddTable(rv, scope, true);
+  // DROP TABLE/VIEW/INDEX/SEQUENCE names its objects as lists of strings, not RangeVars: take
+  // them as tables, so that dropping unlisted tables goes to default_shard like creating them.
+  if (stmt->node_case == PG_QUERY__NODE__NODE_DROP_STMT && stmt->drop_stmt != nullptr) {
+    const PgQuery__DropStmt* drop = stmt->drop_stmt;
+    const bool relation = drop->remove_type == PG_QUERY__OBJECT_TYPE__OBJECT_TABLE ||
+                          drop->remove_type == PG_QUERY__OBJECT_TYPE__OBJECT_VIEW ||
+                          drop->remove_type == PG_QUERY__OBJECT_TYPE__OBJECT_MATVIEW ||
+                          drop->remove_type == PG_QUERY__OBJECT_TYPE__OBJECT_FOREIGN_TABLE;
+    for (size_t i = 0; relation && i < drop->n_objects; ++i) {
+      const PgQuery__Node* object = drop->objects[i];
+      if (object == nullptr || object->node_case != PG_QUERY__NODE__NODE_LIST) continue;
+      const PgQuery__List* names = object->list;
+      std::vector<const char*> parts;
+      for (size_t k = 0; k < names->n_items; ++k) {
+        const PgQuery__Node* part = names->items[k];
+        if (part != nullptr && part->node_case == PG_QUERY__NODE__NODE_STRING) {
+          parts.push_back(part->string->sval);
+        }
+      }
+      if (parts.empty()) continue;
+      PgQuery__RangeVar rv = PG_QUERY__RANGE_VAR__INIT;
+      rv.relname = const_cast<char*>(parts.back());
+      if (parts.size() >= 2) rv.schemaname = const_cast<char*>(parts[parts.size() - 2]);
+      AddTable(&rv, scope, true);
+    }
+  }
 }
 
 absl::Status StatementAnalyzer::Statement(const PgQuery__Node* stmt) {

@@ -311,6 +311,27 @@ TEST(PlannerMaps, SingleShardAndDefaultShard) {
   a = cache.Analyze("SELECT * FROM unlisted u JOIN t ON t.id = u.id");
   ASSERT_TRUE(a.ok());
   EXPECT_THAT(p2.Plan(*a->analysis, in), HasSqlState("0A000"));
+
+  // DDL on unlisted tables goes to the default shard, DROP included (pgbench -i drops its
+  // tables first: DROP names them as strings, not RangeVars); DDL on a listed table everywhere.
+  for (const char* ddl : {"CREATE TABLE unlisted (a int)",
+                          "DROP TABLE IF EXISTS unlisted, other_unlisted",
+                          "DROP TABLE public.unlisted"}) {
+    a = cache.Analyze(ddl);
+    ASSERT_TRUE(a.ok()) << ddl;
+    in.literals = a->literals;
+    p = p2.Plan(*a->analysis, in);
+    ASSERT_TRUE(p.ok()) << ddl << ": " << p.status();
+    EXPECT_EQ(p->shards, std::vector<int>{1}) << ddl;
+  }
+  for (const char* ddl : {"DROP TABLE t", "DROP TABLE IF EXISTS unlisted, t"}) {
+    a = cache.Analyze(ddl);
+    ASSERT_TRUE(a.ok()) << ddl;
+    in.literals = a->literals;
+    p = p2.Plan(*a->analysis, in);
+    ASSERT_TRUE(p.ok()) << ddl << ": " << p.status();
+    EXPECT_EQ(p->spread, RoutePlan::Spread::kAll) << ddl;
+  }
 }
 
 }  // namespace
