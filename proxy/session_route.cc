@@ -164,14 +164,19 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::Target(const routing::Route
       (!in_txn || read_only_txn) && !plan.write && plan.role != routing::Role::kPrimary;
 
   if (server_) {
-    if (shard == attached_shard_ && (in_txn || attached_replica_ == want_replica)) {
+    // Inside a transaction that already runs on a server, stay; a held BEGIN has not reached
+    // one yet, so the server must also have the right role (a write must not start on a
+    // replica that an autocommit read left attached).
+    const bool started = in_txn && held_begin_.empty();
+    if (shard == attached_shard_ && (started || attached_replica_ == want_replica)) {
       // Stay on the attached server.
     } else if (server_->tx_status() != 'I' || (in_txn && held_begin_.empty())) {
       absl::Status refusal = PgStatus(
           "0A000",
           absl::StrCat("statement routes to shard \"", topology_->map()->shard_name(shard),
                        "\" but this transaction runs on shard \"",
-                       topology_->map()->shard_name(attached_shard_),
+                       attached_shard_ >= 0 ? topology_->map()->shard_name(attached_shard_)
+                                            : std::string("?"),
                        "\"; distributed transactions are not supported yet"),
           kCrossShardHint);
       RaiseOnServer(refusal, extended);
@@ -232,7 +237,15 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteQuery(std::string_view
     while (!rest.empty() && rest.back() == ';') rest = StripSpace(rest.substr(0, rest.size() - 1));
     const std::string lower = Lower(rest);
     if (lower.rfind("set shardgate.explain", 0) == 0) {
-      explain_ = lower.find("on") != std::string::npos || lower.find("true") != std::string::npos;
+      std::string_view value = std::string_view(lower).substr(21);
+      while (!value.empty() && (IsSpace(value.front()) || value.front() == '=' ||
+                                value.front() == '\'')) {
+        value.remove_prefix(1);
+      }
+      if (value.rfind("to", 0) == 0) value = StripSpace(value.substr(2));
+      if (!value.empty() && value.front() == '\'') value.remove_prefix(1);
+      explain_ = value.rfind("on", 0) == 0 || value.rfind("true", 0) == 0 ||
+                 value.rfind("1", 0) == 0 || value.rfind("yes", 0) == 0;
       LocalCommand("SET");
       co_return false;
     }
