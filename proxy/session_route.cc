@@ -235,7 +235,8 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteQuery(std::string_view
   {
     std::string_view rest = StripSpace(sql);
     while (!rest.empty() && rest.back() == ';') rest = StripSpace(rest.substr(0, rest.size() - 1));
-    const std::string lower = Lower(rest);
+    // Only the head matters here; lowering a whole statement would copy it on every query.
+    const std::string lower = Lower(rest.substr(0, 64));
     if (lower.rfind("set shardgate.explain", 0) == 0) {
       std::string_view value = std::string_view(lower).substr(21);
       while (!value.empty() && (IsSpace(value.front()) || value.front() == '=' ||
