@@ -261,7 +261,9 @@ Outcome InsertThroughProxy(ShardedEnv& env, int64_t key) {
 }
 
 TEST_F(ShardedFailoverTest, DeadPrimaryFailsOnlyItsOwnShardsQueries) {
-  if (env().primary(2).pid() != 0) ASSERT_OK(env().primary(2).Kill());
+  if (env().primary(2).pid() != 0) {
+    ASSERT_OK(env().primary(2).Kill());
+  }
   const int64_t on_s2 = env().KeysOn("probe", 2, 1, 50000).at(0);
   const auto started = Clock::now();
   const Outcome dead = InsertThroughProxy(env(), on_s2);
@@ -278,7 +280,9 @@ TEST_F(ShardedFailoverTest, DeadPrimaryFailsOnlyItsOwnShardsQueries) {
 }
 
 TEST_F(ShardedFailoverTest, PromotedReplicaTakesWrites) {
-  if (env().primary(2).pid() != 0) ASSERT_OK(env().primary(2).Kill());
+  if (env().primary(2).pid() != 0) {
+    ASSERT_OK(env().primary(2).Kill());
+  }
   PgServer& promoted = env().Server({2, 0});
   ASSERT_OK(promoted.Promote());
   ASSERT_EQ(Text(promoted.Query("SELECT pg_is_in_recovery()")), "f");

@@ -363,7 +363,9 @@ class ShardedSuite : public ::testing::Test {
 
   void SetUp() override {
     ASSERT_NE(env_, nullptr) << "cluster or shardgate did not start: " << start_status_;
-    if (!env_->ProxyAlive()) ASSERT_OK(env_->StartProxy());
+    if (!env_->ProxyAlive()) {
+      ASSERT_OK(env_->StartProxy());
+    }
   }
   void TearDown() override {
     if (env_ == nullptr || env_->proxy == nullptr) return;
