@@ -30,6 +30,22 @@ absl::Status ServerError(std::string_view body) {
                   fields->Get('H'), fields->Get('D'));
 }
 
+// Connects `socket` to host:port: an IP literal directly, a name through the resolver.
+asio::awaitable<boost::system::error_code> ConnectTcp(tcp::socket& socket, const std::string& host,
+                                                     int port) {
+  boost::system::error_code ec;
+  auto address = asio::ip::make_address(host, ec);
+  if (!ec) {
+    auto [cec] = co_await socket.async_connect(tcp::endpoint(address, port), kTuple);
+    co_return cec;
+  }
+  tcp::resolver resolver(socket.get_executor());
+  auto [rec, results] = co_await resolver.async_resolve(host, std::to_string(port), kTuple);
+  if (rec) co_return rec;
+  auto [cec, ep] = co_await asio::async_connect(socket, results, kTuple);
+  co_return cec;
+}
+
 }  // namespace
 
 asio::awaitable<absl::StatusOr<std::unique_ptr<ServerConnection>>> ServerConnection::Connect(
@@ -59,22 +75,7 @@ asio::awaitable<absl::StatusOr<std::unique_ptr<ServerConnection>>> ServerConnect
 }
 
 asio::awaitable<absl::Status> ServerConnection::ConnectAndLogin() {
-  boost::system::error_code ec;
-  auto address = asio::ip::make_address(target_.host, ec);
-  if (ec) {
-    tcp::resolver resolver(socket_.get_executor());
-    auto [rec, results] =
-        co_await resolver.async_resolve(target_.host, std::to_string(target_.port), kTuple);
-    if (rec) {
-      co_return PgStatus("08001", absl::StrCat("could not resolve host of shard \"", target_.shard,
-                                               "\": ", target_.host, ": ", rec.message()));
-    }
-    auto [cec, ep] = co_await asio::async_connect(socket_, results, kTuple);
-    ec = cec;
-  } else {
-    auto [cec] = co_await socket_.async_connect(tcp::endpoint(address, target_.port), kTuple);
-    ec = cec;
-  }
+  boost::system::error_code ec = co_await ConnectTcp(socket_, target_.host, target_.port);
   if (ec) {
     co_return PgStatus("08001", absl::StrCat("could not connect to shard \"", target_.shard,
                                              "\" at ", target_.host, ":", target_.port, ": ",
@@ -176,26 +177,10 @@ asio::awaitable<absl::Status> ServerConnection::Reset(std::chrono::milliseconds 
     boost::system::error_code ignored;
     socket_.cancel(ignored);
   });
-  std::string out;
-  p::AppendQuery(out, "DISCARD ALL");
-  auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(out), kTuple);
-  if (ec) {
+  auto result = co_await SimpleQuery("DISCARD ALL");
+  if (!result.ok()) {
     MarkBroken();
-    co_return PgStatus("08006", ec.message());
-  }
-  for (;;) {
-    auto frame = co_await ReadTypedFrame(socket_, in_, p::kDefaultMaxMessageSize);
-    if (!frame.ok()) {
-      MarkBroken();
-      co_return frame.status();
-    }
-    const char type = frame->type;
-    const char status = frame->body.empty() ? 'I' : frame->body[0];
-    in_.Consume(frame->whole.size());
-    if (type == p::be::kReadyForQuery) {
-      tx_status_ = status;
-      break;
-    }
+    co_return result.status();
   }
   prepared_.clear();
   settings_.clear();
@@ -261,18 +246,7 @@ asio::awaitable<void> SendCancel(std::string host, int port, int32_t pid, int32_
     boost::system::error_code ignored;
     socket.close(ignored);
   });
-  boost::system::error_code ec;
-  auto address = asio::ip::make_address(host, ec);
-  if (ec) {
-    tcp::resolver resolver(executor);
-    auto [rec, results] = co_await resolver.async_resolve(host, std::to_string(port), kTuple);
-    if (rec) co_return;
-    auto [cec, ep] = co_await asio::async_connect(socket, results, kTuple);
-    if (cec) co_return;
-  } else {
-    auto [cec] = co_await socket.async_connect(tcp::endpoint(address, port), kTuple);
-    if (cec) co_return;
-  }
+  if (co_await ConnectTcp(socket, host, port)) co_return;
   std::string out;
   p::AppendCancelRequest(out, pid, secret);
   auto [wec, n] = co_await asio::async_write(socket, asio::buffer(out), kTuple);

@@ -50,25 +50,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-  local p=$((20000 + ($$ * 31 + RANDOM) % 10000)) i
-  for ((i = 0; i < 1000; i++)); do
-    if ! ss -Htan "( sport = :$p )" 2>/dev/null | grep -q . && [[ " ${TAKEN:-} " != *" $p "* ]]; then
-      TAKEN="${TAKEN:-} $p"; echo "$p"; return
-    fi
-    p=$((p + 1))
-  done
-  echo "no free port" >&2; exit 1
-}
-wait_port() {  # wait_port PORT PID: up to 15 s, fails early if PID died
-  local i
-  for ((i = 0; i < 150; i++)); do
-    (: </dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
-    [[ -n ${2:-} ]] && ! kill -0 "$2" 2>/dev/null && return 1
-    sleep 0.1
-  done
-  return 1
-}
+# shellcheck source=tools/bench/lib.sh
+source "$ROOT/tools/bench/lib.sh"
 
 SG_PORT=$(free_port)
 BOUNCER_PORT=$(free_port)
