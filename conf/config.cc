@@ -11,6 +11,7 @@
 #include <fstream>
 
 #include "absl/strings/match.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "conf/reader.h"
 
@@ -178,6 +179,23 @@ void ReadLimits(const Node& node, Limits& limits, Problems& problems) {
   }
 }
 
+void ReadCrossShard(const Node& node, CrossShardConfig& c, Problems& problems) {
+  MapReader r(node, problems, "cross_shard");
+  r.Bool("two_phase", &c.two_phase);
+  r.String("decision_log", &c.decision_log);
+  r.String("node", &c.node);
+  int64_t memory = 0;
+  if (r.Int("merge_memory", &memory, 1 << 20, int64_t{1} << 40)) {
+    c.merge_memory = static_cast<uint64_t>(memory);
+  }
+  for (char ch : c.node) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(ch)) && ch != '_') {
+      problems.Add(node.mark, "cross_shard: 'node' may hold only letters, digits and '_'");
+      break;
+    }
+  }
+}
+
 void ReadDatabases(const Node& node, Config& config, Problems& problems) {
   for (const auto& [name, value] : node.map) {
     auto mark_it = node.key_marks.find(name);
@@ -218,6 +236,9 @@ absl::StatusOr<std::shared_ptr<const Config>> Build(const Node& root, const std:
   }
   if (const Node* limits = r.Map("limits"); limits != nullptr) {
     ReadLimits(*limits, config->limits, problems);
+  }
+  if (const Node* c = r.Map("cross_shard"); c != nullptr) {
+    ReadCrossShard(*c, config->cross_shard, problems);
   }
   r.Finish();
   if (r.IsMap() || root.IsNull()) {

@@ -113,6 +113,21 @@ struct Limits {
   uint32_t max_message_size = 256u << 20;
 };
 
+// Statements and transactions that span shards (fan-out, two-phase commit).
+struct CrossShardConfig {
+  // Writes on several shards (one statement or a transaction) commit with two-phase commit;
+  // false: they are refused with 0A000 instead.
+  bool two_phase = true;
+  // The durable decision log of two-phase commits (fsynced before COMMIT PREPARED). Empty: the
+  // directory of $STATE_DIRECTORY (systemd) or of the config file, file "shardgate-2pc.log".
+  std::string decision_log;
+  // Names this proxy in prepared transactions' ids ("sg_<node>_..."): recovery at start only
+  // touches its own. Proxies sharing shards must have distinct names. Empty: "<host>_<port>"
+  // of `listen`.
+  std::string node;
+  uint64_t merge_memory = 256u << 20;  // bytes a merge may hold (GROUP BY, DISTINCT)
+};
+
 struct Config {
   std::string path;  // the file it was loaded from
   ListenConfig listen;
@@ -123,6 +138,7 @@ struct Config {
   std::map<std::string, DatabaseConfig> databases;
   Timeouts timeouts;
   Limits limits;
+  CrossShardConfig cross_shard;
 
   const UserConfig* FindUser(std::string_view name) const;
   const DatabaseConfig* FindDatabase(std::string_view name) const;

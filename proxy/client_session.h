@@ -10,6 +10,7 @@
 #pragma once
 
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -29,6 +30,8 @@
 #include "proxy/buffer.h"
 #include "proxy/client_stream.h"
 #include "proxy/server_connection.h"
+#include "proxy/copy_split.h"
+#include "proxy/fanout.h"
 
 namespace shardgate::proxy {
 
@@ -108,13 +111,63 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   asio::awaitable<absl::StatusOr<bool>> Target(const routing::RoutePlan& plan, bool extended);
   asio::awaitable<absl::StatusOr<bool>> AttachAnyShard(bool begin);
   asio::awaitable<void> DrainAndRelease();
-  asio::awaitable<absl::Status> RunOnShard(int shard, std::string_view sql);
   bool InTransaction() const;
   void LocalAnswer(std::string messages);  // queued in order with what is in flight
   void LocalCommand(std::string_view tag);
   bool LocalError(const absl::Status& status, bool extended);
   void RaiseOnServer(const absl::Status& status, bool extended);
   void NoteParseSharded(const protocol::Parse& parse);
+  // ---- statements across shards (session_fanout.cc)
+  using Legs = std::vector<std::unique_ptr<FanOutLeg>>;
+  asio::awaitable<absl::StatusOr<bool>> FanOutQuery(std::string_view sql,
+                                                    const routing::QueryInfo& info,
+                                                    const routing::RoutePlan& plan,
+                                                    bool reference);
+  // Extended protocol: a Bind that spans shards makes a portal the proxy runs at Execute.
+  struct FanOutPortal {
+    std::string name;
+    std::string sql;
+    std::vector<uint32_t> param_types;
+    std::string bind_body;  // the client's Bind (re-encoded per shard at Execute)
+    routing::RoutePlan plan;
+    routing::StatementKind kind = routing::StatementKind::kSelect;
+    bool reference = false;
+    bool described = false;
+  };
+  asio::awaitable<absl::StatusOr<bool>> FanOutExecute(bool execute);
+  // COPY FROM STDIN into a sharded table: every row to the shard owning its key.
+  struct CopyIn {
+    explicit CopyIn(CopyFormat format) : splitter(std::move(format)) {}
+    Legs legs;
+    std::vector<FanOutLeg*> ptrs;
+    std::vector<std::string> out;   // CopyData waiting to be written, per leg
+    std::vector<int> leg_of_shard;  // shard index -> leg index (-1: not a target)
+    CopySplitter splitter;
+    const routing::Router* router = nullptr;
+    bool two_phase = false;
+    absl::Status error;  // a row that cannot be routed: the COPY fails
+  };
+  asio::awaitable<absl::StatusOr<bool>> StartCopyIn(std::string_view sql,
+                                                    const routing::QueryInfo& info,
+                                                    const routing::RoutePlan& plan);
+  asio::awaitable<absl::StatusOr<bool>> CopyInFrame(const protocol::Frame& frame);
+  asio::awaitable<bool> FlushCopyLegs(size_t threshold);
+  // Shared by the simple and extended paths: runs `statement_for(leg index)` (requests built
+  // by `build`) on the plan's shards and appends the merged answer (not ReadyForQuery).
+  asio::awaitable<void> RunCrossShard(
+      const routing::RoutePlan& plan, routing::StatementKind kind, bool reference,
+      const routing::MergePlan& merge, std::optional<int64_t> limit,
+      std::optional<int64_t> offset, bool row_description,
+      const std::function<absl::StatusOr<std::string>(size_t leg)>& statement_for,
+      const std::vector<std::optional<std::string>>& params, bool* failed);
+  asio::awaitable<absl::Status> AcquireLegs(const std::vector<int>& shards, bool read,
+                                            Legs& legs);
+  void ReleaseLegs(Legs& legs);
+  asio::awaitable<absl::Status> RunOnLegs(std::span<FanOutLeg* const> legs,
+                                          std::string_view sql);
+  asio::awaitable<absl::Status> CommitTwoPhase(std::span<FanOutLeg* const> legs);
+  // The SET/RESET statements that give `conn` this client's settings (and records them).
+  std::string ReplaySql(ServerConnection& conn) const;
   asio::awaitable<void> ServeAdmin();
   asio::awaitable<void> Pump(ServerConnection* conn, uint64_t generation);
   asio::awaitable<void> Detach();
@@ -181,6 +234,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   int attached_replica_index_ = -1;  // counted in Topology's outstanding sessions
   bool drop_until_sync_ = false;  // the proxy refused a message: drop the rest up to Sync
   // Extended-protocol BEGIN/COMMIT/ROLLBACK answered by the proxy: the tag its Execute gets.
+  std::optional<FanOutPortal> fanout_portal_;
+  std::unique_ptr<CopyIn> copy_in_;
   std::string local_portal_tag_;
   std::string local_portal_sql_;
   bool local_portal_read_only_ = false;

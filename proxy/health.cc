@@ -27,14 +27,6 @@ uint64_t ParseLsn(std::string_view lsn) {
   return (hi << 32) | lo;
 }
 
-namespace {
-
-struct Probe {
-  bool ok = false;
-  bool in_recovery = false;
-  uint64_t lsn = 0;
-};
-
 // Logs in as the endpoint's user, else the first configured user with a usable password.
 BackendTarget HealthTarget(const conf::Config& config, const std::string& database,
                            const std::string& shard, const conf::Endpoint& ep) {
@@ -56,6 +48,14 @@ BackendTarget HealthTarget(const conf::Config& config, const std::string& databa
   }
   return t;
 }
+
+namespace {
+
+struct Probe {
+  bool ok = false;
+  bool in_recovery = false;
+  uint64_t lsn = 0;
+};
 
 class Checker {
  public:

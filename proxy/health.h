@@ -8,6 +8,7 @@
 #include <boost/asio/awaitable.hpp>
 
 #include "conf/config.h"
+#include "proxy/server_connection.h"
 #include "proxy/topology.h"
 
 namespace shardgate::proxy {
@@ -17,6 +18,11 @@ class Runtime;
 // Runs until `runtime` no longer serves `topology` (a reload replaced it) or shutdown.
 boost::asio::awaitable<void> RunHealthChecks(Runtime& runtime, std::string database,
                                              std::shared_ptr<Topology> topology);
+
+// Where the proxy's own maintenance connections (health checks, two-phase recovery) log in: as
+// the endpoint's user, else the first configured non-admin user with a plain password.
+BackendTarget HealthTarget(const conf::Config& config, const std::string& database,
+                           const std::string& shard, const conf::Endpoint& ep);
 
 // "16/B374D848" -> 0x16B374D848; 0 when malformed.
 uint64_t ParseLsn(std::string_view lsn);

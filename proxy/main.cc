@@ -115,6 +115,21 @@ int Run(const std::string& config_path) {
     return 1;
   }
 
+  if (config->cross_shard.two_phase &&
+      std::any_of(config->databases.begin(), config->databases.end(),
+                  [](const auto& db) { return db.second.Sharded(); })) {
+    // Before serving: finish or roll back what a previous run left between the two phases.
+    auto log = sg::proxy::DecisionLog::Open(sg::proxy::DecisionLogPath(*config),
+                                            sg::proxy::NodeName(*config));
+    if (!log.ok()) {
+      spdlog::critical("{}", std::string(log.status().message()));
+      return 1;
+    }
+    absl::Status recovered = sg::proxy::RecoverInDoubt(*config, **log);
+    if (!recovered.ok()) spdlog::error("{}", std::string(recovered.message()));
+    runtime.set_decision_log(std::move(*log));
+  }
+
   boost::system::error_code ec;
   auto address = asio::ip::make_address(config->listen.host, ec);
   if (ec) {

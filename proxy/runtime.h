@@ -11,6 +11,7 @@
 
 #include "conf/config.h"
 #include "proxy/topology.h"
+#include "proxy/two_phase.h"
 
 namespace shardgate::proxy {
 
@@ -44,6 +45,11 @@ class Runtime {
   boost::asio::ssl::context* tls() const { return tls_.get(); }
   void set_tls(std::unique_ptr<boost::asio::ssl::context> tls) { tls_ = std::move(tls); }
 
+  // The two-phase commit decision log; null when cross_shard.two_phase is off. Set once at
+  // start, before the workers run.
+  DecisionLog* decision_log() const { return decision_log_.get(); }
+  void set_decision_log(std::unique_ptr<DecisionLog> log) { decision_log_ = std::move(log); }
+
   std::atomic<int> clients{0};
   std::atomic<bool> shutting_down{false};
 
@@ -52,6 +58,7 @@ class Runtime {
   std::shared_ptr<const conf::Config> config_;
   std::map<std::string, std::shared_ptr<Topology>> topologies_;
   std::unique_ptr<boost::asio::ssl::context> tls_;
+  std::unique_ptr<DecisionLog> decision_log_;
 };
 
 }  // namespace shardgate::proxy

@@ -131,22 +131,7 @@ asio::awaitable<absl::Status> ClientSession::Attach(const BackendTarget& target)
 }
 
 void ClientSession::AppendReplay(ServerConnection& conn) {
-  std::string sql;
-  auto& have = conn.settings();
-  for (const auto& [name, stmt] : settings_) {
-    auto it = have.find(name);
-    if (it != have.end() && it->second == stmt) continue;
-    absl::StrAppend(&sql, stmt, ";");
-    have[name] = stmt;
-  }
-  for (auto it = have.begin(); it != have.end();) {
-    if (settings_.contains(it->first)) {
-      ++it;
-      continue;
-    }
-    absl::StrAppend(&sql, "RESET ", it->first, ";");
-    it = have.erase(it);
-  }
+  std::string sql = ReplaySql(conn);
   if (sql.empty()) return;
   p::AppendQuery(server_out_, sql);
   Push(Expect::kSwallowQuery);
@@ -680,6 +665,14 @@ asio::awaitable<void> ClientSession::Serve() {
 }
 
 asio::awaitable<void> ClientSession::Detach() {
+  if (copy_in_) {
+    // The client left in the middle of a COPY into several shards: none of it commits.
+    for (auto& leg : copy_in_->legs) {
+      if (leg->conn) leg->conn->MarkBroken();
+    }
+    ReleaseLegs(copy_in_->legs);
+    copy_in_.reset();
+  }
   if (!server_) {
     co_await StopPump();
     co_return;

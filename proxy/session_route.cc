@@ -46,20 +46,6 @@ bool OnlyReferenceTables(const routing::Analysis& analysis, const routing::Shard
 
 }  // namespace
 
-// Runs `sql` on `shard`'s primary on a pooled connection of its own; the server's error if any.
-asio::awaitable<absl::Status> ClientSession::RunOnShard(int shard, std::string_view sql) {
-  absl::Status target_error;
-  BackendTarget target =
-      MakeTarget(topology_->shard(shard), topology_->Primary(shard), &target_error);
-  if (!target_error.ok()) co_return target_error;
-  Pool& pool = worker_.pools().Get(target, db_->pool_size, config_->timeouts.connect);
-  auto conn = co_await pool.Acquire(std::chrono::seconds(30));
-  if (!conn.ok()) co_return conn.status();
-  auto result = co_await (*conn)->SimpleQuery(sql);
-  pool.Release(std::move(*conn));  // closed instead when not idle
-  co_return result.status();
-}
-
 bool ClientSession::InTransaction() const {
   return !held_begin_.empty() || held_failed_ || (server_ && server_->tx_status() != 'I');
 }
@@ -319,29 +305,18 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteQuery(std::string_view
     }
     co_return LocalError(plan.status(), false);
   }
-  if (plan->write && plan->shards.size() > 1 && !InTransaction() &&
-      OnlyReferenceTables(analysis, *topology_->map())) {
-    // A write to reference tables goes to every shard: the others first, then the first shard
-    // through the normal path, whose answer the client gets. Not atomic until two-phase commit
-    // lands: a failure part-way leaves earlier shards written (the error says which).
-    if (server_) co_await DrainAndRelease();
-    for (size_t i = 1; i < plan->shards.size(); ++i) {
-      absl::Status st = co_await RunOnShard(plan->shards[i], sql);
-      if (!st.ok()) {
-        const PgError e = ToPgError(st);
-        co_return LocalError(
-            PgStatus(e.sqlstate,
-                     absl::StrCat("reference-table write failed on shard \"",
-                                  topology_->map()->shard_name(plan->shards[i]), "\": ",
-                                  e.message),
-                     e.hint, "The shards tried before it were already written."),
-            false);
-      }
+  const bool spans = plan->spread == routing::RoutePlan::Spread::kSome ||
+                     plan->spread == routing::RoutePlan::Spread::kAll;
+  if (spans && !InTransaction()) {
+    if (analysis.statements.size() != 1) {
+      co_return LocalError(
+          PgStatus("0A000", "a query string with several statements cannot span shards",
+                   "Send the statements one at a time."),
+          false);
     }
-    routing::RoutePlan first = *plan;
-    first.spread = routing::RoutePlan::Spread::kOne;
-    first.shards = {plan->shards[0]};
-    co_return co_await Target(first, false);
+    co_return co_await FanOutQuery(sql, analysis.statements[0], *plan,
+                                   plan->write && OnlyReferenceTables(analysis,
+                                                                      *topology_->map()));
   }
   co_return co_await Target(*plan, false);
 }
@@ -406,11 +381,32 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteBind(const p::Frame& f
     }
     co_return LocalError(plan.status(), true);
   }
+  if ((plan->spread == routing::RoutePlan::Spread::kSome ||
+       plan->spread == routing::RoutePlan::Spread::kAll) &&
+      !InTransaction()) {
+    if (prepared.analysis->statements.size() != 1) {
+      co_return LocalError(PgStatus("0A000", "a statement list cannot span shards"), true);
+    }
+    FanOutPortal portal;
+    portal.name = std::string(bind->portal);
+    portal.sql = prepared.sql;
+    portal.param_types = prepared.param_types;
+    portal.bind_body = std::string(frame.body);
+    portal.kind = prepared.analysis->statements[0].kind;
+    portal.reference = plan->write && OnlyReferenceTables(*prepared.analysis, *topology_->map());
+    portal.plan = std::move(*plan);
+    fanout_portal_ = std::move(portal);
+    std::string out;
+    p::AppendBindComplete(out);
+    LocalAnswer(std::move(out));
+    co_return false;
+  }
   co_return co_await Target(*plan, true);
 }
 
 asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteFrame(const p::Frame& frame) {
   const char type = frame.type;
+  if (copy_in_) co_return co_await CopyInFrame(frame);
   if (drop_until_sync_ && type != p::fe::kSync) co_return false;
   switch (type) {
     case p::fe::kQuery: {
@@ -436,12 +432,23 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteFrame(const p::Frame& 
         Push(Expect::kInjectCloseComplete);
         co_return false;
       }
+      if (fanout_portal_ && fanout_portal_->name == close->name) {
+        fanout_portal_.reset();
+        Push(Expect::kInjectCloseComplete);
+        co_return false;
+      }
       if (server_) co_return true;
       Push(Expect::kInjectCloseComplete);  // a portal of a finished transaction: already gone
       co_return false;
     }
     case p::fe::kSync:
       drop_until_sync_ = false;
+      if (fanout_portal_ && fanout_portal_->described) {
+        // Described but never executed: the shards describe it.
+        auto described = co_await FanOutExecute(false);
+        if (!described.ok()) co_return described.status();
+      }
+      fanout_portal_.reset();
       if (server_) co_return true;
       Push(Expect::kInjectReady);
       co_return false;
@@ -451,6 +458,29 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteFrame(const p::Frame& 
     case p::fe::kCopyFail:
       co_return server_ != nullptr;
     default:  // Describe, Execute, FunctionCall: the attached server, else the default shard
+      if (fanout_portal_ && (type == p::fe::kDescribe || type == p::fe::kExecute)) {
+        if (type == p::fe::kDescribe) {
+          auto d = p::ParseDescribe(frame.body);
+          if (!d.ok()) co_return d.status();
+          if (d->kind == 'P' && d->name == fanout_portal_->name) {
+            fanout_portal_->described = true;
+            co_return false;
+          }
+        } else {
+          auto e = p::ParseExecute(frame.body);
+          if (!e.ok()) co_return e.status();
+          if (e->portal == fanout_portal_->name) {
+            if (e->max_rows > 0) {
+              fanout_portal_.reset();
+              co_return LocalError(
+                  PgStatus("0A000", "fetching a cross-shard result in parts is not supported",
+                           "Execute the portal without a row limit, or add a LIMIT."),
+                  true);
+            }
+            co_return co_await FanOutExecute(true);
+          }
+        }
+      }
       if (!local_portal_tag_.empty() &&
           (type == p::fe::kDescribe || type == p::fe::kExecute)) {
         std::string out;

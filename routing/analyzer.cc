@@ -207,9 +207,6 @@ void StatementAnalyzer::OrderAndLimit(const PgQuery__SelectStmt* s, Scope& scope
     }
     if (sb->sortby_nulls == PG_QUERY__SORT_BY_NULLS__SORTBY_NULLS_FIRST) k.nulls_first = true;
     if (sb->sortby_nulls == PG_QUERY__SORT_BY_NULLS__SORTBY_NULLS_LAST) k.nulls_first = false;
-    if (k.position == 0 && (k.column.empty() || !info_.merge.star)) {
-      info_.fanout_blockers.push_back("ORDER BY an expression that is not in the select list");
-    }
     info_.merge.order_by.push_back(std::move(k));
   }
   auto limit_value = [&](const PgQuery__Node* n, std::optional<ValueRef>& out, const char* what) {
@@ -279,9 +276,6 @@ void StatementAnalyzer::GroupBy(const PgQuery__SelectStmt* s, Scope& scope) {
     }
     OrderKey k = SortKey(g, s);
     if (k.position < 0) continue;
-    if (k.position == 0) {
-      info_.fanout_blockers.push_back("GROUP BY an expression that is not in the select list");
-    }
     info_.merge.group_by.push_back(std::move(k));
   }
 }
@@ -341,7 +335,6 @@ SelectOutput StatementAnalyzer::Select(const PgQuery__SelectStmt* s, Scope* pare
     Walk(&s->having_clause->base, scope);
     if (top) {
       info_.merge.having = true;
-      info_.fanout_blockers.push_back("HAVING across shards");
     }
   }
   for (size_t i = 0; i < s->n_window_clause; ++i) Walk(&s->window_clause[i]->base, scope);

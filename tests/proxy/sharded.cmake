@@ -21,3 +21,7 @@ endfunction()
 shardgate_sharded_test(sharded_routing sharded_routing_test.cc sharded_readwrite_test.cc)
 # Replica killed under a read load, lagging replica, dead primary, promoted replica.
 shardgate_sharded_test(sharded_failover sharded_failover_test.cc)
+# Two-phase commit of writes on several shards; the proxy killed between the phases.
+shardgate_sharded_test(sharded_2pc two_phase_test.cc)
+# The same queries on one reference PostgreSQL and through shardgate over three shards.
+shardgate_sharded_test(sharded_differential differential_test.cc)
