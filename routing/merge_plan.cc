@@ -5,6 +5,7 @@
 #include <pg_query.h>
 #include <pg_query/pg_query.pb-c.h>
 
+#include <algorithm>
 #include <cstring>
 #include <deque>
 #include <functional>
@@ -41,6 +42,73 @@ bool Empty(const char* s) { return s == nullptr || s[0] == '\0'; }
 
 absl::Status Unsupported(std::string_view what, std::string_view hint = kOneShardHint) {
   return PgStatus("0A000", Cat(what, " is not supported across shards"), hint);
+}
+
+// A subquery computed on each shard separately is right only for row-level work (filters,
+// joins on the co-located key): an aggregate, GROUP BY, DISTINCT, LIMIT/OFFSET or window in it
+// would see one shard's rows, so such subqueries are refused. `top` itself is the merge's job.
+absl::Status CheckSubqueries(const ProtobufCMessage* m, const ProtobufCMessage* top,
+                             int depth = 0) {
+  if (m == nullptr) return absl::OkStatus();
+  if (depth > kMaxDepth) return PgStatus("54001", "statement too complex to merge across shards");
+  absl::Status st;
+  if (m != top && m->descriptor == &pg_query__select_stmt__descriptor) {
+    const auto* s = reinterpret_cast<const PgQuery__SelectStmt*>(m);
+    std::string_view what;
+    if (s->n_group_clause > 0 || s->having_clause != nullptr) what = "GROUP BY";
+    if (s->limit_count != nullptr || s->limit_offset != nullptr) what = "LIMIT/OFFSET";
+    if (s->n_distinct_clause > 0) what = "DISTINCT";
+    if (s->n_window_clause > 0) what = "a window";
+    if (!what.empty()) {
+      return Unsupported(Cat("a subquery with ", what),
+                         "Each shard would compute it over its own rows only; restrict the "
+                         "statement to one shard (a key condition or a hint).");
+    }
+  }
+  if (m->descriptor == &pg_query__func_call__descriptor && m != top) {
+    const auto* f = reinterpret_cast<const PgQuery__FuncCall*>(m);
+    if (f->over != nullptr || f->agg_star || f->agg_distinct || f->agg_within_group ||
+        IsAggregateName(Lower(LastName(f->funcname, f->n_funcname)))) {
+      // Aggregates of the top query level are the merge's; the caller skips them by walking
+      // only nested SELECTs' subtrees (see PlanMerge).
+      return Unsupported(Cat("an aggregate or window function in a subquery (",
+                             LastName(f->funcname, f->n_funcname), "())"),
+                         "Each shard would compute it over its own rows only; restrict the "
+                         "statement to one shard (a key condition or a hint).");
+    }
+  }
+  internal::ForEachChild(m, [&](const ProtobufCMessage* child) {
+    if (st.ok()) st = CheckSubqueries(child, top, depth + 1);
+  });
+  return st;
+}
+
+// The top SELECT and, for a set operation, its branches: the merge handles those itself.
+void CollectBranches(const PgQuery__SelectStmt* s, std::vector<const ProtobufCMessage*>& out) {
+  if (s == nullptr) return;
+  out.push_back(&s->base);
+  if (s->op != PG_QUERY__SET_OPERATION__SETOP_NONE &&
+      s->op != PG_QUERY__SET_OPERATION__SET_OPERATION_UNDEFINED) {
+    CollectBranches(s->larg, out);
+    CollectBranches(s->rarg, out);
+  }
+}
+
+// Walks the statement looking for nested SELECTs; only inside those are aggregates a problem.
+absl::Status CheckNestedSelects(const ProtobufCMessage* m,
+                                const std::vector<const ProtobufCMessage*>& branches,
+                                int depth = 0) {
+  if (m == nullptr) return absl::OkStatus();
+  if (depth > kMaxDepth) return PgStatus("54001", "statement too complex to merge across shards");
+  if (m->descriptor == &pg_query__select_stmt__descriptor &&
+      std::find(branches.begin(), branches.end(), m) == branches.end()) {
+    return CheckSubqueries(m, nullptr, depth);
+  }
+  absl::Status st;
+  internal::ForEachChild(m, [&](const ProtobufCMessage* child) {
+    if (st.ok()) st = CheckNestedSelects(child, branches, depth + 1);
+  });
+  return st;
 }
 
 absl::Status TooDeep() {
@@ -929,6 +997,9 @@ absl::StatusOr<MergePlan> PlanMerge(std::string_view sql) {
   MergePlan plan;
   MergePlanner planner(*tree, plan);
   RETURN_IF_ERROR(planner.Plan(stmt->select_stmt));
+  std::vector<const ProtobufCMessage*> branches;
+  CollectBranches(stmt->select_stmt, branches);
+  RETURN_IF_ERROR(CheckNestedSelects(&stmt->select_stmt->base, branches));
   if (tree->changed()) {
     ASSIGN_OR_RETURN(plan.shard_sql, tree->Deparse());
   } else {

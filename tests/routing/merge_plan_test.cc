@@ -471,3 +471,28 @@ TEST(InsertWithRows, RepeatedCallsOnTheSameText) {
 
 }  // namespace
 }  // namespace shardgate::routing
+
+namespace shardgate::routing {
+namespace {
+
+// Subqueries run on each shard separately: anything that needs all rows at once is refused
+// (found through the differential check: a LIMIT in an IN (...) subquery answered per shard).
+TEST(PlanMergeSubqueries, RefusedWhenTheyNeedEveryShardsRows) {
+  for (const char* sql : {"SELECT id FROM t WHERE id IN (SELECT id FROM t LIMIT 1)",
+                          "SELECT count(*) FROM (SELECT g FROM t GROUP BY g) s",
+                          "SELECT id FROM t WHERE v > (SELECT avg(v) FROM t)",
+                          "WITH x AS (SELECT DISTINCT g FROM t) SELECT * FROM x",
+                          "SELECT id, (SELECT max(v) FROM u WHERE u.id = t.id) FROM t"}) {
+    auto p = PlanMerge(sql);
+    ASSERT_FALSE(p.ok()) << sql;
+    EXPECT_EQ(SqlState(p.status()), "0A000") << sql;
+    EXPECT_NE(std::string(p.status().message()).find("subquery"), std::string::npos) << sql;
+  }
+  for (const char* sql : {"SELECT id FROM t WHERE id IN (SELECT id FROM u WHERE u.v > 3)",
+                          "SELECT s.id FROM (SELECT id FROM t WHERE v > 1) s ORDER BY 1"}) {
+    EXPECT_TRUE(PlanMerge(sql).ok()) << sql << ": " << PlanMerge(sql).status();
+  }
+}
+
+}  // namespace
+}  // namespace shardgate::routing
