@@ -130,6 +130,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
     std::vector<uint32_t> param_types;
     std::string bind_body;  // the client's Bind (re-encoded per shard at Execute)
     routing::RoutePlan plan;
+    std::shared_ptr<const routing::Analysis> analysis;  // one statement
     routing::StatementKind kind = routing::StatementKind::kSelect;
     bool reference = false;
     bool described = false;

@@ -4,7 +4,6 @@
 
 #include <utility>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "protocol/status.h"
@@ -210,7 +209,16 @@ absl::StatusOr<bool> CopySplitter::Step(char c) {
 
 absl::Status CopySplitter::Feed(std::string_view data, const RowCallback& on_row) {
   size_t row_begin = 0;  // in `data`, of the part of the current row that is in `data`
+  // Bytes that can change the scanner's state from kPlain once past a row's first byte; runs of
+  // other bytes (most of a row) are skipped without a Step call each.
+  const char special = format_.csv ? format_.quote : '\\';
   for (size_t i = 0; i < data.size() && !ended_; ++i) {
+    if (scan_ == Scan::kPlain && row_len_ > 0) {
+      const size_t run_start = i;
+      while (i < data.size() && data[i] != '\n' && data[i] != '\r' && data[i] != special) ++i;
+      row_len_ += i - run_start;
+      if (i == data.size()) break;
+    }
     absl::StatusOr<bool> row_ends = Step(data[i]);
     if (!row_ends.ok()) return row_ends.status();
     ++row_len_;

@@ -35,7 +35,8 @@ struct Shared {
   asio::steady_timer space;     // merging loop -> legs: the merger took rows
   bool dirty = false;           // set with every progress wake-up (no lost signals)
   int running = 0;
-  bool discard = false;         // stop feeding the merger (client gone or merge failed)
+  bool discard = false;         // drop rows (LIMIT reached, client gone or merge failed)
+  bool failed = false;          // client gone or merge failed: not even descriptions count
   absl::Status merge_error;
   absl::flat_hash_set<std::string> notices;
   std::string notice_out;
@@ -144,7 +145,7 @@ asio::awaitable<void> RunLeg(std::shared_ptr<Shared> s, FanOutLeg* leg, int inde
       case p::be::kRowDescription:
         if (forward) {
           s->result.described = true;
-          if (!s->discard) st = merger->OnRowDescription(index, f.body);
+          if (!s->failed) st = merger->OnRowDescription(index, f.body);
         }
         break;
       case p::be::kNoData:
@@ -195,7 +196,7 @@ asio::awaitable<void> RunLeg(std::shared_ptr<Shared> s, FanOutLeg* leg, int inde
     in.Consume(f.whole.size());
     if (!st.ok() && s->merge_error.ok()) {
       s->merge_error = st;
-      s->discard = true;
+      s->discard = s->failed = true;
     }
   }
   conn.Touch();
@@ -223,28 +224,32 @@ asio::awaitable<FanOutResult> RunFanOut(std::span<FanOutLeg* const> legs, Merger
                    asio::detached);
   }
   bool header_sent = false;
-  for (;;) {
+  // Moves what the merger has ready (and the description first) to the client buffer.
+  auto emit = [&] {
     if (!s->notice_out.empty()) {
       sink.out->append(s->notice_out);
       s->notice_out.clear();
     }
-    if (!s->discard) {
-      if (merger.described() && !header_sent) {
-        if (sink.row_description) sink.out->append(merger.ClientRowDescription());
-        header_sent = true;
-      }
-      absl::Status st = header_sent ? merger.Emit(*sink.out) : absl::OkStatus();
-      if (!st.ok()) {
-        s->merge_error = st;
-        s->discard = true;
-      } else if (merger.LimitReached()) {
-        s->discard = true;  // the rest is read and dropped
-      }
+    if (s->failed) return;
+    if (merger.described() && !header_sent) {
+      if (sink.row_description) sink.out->append(merger.ClientRowDescription());
+      header_sent = true;
     }
+    if (s->discard || !header_sent) return;
+    absl::Status st = merger.Emit(*sink.out);
+    if (!st.ok()) {
+      s->merge_error = st;
+      s->discard = s->failed = true;
+    } else if (merger.LimitReached()) {
+      s->discard = true;  // the rest is read and dropped
+    }
+  };
+  for (;;) {
+    emit();
     if (sink.out->size() >= kClientFlushBytes && !s->result.client_gone) {
       if (!co_await sink.flush()) {
         s->result.client_gone = true;
-        s->discard = true;
+        s->discard = s->failed = true;
       }
     }
     s->space.cancel();
@@ -252,6 +257,7 @@ asio::awaitable<FanOutResult> RunFanOut(std::span<FanOutLeg* const> legs, Merger
     if (!s->dirty) co_await s->progress.async_wait(kTuple);
     s->dirty = false;
   }
+  emit();  // what the last legs delivered while the loop was flushing
   if (!s->notice_out.empty()) sink.out->append(s->notice_out);
   FanOutResult result = std::move(s->result);
   for (FanOutLeg* leg : legs) {

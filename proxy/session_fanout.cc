@@ -76,6 +76,24 @@ void WarnIfFailed(const absl::Status& st) {
   if (!st.ok()) spdlog::warn("cross-shard rollback: {}", std::string(st.message()));
 }
 
+// A reference table has the same rows on every shard: in a UNION branch run on each shard they
+// would come back once per shard.
+absl::Status CheckSetOperation(const routing::QueryInfo& info, const routing::ShardMap& map) {
+  if (!info.merge.set_operation) return absl::OkStatus();
+  for (const auto& table : info.tables) {
+    auto it = map.tables().find(table.QualifiedName());
+    if (it == map.tables().end()) it = map.tables().find(table.name);
+    if (it != map.tables().end() && it->second.reference) {
+      return PgStatus("0A000",
+                      absl::StrCat("a UNION across shards that reads reference table \"",
+                                   table.name, "\" is not supported"),
+                      "Each shard holds a copy of it: query it separately, or restrict the "
+                      "statement to one shard.");
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 std::string ClientSession::ReplaySql(ServerConnection& conn) const {
@@ -284,6 +302,9 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::FanOutQuery(
     bool reference) {
   if (server_) co_await DrainAndRelease();
   if (server_) co_return PgStatus("08006", "could not switch shards: the server is still busy");
+  if (absl::Status st = CheckSetOperation(info, *topology_->map()); !st.ok()) {
+    co_return LocalError(st, false);
+  }
   routing::MergePlan merge;
   merge.visible_columns = -1;
   std::optional<int64_t> limit, offset;
@@ -348,6 +369,10 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::FanOutExecute(bool execute)
     } else {
       params.push_back(std::string(*v));
     }
+  }
+  if (absl::Status st = CheckSetOperation(portal.analysis->statements[0], *topology_->map());
+      !st.ok()) {
+    co_return LocalError(st, true);
   }
   routing::MergePlan merge;
   merge.visible_columns = -1;
@@ -430,6 +455,10 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::StartCopyIn(
     }
   }
   in->out.resize(in->legs.size());
+  if (copy.header) {
+    // The splitter consumes the client's header line; every shard still expects one to skip.
+    for (std::string& out : in->out) p::AppendCopyData(out, "\n");
+  }
   if (in->two_phase || std::any_of(in->ptrs.begin(), in->ptrs.end(), [](FanOutLeg* l) {
         return !l->requests.empty();
       })) {

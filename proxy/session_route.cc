@@ -129,8 +129,9 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::Target(const routing::Route
         "0A000",
         absl::StrCat("statement spans ", plan.shards.size(), " shards (",
                      absl::StrJoin(names, ", "),
-                     "); statements across shards are not supported yet"),
-        "Add a condition on the shard key, or route it with /* shardgate: shard=NAME */.");
+                     "); inside a transaction statements must stay on one shard"),
+        "Run it outside the transaction block (it then runs on every shard at once), add a "
+        "condition on the shard key, or route it with /* shardgate: shard=NAME */.");
     if (server_ && InTransaction()) {
       RaiseOnServer(refusal, extended);
       co_return false;
@@ -163,7 +164,7 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::Target(const routing::Route
                        "\" but this transaction runs on shard \"",
                        attached_shard_ >= 0 ? topology_->map()->shard_name(attached_shard_)
                                             : std::string("?"),
-                       "\"; distributed transactions are not supported yet"),
+                       "\"; transactions spanning shards are not supported yet"),
           kCrossShardHint);
       RaiseOnServer(refusal, extended);
       co_return false;
@@ -393,6 +394,7 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteBind(const p::Frame& f
     portal.param_types = prepared.param_types;
     portal.bind_body = std::string(frame.body);
     portal.kind = prepared.analysis->statements[0].kind;
+    portal.analysis = prepared.analysis;
     portal.reference = plan->write && OnlyReferenceTables(*prepared.analysis, *topology_->map());
     portal.plan = std::move(*plan);
     fanout_portal_ = std::move(portal);

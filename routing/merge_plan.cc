@@ -83,6 +83,16 @@ absl::Status CheckSubqueries(const ProtobufCMessage* m, const ProtobufCMessage* 
   return st;
 }
 
+void CollectParams(const ProtobufCMessage* m, std::vector<int>& out, int depth = 0) {
+  if (m == nullptr || depth > kMaxDepth) return;
+  if (m->descriptor == &pg_query__param_ref__descriptor) {
+    out.push_back(reinterpret_cast<const PgQuery__ParamRef*>(m)->number);
+  }
+  internal::ForEachChild(m, [&](const ProtobufCMessage* child) {
+    CollectParams(child, out, depth + 1);
+  });
+}
+
 // The top SELECT and, for a set operation, its branches: the merge handles those itself.
 void CollectBranches(const PgQuery__SelectStmt* s, std::vector<const ProtobufCMessage*>& out) {
   if (s == nullptr) return;
@@ -226,10 +236,21 @@ class EditableTree {
     n->a_expr = e;
     return n;
   }
-  PgQuery__Node* BigintCast(PgQuery__Node* arg) {
+  PgQuery__Node* BigintCast(PgQuery__Node* arg) { return Cast(arg, "int8"); }
+  // $number::text: keeps a parameter the shards no longer use referenced (see KeepParams).
+  PgQuery__Node* TextParam(int number) {
+    auto* pr = New(pg_query__param_ref__init);
+    pr->number = number;
+    pr->location = -1;
+    auto* n = New(pg_query__node__init);
+    n->node_case = PG_QUERY__NODE__NODE_PARAM_REF;
+    n->param_ref = pr;
+    return Cast(n, "text");
+  }
+  PgQuery__Node* Cast(PgQuery__Node* arg, std::string_view type) {
     auto* tn = New(pg_query__type_name__init);
     tn->n_names = 2;
-    tn->names = Array({StringNode("pg_catalog"), StringNode("int8")});
+    tn->names = Array({StringNode("pg_catalog"), StringNode(type)});
     tn->typemod = -1;
     tn->location = -1;
     auto* c = New(pg_query__type_cast__init);
@@ -500,6 +521,12 @@ struct ShardColumn {
 // shard query. Single use: Plan() once, then read the plan and deparse the tree.
 class MergePlanner {
  public:
+  // Parameters only the lifted HAVING/LIMIT/OFFSET used: the client's Bind still sends them,
+  // and PostgreSQL refuses a Bind with more parameters than the statement has, so each one is
+  // kept referenced by a hidden `$n::text` column the merge drops.
+  void KeepParams(const std::vector<int>& numbers) {
+    for (int n : numbers) AddHidden("sg_p", tree_.TextParam(n), MergeColumn::Role::kPlain);
+  }
   MergePlanner(EditableTree& tree, MergePlan& plan) : tree_(tree), plan_(plan) {}
 
   absl::Status Plan(PgQuery__SelectStmt* s);
@@ -997,6 +1024,21 @@ absl::StatusOr<MergePlan> PlanMerge(std::string_view sql) {
   MergePlan plan;
   MergePlanner planner(*tree, plan);
   RETURN_IF_ERROR(planner.Plan(stmt->select_stmt));
+  {
+    // Parameters the client's statement used that the shards' statement no longer does.
+    ASSIGN_OR_RETURN(std::unique_ptr<EditableTree> original, EditableTree::Parse(sql));
+    std::vector<int> before, after, lost;
+    CollectParams(&original->SingleStatement()->base, before);
+    CollectParams(&stmt->base, after);
+    for (int n : before) {
+      if (std::find(after.begin(), after.end(), n) == after.end() &&
+          std::find(lost.begin(), lost.end(), n) == lost.end()) {
+        lost.push_back(n);
+      }
+    }
+    std::sort(lost.begin(), lost.end());
+    if (!lost.empty()) planner.KeepParams(lost);
+  }
   std::vector<const ProtobufCMessage*> branches;
   CollectBranches(stmt->select_stmt, branches);
   RETURN_IF_ERROR(CheckNestedSelects(&stmt->select_stmt->base, branches));

@@ -161,8 +161,9 @@ INSTANTIATE_TEST_SUITE_P(
         PlanCase{"SELECT a FROM t LIMIT '10' OFFSET '5'",
                  "SELECT a FROM t LIMIT ('10'::bigint + '5'::bigint)", "1+0 limit=10 offset=5"},
         PlanCase{"SELECT a FROM t OFFSET 5", "SELECT a FROM t", "1+0 offset=5"},
-        PlanCase{"SELECT a FROM t LIMIT ALL OFFSET $1", "SELECT a FROM t LIMIT ALL",
-                 "1+0 offset=$1"},
+        // A parameter only the lifted OFFSET used stays referenced (Bind still sends it).
+        PlanCase{"SELECT a FROM t LIMIT ALL OFFSET $1",
+                 "SELECT a, $1::pg_catalog.text AS sg_p1 FROM t LIMIT ALL", "1+1 offset=$1"},
         PlanCase{"SELECT a FROM t LIMIT NULL", "=", "1+0"},
         PlanCase{"SELECT a FROM t LIMIT 4 OFFSET NULL", "SELECT a FROM t LIMIT 4", "1+0 limit=4"},
         PlanCase{"SELECT a FROM t LIMIT -1", "=", "1+0 limit=-1"},
@@ -237,8 +238,9 @@ INSTANTIATE_TEST_SUITE_P(
                  "SELECT a, sum(x) AS m, count(x) AS sg_c1 FROM t GROUP BY a",
                  "2+1 agg[plain,avg/c2,count] group[0] limit=5 having c1 > 2.5"},
         PlanCase{"SELECT a FROM t GROUP BY a HAVING avg(x) <> $1",
-                 "SELECT a, sum(x) AS sg_h1, count(x) AS sg_c2 FROM t GROUP BY a",
-                 "1+2 agg[plain,avg/c2,count] group[0] having c1 <> $1"},
+                 "SELECT a, sum(x) AS sg_h1, count(x) AS sg_c2, $1::pg_catalog.text AS sg_p3 "
+                 "FROM t GROUP BY a",
+                 "1+3 agg[plain,avg/c2,count,plain] group[0] having c1 <> $1"},
         // count(x) reuses avg's hidden count.
         PlanCase{"SELECT a, avg(x) FROM t GROUP BY a HAVING count(x) != 0",
                  "SELECT a, sum(x) AS avg, count(x) AS sg_c1 FROM t GROUP BY a",
@@ -252,8 +254,9 @@ INSTANTIATE_TEST_SUITE_P(
                  "SELECT b, sum(x) FROM t GROUP BY b",
                  "2+0 agg[plain,sum] group[0] having and(c1 >= -5, c1 <= 10.5)"},
         PlanCase{"SELECT b, sum(x) FROM t GROUP BY b HAVING sum(x) NOT BETWEEN $1 AND $2",
-                 "SELECT b, sum(x) FROM t GROUP BY b",
-                 "2+0 agg[plain,sum] group[0] having or(c1 < $1, c1 > $2)"},
+                 "SELECT b, sum(x), $1::pg_catalog.text AS sg_p1, $2::pg_catalog.text AS sg_p2 "
+                 "FROM t GROUP BY b",
+                 "2+2 agg[plain,sum,plain,plain] group[0] having or(c1 < $1, c1 > $2)"},
         PlanCase{"SELECT count(*) FROM t GROUP BY a, lower(b) HAVING a > 1 AND lower(b) = 'x'",
                  "SELECT count(*), a AS sg_g1, lower(b) AS sg_g2 FROM t GROUP BY a, lower(b)",
                  "1+2 agg[count,plain,plain] group[1,2] having and(c1 > 1, c2 = x)"},

@@ -187,7 +187,10 @@ MEM_GIB=$(awk '/^MemTotal/ {printf "%.0f", $2 / 1048576}' /proc/meminfo)
 echo
 echo "$QUERY: $ROWS rows merged from $SHARDS shards by shardgate; median of $ROUNDS round(s)"
 echo
-echo "| rows | seconds | merged rows/s | direct one-shard rows/s ($DIRECT_ROWS rows) | LIMIT 100 OFFSET 1000 (ms) | shardgate RSS before (MiB) | shardgate peak RSS (MiB) | peak - before (MiB) |"
+printf '| %s ' rows seconds "merged rows/s" "direct one-shard rows/s ($DIRECT_ROWS rows)" \
+  "LIMIT 100 OFFSET 1000 (ms)" "shardgate RSS before (MiB)" "shardgate peak RSS (MiB)" \
+  "peak - before (MiB)"
+echo "|"
 echo "|---:|---:|---:|---:|---:|---:|---:|---:|"
 printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$ROWS" \
   "$(fixed 2 1 "$M_SECS")" "$(rate "$ROWS" "$M_SECS")" \

@@ -11,7 +11,6 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
-#include <cstring>
 #include <memory>
 #include <optional>
 #include <string>
@@ -35,9 +34,9 @@ struct Options {
 
 struct Figures {
   uint64_t rows = 0;
-  uint64_t bytes = 0;           // sum of the text values' lengths, as libpq received them
-  double seconds = 0;           // from sending the query to the last result
-  double first_row_seconds = 0; // from sending the query to the first row (0 when no rows)
+  uint64_t bytes = 0;            // sum of the text values' lengths, as libpq received them
+  double seconds = 0;            // from sending the query to the last result
+  double first_row_seconds = 0;  // from sending the query to the first row (0 when no rows)
 };
 
 struct ConnDeleter {
@@ -60,7 +59,8 @@ absl::StatusOr<Options> ParseArgs(int argc, char** argv) {
   Options options;
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
-    if (i + 1 >= argc) return absl::InvalidArgumentError(absl::StrCat("missing value for ", argv[i]));
+    if (i + 1 >= argc)
+      return absl::InvalidArgumentError(absl::StrCat("missing value for ", argv[i]));
     const char* value = argv[++i];
     if (arg == "--conninfo") {
       options.conninfo = value;
@@ -119,9 +119,8 @@ absl::StatusOr<Figures> Run(const Options& options) {
     const int fields = PQnfields(result.get());
     for (int f = 0; f < fields; ++f) figures.bytes += PQgetlength(result.get(), 0, f);
     if (check_index == -2) {
-      check_index = options.check_column.empty()
-                        ? -1
-                        : PQfnumber(result.get(), options.check_column.c_str());
+      check_index =
+          options.check_column.empty() ? -1 : PQfnumber(result.get(), options.check_column.c_str());
       if (check_index < 0 && !options.check_column.empty()) {
         failure = absl::InvalidArgumentError(
             absl::StrCat("the result has no column \"", options.check_column, "\""));
@@ -144,9 +143,9 @@ absl::StatusOr<Figures> Run(const Options& options) {
       continue;
     }
     if (previous.has_value() && value < *previous) {
-      failure = absl::DataLossError(absl::StrCat("row ", figures.rows, ": ",
-                                                 options.check_column, " = ", value,
-                                                 " after ", *previous, " (not ordered)"));
+      failure =
+          absl::DataLossError(absl::StrCat("row ", figures.rows, ": ", options.check_column, " = ",
+                                           value, " after ", *previous, " (not ordered)"));
       continue;
     }
     previous = value;
@@ -174,12 +173,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "merge_client: %s\n", figures.status().ToString().c_str());
     return 1;
   }
-  const double rate = figures->seconds > 0 ? static_cast<double>(figures->rows) / figures->seconds : 0;
+  const double rate =
+      figures->seconds > 0 ? static_cast<double>(figures->rows) / figures->seconds : 0;
   std::printf(
       "{\"rows\": %llu, \"bytes\": %llu, \"seconds\": %.6f, \"first_row_seconds\": %.6f, "
       "\"rows_per_s\": %.0f}\n",
       static_cast<unsigned long long>(figures->rows),
-      static_cast<unsigned long long>(figures->bytes), figures->seconds,
-      figures->first_row_seconds, rate);
+      static_cast<unsigned long long>(figures->bytes), figures->seconds, figures->first_row_seconds,
+      rate);
   return 0;
 }
