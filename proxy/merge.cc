@@ -35,73 +35,6 @@ using Values = absl::InlinedVector<std::optional<std::string_view>, 16>;
 constexpr size_t kRowOverhead = 64;
 constexpr size_t kValueOverhead = 16;
 
-std::string TypeName(uint32_t type) {
-  switch (type) {
-    case oid::kBool:
-      return "boolean";
-    case oid::kBytea:
-      return "bytea";
-    case oid::kInt8:
-      return "bigint";
-    case oid::kInt2:
-      return "smallint";
-    case oid::kInt4:
-      return "integer";
-    case oid::kText:
-      return "text";
-    case oid::kFloat4:
-      return "real";
-    case oid::kFloat8:
-      return "double precision";
-    case oid::kMoney:
-      return "money";
-    case oid::kVarchar:
-      return "character varying";
-    case oid::kTimestamp:
-      return "timestamp without time zone";
-    case oid::kTimestampTz:
-      return "timestamp with time zone";
-    case oid::kInterval:
-      return "interval";
-    case oid::kNumeric:
-      return "numeric";
-    default:
-      return absl::StrCat("type with OID ", type);
-  }
-}
-
-// The types AddValue combines (its contract in pg_value.h): sum() and count() partials.
-bool IsSummable(uint32_t type) {
-  switch (type) {
-    case oid::kInt2:
-    case oid::kInt4:
-    case oid::kInt8:
-    case oid::kNumeric:
-    case oid::kFloat4:
-    case oid::kFloat8:
-    case oid::kMoney:
-      return true;
-    default:
-      return false;
-  }
-}
-
-// The types CompareMixed compares with each other.
-bool IsNumberType(uint32_t type) {
-  switch (type) {
-    case oid::kInt2:
-    case oid::kInt4:
-    case oid::kInt8:
-    case oid::kOid:
-    case oid::kNumeric:
-    case oid::kFloat4:
-    case oid::kFloat8:
-      return true;
-    default:
-      return false;
-  }
-}
-
 void AppendInt32(std::string& out, uint32_t v) {
   const char bytes[4] = {static_cast<char>(v >> 24), static_cast<char>(v >> 16),
                          static_cast<char>(v >> 8), static_cast<char>(v)};
@@ -333,7 +266,7 @@ absl::Status Merger::Impl::CheckPlan() {
           break;
         case Role::kCount:
         case Role::kSum:
-          if (!IsSummable(types[i])) return unsupported(i, "sum()");
+          if (!CanAdd(types[i])) return unsupported(i, "sum()");
           break;
         case Role::kMin:
         case Role::kMax:
@@ -342,7 +275,7 @@ absl::Status Merger::Impl::CheckPlan() {
         case Role::kAvg: {
           RETURN_IF_ERROR(CheckColumn(c.count_column, "avg() count"));
           const uint32_t avg_type = AverageType(types[i]);
-          if (!IsSummable(types[i]) || avg_type == 0) return unsupported(i, "avg()");
+          if (avg_type == 0) return unsupported(i, "avg()");
           types[i] = avg_type;
           break;
         }

@@ -42,7 +42,7 @@ constexpr uint16_t kNumericPos = 0x0000, kNumericNeg = 0x4000, kNumericNaN = 0xC
 // ---------------------------------------------------------------------------------------------
 // Errors, named as PostgreSQL names the types in its own messages.
 
-std::string_view TypeName(uint32_t type) {
+std::string_view KnownTypeName(uint32_t type) {
   switch (type) {
     case oid::kBool:
       return "boolean";
@@ -87,7 +87,7 @@ std::string_view TypeName(uint32_t type) {
     case oid::kUuid:
       return "uuid";
     default:
-      return "unknown";
+      return "";
   }
 }
 
@@ -103,22 +103,22 @@ std::string Quoted(std::string_view s) {
 
 absl::Status InvalidText(uint32_t type, std::string_view s) {
   return PgStatus(
-      "22P02", "invalid input syntax for type " + std::string(TypeName(type)) + ": " + Quoted(s));
+      "22P02", "invalid input syntax for type " + TypeName(type) + ": " + Quoted(s));
 }
 
 absl::Status OutOfRangeText(uint32_t type, std::string_view s) {
   return PgStatus(
-      "22003", "value " + Quoted(s) + " is out of range for type " + std::string(TypeName(type)));
+      "22003", "value " + Quoted(s) + " is out of range for type " + TypeName(type));
 }
 
 absl::Status BadBinaryLength(uint32_t type, size_t got) {
-  return PgStatus("08P01", "invalid binary value of type " + std::string(TypeName(type)) + ": " +
+  return PgStatus("08P01", "invalid binary value of type " + TypeName(type) + ": " +
                                std::to_string(got) + " bytes");
 }
 
 absl::Status BadBinaryValue(uint32_t type, std::string_view what) {
   return PgStatus("22P03", "invalid " + std::string(what) + " in external " +
-                               std::string(TypeName(type)) + " value");
+                               TypeName(type) + " value");
 }
 
 absl::Status CheckFormat(int16_t format) {
@@ -922,9 +922,6 @@ absl::StatusOr<double> NumberAsDouble(uint32_t type, int16_t format, std::string
   return out;
 }
 
-bool IsNumberType(uint32_t t) {
-  return IsIntType(t) || t == oid::kFloat4 || t == oid::kFloat8 || t == oid::kNumeric;
-}
 
 // ---------------------------------------------------------------------------------------------
 // bool, "char", bytea, uuid.
@@ -1143,7 +1140,7 @@ bool ReadOffset(std::string_view s, size_t& i, int64_t& seconds) {
 
 absl::Status BadDateTimeText(uint32_t type, std::string_view v) {
   return PgStatus("22P02",
-                  "invalid input syntax for type " + std::string(TypeName(type)) + ": " + Quoted(v),
+                  "invalid input syntax for type " + TypeName(type) + ": " + Quoted(v),
                   "shardgate merges date/time text values only in DateStyle ISO");
 }
 
@@ -1206,6 +1203,17 @@ int CompareBytes(std::string_view a, std::string_view b) {
 }
 
 }  // namespace
+
+std::string TypeName(uint32_t type) {
+  std::string_view known = KnownTypeName(type);
+  return known.empty() ? absl::StrCat("with OID ", type) : std::string(known);
+}
+
+bool IsNumberType(uint32_t t) {
+  return IsIntType(t) || t == oid::kFloat4 || t == oid::kFloat8 || t == oid::kNumeric;
+}
+
+bool CanAdd(uint32_t type) { return AverageType(type) != 0; }
 
 // ---------------------------------------------------------------------------------------------
 // Public API.
@@ -1300,9 +1308,8 @@ absl::StatusOr<int> CompareValues(uint32_t type_oid, int16_t format, std::string
       return Sign(std::memcmp(x.data(), y.data(), x.size()));
     }
     default:
-      return PgStatus("0A000", "shardgate cannot order values of type " +
-                                   std::string(TypeName(type_oid)) + " (oid " +
-                                   std::to_string(type_oid) + ") across shards");
+      return PgStatus("0A000", "shardgate cannot order values of type " + TypeName(type_oid) +
+                                   " across shards");
   }
 }
 
@@ -1312,8 +1319,8 @@ absl::StatusOr<int> CompareMixed(uint32_t type_a, int16_t format_a, std::string_
   RETURN_IF_ERROR(CheckFormat(format_a));
   RETURN_IF_ERROR(CheckFormat(format_b));
   if (!IsNumberType(type_a) || !IsNumberType(type_b)) {
-    return PgStatus("0A000", "shardgate cannot compare " + std::string(TypeName(type_a)) +
-                                 " with " + std::string(TypeName(type_b)));
+    return PgStatus("0A000", "shardgate cannot compare " + TypeName(type_a) +
+                                 " with " + TypeName(type_b));
   }
   if (IsIntType(type_a) && IsIntType(type_b)) {
     ASSIGN_OR_RETURN(int64_t x, DecodeInt(type_a, format_a, a));
@@ -1391,7 +1398,7 @@ absl::StatusOr<std::string> EncodeConstant(uint32_t type_oid, int16_t format,
     }
     default:
       return PgStatus("0A000", "shardgate cannot use a constant of type " +
-                                   std::string(TypeName(type_oid)) + " here");
+                                   TypeName(type_oid) + " here");
   }
 }
 
@@ -1451,7 +1458,7 @@ absl::Status AddValue(uint32_t type_oid, int16_t format, std::string& acc, std::
       // money's text form depends on lc_monetary and interval sums need interval arithmetic:
       // neither is worth it for a proxy.
       return PgStatus("0A000", "shardgate cannot add partial sums of type " +
-                                   std::string(TypeName(type_oid)) + " across shards");
+                                   TypeName(type_oid) + " across shards");
   }
 }
 
@@ -1476,7 +1483,7 @@ absl::StatusOr<std::string> AverageValue(uint32_t sum_type, int16_t format, std:
   uint32_t avg_type = AverageType(sum_type);
   if (avg_type == 0) {
     return PgStatus("0A000", "shardgate cannot compute avg() across shards for sums of type " +
-                                 std::string(TypeName(sum_type)));
+                                 TypeName(sum_type));
   }
   ASSIGN_OR_RETURN(int64_t n, DecodeInt(oid::kInt8, format, count));
   if (n == 0) return PgStatus("22012", "division by zero");

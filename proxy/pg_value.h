@@ -30,6 +30,16 @@ inline constexpr uint32_t kBool = 16, kBytea = 17, kChar = 18, kName = 19, kInt8
                           kUuid = 2950;
 }  // namespace oid
 
+// The type's name as PostgreSQL prints it in messages ("double precision"), else "with OID N"
+// (so that "type " + TypeName(t) reads right either way).
+std::string TypeName(uint32_t type_oid);
+
+// int2/int4/int8/oid, float4/float8, numeric: the types CompareMixed compares with each other.
+bool IsNumberType(uint32_t type_oid);
+
+// The types AddValue adds (the partials of count() and sum()): integers, numeric, floats.
+bool CanAdd(uint32_t type_oid);
+
 // True when CompareValues knows how `type_oid` orders (in both formats).
 bool HasKnownOrder(uint32_t type_oid);
 
