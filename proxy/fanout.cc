@@ -95,8 +95,7 @@ asio::awaitable<void> RunLeg(std::shared_ptr<Shared> s, FanOutLeg* leg, int inde
   {
     auto [ec, n] = co_await asio::async_write(conn.socket(), asio::buffer(out), kTuple);
     if (ec) {
-      fail(PgStatus("08006", absl::StrCat("lost connection to shard \"", conn.target().shard,
-                                          "\": ", ec.message())));
+      fail(LostConnection(conn, ec.message()));
       --s->running;
       s->Wake();
       co_return;
@@ -123,8 +122,7 @@ asio::awaitable<void> RunLeg(std::shared_ptr<Shared> s, FanOutLeg* leg, int inde
         break;
       }
       if (ec) {
-        fail(PgStatus("08006", absl::StrCat("lost connection to shard \"", conn.target().shard,
-                                            "\": ", ec.message())));
+        fail(LostConnection(conn, ec.message()));
         break;
       }
       in.Commit(n);
@@ -277,6 +275,16 @@ asio::awaitable<FanOutResult> RunFanOut(std::span<FanOutLeg* const> legs, Merger
   }
   if (result.command == "SELECT") result.rows = merger.rows_emitted();
   co_return result;
+}
+
+asio::awaitable<FanOutResult> RunFanOutQuietly(std::span<FanOutLeg* const> legs,
+                                               std::chrono::milliseconds timeout) {
+  routing::MergePlan concatenate;
+  concatenate.visible_columns = -1;
+  Merger merger(concatenate, static_cast<int>(legs.size()), std::nullopt, std::nullopt);
+  std::string dropped;
+  FanOutSink sink{&dropped, []() -> asio::awaitable<bool> { co_return true; }, false};
+  co_return co_await RunFanOut(legs, merger, sink, timeout);
 }
 
 }  // namespace shardgate::proxy

@@ -71,4 +71,10 @@ std::string MergedTag(const FanOutResult& result);
 asio::awaitable<FanOutResult> RunFanOut(std::span<FanOutLeg* const> legs, Merger& merger,
                                         FanOutSink& sink, std::chrono::milliseconds timeout);
 
+// RunFanOut for requests whose answers the client never sees (session setup, BEGIN, PREPARE,
+// COMMIT PREPARED, the end of a COPY): rows are concatenated and dropped; errors, tags and the
+// legs' transaction states are reported as by RunFanOut.
+asio::awaitable<FanOutResult> RunFanOutQuietly(std::span<FanOutLeg* const> legs,
+                                               std::chrono::milliseconds timeout);
+
 }  // namespace shardgate::proxy

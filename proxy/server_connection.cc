@@ -257,4 +257,9 @@ asio::awaitable<void> SendCancel(std::string host, int port, int32_t pid, int32_
   co_await socket.async_read_some(asio::buffer(&byte, 1), kTuple);
 }
 
+absl::Status LostConnection(const ServerConnection& conn, std::string_view why) {
+  return PgStatus("08006", absl::StrCat("lost connection to shard \"", conn.target().shard,
+                                        "\": ", AbslView(why)));
+}
+
 }  // namespace shardgate::proxy

@@ -91,6 +91,9 @@ class ServerConnection {
   Clock::time_point last_used_ = Clock::now();
 };
 
+// 08006 for a connection to `conn`'s shard that failed: "lost connection to shard "s": why".
+absl::Status LostConnection(const ServerConnection& conn, std::string_view why);
+
 // Sends a CancelRequest for (pid, secret) to host:port on a new connection (fire and forget,
 // bounded by a short timeout).
 asio::awaitable<void> SendCancel(std::string host, int port, int32_t pid, int32_t secret);

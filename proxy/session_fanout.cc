@@ -3,6 +3,8 @@
 // several shards commit with two-phase commit.
 #include <cstdlib>
 
+#include <boost/asio/write.hpp>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "protocol/encoder.h"
@@ -18,7 +20,6 @@
 #include "proxy/worker.h"
 #include "routing/merge_plan.h"
 #include "routing/router.h"
-#include <boost/asio/write.hpp>
 #include "spdlog/spdlog.h"
 
 namespace shardgate::proxy {
@@ -81,9 +82,7 @@ void WarnIfFailed(const absl::Status& st) {
 absl::Status CheckSetOperation(const routing::QueryInfo& info, const routing::ShardMap& map) {
   if (!info.merge.set_operation) return absl::OkStatus();
   for (const auto& table : info.tables) {
-    auto it = map.tables().find(table.QualifiedName());
-    if (it == map.tables().end()) it = map.tables().find(table.name);
-    if (it != map.tables().end() && it->second.reference) {
+    if (const auto* t = map.FindTable(table.schema, table.name); t != nullptr && t->reference) {
       return PgStatus("0A000",
                       absl::StrCat("a UNION across shards that reads reference table \"",
                                    table.name, "\" is not supported"),
@@ -91,6 +90,22 @@ absl::Status CheckSetOperation(const routing::QueryInfo& info, const routing::Sh
                       "statement to one shard.");
     }
   }
+  return absl::OkStatus();
+}
+
+// What a merged read needs before it runs: the plan, and its LIMIT/OFFSET values resolved.
+struct MergeSetup {
+  MergeSetup() { plan.visible_columns = -1; }  // plain concatenation until planned
+  routing::MergePlan plan;
+  std::optional<int64_t> limit, offset;
+};
+
+absl::Status PlanFanOutMerge(std::string_view sql,
+                             std::span<const std::optional<std::string>> params,
+                             MergeSetup& out) {
+  ASSIGN_OR_RETURN(out.plan, routing::PlanMerge(sql));
+  ASSIGN_OR_RETURN(out.limit, ResolveCount(out.plan.limit, params, "LIMIT", "2201W"));
+  ASSIGN_OR_RETURN(out.offset, ResolveCount(out.plan.offset, params, "OFFSET", "2201X"));
   return absl::OkStatus();
 }
 
@@ -154,21 +169,13 @@ void ClientSession::ReleaseLegs(Legs& legs) {
 // Runs `sql` on every leg, nothing forwarded to the client; the first error.
 asio::awaitable<absl::Status> ClientSession::RunOnLegs(std::span<FanOutLeg* const> legs,
                                                        std::string_view sql) {
-  routing::MergePlan none;
-  none.visible_columns = -1;
-  Merger merger(none, static_cast<int>(legs.size()), std::nullopt, std::nullopt);
-  std::string discard;
-  FanOutSink sink{&discard, [] () -> asio::awaitable<bool> { co_return true; }, false};
   for (FanOutLeg* leg : legs) {
     leg->requests.clear();
     leg->requests.push_back({});
     p::AppendQuery(leg->requests.back().messages, sql);
   }
-  FanOutResult result = co_await RunFanOut(legs, merger, sink, config_->timeouts.query);
-  for (FanOutLeg* leg : legs) {
-    if (!leg->error.ok()) co_return leg->error;
-  }
-  co_return absl::OkStatus();
+  FanOutResult result = co_await RunFanOutQuietly(legs, config_->timeouts.query);
+  co_return result.error;  // the first leg's error, if any
 }
 
 // PREPARE TRANSACTION on every leg, the decision logged, COMMIT PREPARED on every leg. Before
@@ -263,16 +270,8 @@ asio::awaitable<void> ClientSession::RunCrossShard(
   FanOutResult result = co_await RunFanOut(ptrs, merger, sink, config_->timeouts.query);
   if (two_phase) {
     if (result.any_leg_failed) {
+      // result.error already names the failed leg (RunFanOut reports the first one).
       WarnIfFailed(co_await RunOnLegs(ptrs, "ROLLBACK"));
-      if (result.error.ok()) {
-        for (FanOutLeg* leg : ptrs) {
-          if (!leg->error.ok()) {
-            result.error = leg->error;
-            result.error_message = leg->error_message;
-            break;
-          }
-        }
-      }
     } else if (absl::Status st = co_await CommitTwoPhase(ptrs); !st.ok()) {
       result.error = st;
       result.error_message.clear();
@@ -305,30 +304,22 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::FanOutQuery(
   if (absl::Status st = CheckSetOperation(info, *topology_->map()); !st.ok()) {
     co_return LocalError(st, false);
   }
-  routing::MergePlan merge;
-  merge.visible_columns = -1;
-  std::optional<int64_t> limit, offset;
+  MergeSetup merge;
   if (plan.merge) {
-    auto planned = routing::PlanMerge(sql);
-    if (!planned.ok()) co_return LocalError(planned.status(), false);
-    merge = std::move(*planned);
-    auto l = ResolveCount(merge.limit, {}, "LIMIT", "2201W");
-    if (!l.ok()) co_return LocalError(l.status(), false);
-    auto o = ResolveCount(merge.offset, {}, "OFFSET", "2201X");
-    if (!o.ok()) co_return LocalError(o.status(), false);
-    limit = *l;
-    offset = *o;
+    if (absl::Status st = PlanFanOutMerge(sql, {}, merge); !st.ok()) {
+      co_return LocalError(st, false);
+    }
   }
   if (info.kind == routing::StatementKind::kCopyFrom && plan.copy_router != nullptr) {
     co_return co_await StartCopyIn(sql, info, plan);
   }
   bool failed = false;
   co_await RunCrossShard(
-      plan, info.kind, reference, merge, limit, offset, true,
+      plan, info.kind, reference, merge.plan, merge.limit, merge.offset, true,
       [&](size_t i) -> absl::StatusOr<std::string> {
         std::string statement;
         if (plan.merge) {
-          statement = merge.shard_sql;
+          statement = merge.plan.shard_sql;
         } else if (!plan.insert_rows.empty()) {
           auto split = routing::InsertWithRows(sql, plan.insert_rows[i]);
           if (!split.ok()) return split.status();
@@ -374,19 +365,11 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::FanOutExecute(bool execute)
       !st.ok()) {
     co_return LocalError(st, true);
   }
-  routing::MergePlan merge;
-  merge.visible_columns = -1;
-  std::optional<int64_t> limit, offset;
+  MergeSetup merge;
   if (portal.plan.merge) {
-    auto planned = routing::PlanMerge(portal.sql);
-    if (!planned.ok()) co_return LocalError(planned.status(), true);
-    merge = std::move(*planned);
-    auto l = ResolveCount(merge.limit, params, "LIMIT", "2201W");
-    if (!l.ok()) co_return LocalError(l.status(), true);
-    auto o = ResolveCount(merge.offset, params, "OFFSET", "2201X");
-    if (!o.ok()) co_return LocalError(o.status(), true);
-    limit = *l;
-    offset = *o;
+    if (absl::Status st = PlanFanOutMerge(portal.sql, params, merge); !st.ok()) {
+      co_return LocalError(st, true);
+    }
   }
   if (!portal.plan.insert_rows.empty()) {
     // Each shard would get only its VALUES rows but every parameter, and PostgreSQL cannot
@@ -401,14 +384,15 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::FanOutExecute(bool execute)
   shard_bind.portal = "";
   shard_bind.statement = "";
   if (shard_bind.result_formats.size() > 1) {
-    for (int i = 0; i < merge.hidden_columns; ++i) shard_bind.result_formats.push_back(0);
+    for (int i = 0; i < merge.plan.hidden_columns; ++i) shard_bind.result_formats.push_back(0);
   }
   bool failed = false;
   co_await RunCrossShard(
-      portal.plan, portal.kind, portal.reference, merge, limit, offset, portal.described,
+      portal.plan, portal.kind, portal.reference, merge.plan, merge.limit, merge.offset,
+      portal.described,
       [&](size_t) -> absl::StatusOr<std::string> {
         std::string out;
-        p::AppendParse(out, "", portal.plan.merge ? merge.shard_sql : portal.sql,
+        p::AppendParse(out, "", portal.plan.merge ? merge.plan.shard_sql : portal.sql,
                        portal.param_types);
         p::AppendBind(out, shard_bind);
         p::AppendDescribe(out, 'P', "");
@@ -466,12 +450,7 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::StartCopyIn(
     for (FanOutLeg* leg : in->ptrs) {
       if (!leg->requests.empty()) with_setup.push_back(leg);
     }
-    routing::MergePlan none;
-    none.visible_columns = -1;
-    Merger merger(none, static_cast<int>(with_setup.size()), std::nullopt, std::nullopt);
-    std::string discard;
-    FanOutSink sink{&discard, []() -> asio::awaitable<bool> { co_return true; }, false};
-    FanOutResult setup = co_await RunFanOut(with_setup, merger, sink, config_->timeouts.query);
+    FanOutResult setup = co_await RunFanOutQuietly(with_setup, config_->timeouts.query);
     if (setup.any_leg_failed) {
       for (FanOutLeg* leg : with_setup) leg->conn->MarkBroken();
       ReleaseLegs(in->legs);
@@ -487,8 +466,7 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::StartCopyIn(
     p::AppendQuery(q, sql);
     auto [ec, n] = co_await asio::async_write(leg->conn->socket(), asio::buffer(q), kTuple);
     if (ec) {
-      failed = PgStatus("08006", absl::StrCat("lost connection to shard \"",
-                                              leg->conn->target().shard, "\""));
+      failed = LostConnection(*leg->conn, ec.message());
       break;
     }
     for (;;) {
@@ -535,8 +513,7 @@ asio::awaitable<bool> ClientSession::FlushCopyLegs(size_t threshold) {
     if (ec) {
       conn.MarkBroken();
       if (copy_in_->error.ok()) {
-        copy_in_->error = PgStatus("08006", absl::StrCat("lost connection to shard \"",
-                                                         conn.target().shard, "\" during COPY"));
+        copy_in_->error = LostConnection(conn, absl::StrCat(ec.message(), " (during COPY)"));
       }
       co_return false;
     }
@@ -593,12 +570,7 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::CopyInFrame(const p::Frame&
     }
     leg.requests.back().forward = ok;
   }
-  routing::MergePlan none;
-  none.visible_columns = -1;
-  Merger merger(none, static_cast<int>(in.ptrs.size()), std::nullopt, std::nullopt);
-  std::string discard;
-  FanOutSink sink{&discard, []() -> asio::awaitable<bool> { co_return true; }, false};
-  FanOutResult result = co_await RunFanOut(in.ptrs, merger, sink, config_->timeouts.query);
+  FanOutResult result = co_await RunFanOutQuietly(in.ptrs, config_->timeouts.query);
   absl::Status st = !client_error.ok() ? client_error : result.error;
   std::string error_message = client_error.ok() ? result.error_message : std::string();
   if (in.two_phase) {

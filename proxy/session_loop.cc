@@ -146,8 +146,7 @@ asio::awaitable<bool> ClientSession::FlushServer() {
   server_out_.clear();
   if (server_out_.capacity() > (1u << 20)) std::string().swap(server_out_);
   if (ec && server_.get() == conn) {
-    ServerLost(PgStatus("08006", absl::StrCat("lost connection to shard \"",
-                                              conn->target().shard, "\": ", ec.message())));
+    ServerLost(LostConnection(*conn, ec.message()));
     co_return false;
   }
   co_return !ec;

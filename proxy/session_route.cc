@@ -35,9 +35,8 @@ bool OnlyReferenceTables(const routing::Analysis& analysis, const routing::Shard
   bool any = false;
   for (const auto& info : analysis.statements) {
     for (const auto& table : info.tables) {
-      auto it = map.tables().find(table.QualifiedName());
-      if (it == map.tables().end()) it = map.tables().find(table.name);
-      if (it == map.tables().end() || !it->second.reference) return false;
+      const auto* t = map.FindTable(table.schema, table.name);
+      if (t == nullptr || !t->reference) return false;
       any = true;
     }
   }
