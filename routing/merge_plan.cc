@@ -1021,14 +1021,15 @@ absl::StatusOr<MergePlan> PlanMerge(std::string_view sql) {
   if (!IsCase(stmt, PG_QUERY__NODE__NODE_SELECT_STMT)) {
     return Unsupported("merging the results of a statement other than SELECT");
   }
+  // Parameters the client's statement uses, before the planner lifts clauses out of it.
+  std::vector<int> before;
+  CollectParams(&stmt->base, before);
   MergePlan plan;
   MergePlanner planner(*tree, plan);
   RETURN_IF_ERROR(planner.Plan(stmt->select_stmt));
   {
-    // Parameters the client's statement used that the shards' statement no longer does.
-    ASSIGN_OR_RETURN(std::unique_ptr<EditableTree> original, EditableTree::Parse(sql));
-    std::vector<int> before, after, lost;
-    CollectParams(&original->SingleStatement()->base, before);
+    // Those the shards' statement no longer uses.
+    std::vector<int> after, lost;
     CollectParams(&stmt->base, after);
     for (int n : before) {
       if (std::find(after.begin(), after.end(), n) == after.end() &&
