@@ -134,6 +134,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
     routing::StatementKind kind = routing::StatementKind::kSelect;
     bool reference = false;
     bool described = false;
+    // In a distributed transaction, the portal of a transaction statement the proxy runs
+    // itself: "BEGIN" (nothing to do), "COMMIT" or "ROLLBACK".
+    std::string transaction;
   };
   asio::awaitable<absl::StatusOr<bool>> FanOutExecute(bool execute);
   // COPY FROM STDIN into a sharded table: every row to the shard owning its key.
@@ -161,6 +164,31 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
       std::optional<int64_t> offset, bool row_description,
       const std::function<absl::StatusOr<std::string>(size_t leg)>& statement_for,
       const std::vector<std::optional<std::string>>& params, bool* failed);
+  // A transaction whose statements reached several shards: one leg per shard, each inside the
+  // client's transaction since its first statement there; COMMIT is a two-phase commit over
+  // them. While it lasts the session has no single server (server_ is null).
+  struct Distributed {
+    Legs legs;
+    std::string begin;    // the client's BEGIN, run first on every shard that joins
+    bool failed = false;  // a statement failed: 25P02 until ROLLBACK, COMMIT rolls back
+  };
+  // Whether `plan` inside the current transaction needs a second shard.
+  bool NeedsDistributed(const routing::RoutePlan& plan) const;
+  // Turns the current transaction into a distributed one (the attached server, if any, becomes
+  // its first leg). Errors: 0A000 when that cannot be (two-phase commit off, a replica).
+  asio::awaitable<absl::Status> EnterDistributed();
+  // A statement of a distributed transaction (plan.shards as planned; any-one plans stay on a
+  // shard already in the transaction).
+  asio::awaitable<absl::StatusOr<bool>> DistributedStatement(std::string_view sql,
+                                                             const routing::QueryInfo& info,
+                                                             routing::RoutePlan plan,
+                                                             bool reference);
+  // An any-one plan in a distributed transaction goes to a shard the transaction holds.
+  void PinToTransactionShard(routing::RoutePlan& plan) const;
+  // COMMIT (two-phase when several shards took part) or ROLLBACK; appends the tag or error.
+  asio::awaitable<void> EndDistributed(bool commit);
+  // What ReadyForQuery reports when the proxy answers: 'I', 'T' or 'E'.
+  char TxStatus() const;
   asio::awaitable<absl::Status> AcquireLegs(const std::vector<int>& shards, bool read,
                                             Legs& legs);
   void ReleaseLegs(Legs& legs);
@@ -237,6 +265,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // Extended-protocol BEGIN/COMMIT/ROLLBACK answered by the proxy: the tag its Execute gets.
   std::optional<FanOutPortal> fanout_portal_;
   std::unique_ptr<CopyIn> copy_in_;
+  std::unique_ptr<Distributed> dist_;
   std::string local_portal_tag_;
   std::string local_portal_sql_;
   bool local_portal_read_only_ = false;

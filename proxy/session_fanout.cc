@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "protocol/encoder.h"
 #include "protocol/messages.h"
+#include "proxy/cancel_registry.h"
 #include "proxy/client_session.h"
 #include "proxy/copy_split.h"
 #include "proxy/fanout.h"
@@ -222,40 +223,62 @@ asio::awaitable<void> ClientSession::RunCrossShard(
     const std::vector<std::optional<std::string>>& params, bool* failed) {
   *failed = true;
   auto fail = [this](const absl::Status& st) { p::AppendError(client_out_, ToPgError(st)); };
+  // Autocommit: the statement's own legs, and its own two-phase commit when it writes on
+  // several shards. In a distributed transaction: the transaction's legs (a shard joining now
+  // starts the client's transaction first); COMMIT decides later.
   const bool transactional =
       plan.write && (IsDml(kind) || kind == routing::StatementKind::kDdl);
-  const bool two_phase = transactional && plan.shards.size() > 1 &&
+  const bool two_phase = !dist_ && transactional && plan.shards.size() > 1 &&
                          worker_.runtime().decision_log() != nullptr;
-  if (plan.write && IsDml(kind) && plan.shards.size() > 1 && !two_phase) {
+  if (!dist_ && plan.write && IsDml(kind) && plan.shards.size() > 1 && !two_phase) {
     fail(PgStatus("0A000", "a write on several shards needs two-phase commit, which is off",
                   "Set cross_shard.two_phase: true, or add a shard key condition."));
     co_return;
   }
-  Legs legs;
-  absl::Status acquired =
-      co_await AcquireLegs(plan.shards, !plan.write && plan.role != routing::Role::kPrimary, legs);
-  if (!acquired.ok()) {
-    ReleaseLegs(legs);
-    fail(acquired);
-    co_return;
-  }
+  Legs own;
   std::vector<FanOutLeg*> ptrs;
-  for (size_t i = 0; i < legs.size(); ++i) {
-    FanOutLeg& leg = *legs[i];
-    ptrs.push_back(&leg);
-    leg.requests.clear();
-    if (std::string replay = ReplaySql(*leg.conn); !replay.empty()) {
-      leg.requests.push_back({});
-      p::AppendQuery(leg.requests.back().messages, replay);
+  auto give_up = [&](const absl::Status& st) {
+    ReleaseLegs(own);
+    if (dist_) dist_->failed = true;
+    fail(st);
+  };
+  for (int shard : plan.shards) {
+    FanOutLeg* leg = nullptr;
+    if (dist_) {
+      for (auto& l : dist_->legs) {
+        if (l->shard == shard) leg = l.get();
+      }
     }
-    if (two_phase) {
-      leg.requests.push_back({});
-      p::AppendQuery(leg.requests.back().messages, "BEGIN");
+    if (leg != nullptr) {
+      leg->requests.clear();
+    } else {
+      Legs acquired;
+      absl::Status st = co_await AcquireLegs(
+          {shard}, !dist_ && !plan.write && plan.role != routing::Role::kPrimary, acquired);
+      if (!st.ok()) {
+        ReleaseLegs(acquired);
+        give_up(st);
+        co_return;
+      }
+      leg = acquired.front().get();
+      leg->requests.clear();
+      if (std::string replay = ReplaySql(*leg->conn); !replay.empty()) {
+        leg->requests.push_back({});
+        p::AppendQuery(leg->requests.back().messages, replay);
+      }
+      if (two_phase || dist_) {
+        leg->requests.push_back({});
+        p::AppendQuery(leg->requests.back().messages, dist_ ? dist_->begin : "BEGIN");
+      }
+      (dist_ ? dist_->legs : own).push_back(std::move(acquired.front()));
     }
+    ptrs.push_back(leg);
+  }
+  for (size_t i = 0; i < ptrs.size(); ++i) {
+    FanOutLeg& leg = *ptrs[i];
     auto statement = statement_for(i);
     if (!statement.ok()) {
-      ReleaseLegs(legs);
-      fail(statement.status());
+      give_up(statement.status());
       co_return;
     }
     // A reference table answers once (every shard holds the same rows).
@@ -268,6 +291,7 @@ asio::awaitable<void> ClientSession::RunCrossShard(
   if (!params.empty()) merger.SetParams(params);
   FanOutSink sink{&client_out_, [this]() { return FlushClient(); }, row_description};
   FanOutResult result = co_await RunFanOut(ptrs, merger, sink, config_->timeouts.query);
+  if (dist_ && (result.any_leg_failed || !result.error.ok())) dist_->failed = true;
   if (two_phase) {
     if (result.any_leg_failed) {
       // result.error already names the failed leg (RunFanOut reports the first one).
@@ -278,7 +302,7 @@ asio::awaitable<void> ClientSession::RunCrossShard(
       p::AppendError(result.error_message, ToPgError(st));
     }
   }
-  ReleaseLegs(legs);
+  ReleaseLegs(own);
   if (result.client_gone) {
     closing_ = true;
     co_return;
@@ -311,6 +335,14 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::FanOutQuery(
     }
   }
   if (info.kind == routing::StatementKind::kCopyFrom && plan.copy_router != nullptr) {
+    if (dist_) {
+      dist_->failed = true;
+      co_return LocalError(PgStatus("0A000",
+                                    "COPY into a sharded table inside a transaction that spans "
+                                    "shards is not supported",
+                                    "Run the COPY outside the transaction block."),
+                           false);
+    }
     co_return co_await StartCopyIn(sql, info, plan);
   }
   bool failed = false;
@@ -332,7 +364,7 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::FanOutQuery(
         return out;
       },
       {}, &failed);
-  if (!closing_) p::AppendReadyForQuery(client_out_, 'I');
+  if (!closing_) p::AppendReadyForQuery(client_out_, TxStatus());
   co_return false;
 }
 
@@ -591,6 +623,100 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::CopyInFrame(const p::Frame&
   }
   p::AppendReadyForQuery(client_out_, 'I');
   co_return false;
+}
+
+char ClientSession::TxStatus() const {
+  if (server_) return server_->tx_status();
+  if (dist_) return dist_->failed ? 'E' : 'T';
+  if (held_failed_) return 'E';
+  return held_begin_.empty() ? 'I' : 'T';
+}
+
+bool ClientSession::NeedsDistributed(const routing::RoutePlan& plan) const {
+  if (!InTransaction()) return false;
+  using Spread = routing::RoutePlan::Spread;
+  if (plan.spread == Spread::kSome || plan.spread == Spread::kAll) return true;
+  // A transaction already running on one server, and a statement for another shard.
+  return server_ != nullptr && held_begin_.empty() && plan.spread == Spread::kOne &&
+         plan.shards.front() != attached_shard_;
+}
+
+asio::awaitable<absl::Status> ClientSession::EnterDistributed() {
+  if (worker_.runtime().decision_log() == nullptr) {
+    co_return PgStatus("0A000", "a transaction on several shards needs two-phase commit, "
+                                "which is off",
+                       "Set cross_shard.two_phase: true, or keep the transaction on one shard.");
+  }
+  auto dist = std::make_unique<Distributed>();
+  dist->begin = held_begin_.empty() ? std::string("BEGIN") : held_begin_;
+  if (server_) {
+    if (attached_replica_) {
+      co_return PgStatus("0A000", "a read-only transaction on a replica cannot span shards",
+                         "Use BEGIN (read-write) for transactions across shards.");
+    }
+    // The transaction's server becomes its first leg once everything sent to it is answered.
+    if (!co_await FlushServer()) co_return PgStatus("08006", "lost the transaction's server");
+    while (server_ && (!expected_.empty() || server_writes_ > 0) && pumps_running_ > 0 &&
+           !closing_) {
+      co_await progress_.async_wait(kTuple);
+    }
+    co_await StopPump();
+    if (!server_ || closing_) co_return PgStatus("08006", "lost the transaction's server");
+    auto leg = std::make_unique<FanOutLeg>();
+    leg->shard = attached_shard_;
+    leg->pool = pool_;
+    dist->failed = server_->tx_status() == 'E';
+    if (cancel_pid_ != 0) CancelRegistry::Global().SetTarget(cancel_pid_, std::nullopt);
+    ForgetAttachment();
+    leg->conn = std::move(server_);
+    dist->legs.push_back(std::move(leg));
+  }
+  held_begin_.clear();
+  dist_ = std::move(dist);
+  co_return absl::OkStatus();
+}
+
+asio::awaitable<absl::StatusOr<bool>> ClientSession::DistributedStatement(
+    std::string_view sql, const routing::QueryInfo& info, routing::RoutePlan plan,
+    bool reference) {
+  PinToTransactionShard(plan);
+  co_return co_await FanOutQuery(sql, info, plan, reference);
+}
+
+void ClientSession::PinToTransactionShard(routing::RoutePlan& plan) const {
+  if (plan.spread != routing::RoutePlan::Spread::kAnyOne || plan.shards.empty()) return;
+  // Any one will do: one the transaction already holds, if it can.
+  int pick = plan.shards.front();
+  for (const auto& leg : dist_->legs) {
+    if (std::find(plan.shards.begin(), plan.shards.end(), leg->shard) != plan.shards.end()) {
+      pick = leg->shard;
+      break;
+    }
+  }
+  plan.shards = {pick};
+  plan.spread = routing::RoutePlan::Spread::kOne;
+}
+
+asio::awaitable<void> ClientSession::EndDistributed(bool commit) {
+  std::vector<FanOutLeg*> ptrs;
+  for (auto& leg : dist_->legs) ptrs.push_back(leg.get());
+  absl::Status st;
+  const bool committing = commit && !dist_->failed;
+  if (!committing) {
+    WarnIfFailed(co_await RunOnLegs(ptrs, "ROLLBACK"));
+  } else if (ptrs.size() == 1) {
+    st = co_await RunOnLegs(ptrs, "COMMIT");
+  } else if (!ptrs.empty()) {
+    st = co_await CommitTwoPhase(ptrs);
+  }
+  ReleaseLegs(dist_->legs);
+  dist_.reset();
+  if (!st.ok()) {
+    p::AppendError(client_out_, ToPgError(st));
+  } else {
+    // COMMIT of a failed transaction rolls back, and says so, as PostgreSQL does.
+    p::AppendCommandComplete(client_out_, committing ? "COMMIT" : "ROLLBACK");
+  }
 }
 
 }  // namespace shardgate::proxy

@@ -80,10 +80,7 @@ void ClientSession::DrainInjected() {
       case Expect::kInjectCloseComplete: p::AppendCloseComplete(client_out_); break;
       case Expect::kInjectTag: p::AppendCommandComplete(client_out_, item.name); break;
       case Expect::kInjectReady:
-        p::AppendReadyForQuery(client_out_, server_                ? server_->tx_status()
-                                             : held_failed_        ? 'E'
-                                             : !held_begin_.empty() ? 'T'
-                                                                    : 'I');
+        p::AppendReadyForQuery(client_out_, TxStatus());
         break;
       case Expect::kInjectRaw: client_out_.append(item.name); break;
       default: break;
@@ -583,10 +580,10 @@ asio::awaitable<void> ClientSession::Serve() {
     // Wait for the client, bounded by the idle timeouts that apply in this state.
     std::chrono::milliseconds idle{0};
     absl::Status idle_error;
-    if (!server_) {
+    if (!server_ && !dist_) {
       idle = timeouts.client_idle;
       idle_error = PgStatus("57P05", "terminating connection due to idle-session timeout");
-    } else if (server_->tx_status() != 'I' && expected_.empty()) {
+    } else if (dist_ || (server_->tx_status() != 'I' && expected_.empty())) {
       idle = timeouts.idle_in_transaction;
       idle_error =
           PgStatus("25P03", "terminating connection due to idle-in-transaction timeout");
@@ -664,6 +661,14 @@ asio::awaitable<void> ClientSession::Serve() {
 }
 
 asio::awaitable<void> ClientSession::Detach() {
+  if (dist_) {
+    // The client left inside a transaction spanning shards: closing its legs rolls it back.
+    for (auto& leg : dist_->legs) {
+      if (leg->conn) leg->conn->MarkBroken();
+    }
+    ReleaseLegs(dist_->legs);
+    dist_.reset();
+  }
   if (copy_in_) {
     // The client left in the middle of a COPY into several shards: none of it commits.
     for (auto& leg : copy_in_->legs) {

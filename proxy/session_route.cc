@@ -43,10 +43,48 @@ bool OnlyReferenceTables(const routing::Analysis& analysis, const routing::Shard
   return any;
 }
 
+std::string ToCommandComplete(std::string_view tag) {
+  std::string out;
+  p::AppendCommandComplete(out, tag);
+  return out;
+}
+
+absl::Status TransactionAborted() {
+  return PgStatus("25P02",
+                  "current transaction is aborted, commands ignored until end of transaction "
+                  "block");
+}
+
+absl::Status SetInDistributed() {
+  return PgStatus("0A000", "SET inside a transaction that spans shards is not supported",
+                  "SET before BEGIN, or keep the transaction on one shard.");
+}
+
+// In a distributed transaction, what the proxy does with `txn` (null: not a transaction
+// statement): "" run it on the shards, "BEGIN" nothing, "COMMIT" or "ROLLBACK" end it.
+// SAVEPOINT and the two-phase commands are refused.
+absl::StatusOr<std::string> DistributedTransactionTag(const routing::QueryInfo* txn) {
+  if (txn == nullptr) return std::string();
+  switch (txn->txn) {
+    case routing::TxnOp::kBegin:
+      return std::string("BEGIN");
+    case routing::TxnOp::kCommit:
+      return std::string("COMMIT");
+    case routing::TxnOp::kRollback:
+      return std::string("ROLLBACK");
+    default:
+      return PgStatus("0A000",
+                      absl::StrCat(txn->command, " inside a transaction that spans shards is "
+                                                 "not supported"),
+                      "Savepoints and PREPARE TRANSACTION need the transaction on one shard.");
+  }
+}
+
 }  // namespace
 
 bool ClientSession::InTransaction() const {
-  return !held_begin_.empty() || held_failed_ || (server_ && server_->tx_status() != 'I');
+  return !held_begin_.empty() || held_failed_ || dist_ != nullptr ||
+         (server_ && server_->tx_status() != 'I');
 }
 
 void ClientSession::LocalAnswer(std::string messages) {
@@ -67,6 +105,7 @@ bool ClientSession::LocalError(const absl::Status& status, bool extended) {
   p::AppendError(out, ToPgError(status));
   LocalAnswer(std::move(out));
   if (!held_begin_.empty()) held_failed_ = true;  // the client's transaction is now failed
+  if (dist_) dist_->failed = true;
   if (extended) {
     drop_until_sync_ = true;
   } else {
@@ -256,9 +295,7 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteQuery(std::string_view
       co_return false;
     }
     std::string out;
-    p::AppendError(out, PgError{"ERROR", "25P02",
-                                "current transaction is aborted, commands ignored until end of "
-                                "transaction block", "", ""});
+    p::AppendError(out, ToPgError(TransactionAborted()));
     LocalAnswer(std::move(out));
     Push(Expect::kInjectReady);
     co_return false;
@@ -266,10 +303,31 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteQuery(std::string_view
 
   auto analyzed = worker_.analysis_cache().Analyze(sql);
   if (!analyzed.ok()) {
+    // A distributed transaction has no one server to report it: the parser's error fails it.
+    if (dist_) co_return LocalError(analyzed.status(), false);
     // The server reports its own syntax error, in its own words.
     co_return co_await AttachAnyShard(true);
   }
   const routing::Analysis& analysis = *analyzed->analysis;
+  if (dist_) {
+    // Transaction statements of a transaction spanning shards are the proxy's.
+    const routing::QueryInfo* txn = analysis.statements.size() == 1 &&
+                                            analysis.statements[0].kind ==
+                                                routing::StatementKind::kTransaction
+                                        ? &analysis.statements[0]
+                                        : nullptr;
+    if (absl::StatusOr<std::string> tag = DistributedTransactionTag(txn); !tag.ok()) {
+      co_return LocalError(tag.status(), false);
+    } else if (*tag == "BEGIN") {
+      LocalCommand("BEGIN");  // PostgreSQL only warns about a BEGIN inside a transaction
+      co_return false;
+    } else if (!tag->empty()) {
+      co_await EndDistributed(*tag == "COMMIT");
+      p::AppendReadyForQuery(client_out_, TxStatus());
+      co_return false;
+    }
+    if (dist_->failed) co_return LocalError(TransactionAborted(), false);
+  }
   if (analysis.statements.size() == 1) {
     const routing::QueryInfo& info = analysis.statements[0];
     if (info.kind == routing::StatementKind::kTransaction) {
@@ -307,6 +365,24 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteQuery(std::string_view
   }
   const bool spans = plan->spread == routing::RoutePlan::Spread::kSome ||
                      plan->spread == routing::RoutePlan::Spread::kAll;
+  if (dist_ || NeedsDistributed(*plan)) {
+    // A transaction on several shards (when it cannot be one, Target refuses as before).
+    absl::Status entered = dist_ ? absl::OkStatus() : co_await EnterDistributed();
+    if (entered.ok()) {
+      if (analysis.statements.size() != 1) {
+        co_return LocalError(
+            PgStatus("0A000", "a query string with several statements cannot span shards",
+                     "Send the statements one at a time."),
+            false);
+      }
+      if (analysis.statements[0].kind == routing::StatementKind::kSet) {
+        co_return LocalError(SetInDistributed(), false);
+      }
+      co_return co_await DistributedStatement(
+          sql, analysis.statements[0], *plan,
+          plan->write && OnlyReferenceTables(analysis, *topology_->map()));
+    }
+  }
   if (spans && !InTransaction()) {
     if (analysis.statements.size() != 1) {
       co_return LocalError(
@@ -345,6 +421,37 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteBind(const p::Frame& f
     co_return co_await AttachAnyShard(true);
   }
   const Prepared& prepared = it->second;
+  // The portal the proxy runs itself at Execute (see FanOutPortal).
+  auto fanout_portal = [&](routing::RoutePlan plan) {
+    FanOutPortal portal;
+    portal.name = std::string(bind->portal);
+    portal.sql = prepared.sql;
+    portal.param_types = prepared.param_types;
+    portal.bind_body = std::string(frame.body);
+    portal.kind = prepared.analysis->statements[0].kind;
+    portal.analysis = prepared.analysis;
+    portal.reference = plan.write && OnlyReferenceTables(*prepared.analysis, *topology_->map());
+    portal.plan = std::move(plan);
+    fanout_portal_ = std::move(portal);
+    std::string out;
+    p::AppendBindComplete(out);
+    LocalAnswer(std::move(out));
+  };
+  if (dist_) {
+    const routing::QueryInfo* txn = prepared.analysis->statements.size() == 1 &&
+                                            prepared.analysis->statements[0].kind ==
+                                                routing::StatementKind::kTransaction
+                                        ? &prepared.analysis->statements[0]
+                                        : nullptr;
+    absl::StatusOr<std::string> tag = DistributedTransactionTag(txn);
+    if (!tag.ok()) co_return LocalError(tag.status(), true);
+    if (!tag->empty()) {
+      fanout_portal(routing::RoutePlan());
+      fanout_portal_->transaction = *tag;
+      co_return false;
+    }
+    if (dist_->failed) co_return LocalError(TransactionAborted(), true);
+  }
   if (prepared.analysis->statements.size() == 1) {
     // BEGIN is held and COMMIT/ROLLBACK of a held BEGIN answered here, as in RouteQuery.
     const routing::QueryInfo& info = prepared.analysis->statements[0];
@@ -381,25 +488,27 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteBind(const p::Frame& f
     }
     co_return LocalError(plan.status(), true);
   }
+  if (dist_ || NeedsDistributed(*plan)) {
+    absl::Status entered = dist_ ? absl::OkStatus() : co_await EnterDistributed();
+    if (entered.ok()) {
+      if (prepared.analysis->statements.size() != 1) {
+        co_return LocalError(PgStatus("0A000", "a statement list cannot span shards"), true);
+      }
+      if (prepared.analysis->statements[0].kind == routing::StatementKind::kSet) {
+        co_return LocalError(SetInDistributed(), true);
+      }
+      PinToTransactionShard(*plan);
+      fanout_portal(std::move(*plan));
+      co_return false;
+    }
+  }
   if ((plan->spread == routing::RoutePlan::Spread::kSome ||
        plan->spread == routing::RoutePlan::Spread::kAll) &&
       !InTransaction()) {
     if (prepared.analysis->statements.size() != 1) {
       co_return LocalError(PgStatus("0A000", "a statement list cannot span shards"), true);
     }
-    FanOutPortal portal;
-    portal.name = std::string(bind->portal);
-    portal.sql = prepared.sql;
-    portal.param_types = prepared.param_types;
-    portal.bind_body = std::string(frame.body);
-    portal.kind = prepared.analysis->statements[0].kind;
-    portal.analysis = prepared.analysis;
-    portal.reference = plan->write && OnlyReferenceTables(*prepared.analysis, *topology_->map());
-    portal.plan = std::move(*plan);
-    fanout_portal_ = std::move(portal);
-    std::string out;
-    p::AppendBindComplete(out);
-    LocalAnswer(std::move(out));
+    fanout_portal(std::move(*plan));
     co_return false;
   }
   co_return co_await Target(*plan, true);
@@ -464,12 +573,28 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteFrame(const p::Frame& 
           auto d = p::ParseDescribe(frame.body);
           if (!d.ok()) co_return d.status();
           if (d->kind == 'P' && d->name == fanout_portal_->name) {
-            fanout_portal_->described = true;
+            if (!fanout_portal_->transaction.empty()) {
+              std::string out;
+              p::AppendNoData(out);
+              LocalAnswer(std::move(out));
+            } else {
+              fanout_portal_->described = true;
+            }
             co_return false;
           }
         } else {
           auto e = p::ParseExecute(frame.body);
           if (!e.ok()) co_return e.status();
+          if (e->portal == fanout_portal_->name && !fanout_portal_->transaction.empty()) {
+            const std::string tag = std::move(fanout_portal_->transaction);
+            fanout_portal_.reset();
+            if (tag != "BEGIN" && dist_) {
+              co_await EndDistributed(tag == "COMMIT");
+            } else {
+              LocalAnswer(ToCommandComplete(tag));
+            }
+            co_return false;
+          }
           if (e->portal == fanout_portal_->name) {
             if (e->max_rows > 0) {
               fanout_portal_.reset();

@@ -69,8 +69,10 @@ class TwoPhaseTest : public ShardedSuite<TwoPhaseTest> {
   }
 
   // Restarts shardgate with SHARDGATE_TEST_FAULT=`fault`, runs a write on every shard (the
-  // proxy dies in the middle of it) and checks what was left between the phases.
-  void CrashDuringCommit(const std::string& fault, int before, int after_restart) {
+  // proxy dies in the middle of it) and checks what was left between the phases. `explicit_txn`:
+  // the write is BEGIN, one UPDATE per shard by key, COMMIT.
+  void CrashDuringCommit(const std::string& fault, int before, int after_restart,
+                         bool explicit_txn = false) {
     ASSERT_EQ(ShardState(), Uniform(absl::StrCat(before), "0"));
     setenv("SHARDGATE_TEST_FAULT", fault.c_str(), 1);
     absl::Status started = env().StartProxy();
@@ -78,7 +80,19 @@ class TwoPhaseTest : public ShardedSuite<TwoPhaseTest> {
     ASSERT_OK(started);
     {
       ASSERT_OK_AND_ASSIGN(PgConn conn, env().Connect());
-      Outcome r = RunSql(conn, "UPDATE accounts SET balance = balance + 1");
+      Outcome r;
+      if (explicit_txn) {
+        ASSERT_OK(conn.Exec("BEGIN"));
+        for (int shard = 0; shard < env().shard_count(); ++shard) {
+          for (int64_t key : env().KeysOn("accounts", shard, kRowsPerShard)) {
+            ASSERT_OK(conn.Exec(
+                absl::StrCat("UPDATE accounts SET balance = balance + 1 WHERE id = ", key)));
+          }
+        }
+        r = RunSql(conn, "COMMIT");
+      } else {
+        r = RunSql(conn, "UPDATE accounts SET balance = balance + 1");
+      }
       EXPECT_FALSE(r.ok) << "the proxy was to die before answering";
     }
     ASSERT_OK_AND_ASSIGN(int code, env().proxy->Wait(10000));
@@ -130,6 +144,58 @@ TEST_F(TwoPhaseTest, CrashAfterDecisionCommitsOnRestart) {
 
 TEST_F(TwoPhaseTest, CrashBeforeDecisionRollsBackOnRestart) {
   CrashDuringCommit("after_prepare", 101 * kRowsPerShard, 101 * kRowsPerShard);
+}
+
+// Explicit transactions: BEGIN, statements on several shards, COMMIT or ROLLBACK.
+TEST_F(TwoPhaseTest, ExplicitTransactionOnEveryShardCommitsOrRollsBackEverywhere) {
+  ASSERT_OK_AND_ASSIGN(PgConn conn, env().Connect());
+  ASSERT_TRUE(RunSql(conn, "UPDATE accounts SET balance = 100").ok);  // earlier tests add 1
+  const std::vector<std::string> before = ShardState();
+  ASSERT_EQ(before, Uniform(absl::StrCat(100 * kRowsPerShard), "0"));
+  const int base = 100 * kRowsPerShard;
+  for (const char* end : {"ROLLBACK", "COMMIT"}) {
+    ASSERT_OK(conn.Exec("BEGIN"));
+    for (int shard = 0; shard < env().shard_count(); ++shard) {
+      const int64_t key = env().KeysOn("accounts", shard, 1).front();
+      // Extended protocol with the key as a parameter, and the simple protocol.
+      const Outcome r = RunParams(conn, "UPDATE accounts SET balance = balance + 5 WHERE id = $1",
+                                  {absl::StrCat(key)});
+      ASSERT_TRUE(r.ok) << r.Describe();
+    }
+    const Outcome keyless = RunSql(conn, "UPDATE accounts SET balance = balance + 1");
+    ASSERT_TRUE(keyless.ok) << keyless.Describe();
+    // Inside the transaction its own writes are visible, on every shard.
+    const Outcome sum = RunSql(conn, "SELECT sum(balance) FROM accounts");
+    EXPECT_EQ(sum.Scalar(), absl::StrCat((base + 5 + kRowsPerShard) * env().shard_count()));
+    EXPECT_EQ(ShardState(), before) << "visible before " << end;
+    ASSERT_OK(conn.Exec(end));
+  }
+  EXPECT_EQ(ShardState(), Uniform(absl::StrCat(base + 5 + kRowsPerShard), "0"));
+  ASSERT_TRUE(RunSql(conn, "UPDATE accounts SET balance = 100").ok);
+  EXPECT_EQ(ShardState(), before);
+}
+
+TEST_F(TwoPhaseTest, ExplicitTransactionWithAFailedStatementRollsBackAtCommit) {
+  const std::vector<std::string> before = ShardState();
+  ASSERT_OK_AND_ASSIGN(PgConn conn, env().Connect());
+  ASSERT_OK(conn.Exec("BEGIN"));
+  ASSERT_OK(conn.Exec(absl::StrCat("UPDATE accounts SET balance = 1 WHERE id = ",
+                                   env().KeysOn("accounts", 0, 1).front())));
+  const Outcome bad = RunSql(conn, absl::StrCat("UPDATE accounts SET balance = 5000 WHERE id = ",
+                                                env().KeysOn("accounts", 1, 1).front()));
+  EXPECT_EQ(bad.sqlstate, "23514") << bad.Describe();
+  EXPECT_EQ(RunSql(conn, "SELECT 1 FROM accounts").sqlstate, "25P02");
+  PgResult commit(PQexec(conn.get(), "COMMIT"));
+  EXPECT_EQ(PQresultStatus(commit.get()), PGRES_COMMAND_OK);
+  EXPECT_STREQ(PQcmdStatus(commit.get()), "ROLLBACK");
+  EXPECT_EQ(ShardState(), before);
+}
+
+TEST_F(TwoPhaseTest, CrashAfterDecisionCommitsExplicitTransactionOnRestart) {
+  CrashDuringCommit("after_decision", 100 * kRowsPerShard, 101 * kRowsPerShard,
+                    /*explicit_txn=*/true);
+  ASSERT_OK_AND_ASSIGN(PgConn conn, env().Connect());
+  ASSERT_TRUE(RunSql(conn, "UPDATE accounts SET balance = 100").ok);
 }
 
 }  // namespace
