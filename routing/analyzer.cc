@@ -280,6 +280,14 @@ void StatementAnalyzer::GroupBy(const PgQuery__SelectStmt* s, Scope& scope) {
   }
 }
 
+void StatementAnalyzer::Where(const PgQuery__Node* where, Scope& scope, Extracted& conj) {
+  if (where == nullptr) return;
+  Walk(&where->base, scope);  // sub-selects first: Extract uses their outputs
+  Extracted x = Extract(where, scope);
+  conj.restrictions.insert(conj.restrictions.end(), x.restrictions.begin(), x.restrictions.end());
+  conj.equalities.insert(conj.equalities.end(), x.equalities.begin(), x.equalities.end());
+}
+
 SelectOutput StatementAnalyzer::Select(const PgQuery__SelectStmt* s, Scope* parent, bool top) {
   SelectOutput out;
   if (s == nullptr) return out;
@@ -317,13 +325,7 @@ SelectOutput StatementAnalyzer::Select(const PgQuery__SelectStmt* s, Scope* pare
   for (size_t i = 0; i < s->n_values_lists; ++i) Walk(&s->values_lists[i]->base, scope);
   Extracted conj;
   for (size_t i = 0; i < s->n_from_clause; ++i) From(s->from_clause[i], scope, conj);
-  if (s->where_clause != nullptr) {
-    Walk(&s->where_clause->base, scope);  // sub-selects first: Extract uses their outputs
-    Extracted x = Extract(s->where_clause, scope);
-    conj.restrictions.insert(conj.restrictions.end(), x.restrictions.begin(),
-                             x.restrictions.end());
-    conj.equalities.insert(conj.equalities.end(), x.equalities.begin(), x.equalities.end());
-  }
+  Where(s->where_clause, scope, conj);
   Apply(conj, scope, true);
   TargetList(s, scope, top);
   if (top) {

@@ -78,6 +78,9 @@ class StatementAnalyzer {
   bool Column(const PgQuery__Node* n, const Scope& scope, std::vector<int>& tables,
               std::string& column);
   Extracted Extract(const PgQuery__Node* e, Scope& scope);
+  // A WHERE clause: its sub-selects walked first (Extract uses their outputs), then its
+  // conjuncts added to `conj`.
+  void Where(const PgQuery__Node* where, Scope& scope, Extracted& conj);
   Extracted ExtractOr(const PgQuery__BoolExpr* b, Scope& scope);
   Extracted Comparison(const PgQuery__AExpr* a, Scope& scope);
   void Apply(const Extracted& x, const Scope& scope, bool restrictions);

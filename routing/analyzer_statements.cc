@@ -121,13 +121,7 @@ void StatementAnalyzer::Update(const PgQuery__UpdateStmt* s, Scope* parent) {
   AddTable(s->relation, scope, true);
   Extracted conj;
   for (size_t i = 0; i < s->n_from_clause; ++i) From(s->from_clause[i], scope, conj);
-  if (s->where_clause != nullptr) {
-    Walk(&s->where_clause->base, scope);
-    Extracted x = Extract(s->where_clause, scope);
-    conj.restrictions.insert(conj.restrictions.end(), x.restrictions.begin(),
-                             x.restrictions.end());
-    conj.equalities.insert(conj.equalities.end(), x.equalities.begin(), x.equalities.end());
-  }
+  Where(s->where_clause, scope, conj);
   Apply(conj, scope, true);
   for (size_t i = 0; i < s->n_target_list; ++i) {
     const PgQuery__Node* t = s->target_list[i];
@@ -150,13 +144,7 @@ void StatementAnalyzer::Delete(const PgQuery__DeleteStmt* s, Scope* parent) {
   AddTable(s->relation, scope, true);
   Extracted conj;
   for (size_t i = 0; i < s->n_using_clause; ++i) From(s->using_clause[i], scope, conj);
-  if (s->where_clause != nullptr) {
-    Walk(&s->where_clause->base, scope);
-    Extracted x = Extract(s->where_clause, scope);
-    conj.restrictions.insert(conj.restrictions.end(), x.restrictions.begin(),
-                             x.restrictions.end());
-    conj.equalities.insert(conj.equalities.end(), x.equalities.begin(), x.equalities.end());
-  }
+  Where(s->where_clause, scope, conj);
   Apply(conj, scope, true);
   for (size_t i = 0; i < s->n_returning_list; ++i) Walk(&s->returning_list[i]->base, scope);
 }
