@@ -210,7 +210,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   void AfterReadyForQuery(ServerConnection& conn, char status);
   bool CanRelease() const;
   void ReleaseServer();
-  void ForgetAttachment();  // the server leaves this session, by any path
+  // The server leaves this session, by any path (released, lost, detached, handed to a
+  // distributed transaction): replica accounting and the cancel target are cleared with it.
+  std::unique_ptr<ServerConnection> TakeServer();
   void ServerLost(const absl::Status& why);
   void AppendReplay(ServerConnection& conn);
   std::string NoteSessionCommand(std::string_view sql) const;

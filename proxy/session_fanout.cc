@@ -9,7 +9,6 @@
 #include "absl/strings/str_cat.h"
 #include "protocol/encoder.h"
 #include "protocol/messages.h"
-#include "proxy/cancel_registry.h"
 #include "proxy/client_session.h"
 #include "proxy/copy_split.h"
 #include "proxy/fanout.h"
@@ -666,9 +665,7 @@ asio::awaitable<absl::Status> ClientSession::EnterDistributed() {
     leg->shard = attached_shard_;
     leg->pool = pool_;
     dist->failed = server_->tx_status() == 'E';
-    if (cancel_pid_ != 0) CancelRegistry::Global().SetTarget(cancel_pid_, std::nullopt);
-    ForgetAttachment();
-    leg->conn = std::move(server_);
+    leg->conn = TakeServer();
     dist->legs.push_back(std::move(leg));
   }
   held_begin_.clear();

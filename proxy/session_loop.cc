@@ -164,19 +164,19 @@ asio::awaitable<void> ClientSession::ReleaseIfIdle() {
   if (CanRelease()) ReleaseServer();
 }
 
-void ClientSession::ForgetAttachment() {
+std::unique_ptr<ServerConnection> ClientSession::TakeServer() {
   if (topology_ && attached_replica_index_ >= 0 && attached_shard_ >= 0) {
     topology_->Detached(attached_shard_, attached_replica_index_);
   }
   attached_replica_index_ = -1;
   attached_shard_ = -1;
+  if (cancel_pid_ != 0) CancelRegistry::Global().SetTarget(cancel_pid_, std::nullopt);
+  return std::move(server_);
 }
 
 void ClientSession::ReleaseServer() {
   if (!server_) return;
-  ForgetAttachment();
-  if (cancel_pid_ != 0) CancelRegistry::Global().SetTarget(cancel_pid_, std::nullopt);
-  pool_->Release(std::move(server_));
+  pool_->Release(TakeServer());
   if (shutdown_requested_ && !closing_) {
     p::AppendError(client_out_, PgError{"FATAL", "57P01",
                                         "terminating connection due to administrator command",
@@ -189,9 +189,7 @@ void ClientSession::ServerLost(const absl::Status& why) {
   if (!server_) return;
   spdlog::warn("client {}@{}: {}", user_name_, db_name_, std::string(why.message()));
   server_->MarkBroken();
-  ForgetAttachment();
-  if (cancel_pid_ != 0) CancelRegistry::Global().SetTarget(cancel_pid_, std::nullopt);
-  pool_->Release(std::move(server_));
+  pool_->Release(TakeServer());
   expected_.clear();
   if (!closing_) p::AppendError(client_out_, ToPgError(why, "FATAL"));
   closing_ = true;
@@ -695,9 +693,7 @@ asio::awaitable<void> ClientSession::Detach() {
     absl::Status reset = co_await server_->Reset(config_->timeouts.connect);
     if (!reset.ok()) spdlog::info("server reset failed: {}", std::string(reset.message()));
   }
-  if (cancel_pid_ != 0) CancelRegistry::Global().SetTarget(cancel_pid_, std::nullopt);
-  ForgetAttachment();
-  if (server_) pool_->Release(std::move(server_));
+  if (server_) pool_->Release(TakeServer());
 }
 
 }  // namespace shardgate::proxy

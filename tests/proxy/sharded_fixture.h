@@ -245,7 +245,10 @@ class ShardedEnv {
   absl::Status CatchUp(std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
     for (int i = 0; i < shard_count(); ++i) {
       if (primary(i).pid() == 0) continue;
-      auto lsn = primary(i).Query("SELECT pg_current_wal_lsn()");
+      // The insert position, not pg_current_wal_lsn(): with synchronous_commit = off (the test
+      // servers) a commit just made may not be written yet, and a replica that reached the
+      // write position could still miss it (the cause of a flaky stale read).
+      auto lsn = primary(i).Query("SELECT pg_current_wal_insert_lsn()");
       if (!lsn.ok()) return lsn.status();
       for (int r = 0; r < replica_count(i); ++r) {
         PgServer& rep = Server({i, r});
