@@ -278,18 +278,16 @@ struct ProxyEnv {
   }
 };
 
-// Base of a test suite whose tests share one ProxyEnv, started once in SetUpTestSuite. `Derived`
-// may define `static ProxyEnvOptions Options()`. A test during which shardgate died fails with
-// the log's tail, and the next test gets a fresh shardgate on the same cluster.
-template <typename Derived>
-class ProxySuite : public ::testing::Test {
- public:
-  static ProxyEnvOptions Options() { return {}; }
-
+// Base of a test suite whose tests share one environment (servers + shardgate) of type `Env`,
+// started once in SetUpTestSuite from `Derived::Options()` (an `Options`). A test during which
+// shardgate died fails with the log's tail, and the next test gets a fresh shardgate on the
+// same cluster. `Env` has Start(options), StartProxy(options), ProxyAlive(), ProxyLogTail().
+template <typename Derived, typename Env, typename Options>
+class EnvSuite : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     options_ = Derived::Options();
-    auto env = ProxyEnv::Start(options_);
+    auto env = Env::Start(options_);
     if (env.ok()) {
       env_ = std::move(*env);
     } else {
@@ -315,11 +313,18 @@ class ProxySuite : public ::testing::Test {
     }
   }
 
-  static ProxyEnv& env() { return *env_; }
+  static Env& env() { return *env_; }
 
-  static inline std::unique_ptr<ProxyEnv> env_;
+  static inline std::unique_ptr<Env> env_;
   static inline absl::Status start_status_;
-  static inline ProxyEnvOptions options_;
+  static inline Options options_;
+};
+
+// The single-shard proxy suites: `Derived` may define `static ProxyEnvOptions Options()`.
+template <typename Derived>
+class ProxySuite : public EnvSuite<Derived, ProxyEnv, ProxyEnvOptions> {
+ public:
+  static ProxyEnvOptions Options() { return {}; }
 };
 
 // The suite of the query tests (several files share its cluster and shardgate).

@@ -177,6 +177,10 @@ class ShardedEnv {
   }
 
   // (Re)starts shardgate on a fresh port; the oracle ShardMap is rebuilt from the same text.
+  absl::Status StartProxy(const ShardedEnvOptions& o) {
+    options = o;
+    return StartProxy();
+  }
   absl::Status StartProxy() {
     proxy.reset();
     exit_code.reset();
@@ -348,44 +352,9 @@ inline std::string Show(const std::vector<int64_t>& v) {
   return absl::StrCat("[", absl::StrJoin(v, ", "), "]");
 }
 
-// Base of a suite whose tests share one ShardedEnv started in SetUpTestSuite. `Derived` defines
-// `static ShardedEnvOptions Options()`. A test during which shardgate died fails with the log's
-// tail, and the next test gets a fresh shardgate on the same cluster.
+// The sharded suites: `Derived` defines `static ShardedEnvOptions Options()` (see EnvSuite).
 template <typename Derived>
-class ShardedSuite : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    auto env = ShardedEnv::Start(Derived::Options());
-    if (env.ok()) {
-      env_ = std::move(*env);
-    } else {
-      start_status_ = env.status();
-    }
-  }
-  static void TearDownTestSuite() { env_.reset(); }
-
-  void SetUp() override {
-    ASSERT_NE(env_, nullptr) << "cluster or shardgate did not start: " << start_status_;
-    if (!env_->ProxyAlive()) {
-      ASSERT_OK(env_->StartProxy());
-    }
-  }
-  void TearDown() override {
-    if (env_ == nullptr || env_->proxy == nullptr) return;
-    if (!env_->ProxyAlive()) {
-      ADD_FAILURE() << "shardgate exited during this test with status "
-                    << env_->exit_code.value_or(-1) << " (128+N = signal N); log:\n"
-                    << env_->ProxyLogTail();
-    } else if (HasFailure()) {
-      std::cerr << "---- shardgate log (tail) ----\n" << env_->ProxyLogTail() << "\n";
-    }
-  }
-
-  static ShardedEnv& env() { return *env_; }
-
-  static inline std::unique_ptr<ShardedEnv> env_;
-  static inline absl::Status start_status_;
-};
+class ShardedSuite : public EnvSuite<Derived, ShardedEnv, ShardedEnvOptions> {};
 
 // ---------------------------------------------------------------------------------------------
 // The routing suite (sharded_routing_test.cc, sharded_readwrite_test.cc): three shards, s0 with
