@@ -196,6 +196,23 @@ void ReadCrossShard(const Node& node, CrossShardConfig& c, Problems& problems) {
   }
 }
 
+void ReadReshard(const Node& node, ReshardConfig& c, Problems& problems) {
+  MapReader r(node, problems, "reshard");
+  if (const Node* proxies = r.List("proxies"); proxies != nullptr) {
+    for (const Node& p : proxies->list) {
+      ListenConfig proxy;
+      ReadListen(p, "reshard proxy", &proxy, problems);
+      c.proxies.push_back(proxy);
+    }
+  }
+  if (r.String("user", &c.user) && c.user.empty()) {
+    problems.Add(r.Get("user")->mark, "reshard: 'user' must not be empty");
+  }
+  r.String("password", &c.password);
+  r.String("state", &c.state);
+  r.Dur("pause_max", &c.pause_max);
+}
+
 void ReadDatabases(const Node& node, Config& config, Problems& problems) {
   for (const auto& [name, value] : node.map) {
     auto mark_it = node.key_marks.find(name);
@@ -240,6 +257,7 @@ absl::StatusOr<std::shared_ptr<const Config>> Build(const Node& root, const std:
   if (const Node* c = r.Map("cross_shard"); c != nullptr) {
     ReadCrossShard(*c, config->cross_shard, problems);
   }
+  if (const Node* c = r.Map("reshard"); c != nullptr) ReadReshard(*c, config->reshard, problems);
   r.Finish();
   if (r.IsMap() || root.IsNull()) {
     // Without either the proxy could not let anyone in; an empty section is the same mistake.

@@ -128,6 +128,20 @@ struct CrossShardConfig {
   uint64_t merge_memory = 256u << 20;  // bytes a merge may hold (GROUP BY, DISTINCT)
 };
 
+// What `shardctl reshard` needs besides the shard maps.
+struct ReshardConfig {
+  // The proxies a cutover pauses and switches (their admin consoles). Empty: `listen`.
+  std::vector<ListenConfig> proxies;
+  // The server role shardctl uses on the shards: it needs REPLICATION and must own the moving
+  // tables (or be a superuser). Its password: `password`, else that user's entry in `users:`
+  // (when plain), else libpq's PGPASSWORD or ~/.pgpass.
+  std::string user = "postgres";
+  std::string password;
+  // Where progress is kept so that a killed shardctl resumes. Empty: "<config file>.reshard".
+  std::string state;
+  Duration pause_max{5000};  // the longest writes may wait during a cutover
+};
+
 struct Config {
   std::string path;  // the file it was loaded from
   ListenConfig listen;
@@ -139,6 +153,7 @@ struct Config {
   Timeouts timeouts;
   Limits limits;
   CrossShardConfig cross_shard;
+  ReshardConfig reshard;
 
   const UserConfig* FindUser(std::string_view name) const;
   const DatabaseConfig* FindDatabase(std::string_view name) const;

@@ -1,11 +1,16 @@
 // The admin console: the virtual database "shardgate", answered by the proxy itself over the
-// simple protocol. Today: SHOW VERSION, SHOW SHARDS, SHOW ROUTE <sql>; the rest of CONFIG.md's
-// commands come with the operations issue.
+// simple protocol. Today: SHOW VERSION, SHOW SHARDS, SHOW ROUTE <sql>, SHOW RESHARD and the
+// resharding hooks (RESHARD PAUSE/SWITCH/RESUME); the rest of CONFIG.md's commands come with
+// the operations issue.
 #include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "protocol/encoder.h"
 #include "protocol/messages.h"
 #include "proxy/client_session.h"
+#include "proxy/io.h"
 #include "proxy/runtime.h"
 #include "proxy/strings.h"
 #include "proxy/worker.h"
@@ -95,6 +100,99 @@ void ShowShards(Runtime& runtime, std::string& out) {
   AppendTable(out, {"database", "shard", "role", "address", "state", "takes_writes"}, rows);
 }
 
+std::vector<std::string> Words(std::string_view sql) {
+  std::vector<std::string> words;
+  for (absl::string_view w : absl::StrSplit(AbslView(sql), absl::ByAnyChar(" \t\r\n"),
+                                            absl::SkipEmpty())) {
+    words.emplace_back(w);
+  }
+  return words;
+}
+
+void ShowReshard(Runtime& runtime, std::string& out) {
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& [name, db] : runtime.config()->databases) {
+    WriteGate& gate = runtime.gate(name);
+    const bool paused = gate.Paused();
+    std::set<std::string> tables = paused ? gate.Tables() : std::set<std::string>{};
+    rows.push_back({name, absl::StrCat(runtime.map_version()), paused ? "yes" : "no",
+                    absl::StrJoin(tables, ","), absl::StrCat(gate.Draining())});
+  }
+  AppendTable(out, {"database", "map_version", "paused", "tables", "draining"}, rows);
+}
+
+// The resharding hooks shardctl drives on every proxy during a cutover:
+//   RESHARD PAUSE <db> <table>[,<table>...] [<max_ms>]  writes to the tables wait (at most
+//       max_ms, default 5000); answers once every transaction that wrote before is over
+//   RESHARD SWITCH <db> <yaml path>   installs the new map (only while paused)
+//   RESHARD RESUME <db>               writes go on (on the new map after a SWITCH)
+asio::awaitable<absl::Status> Reshard(Runtime& runtime, const std::vector<std::string>& words,
+                                      std::string& out) {
+  const std::string usage =
+      "RESHARD PAUSE <db> <table>[,<table>...] [<max_ms>] | RESHARD SWITCH <db> <yaml path> | "
+      "RESHARD RESUME <db>";
+  if (words.size() < 3) co_return PgStatus("42601", "RESHARD needs a step and a database", usage);
+  const std::string step = Lower(words[1]);
+  const std::string& db = words[2];
+  if (runtime.config()->FindDatabase(db) == nullptr) {
+    co_return PgStatus("3D000", absl::StrCat("database \"", db, "\" does not exist"));
+  }
+  WriteGate& gate = runtime.gate(db);
+  if (step == "pause" && (words.size() == 4 || words.size() == 5)) {
+    int64_t max_ms = 5000;
+    if (words.size() == 5 && (!absl::SimpleAtoi(words[4], &max_ms) || max_ms <= 0)) {
+      co_return PgStatus("22023", "the pause's maximum must be a positive number of ms", usage);
+    }
+    std::set<std::string> tables;
+    for (absl::string_view t : absl::StrSplit(words[3], ',', absl::SkipEmpty())) {
+      tables.insert(Lower(StdView(t)));
+    }
+    const auto start = WriteGate::Clock::now();
+    const auto until = start + std::chrono::milliseconds(max_ms);
+    CO_RETURN_IF_ERROR(gate.Pause(tables, until));
+    asio::steady_timer tick(co_await asio::this_coro::executor);
+    while (gate.Draining() > 0) {
+      if (WriteGate::Clock::now() >= until) {
+        const int open = gate.Draining();
+        gate.Resume();
+        co_return PgStatus("55000",
+                           absl::StrCat("could not pause writes: ", open,
+                                        " transactions that wrote before the pause are still "
+                                        "open after ", max_ms, " ms"),
+                           "Writes were resumed on the current map. Retry when long "
+                           "transactions have ended.");
+      }
+      tick.expires_after(std::chrono::milliseconds(1));
+      co_await tick.async_wait(kTuple);
+    }
+    const auto waited = std::chrono::duration_cast<std::chrono::microseconds>(
+        WriteGate::Clock::now() - start);
+    AppendTable(out, {"database", "tables", "drained_us"},
+                {{db, absl::StrJoin(tables, ","), absl::StrCat(waited.count())}});
+    co_return absl::OkStatus();
+  }
+  if (step == "switch" && words.size() == 4) {
+    if (!gate.Paused()) {
+      co_return PgStatus("55000", "writes are not paused (never, resumed, or the pause expired)",
+                         "RESHARD PAUSE first; a switch is only safe while writes wait.");
+    }
+    if (!runtime.install_config) co_return PgStatus("0A000", "this proxy cannot switch maps");
+    CO_RETURN_IF_ERROR(runtime.install_config(words[3]));
+    if (runtime.config()->FindDatabase(db) == nullptr) {
+      co_return PgStatus("XX000", absl::StrCat("the new config has no database \"", db, "\""));
+    }
+    gate.NoteSwitch(runtime.map_version());
+    AppendTable(out, {"database", "map_version"}, {{db, absl::StrCat(runtime.map_version())}});
+    co_return absl::OkStatus();
+  }
+  if (step == "resume" && words.size() == 3) {
+    gate.Resume();
+    AppendTable(out, {"database", "map_version"}, {{db, absl::StrCat(runtime.map_version())}});
+    co_return absl::OkStatus();
+  }
+  co_return PgStatus("42601", "malformed RESHARD command", usage);
+}
+
 }  // namespace
 
 asio::awaitable<void> ClientSession::ServeAdmin() {
@@ -119,12 +217,16 @@ asio::awaitable<void> ClientSession::ServeAdmin() {
         AppendTable(client_out_, {"version"}, {{"shardgate 0.1.0"}});
       } else if (lower == "show shards") {
         ShowShards(runtime, client_out_);
+      } else if (lower == "show reshard") {
+        ShowReshard(runtime, client_out_);
+      } else if (lower.rfind("reshard ", 0) == 0) {
+        st = co_await Reshard(runtime, Words(sql), client_out_);
       } else if (lower.rfind("show route ", 0) == 0) {
         st = ShowRoute(runtime, worker_.analysis_cache(), std::string_view(sql).substr(11),
                        client_out_);
       } else {
         st = PgStatus("0A000", "unknown admin console command: " + sql,
-                      "Try SHOW VERSION, SHOW SHARDS or SHOW ROUTE <sql>.");
+                      "Try SHOW VERSION, SHOW SHARDS, SHOW ROUTE <sql>, SHOW RESHARD or RESHARD.");
       }
       if (!st.ok()) p::AppendError(client_out_, ToPgError(st));
       p::AppendReadyForQuery(client_out_, 'I');

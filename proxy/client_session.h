@@ -32,6 +32,7 @@
 #include "proxy/server_connection.h"
 #include "proxy/copy_split.h"
 #include "proxy/fanout.h"
+#include "proxy/write_gate.h"
 
 namespace shardgate::proxy {
 
@@ -197,6 +198,16 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   asio::awaitable<absl::Status> CommitTwoPhase(std::span<FanOutLeg* const> legs);
   // The SET/RESET statements that give `conn` this client's settings (and records them).
   std::string ReplaySql(ServerConnection& conn) const;
+  // ---- resharding (session_route.cc)
+  // Before a write: waits while a cutover pauses the tables it writes, and checks that the
+  // shard map is the one the transaction started with (40001 otherwise). true: the map was
+  // refreshed between transactions, plan again.
+  asio::awaitable<absl::StatusOr<bool>> PassWriteGate(const routing::Analysis& analysis);
+  // The transaction that entered the write gate ended (called whenever the session may be
+  // idle; does nothing while a transaction or a request is still open).
+  void LeaveWriteGate();
+  // Between transactions: the latest shard map (after a reload or a cutover).
+  void RefreshMap();
   asio::awaitable<void> ServeAdmin();
   asio::awaitable<void> Pump(ServerConnection* conn, uint64_t generation);
   asio::awaitable<void> Detach();
@@ -254,6 +265,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
 
   // Sharded databases only (topology_ set).
   std::shared_ptr<Topology> topology_;
+  uint64_t map_version_ = 0;     // Runtime::map_version() when topology_ was taken
+  WriteGate* gate_ = nullptr;    // the database's write gate (resharding cutovers)
+  std::optional<uint64_t> gate_epoch_;  // set while a transaction that wrote is open
   std::optional<routing::Planner> planner_;
   routing::Hints session_hints_;  // SET shardgate.shard / shardgate.key
   bool explain_ = false;          // SET shardgate.explain = on: a NOTICE per routed statement

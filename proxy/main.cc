@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <iostream>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -17,6 +18,7 @@
 #include <boost/asio/ssl/context.hpp>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
 #include "conf/config.h"
 #include "proxy/health.h"
 #include "proxy/runtime.h"
@@ -32,22 +34,27 @@ namespace asio = boost::asio;
 namespace {
 
 // Loads the config and builds every database's shard map, so that router settings are
-// validated too (FILE:LINE:COLUMN lines on stderr). Null on failure.
-std::shared_ptr<const sg::conf::Config> LoadAndValidate(const std::string& path) {
+// validated too: every problem as "FILE:LINE:COLUMN: message" lines.
+absl::StatusOr<std::shared_ptr<const sg::conf::Config>> Load(const std::string& path) {
   auto loaded = sg::conf::LoadFile(path);
+  if (!loaded.ok()) return loaded.status();
+  std::string problems;
+  for (const auto& [name, db] : (*loaded)->databases) {
+    auto map = sg::routing::ShardMap::Build(db);
+    if (!map.ok()) absl::StrAppend(&problems, problems.empty() ? "" : "\n", map.status().message());
+  }
+  if (!problems.empty()) return absl::InvalidArgumentError(problems);
+  return *loaded;
+}
+
+// Load() with the problems on stderr; null on failure.
+std::shared_ptr<const sg::conf::Config> LoadAndValidate(const std::string& path) {
+  auto loaded = Load(path);
   if (!loaded.ok()) {
     std::cerr << loaded.status().message() << "\n";
     return nullptr;
   }
-  bool ok = true;
-  for (const auto& [name, db] : (*loaded)->databases) {
-    auto map = sg::routing::ShardMap::Build(db);
-    if (!map.ok()) {
-      std::cerr << map.status().message() << "\n";
-      ok = false;
-    }
-  }
-  return ok ? *loaded : nullptr;
+  return *loaded;
 }
 
 std::unique_ptr<asio::ssl::context> MakeTls(const sg::conf::TlsConfig& tls, std::string& error) {
@@ -148,6 +155,19 @@ int Run(const std::string& config_path) {
     }
   }
   StartTopologies(runtime, *workers.front(), *config);
+  // SIGHUP and the admin console's RESHARD SWITCH: a new config replaces the old one only
+  // when it is valid; sessions take the new shard maps between transactions.
+  std::mutex install_mu;
+  runtime.install_config = [&](const std::string& path) -> absl::Status {
+    std::lock_guard lock(install_mu);
+    auto loaded = Load(path);
+    if (!loaded.ok()) return loaded.status();
+    runtime.set_config(*loaded);
+    StartTopologies(runtime, *workers.front(), **loaded);
+    spdlog::info("configuration installed from {} (map version {})", path,
+                 runtime.map_version());
+    return absl::OkStatus();
+  };
   for (auto& w : workers) w->Start();
   sd_notify(0, "READY=1");  // Type=notify units start dependants only now; a no-op elsewhere
   spdlog::info("shardgate listening on {}:{} with {} workers", config->listen.host,
@@ -161,13 +181,9 @@ int Run(const std::string& config_path) {
         if (error) return;
         if (signo == SIGHUP) {
           sd_notify(0, "RELOADING=1");
-          if (auto reloaded = LoadAndValidate(config_path)) {
-            runtime.set_config(reloaded);
-            StartTopologies(runtime, *workers.front(), *reloaded);
-            spdlog::info("configuration reloaded from {}", config_path);
-          } else {
-            spdlog::error("reload of {} failed (errors above); keeping the old configuration",
-                          config_path);
+          if (absl::Status st = runtime.install_config(config_path); !st.ok()) {
+            spdlog::error("reload of {} failed, keeping the old configuration: {}", config_path,
+                          std::string(st.message()));
           }
           sd_notify(0, "READY=1");
           signals.async_wait(on_signal);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <map>
 #include <mutex>
@@ -12,6 +13,7 @@
 #include "conf/config.h"
 #include "proxy/topology.h"
 #include "proxy/two_phase.h"
+#include "proxy/write_gate.h"
 
 namespace shardgate::proxy {
 
@@ -39,7 +41,23 @@ class Runtime {
   void set_topologies(std::map<std::string, std::shared_ptr<Topology>> topologies) {
     std::lock_guard lock(mu_);
     topologies_ = std::move(topologies);
+    map_version_.fetch_add(1);
   }
+  // Bumped by every set_topologies (reload, cutover). A session reads it before topology(), so
+  // the snapshot it then holds is at least that version; it refreshes between transactions.
+  uint64_t map_version() const { return map_version_.load(); }
+
+  // The write gate of `database` (created on first use, never freed: sessions keep a pointer).
+  WriteGate& gate(const std::string& database) {
+    std::lock_guard lock(mu_);
+    auto& g = gates_[database];
+    if (!g) g = std::make_unique<WriteGate>();
+    return *g;
+  }
+
+  // Loads, validates and installs the config at a path (set by main: the reload of SIGHUP,
+  // RELOAD and the cutover's RESHARD SWITCH). An invalid file leaves the old config serving.
+  std::function<absl::Status(const std::string& path)> install_config;
 
   // The TLS context offered to clients; null when `tls:` is not configured.
   boost::asio::ssl::context* tls() const { return tls_.get(); }
@@ -59,6 +77,8 @@ class Runtime {
   std::map<std::string, std::shared_ptr<Topology>> topologies_;
   std::unique_ptr<boost::asio::ssl::context> tls_;
   std::unique_ptr<DecisionLog> decision_log_;
+  std::atomic<uint64_t> map_version_{0};
+  std::map<std::string, std::unique_ptr<WriteGate>> gates_;
 };
 
 }  // namespace shardgate::proxy

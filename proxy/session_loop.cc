@@ -316,6 +316,7 @@ void ClientSession::ProcessServerFrame(ServerConnection& conn, const protocol::F
       if (!swallow_all) forward();
       expected_.pop_front();
       AfterReadyForQuery(conn, status);
+      if (status == 'I') LeaveWriteGate();
       break;
     }
     case p::be::kCommandComplete: {
@@ -652,6 +653,7 @@ asio::awaitable<void> ClientSession::Serve() {
     }
     if (terminate) break;
     co_await ReleaseIfIdle();
+    LeaveWriteGate();
     client_in_.ShrinkIfIdle();
   }
   closing_ = true;

@@ -301,6 +301,9 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteQuery(std::string_view
     co_return false;
   }
 
+  if (map_version_ != worker_.runtime().map_version() && !InTransaction() && !server_) {
+    RefreshMap();
+  }
   auto analyzed = worker_.analysis_cache().Analyze(sql);
   if (!analyzed.ok()) {
     // A distributed transaction has no one server to report it: the parser's error fails it.
@@ -362,6 +365,17 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteQuery(std::string_view
       co_return false;
     }
     co_return LocalError(plan.status(), false);
+  }
+  if (plan->write) {
+    absl::StatusOr<bool> again = co_await PassWriteGate(analysis);
+    if (!again.ok()) {
+      if (server_ && InTransaction()) {
+        RaiseOnServer(again.status(), false);
+        co_return false;
+      }
+      co_return LocalError(again.status(), false);
+    }
+    if (*again) co_return co_await RouteQuery(sql);
   }
   const bool spans = plan->spread == routing::RoutePlan::Spread::kSome ||
                      plan->spread == routing::RoutePlan::Spread::kAll;
@@ -472,6 +486,9 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteBind(const p::Frame& f
     }
     if (info.kind == routing::StatementKind::kTransaction && server_) co_return true;
   }
+  if (map_version_ != worker_.runtime().map_version() && !InTransaction() && !server_) {
+    RefreshMap();
+  }
   routing::PlanInput input;
   input.literals = prepared.literals;
   input.params.values = bind->params;
@@ -487,6 +504,17 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteBind(const p::Frame& f
       co_return false;
     }
     co_return LocalError(plan.status(), true);
+  }
+  if (plan->write) {
+    absl::StatusOr<bool> again = co_await PassWriteGate(*prepared.analysis);
+    if (!again.ok()) {
+      if (server_ && InTransaction()) {
+        RaiseOnServer(again.status(), true);
+        co_return false;
+      }
+      co_return LocalError(again.status(), true);
+    }
+    if (*again) co_return co_await RouteBind(frame);
   }
   if (dist_ || NeedsDistributed(*plan)) {
     absl::Status entered = dist_ ? absl::OkStatus() : co_await EnterDistributed();
@@ -512,6 +540,52 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteBind(const p::Frame& f
     co_return false;
   }
   co_return co_await Target(*plan, true);
+}
+
+asio::awaitable<absl::StatusOr<bool>> ClientSession::PassWriteGate(
+    const routing::Analysis& analysis) {
+  if (gate_ == nullptr) co_return false;
+  if (!gate_epoch_) gate_epoch_ = gate_->Enter();
+  for (const routing::QueryInfo& info : analysis.statements) {
+    // Paused for a cutover: wait (the pause has a deadline, so this ends).
+    while (gate_->Blocks(*gate_epoch_, info.tables)) {
+      asio::steady_timer tick(worker_.io(), std::chrono::milliseconds(1));
+      co_await tick.async_wait(kTuple);
+    }
+  }
+  if (map_version_ == worker_.runtime().map_version()) co_return false;
+  const bool started = dist_ || held_failed_ || (server_ && server_->tx_status() != 'I');
+  if (!started) {
+    // Between transactions: take the new map and plan again (a held BEGIN has run nothing).
+    co_await DrainAndRelease();
+    if (!server_) {
+      RefreshMap();
+      co_return true;
+    }
+  }
+  for (const routing::QueryInfo& info : analysis.statements) {
+    if (gate_->MovedSince(map_version_, info.tables)) {
+      co_return PgStatus("40001",
+                         "the shard map changed during this transaction (resharding cutover)",
+                         "Retry the transaction: it runs on the new map.");
+    }
+  }
+  co_return false;
+}
+
+void ClientSession::LeaveWriteGate() {
+  if (!gate_epoch_ || InTransaction() || (server_ && !expected_.empty()) || copy_in_) return;
+  gate_->Leave(*gate_epoch_);
+  gate_epoch_.reset();
+}
+
+void ClientSession::RefreshMap() {
+  const uint64_t version = worker_.runtime().map_version();
+  std::shared_ptr<Topology> topology = worker_.runtime().topology(db_name_);
+  if (!topology) return;  // the database left the config: keep serving the old map
+  topology_ = std::move(topology);
+  planner_.emplace(topology_->map());
+  map_version_ = version;
 }
 
 asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteFrame(const p::Frame& frame) {

@@ -88,6 +88,30 @@ class DirectoryRouter final : public Router {
                default_ ? ", default" : "", ", ", KeyTypeName(key_type()), " key)");
   }
 
+  absl::StatusOr<std::string> OwnerSql(std::string_view key_sql,
+                                       const std::vector<std::string>& shard_names) const override {
+    if (spec_) {
+      return PgStatus("0A000",
+                      "directory router with a store table: ownership is not expressible in SQL");
+    }
+    std::string key = owner_sql::Key(key_sql, key_type());
+    std::string otherwise = "NULL::text";  // no default: an unknown key is Route's error
+    if (default_) {
+      ASSIGN_OR_RETURN(std::string name, owner_sql::ShardName(shard_names, *default_));
+      otherwise = owner_sql::UnlessNull(key, name);
+    }
+    if (entries_.empty()) return otherwise;  // CASE needs at least one WHEN
+    // Sorted so the same entries give the same text (the hash map has no order).
+    std::vector<std::pair<KeyValue, int>> entries(entries_.begin(), entries_.end());
+    std::sort(entries.begin(), entries.end());
+    std::string sql = Cat("CASE ", key);
+    for (const auto& [k, shard] : entries) {
+      ASSIGN_OR_RETURN(std::string name, owner_sql::ShardName(shard_names, shard));
+      sql += Cat(" WHEN ", owner_sql::Literal(k), " THEN ", name);
+    }
+    return Cat(sql, " ELSE ", otherwise, " END");
+  }
+
   bool has_store() const { return spec_.has_value(); }
   void Invalidate() const {
     std::lock_guard lock(mu_);

@@ -39,6 +39,24 @@ class HashRingRouter final : public Router {
                KeyTypeName(key_type()), " key)");
   }
 
+  absl::StatusOr<std::string> OwnerSql(std::string_view key_sql,
+                                       const std::vector<std::string>& shard_names) const override {
+    // lower_bound(h) over integers is the count of points < h, i.e. of points <= h - 1, which
+    // is what width_bucket returns (a binary search; equal points are fine, and the first of
+    // a tie is the one lower_bound takes). A count of ring size wraps to point 0.
+    std::string points = "'{";
+    std::vector<int> owners;
+    owners.reserve(ring_.size());
+    for (const auto& [point, shard] : ring_) {
+      points += Cat(owners.empty() ? "" : ",", point);
+      owners.push_back(shard);
+    }
+    points += "}'::numeric[]";
+    ASSIGN_OR_RETURN(std::string names, owner_sql::NameArray(shard_names, owners));
+    std::string h = PartitionHashSql(owner_sql::Key(key_sql, key_type()), key_type());
+    return Cat("(", names, ")[width_bucket(", h, " - 1, ", points, ") % ", ring_.size(), " + 1]");
+  }
+
  private:
   std::vector<std::pair<uint64_t, int>> ring_;  // sorted by point
   std::vector<int> shards_;

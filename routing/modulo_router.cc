@@ -40,6 +40,18 @@ class ModuloRouter final : public Router {
                KeyTypeName(key_type()), " key)");
   }
 
+  absl::StatusOr<std::string> OwnerSql(std::string_view key_sql,
+                                       const std::vector<std::string>& shard_names) const override {
+    ASSIGN_OR_RETURN(std::string names, owner_sql::NameArray(shard_names, order_));
+    std::string key = owner_sql::Key(key_sql, key_type());
+    size_t n = order_.size();
+    // As Route: the partition hash's remainder, or the raw integer's non-negative remainder
+    // (int8 % keeps the dividend's sign; adding n first cannot overflow as |k % n| < n).
+    std::string remainder = pg_hash_ ? Cat("mod(", PartitionHashSql(key, key_type()), ", ", n, ")")
+                                     : Cat("(", key, " % ", n, " + ", n, ") % ", n);
+    return Cat("(", names, ")[(", remainder, ")::int4 + 1]");
+  }
+
  private:
   bool pg_hash_;
   std::vector<int> order_;   // remainder -> shard, in `shards:` order

@@ -2,6 +2,7 @@
 #include "routing/pg_hash.h"
 
 #include "routing/key_value.h"
+#include "routing/text_util.h"
 
 namespace shardgate::routing {
 namespace {
@@ -102,6 +103,19 @@ uint64_t PartitionHash(const KeyValue& value) {
 
 uint64_t PartitionRemainder(const KeyValue& value, uint64_t modulus) {
   return PartitionHash(value) % modulus;
+}
+
+std::string PartitionHashSql(std::string_view key, KeyType type) {
+  // The server's own extended hash functions with the partition seed (it fits in int8); text
+  // hashes its bytes only under a deterministic collation, which the caller's COLLATE "C" is.
+  std::string_view fn = type == KeyType::kInt    ? "hashint8extended"
+                        : type == KeyType::kText ? "hashtextextended"
+                                                 : "uuid_hash_extended";
+  std::string raw = Cat(fn, "(", key, ", ", static_cast<int64_t>(kHashPartitionSeed), ")");
+  // The int8 result read as unsigned (+2^64), then hash_combine64(0, h) = h + magic, both
+  // modulo 2^64; the sum is positive, so mod() needs no sign care.
+  constexpr std::string_view kTwo64 = "18446744073709551616";
+  return Cat("mod(", raw, "::numeric + ", kTwo64, " + ", kHashCombine64Magic, ", ", kTwo64, ")");
 }
 
 }  // namespace shardgate::routing

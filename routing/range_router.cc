@@ -51,6 +51,27 @@ class RangeRouter final : public Router {
     return Cat("range(", ranges_.size(), " ranges, ", KeyTypeName(key_type()), " key)");
   }
 
+  absl::StatusOr<std::string> OwnerSql(std::string_view key_sql,
+                                       const std::vector<std::string>& shard_names) const override {
+    // Ranges do not overlap, so "the last range starting at or below the key, if it holds the
+    // key" is "the range holding the key". Text keys compare under COLLATE "C" (bytewise).
+    std::string key = owner_sql::Key(key_sql, key_type());
+    std::string sql = "CASE";
+    for (const Range& r : ranges_) {
+      std::string lower = r.from ? Cat(key, " >= ", owner_sql::Literal(*r.from)) : "";
+      std::string upper = r.to ? Cat(key, " < ", owner_sql::Literal(*r.to)) : "";
+      std::string both = lower.empty() || upper.empty() ? lower + upper : lower + " AND " + upper;
+      if (both.empty()) both = Cat(key, " IS NOT NULL");  // a single range over every key
+      ASSIGN_OR_RETURN(std::string name, owner_sql::ShardName(shard_names, r.shard));
+      sql += Cat(" WHEN ", both, " THEN ", name);
+    }
+    if (default_) {
+      ASSIGN_OR_RETURN(std::string name, owner_sql::ShardName(shard_names, *default_));
+      sql += Cat(" ELSE ", owner_sql::UnlessNull(key, name));
+    }
+    return sql + " END";  // no default: a key in a gap is Route's error, NULL here
+  }
+
  private:
   std::vector<Range> ranges_;  // sorted by `from`, non-overlapping
   std::optional<int> default_;

@@ -3,7 +3,9 @@
 
 #include <algorithm>
 #include <charconv>
+#include <limits>
 
+#include "protocol/status.h"
 #include "routing/text_util.h"
 
 namespace shardgate::routing {
@@ -100,4 +102,64 @@ absl::StatusOr<std::vector<int>> ShardList(const conf::Node& settings, const Rou
 }
 
 }  // namespace router_settings
+
+namespace owner_sql {
+
+std::string Key(std::string_view key_sql, KeyType type) {
+  switch (type) {
+    case KeyType::kInt: return Cat("((", key_sql, ")::int8)");
+    case KeyType::kText: return Cat("((", key_sql, ")::text COLLATE \"C\")");
+    case KeyType::kUuid: return Cat("((", key_sql, ")::uuid)");
+  }
+  return std::string(key_sql);
+}
+
+std::string Literal(std::string_view text) {
+  // An E'' literal when there is a backslash, so standard_conforming_strings cannot change it.
+  bool escape = text.find('\\') != std::string_view::npos;
+  std::string out = escape ? "E'" : "'";
+  for (char c : text) {
+    if (c == '\'' || (escape && c == '\\')) out.push_back(c);
+    out.push_back(c);
+  }
+  return out + "'";
+}
+
+std::string Literal(const KeyValue& key) {
+  switch (key.type()) {
+    case KeyType::kInt:
+      // -9223372036854775808 would lex as a numeric; compare int8 with int8.
+      if (key.int_value() == std::numeric_limits<int64_t>::min()) {
+        return "(-9223372036854775807 - 1)";
+      }
+      return Cat(key.int_value());
+    case KeyType::kText: return Literal(key.bytes());
+    case KeyType::kUuid: return Cat(Literal(key.ToString()), "::uuid");
+  }
+  return "NULL";
+}
+
+absl::StatusOr<std::string> ShardName(const std::vector<std::string>& shard_names, int shard) {
+  if (shard < 0 || static_cast<size_t>(shard) >= shard_names.size()) {
+    return PgStatus("22023", Cat("no name given for shard ", shard, " (", shard_names.size(),
+                                 " names)"));
+  }
+  return Literal(shard_names[shard]);
+}
+
+absl::StatusOr<std::string> NameArray(const std::vector<std::string>& shard_names,
+                                      const std::vector<int>& shards) {
+  std::string out = "ARRAY[";
+  for (size_t i = 0; i < shards.size(); ++i) {
+    ASSIGN_OR_RETURN(std::string name, ShardName(shard_names, shards[i]));
+    out += Cat(i ? ", " : "", name);
+  }
+  return out + "]::text[]";
+}
+
+std::string UnlessNull(std::string_view key, std::string_view value) {
+  return Cat("CASE WHEN ", key, " IS NOT NULL THEN ", value, " END");
+}
+
+}  // namespace owner_sql
 }  // namespace shardgate::routing

@@ -3,8 +3,9 @@
 //
 // API: Router::Route(key) -> shard index | error; Router::Shards() -> the shards it spans;
 // MakeRouter(config, context) builds and validates one (FILE:LINE:COLUMN errors);
-// RouterTypes() lists the registered names. A new router is one file defining its factory and
-// one line in router_registry.cc.
+// RouterTypes() lists the registered names; Router::OwnerSql(column, shard_names) -> the same
+// routing as an SQL expression. A new router is one file defining its factory and one line in
+// router_registry.cc.
 #pragma once
 
 #include <functional>
@@ -43,6 +44,16 @@ class Router {
   virtual const std::vector<int>& Shards() const = 0;
   // One line for `shardctl route` and SHOW ROUTE: "hash_ring(3 shards, 256 vnodes)".
   virtual std::string Describe() const = 0;
+
+  // An SQL expression (PostgreSQL 15) that evaluates, for a row whose shard-key column is
+  // `key_sql` (an already-quoted column reference such as "\"user_id\""), to the NAME (text) of
+  // the shard Route() returns for that key, exactly, so that resharding tools can select, count
+  // and checksum a shard's rows on the server. A NULL key yields NULL (the proxy rejects NULL
+  // shard keys before Route). `shard_names[i]` is the name of shard index i. Errors (0A000)
+  // for what cannot be expressed (a directory router with a `store:` table): the caller then
+  // says so.
+  virtual absl::StatusOr<std::string> OwnerSql(
+      std::string_view key_sql, const std::vector<std::string>& shard_names) const = 0;
 
  protected:
   Router(std::string name, std::string type, KeyType key_type)
@@ -97,6 +108,24 @@ absl::StatusOr<std::vector<int>> ShardList(const conf::Node& settings, const Rou
 // A non-negative integer scalar.
 absl::StatusOr<int64_t> IntValue(const conf::Node& node, std::string_view what);
 }  // namespace router_settings
+
+// Helpers for the routers' OwnerSql (router.cc).
+namespace owner_sql {
+// `key_sql` converted as Route's keys are: "((k)::int8)", "((k)::text COLLATE \"C\")" (text
+// compares and hashes bytewise, as KeyValue does), "((k)::uuid)".
+std::string Key(std::string_view key_sql, KeyType type);
+// A string literal that reads back as `text` whatever standard_conforming_strings says.
+std::string Literal(std::string_view text);
+// `key` as a constant of its SQL type: 42, 'acme', 'a0ee...'::uuid.
+std::string Literal(const KeyValue& key);
+// The quoted name of shard `shard`; 22023 when `shard_names` has no such index.
+absl::StatusOr<std::string> ShardName(const std::vector<std::string>& shard_names, int shard);
+// ARRAY['s0', 's2', ...]::text[] of the names of `shards`, in that order.
+absl::StatusOr<std::string> NameArray(const std::vector<std::string>& shard_names,
+                                      const std::vector<int>& shards);
+// `value` for a non-NULL `key`, else NULL: what a catch-all (default: shard) becomes.
+std::string UnlessNull(std::string_view key, std::string_view value);
+}  // namespace owner_sql
 
 // The ring position of point `i` of shard `shard_name` (hash_ring_router.cc).
 uint64_t HashRingPoint(std::string_view shard_name, int64_t i);

@@ -120,5 +120,37 @@ INSTANTIATE_TEST_SUITE_P(
                       BadCase{"key_type: integer, entries: {abc: s0}", "not a valid integer"},
                       BadCase{"key_type: integer, entries: {1: s0, 01: s1}", "listed twice"}));
 
+TEST(DirectoryRouter, OwnerSqlListsTheEntriesInKeyOrder) {
+  auto l = LoadMap(ThreeShards(
+      "    routers:\n      d: {type: directory, entries: {2: s2, -1: s0, 10: s1}}\n"));
+  ASSERT_TRUE(l.ok()) << l.status();
+  auto sql = l->map->router("d")->OwnerSql("k", testing::ShardNames(*l->map));
+  ASSERT_TRUE(sql.ok()) << sql.status();
+  // No default: an unknown key is Route's error, NULL here.
+  EXPECT_EQ(*sql, "CASE ((k)::int8) WHEN -1 THEN 's0' WHEN 2 THEN 's2' WHEN 10 THEN 's1' "
+                  "ELSE NULL::text END");
+}
+
+TEST(DirectoryRouter, OwnerSqlQuotesTextKeysAndKeepsNullKeysNull) {
+  auto l = LoadMap(ThreeShards(
+      "    routers:\n"
+      "      d: {type: directory, entries: {\"o'hara\": s0, 'back\\slash': s2}, default: s1}\n"));
+  ASSERT_TRUE(l.ok()) << l.status();
+  auto sql = l->map->router("d")->OwnerSql("t", testing::ShardNames(*l->map));
+  ASSERT_TRUE(sql.ok()) << sql.status();
+  EXPECT_EQ(*sql, "CASE ((t)::text COLLATE \"C\") WHEN E'back\\\\slash' THEN 's2' "
+                  "WHEN 'o''hara' THEN 's0' "
+                  "ELSE CASE WHEN ((t)::text COLLATE \"C\") IS NOT NULL THEN 's1' END END");
+}
+
+TEST(DirectoryRouter, OwnerSqlOfAStoreIsNotSupported) {
+  auto l = LoadMap(ThreeShards(
+      "    routers:\n      d: {type: directory, store: {shard: s0}, default: s2}\n"));
+  ASSERT_TRUE(l.ok()) << l.status();
+  auto sql = l->map->router("d")->OwnerSql("k", testing::ShardNames(*l->map));
+  EXPECT_THAT(sql, HasSqlState("0A000"));
+  EXPECT_THAT(std::string(sql.status().message()), ::testing::HasSubstr("not expressible"));
+}
+
 }  // namespace
 }  // namespace shardgate::routing

@@ -103,5 +103,38 @@ TEST(HashRing, RejectsBadSettings) {
   }
 }
 
+TEST(HashRing, OwnerSqlSearchesTheSortedPoints) {
+  auto l = LoadMap(RingYaml(2, ", vnodes: 2"));
+  ASSERT_TRUE(l.ok()) << l.status();
+  std::vector<std::pair<uint64_t, std::string>> ring;
+  for (const char* s : {"s0", "s1"}) {
+    for (int i = 0; i < 2; ++i) ring.emplace_back(HashRingPoint(s, i), s);
+  }
+  std::sort(ring.begin(), ring.end());
+  std::string points = "'{", names = "ARRAY[";
+  for (size_t i = 0; i < ring.size(); ++i) {
+    points += (i ? "," : "") + std::to_string(ring[i].first);
+    names += (i ? ", '" : "'") + ring[i].second + "'";
+  }
+  auto sql = l->map->router("ring")->OwnerSql("\"id\"", testing::ShardNames(*l->map));
+  ASSERT_TRUE(sql.ok()) << sql.status();
+  EXPECT_THAT(*sql, ::testing::StartsWith("(" + names + "]::text[])[width_bucket(mod("));
+  EXPECT_THAT(*sql, ::testing::HasSubstr("hashint8extended(((\"id\")::int8), "
+                                         "8816678312871386365)::numeric + 18446744073709551616"
+                                         " + 5305509591434766563, 18446744073709551616) - 1, "));
+  EXPECT_THAT(*sql, ::testing::EndsWith(points + "}'::numeric[]) % 4 + 1]"));
+}
+
+TEST(HashRing, OwnerSqlHashesTextAndUuidKeysAsTheServerDoes) {
+  auto text = LoadMap(RingYaml(2, ", vnodes: 1, key_type: text"));
+  auto uuid = LoadMap(RingYaml(2, ", vnodes: 1, key_type: uuid"));
+  ASSERT_TRUE(text.ok() && uuid.ok());
+  auto t = text->map->router("ring")->OwnerSql("k", testing::ShardNames(*text->map));
+  auto u = uuid->map->router("ring")->OwnerSql("k", testing::ShardNames(*uuid->map));
+  ASSERT_TRUE(t.ok() && u.ok());
+  EXPECT_THAT(*t, ::testing::HasSubstr("hashtextextended(((k)::text COLLATE \"C\"), "));
+  EXPECT_THAT(*u, ::testing::HasSubstr("uuid_hash_extended(((k)::uuid), "));
+}
+
 }  // namespace
 }  // namespace shardgate::routing

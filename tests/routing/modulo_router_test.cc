@@ -107,5 +107,33 @@ TEST(ModuloRouter, ErrorPointsAtTheOffendingValue) {
               ::testing::StartsWith("test.yaml:11:38: "));
 }
 
+// OwnerSql: the same remainder on the server (checked against PostgreSQL in
+// owner_sql_live_test); here its shape.
+TEST(ModuloRouter, OwnerSqlIndexesTheListOrder) {
+  auto l = LoadMap(ThreeShards("    routers:\n      m: {type: modulo, shards: [s2, s0]}\n"));
+  ASSERT_TRUE(l.ok()) << l.status();
+  auto sql = Get(*l, "m").OwnerSql("\"id\"", testing::ShardNames(*l->map));
+  ASSERT_TRUE(sql.ok()) << sql.status();
+  EXPECT_THAT(*sql, ::testing::StartsWith("(ARRAY['s2', 's0']::text[])[(mod(mod("));
+  EXPECT_THAT(*sql, ::testing::HasSubstr("hashint8extended(((\"id\")::int8), "
+                                         "8816678312871386365)::numeric"));
+  EXPECT_THAT(*sql, ::testing::EndsWith(", 2))::int4 + 1]"));
+}
+
+TEST(ModuloRouter, OwnerSqlOfRawModuloIsTheNonNegativeRemainder) {
+  auto l = LoadMap(ThreeShards("    routers:\n      m: {type: modulo, hash: none}\n"));
+  ASSERT_TRUE(l.ok()) << l.status();
+  auto sql = Get(*l, "m").OwnerSql("k", testing::ShardNames(*l->map));
+  ASSERT_TRUE(sql.ok()) << sql.status();
+  EXPECT_EQ(*sql, "(ARRAY['s0', 's1', 's2']::text[])[((((k)::int8) % 3 + 3) % 3)::int4 + 1]");
+}
+
+TEST(ModuloRouter, OwnerSqlNeedsEveryShardName) {
+  auto l = LoadMap(ThreeShards("    routers:\n      m: {type: modulo}\n"));
+  ASSERT_TRUE(l.ok()) << l.status();
+  EXPECT_THAT(Get(*l, "m").OwnerSql("k", {"s0", "s1"}),
+              shardgate::testing::HasSqlState("22023"));
+}
+
 }  // namespace
 }  // namespace shardgate::routing

@@ -101,5 +101,43 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"key_type: integer, ranges: [{to: abc, shard: s0}]", "not a valid integer"},
         BadCase{"ranges: [{from: 5, to: 5, shard: s0}]", "below"}));
 
+TEST(RangeRouter, OwnerSqlIsACaseOverTheRanges) {
+  auto l = LoadMap(ThreeShards(
+      "    routers:\n"
+      "      r: {type: range, default: s1, ranges: [{to: -10, shard: s0}, {from: 20, to: 30, "
+      "shard: s2}, {from: 40, shard: s0}]}\n"));
+  ASSERT_TRUE(l.ok()) << l.status();
+  auto sql = l->map->router("r")->OwnerSql("k", testing::ShardNames(*l->map));
+  ASSERT_TRUE(sql.ok()) << sql.status();
+  EXPECT_EQ(*sql,
+            "CASE WHEN ((k)::int8) < -10 THEN 's0'"
+            " WHEN ((k)::int8) >= 20 AND ((k)::int8) < 30 THEN 's2'"
+            " WHEN ((k)::int8) >= 40 THEN 's0'"
+            " ELSE CASE WHEN ((k)::int8) IS NOT NULL THEN 's1' END END");
+}
+
+TEST(RangeRouter, OwnerSqlComparesTextBytewiseAndQuotesBounds) {
+  auto l = LoadMap(ThreeShards(
+      "    routers:\n"
+      "      r: {type: range, ranges: [{to: \"o'neil\", shard: s0}, {shard: s1}]}\n"));
+  ASSERT_TRUE(l.ok()) << l.status();
+  auto sql = l->map->router("r")->OwnerSql("\"name\"", testing::ShardNames(*l->map));
+  ASSERT_TRUE(sql.ok()) << sql.status();
+  // No default: a key in no range is Route's error, so the CASE has no ELSE (NULL).
+  EXPECT_EQ(*sql,
+            "CASE WHEN ((\"name\")::text COLLATE \"C\") < 'o''neil' THEN 's0'"
+            " WHEN ((\"name\")::text COLLATE \"C\") >= 'o''neil' THEN 's1' END");
+}
+
+TEST(RangeRouter, OwnerSqlOfTheSmallestIntegerIsAnInt8) {
+  auto l = LoadMap(ThreeShards(
+      "    routers:\n"
+      "      r: {type: range, ranges: [{from: -9223372036854775808, to: 0, shard: s0}]}\n"));
+  ASSERT_TRUE(l.ok()) << l.status();
+  auto sql = l->map->router("r")->OwnerSql("k", testing::ShardNames(*l->map));
+  ASSERT_TRUE(sql.ok()) << sql.status();
+  EXPECT_THAT(*sql, ::testing::HasSubstr(">= (-9223372036854775807 - 1) AND"));
+}
+
 }  // namespace
 }  // namespace shardgate::routing

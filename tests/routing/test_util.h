@@ -3,6 +3,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "conf/config.h"
@@ -40,6 +41,13 @@ inline absl::StatusOr<Loaded> LoadMap(const std::string& database_yaml,
   auto map = ShardMap::Build(*db, stores);
   if (!map.ok()) return map.status();
   return Loaded{*config, *map};
+}
+
+// The shard names of `map` by index: the `shard_names` argument of Router::OwnerSql.
+inline std::vector<std::string> ShardNames(const ShardMap& map) {
+  std::vector<std::string> names;
+  for (int i = 0; i < map.shard_count(); ++i) names.push_back(map.shard_name(i));
+  return names;
 }
 
 }  // namespace shardgate::routing::testing

@@ -1,12 +1,13 @@
 // shardctl: the operator's command line. `route "<sql>"` shows which shards a statement goes to
-// and why; `check` validates a config (routers included); the resharding commands of CONFIG.md
-// are placeholders until their issue lands.
+// and why; `check` validates a config (routers included); `reshard ...` moves rows to a new
+// shard map while the application keeps writing (tools/shardctl/reshard.h).
 #include <CLI/CLI.hpp>
 
 #include <exception>
 #include <iostream>
 
 #include "tools/shardctl/commands.h"
+#include "tools/shardctl/reshard.h"
 
 int main(int argc, char** argv) {
   // CLI11 reports usage errors with exceptions; they are caught here (our code throws none).
@@ -27,11 +28,34 @@ int main(int argc, char** argv) {
     route_cmd->add_flag("--in-transaction", route.in_transaction,
                         "route as inside an explicit transaction");
     CLI::App* check_cmd = app.add_subcommand("check", "validate the config, routers included");
-    CLI::App* reshard = app.add_subcommand("reshard", "resharding (not implemented yet)");
+    CLI::App* reshard = app.add_subcommand("reshard", "move rows to a new shard map, online");
     reshard->require_subcommand(1);
-    for (const char* step : {"plan", "start", "status", "verify", "cutover", "cleanup", "abort"}) {
-      CLI::App* s = reshard->add_subcommand(step, std::string("reshard ") + step);
-      s->allow_extras();
+    shardgate::tools::ReshardOptions rs;
+    const char* steps[][2] = {
+        {"plan", "which tables and keys move, row counts (by SQL on the shards)"},
+        {"start", "slots, consistent copy of the moving rows, stream catch-up (resumes)"},
+        {"status", "copy progress and stream lag per source shard"},
+        {"verify", "row counts and checksums of every moved key set, source vs target"},
+        {"cutover", "pause writes on every proxy, drain, switch maps, resume; then cleanup"},
+        {"cleanup", "delete moved rows from their old owners, drop slots and publications"},
+        {"abort", "before cutover: remove what was copied, the slots and publications"}};
+    for (const auto& [step, help] : steps) {
+      CLI::App* s = reshard->add_subcommand(step, help);
+      s->add_option("--state", rs.state, "the state file (default: reshard.state or CONFIG.reshard)");
+      if (std::string(step) == "plan" || std::string(step) == "start") {
+        s->add_option("--to", rs.to, "the new YAML map")->check(CLI::ExistingFile);
+      }
+      if (std::string(step) == "start") {
+        s->add_option("-j,--jobs", rs.jobs, "table copies in parallel (default 2)");
+        s->add_option("--follow", rs.follow_seconds,
+                      "keep applying the stream this many seconds after catching up");
+      }
+      if (std::string(step) == "cutover") {
+        s->add_option("--timeout", rs.timeout_seconds,
+                      "longest catch-up before pausing, in seconds (default 120)");
+        s->add_flag("--keep-old-rows", rs.keep_old_rows,
+                    "leave the moved rows on their old shards (run cleanup later)");
+      }
     }
 
     try {
@@ -42,7 +66,10 @@ int main(int argc, char** argv) {
     if (route_cmd->parsed()) return shardgate::tools::RouteCommand(route, std::cout, std::cerr);
     if (check_cmd->parsed()) return shardgate::tools::CheckCommand(common, std::cout, std::cerr);
     for (CLI::App* s : reshard->get_subcommands()) {
-      if (s->parsed()) return shardgate::tools::NotImplemented("reshard " + s->get_name(), std::cerr);
+      if (s->parsed()) {
+        rs.common = common;
+        return shardgate::tools::ReshardCommand(s->get_name(), rs, std::cout, std::cerr);
+      }
     }
     return 2;
   } catch (const std::exception& e) {

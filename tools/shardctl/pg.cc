@@ -1,0 +1,150 @@
+#include "tools/shardctl/pg.h"
+
+#include <cstdlib>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "protocol/status.h"
+
+namespace shardgate::tools {
+
+absl::StatusOr<PgConn> PgConn::Connect(const Params& params) {
+  std::vector<const char*> keys, values;
+  for (const auto& [k, v] : params) {
+    keys.push_back(k.c_str());
+    values.push_back(v.c_str());
+  }
+  keys.push_back(nullptr);
+  values.push_back(nullptr);
+  PGconn* c = PQconnectdbParams(keys.data(), values.data(), 0);
+  PgConn conn(c);
+  if (c == nullptr || PQstatus(c) != CONNECTION_OK) {
+    std::string where;
+    for (const char* k : {"host", "port", "dbname"}) {
+      auto it = params.find(k);
+      if (it != params.end()) absl::StrAppend(&where, where.empty() ? "" : " ", k, "=", it->second);
+    }
+    return PgStatus("08001", absl::StrCat("cannot connect to ", where, ": ",
+                                          c ? PQerrorMessage(c) : "out of memory"));
+  }
+  return conn;
+}
+
+absl::Status PgConn::ResultError(PGresult* r, std::string_view sql) const {
+  const char* state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
+  const char* hint = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_HINT) : nullptr;
+  std::string message = r ? PQresultErrorMessage(r) : PQerrorMessage(c_.get());
+  while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) message.pop_back();
+  std::string head(sql.substr(0, 120));
+  return PgStatus(state ? state : "08006",
+                  absl::StrCat(Describe(), ": ", message, " (in: ", head,
+                               sql.size() > 120 ? "..." : "", ")"),
+                  hint ? hint : "");
+}
+
+absl::StatusOr<PgResult> PgConn::Exec(std::string_view sql) {
+  PGresult* r = PQexec(c_.get(), std::string(sql).c_str());
+  const ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+  if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return PgResult(r);
+  absl::Status error = ResultError(r, sql);
+  PQclear(r);
+  return error;
+}
+
+absl::StatusOr<PgResult> PgConn::ExecParams(std::string_view sql,
+                                            const std::vector<std::optional<std::string>>& params,
+                                            bool binary) {
+  std::vector<const char*> values;
+  for (const auto& p : params) values.push_back(p ? p->c_str() : nullptr);
+  PGresult* r = PQexecParams(c_.get(), std::string(sql).c_str(), static_cast<int>(values.size()),
+                             nullptr, values.data(), nullptr, nullptr, binary ? 1 : 0);
+  const ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+  if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return PgResult(r);
+  absl::Status error = ResultError(r, sql);
+  PQclear(r);
+  return error;
+}
+
+absl::StatusOr<std::string> PgConn::Value(std::string_view sql) {
+  ASSIGN_OR_RETURN(PgResult r, Exec(sql));
+  if (r.rows() == 0 || r.cols() == 0 || r.null(0, 0)) return std::string();
+  return r.get(0, 0);
+}
+
+std::string PgConn::Literal(std::string_view s) const {
+  char* q = PQescapeLiteral(c_.get(), s.data(), s.size());
+  std::string out = q ? q : "NULL";
+  PQfreemem(q);
+  return out;
+}
+
+std::string PgConn::Ident(std::string_view s) const {
+  char* q = PQescapeIdentifier(c_.get(), s.data(), s.size());
+  std::string out = q ? q : "\"\"";
+  PQfreemem(q);
+  return out;
+}
+
+std::string PgConn::Describe() const {
+  return absl::StrCat(PQhost(c_.get()) ? PQhost(c_.get()) : "?", ":",
+                      PQport(c_.get()) ? PQport(c_.get()) : "?", "/",
+                      PQdb(c_.get()) ? PQdb(c_.get()) : "?");
+}
+
+absl::StatusOr<int64_t> CopyBetween(PgConn& from, std::string_view copy_out, PgConn& to,
+                                    std::string_view copy_in,
+                                    const std::function<void(int64_t)>& progress) {
+  PGresult* r = PQexec(to.get(), std::string(copy_in).c_str());
+  if (r == nullptr || PQresultStatus(r) != PGRES_COPY_IN) {
+    PQclear(r);
+    return PgStatus("08006", absl::StrCat(to.Describe(), ": COPY FROM STDIN did not start: ",
+                                          PQerrorMessage(to.get())));
+  }
+  PQclear(r);
+  r = PQexec(from.get(), std::string(copy_out).c_str());
+  if (r == nullptr || PQresultStatus(r) != PGRES_COPY_OUT) {
+    std::string why = PQerrorMessage(from.get());
+    PQclear(r);
+    PQputCopyEnd(to.get(), "source failed");
+    PQclear(PQgetResult(to.get()));
+    return PgStatus("08006", absl::StrCat(from.Describe(), ": COPY TO STDOUT failed: ", why));
+  }
+  PQclear(r);
+  int64_t rows = 0;
+  std::string failure;
+  for (;;) {
+    char* buf = nullptr;
+    const int n = PQgetCopyData(from.get(), &buf, 0);
+    if (n == -1) break;  // done
+    if (n < 0) {
+      failure = absl::StrCat(from.Describe(), ": ", PQerrorMessage(from.get()));
+      break;
+    }
+    const int put = PQputCopyData(to.get(), buf, n);
+    PQfreemem(buf);
+    ++rows;
+    if (progress && rows % 1000 == 0) progress(rows);
+    if (put != 1) {
+      failure = absl::StrCat(to.Describe(), ": ", PQerrorMessage(to.get()));
+      break;
+    }
+  }
+  // The source's COPY result.
+  while (PGresult* done = PQgetResult(from.get())) {
+    if (PQresultStatus(done) != PGRES_COMMAND_OK && failure.empty()) {
+      failure = absl::StrCat(from.Describe(), ": ", PQresultErrorMessage(done));
+    }
+    PQclear(done);
+  }
+  PQputCopyEnd(to.get(), failure.empty() ? nullptr : "source failed");
+  while (PGresult* done = PQgetResult(to.get())) {
+    if (PQresultStatus(done) != PGRES_COMMAND_OK && failure.empty()) {
+      failure = absl::StrCat(to.Describe(), ": ", PQresultErrorMessage(done));
+    }
+    PQclear(done);
+  }
+  if (!failure.empty()) return PgStatus("08006", failure);
+  return rows;
+}
+
+}  // namespace shardgate::tools

@@ -1,0 +1,75 @@
+// A small libpq client for shardctl: connections to shard servers (normal and logical
+// replication), queries with errors as SQLSTATE-carrying statuses, COPY between servers.
+//
+// API: PgConn::Connect(endpoint) / ConnectTo(params); Exec, ExecParams (text or binary
+// results), Value (one value), Literal/Ident (quoting by the server's rules), CopyBetween.
+#pragma once
+
+#include <libpq-fe.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace shardgate::tools {
+
+class PgResult {
+ public:
+  explicit PgResult(PGresult* r) : r_(r, &PQclear) {}
+  int rows() const { return PQntuples(r_.get()); }
+  int cols() const { return PQnfields(r_.get()); }
+  bool null(int row, int col) const { return PQgetisnull(r_.get(), row, col) != 0; }
+  std::string get(int row, int col) const {
+    return std::string(PQgetvalue(r_.get(), row, col),
+                       static_cast<size_t>(PQgetlength(r_.get(), row, col)));
+  }
+  std::string_view view(int row, int col) const {
+    return {PQgetvalue(r_.get(), row, col), static_cast<size_t>(PQgetlength(r_.get(), row, col))};
+  }
+
+ private:
+  std::unique_ptr<PGresult, void (*)(PGresult*)> r_;
+};
+
+class PgConn {
+ public:
+  // libpq keywords (host, port, dbname, user, password, replication...).
+  using Params = std::map<std::string, std::string>;
+  static absl::StatusOr<PgConn> Connect(const Params& params);
+
+  absl::StatusOr<PgResult> Exec(std::string_view sql);
+  // $1.. as text (nullopt = NULL); `binary`: results in binary format.
+  absl::StatusOr<PgResult> ExecParams(std::string_view sql,
+                                      const std::vector<std::optional<std::string>>& params,
+                                      bool binary = false);
+  // The first column of the first row ("" when none or NULL).
+  absl::StatusOr<std::string> Value(std::string_view sql);
+  std::string Literal(std::string_view s) const;
+  std::string Ident(std::string_view s) const;
+  // "host:port/dbname" for messages.
+  std::string Describe() const;
+  PGconn* get() const { return c_.get(); }
+
+ private:
+  explicit PgConn(PGconn* c) : c_(c, &PQfinish) {}
+  absl::Status ResultError(PGresult* r, std::string_view sql) const;
+
+  std::unique_ptr<PGconn, void (*)(PGconn*)> c_;
+};
+
+// Runs `copy_out` (COPY ... TO STDOUT) on `from` and streams its data into `copy_in`
+// (COPY ... FROM STDIN) on `to`. Returns the rows copied. `to` is left inside whatever
+// transaction the caller opened.
+// `progress(rows)` is called every 1000 rows.
+absl::StatusOr<int64_t> CopyBetween(PgConn& from, std::string_view copy_out, PgConn& to,
+                                    std::string_view copy_in,
+                                    const std::function<void(int64_t)>& progress = {});
+
+}  // namespace shardgate::tools

@@ -1,0 +1,885 @@
+// `shardctl reshard` steps: plan, start (copy + catch-up), status, verify, cutover, cleanup,
+// abort. See reshard.h for the method.
+#include "tools/shardctl/reshard.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "protocol/status.h"
+
+namespace shardgate::tools {
+namespace {
+
+using reshard::MovingTable;
+using reshard::Plan;
+using reshard::State;
+using Clock = std::chrono::steady_clock;
+
+std::string Lit(std::string_view s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("''") : std::string(1, c);
+  return out + "'";
+}
+
+int64_t MsSince(Clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count();
+}
+
+// Reports in text (with a progress line on a terminal) or as JSON lines (--json).
+class Report {
+ public:
+  Report(bool json, std::ostream& out, std::ostream& err)
+      : json_(json), tty_(!json && isatty(STDOUT_FILENO)), out_(out), err_(err) {}
+
+  // One event: `fields` as (name, JSON value) pairs; `text` the human line.
+  void Event(const std::string& event, const std::vector<std::pair<std::string, std::string>>& fields,
+             const std::string& text) {
+    std::lock_guard lock(mu_);
+    if (json_) {
+      out_ << "{\"event\": " << JsonString(event);
+      for (const auto& [k, v] : fields) out_ << ", " << JsonString(k) << ": " << v;
+      out_ << "}\n";
+    } else {
+      if (progress_shown_) out_ << "\n";
+      progress_shown_ = false;
+      out_ << text << "\n";
+    }
+    out_.flush();
+  }
+  // A progress bar (terminal only).
+  void Progress(const std::string& what, int64_t done, int64_t total) {
+    if (!tty_) return;
+    std::lock_guard lock(mu_);
+    const int width = 30;
+    const int filled = total > 0 ? static_cast<int>(std::min<int64_t>(width, done * width / total))
+                                 : width;
+    out_ << "\r[" << std::string(filled, '#') << std::string(width - filled, ' ') << "] " << what
+         << " " << done << "/" << total << " rows   ";
+    out_.flush();
+    progress_shown_ = true;
+  }
+  int Fail(const absl::Status& status) {
+    PgError e = ToPgError(status);
+    std::lock_guard lock(mu_);
+    if (json_) {
+      out_ << "{\"error\": {\"sqlstate\": " << JsonString(e.sqlstate)
+           << ", \"message\": " << JsonString(e.message) << ", \"hint\": " << JsonString(e.hint)
+           << "}}\n";
+    } else {
+      if (progress_shown_) out_ << "\n";
+      err_ << "ERROR " << e.sqlstate << ": " << e.message << "\n";
+      if (!e.hint.empty()) err_ << "HINT: " << e.hint << "\n";
+    }
+    return 1;
+  }
+  bool json() const { return json_; }
+
+ private:
+  bool json_, tty_;
+  std::ostream& out_;
+  std::ostream& err_;
+  std::mutex mu_;
+  bool progress_shown_ = false;
+};
+
+std::string Num(int64_t v) { return std::to_string(v); }
+
+absl::StatusOr<PgConn> ConnectShard(const Plan& plan, const std::string& shard) {
+  ASSIGN_OR_RETURN(PgConn::Params p, plan.ShardParams(shard));
+  return PgConn::Connect(p);
+}
+
+std::string StatePath(const ReshardOptions& o, const conf::Config& config) {
+  if (!o.state.empty()) return o.state;
+  if (!config.reshard.state.empty()) return config.reshard.state;
+  return o.common.config_path + ".reshard";
+}
+
+// The state, the plan it was started with, and what the command line says.
+struct Context {
+  Plan plan;
+  State state;
+};
+
+absl::StatusOr<Context> Open(const ReshardOptions& o, bool need_state) {
+  ASSIGN_OR_RETURN(std::shared_ptr<const conf::Config> config,
+                   conf::LoadFile(o.common.config_path));
+  Context c;
+  ASSIGN_OR_RETURN(c.state, State::Load(StatePath(o, *config)));
+  const bool live = c.state.Exists() && c.state.phase != "done" && c.state.phase != "aborted";
+  std::string to = o.to;
+  if (live) {
+    if (!to.empty() && std::filesystem::absolute(to).string() != c.state.to) {
+      return PgStatus("55000",
+                      absl::StrCat("a reshard to ", c.state.to, " is in progress (state in ",
+                                   c.state.path, ")"),
+                      "Finish it (cutover, cleanup) or abort it first.");
+    }
+    to = c.state.to;
+  } else if (need_state) {
+    return PgStatus("55000", absl::StrCat("no reshard in progress (state file ", c.state.path,
+                                          c.state.Exists() ? " says " + c.state.phase : "",
+                                          ")"),
+                    "Run shardctl reshard start --to NEW.yaml first.");
+  }
+  if (to.empty()) return PgStatus("42601", "--to NEW.yaml is required");
+  ASSIGN_OR_RETURN(c.plan, reshard::BuildPlan(o.common.config_path, to, o.common.database));
+  if (!live) {
+    c.state = State{};
+    c.state.path = StatePath(o, *config);
+    c.state.to = std::filesystem::absolute(to).string();
+    c.state.database = c.plan.database;
+  }
+  return c;
+}
+
+// "table S T" keys of every copy a reshard makes.
+std::vector<std::tuple<const MovingTable*, std::string, std::string>> CopyTasks(const Plan& p) {
+  std::vector<std::tuple<const MovingTable*, std::string, std::string>> tasks;
+  for (const auto& t : p.tables) {
+    for (const auto& s : t.sources) {
+      for (const auto& d : t.targets) {
+        if (s != d) tasks.emplace_back(&t, s, d);
+      }
+    }
+  }
+  return tasks;
+}
+
+std::string TaskKey(const MovingTable& t, const std::string& s, const std::string& d) {
+  return absl::StrCat(t.name, " ", s, " ", d);
+}
+
+// The rows of `t` on source `s` that belong to `d` under the new map.
+std::string MovingFilter(const MovingTable& t, const std::string& d) {
+  return t.reference ? "true" : absl::StrCat("(", t.new_owner, ") = ", Lit(d));
+}
+
+// ---- plan
+
+int PlanStep(const ReshardOptions& o, Report& r) {
+  auto c = Open(o, false);
+  if (!c.ok()) return r.Fail(c.status());
+  const Plan& plan = c->plan;
+  int64_t total = 0;
+  if (plan.tables.empty()) {
+    r.Event("plan", {{"moving_rows", "0"}}, "Nothing moves: both maps give every row the same shard.");
+    return 0;
+  }
+  for (const auto& t : plan.tables) {
+    for (const auto& s : t.sources) {
+      auto conn = ConnectShard(plan, s);
+      if (!conn.ok()) return r.Fail(conn.status());
+      const std::string owner = t.reference ? "'*'" : t.new_owner;
+      auto rows = conn->Exec(absl::StrCat("SELECT (", owner, ") AS owner, count(*) FROM ",
+                                          t.QuotedName(), " GROUP BY 1 ORDER BY 1"));
+      if (!rows.ok()) return r.Fail(rows.status());
+      for (int i = 0; i < rows->rows(); ++i) {
+        const std::string to = rows->null(i, 0) ? "" : rows->get(i, 0);
+        int64_t n = std::stoll(rows->get(i, 1));
+        std::vector<std::string> dests = t.reference ? t.targets : std::vector<std::string>{to};
+        for (const auto& d : dests) {
+          const bool moves = !d.empty() && d != s;
+          if (moves) total += n;
+          r.Event("plan_rows",
+                  {{"table", JsonString(t.name)}, {"from", JsonString(s)},
+                   {"to", JsonString(d.empty() ? s : d)}, {"rows", Num(n)},
+                   {"moves", moves ? "true" : "false"}},
+                  absl::StrCat("  ", t.name, ": ", n, " rows ", moves ? "move " : "stay on ", s,
+                               moves ? " -> " + d : ""));
+        }
+      }
+    }
+  }
+  for (const auto& note : plan.notes) r.Event("note", {{"text", JsonString(note)}}, "NOTE: " + note);
+  // ~100k rows/s is what tools/bench/reshard_bench.sh measures for the copy on one machine.
+  const double seconds = static_cast<double>(total) / 100000.0;
+  r.Event("plan", {{"moving_rows", Num(total)}, {"estimated_copy_seconds", absl::StrCat(seconds)}},
+          absl::StrCat("Moving ", total, " rows (copy estimated at ~", static_cast<int64_t>(seconds + 1),
+                       " s at 100k rows/s), new shards: ",
+                       plan.new_shards.empty() ? "none" : absl::StrJoin(plan.new_shards, ", ")));
+  return 0;
+}
+
+// ---- start
+
+// Schema changes on a moving table would break the stream: an event trigger refuses them on
+// every server involved until cleanup or abort drops it. Needs a superuser; without one the
+// reshard goes on and the stream refuses a changed table instead.
+absl::Status InstallGuard(PgConn& conn, const Plan& plan) {
+  std::vector<std::string> names;
+  for (const auto& t : plan.tables) names.push_back(Lit(t.schema + "." + t.relname));
+  const std::string fn = absl::StrCat(
+      "CREATE OR REPLACE FUNCTION public.shardgate_reshard_guard() RETURNS event_trigger "
+      "LANGUAGE plpgsql AS $sg$\nDECLARE r record;\nBEGIN\n"
+      "  IF TG_EVENT = 'sql_drop' THEN\n"
+      "    FOR r IN SELECT object_identity FROM pg_event_trigger_dropped_objects() "
+      "WHERE object_type = 'table' LOOP\n"
+      "      IF r.object_identity = ANY (ARRAY[", absl::StrJoin(names, ", "), "]::text[]) THEN\n"
+      "        RAISE EXCEPTION 'table % is being resharded: schema changes are refused until "
+      "the reshard ends', r.object_identity USING ERRCODE = '55006', HINT = 'Run shardctl "
+      "reshard cutover and cleanup, or abort, first.';\n"
+      "      END IF;\n    END LOOP;\n"
+      "  ELSE\n"
+      "    FOR r IN SELECT object_identity FROM pg_event_trigger_ddl_commands() "
+      "WHERE object_type IN ('table', 'table column', 'index') LOOP\n"
+      "      IF split_part(r.object_identity, '.', 1) || '.' || split_part(r.object_identity, "
+      "'.', 2) = ANY (ARRAY[", absl::StrJoin(names, ", "), "]::text[]) THEN\n"
+      "        RAISE EXCEPTION 'table % is being resharded: schema changes are refused until "
+      "the reshard ends', r.object_identity USING ERRCODE = '55006', HINT = 'Run shardctl "
+      "reshard cutover and cleanup, or abort, first.';\n"
+      "      END IF;\n    END LOOP;\n  END IF;\nEND $sg$;\n");
+  RETURN_IF_ERROR(conn.Exec(fn).status());
+  for (const char* event : {"ddl_command_end", "sql_drop"}) {
+    const std::string name = absl::StrCat("shardgate_reshard_guard_", event);
+    RETURN_IF_ERROR(conn.Exec(absl::StrCat("DROP EVENT TRIGGER IF EXISTS ", name)).status());
+    RETURN_IF_ERROR(conn.Exec(absl::StrCat("CREATE EVENT TRIGGER ", name, " ON ", event,
+                                           " EXECUTE FUNCTION public.shardgate_reshard_guard()"))
+                        .status());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DropGuard(PgConn& conn) {
+  for (const char* event : {"ddl_command_end", "sql_drop"}) {
+    RETURN_IF_ERROR(
+        conn.Exec(absl::StrCat("DROP EVENT TRIGGER IF EXISTS shardgate_reshard_guard_", event))
+            .status());
+  }
+  return conn.Exec("DROP FUNCTION IF EXISTS public.shardgate_reshard_guard()").status();
+}
+
+std::string ShellQuote(std::string_view s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+// Creates table `t` on `target` from the source's definition (pg_dump --schema-only): a new
+// shard starts empty.
+absl::Status CreateTableFrom(const Plan& plan, const MovingTable& t, const std::string& source,
+                             PgConn& target) {
+  ASSIGN_OR_RETURN(PgConn::Params p, plan.ShardParams(source));
+  std::string pg_dump = "pg_dump";
+  if (std::filesystem::exists("/usr/lib/postgresql/15/bin/pg_dump")) {
+    pg_dump = "/usr/lib/postgresql/15/bin/pg_dump";
+  }
+  std::string cmd = absl::StrCat(
+      p.count("password") ? "PGPASSWORD=" + ShellQuote(p["password"]) + " " : "", pg_dump,
+      " --schema-only --no-owner --no-privileges --no-publications --no-subscriptions",
+      " --table=", ShellQuote(t.schema + "." + t.relname), " -h ", ShellQuote(p["host"]), " -p ",
+      ShellQuote(p["port"]), " -U ", ShellQuote(p["user"]), " -d ", ShellQuote(p["dbname"]));
+  FILE* f = popen(cmd.c_str(), "r");
+  if (f == nullptr) return PgStatus("58000", "cannot run pg_dump");
+  std::string sql, line;
+  char buf[4096];
+  while (fgets(buf, sizeof buf, f) != nullptr) {
+    line = buf;
+    if (!line.empty() && line[0] == '\\') continue;  // psql meta-commands (\restrict)
+    sql += line;
+  }
+  if (pclose(f) != 0) {
+    return PgStatus("58000", absl::StrCat("pg_dump of ", t.name, " from ", source, " failed"),
+                    "Create the table on the new shard by hand and run start again.");
+  }
+  return target.Exec(sql).status();
+}
+
+absl::Status Preflight(const Plan& plan, Report& r) {
+  for (const auto& s : plan.Sources()) {
+    ASSIGN_OR_RETURN(PgConn conn, ConnectShard(plan, s));
+    ASSIGN_OR_RETURN(std::string wal, conn.Value("SHOW wal_level"));
+    if (wal != "logical") {
+      return PgStatus("55000", absl::StrCat("shard ", s, " runs with wal_level = ", wal),
+                      "Set wal_level = logical on the source shards and restart them.");
+    }
+    for (const auto& t : plan.tables) {
+      if (std::find(t.sources.begin(), t.sources.end(), s) == t.sources.end()) continue;
+      ASSIGN_OR_RETURN(
+          std::string ident,
+          conn.Value(absl::StrCat("SELECT CASE WHEN c.relreplident = 'f' OR (c.relreplident = "
+                                  "'d' AND EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = "
+                                  "c.oid AND i.indisprimary)) OR c.relreplident = 'i' THEN 'ok' "
+                                  "END FROM pg_class c WHERE c.oid = to_regclass(",
+                                  Lit(t.QuotedName()), ")")));
+      if (ident != "ok") {
+        return PgStatus("55000",
+                        absl::StrCat("table ", t.name, " on ", s,
+                                     " is missing or has no primary key: moved rows could not "
+                                     "be matched"),
+                        "Give the table a primary key.");
+      }
+    }
+  }
+  for (const auto& d : plan.Targets()) {
+    ASSIGN_OR_RETURN(PgConn conn, ConnectShard(plan, d));
+    for (const auto& t : plan.tables) {
+      if (std::find(t.targets.begin(), t.targets.end(), d) == t.targets.end()) continue;
+      ASSIGN_OR_RETURN(std::string exists,
+                       conn.Value(absl::StrCat("SELECT to_regclass(", Lit(t.QuotedName()),
+                                               ") IS NOT NULL")));
+      if (exists != "t") {
+        RETURN_IF_ERROR(CreateTableFrom(plan, t, t.sources.front(), conn));
+        r.Event("created_table", {{"table", JsonString(t.name)}, {"shard", JsonString(d)}},
+                absl::StrCat("created table ", t.name, " on ", d, " (pg_dump --schema-only)"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+// One copy: the rows of `t` that `source` holds and the new map gives `target`, from the
+// snapshot (or a fresh one), replacing what an interrupted copy left on the target.
+absl::StatusOr<int64_t> CopyTask(const Plan& plan, const MovingTable& t, const std::string& source,
+                                 const std::string& target, const std::string& snapshot,
+                                 Report& r) {
+  ASSIGN_OR_RETURN(PgConn from, ConnectShard(plan, source));
+  ASSIGN_OR_RETURN(PgConn to, ConnectShard(plan, target));
+  RETURN_IF_ERROR(from.Exec("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").status());
+  if (!snapshot.empty()) {
+    RETURN_IF_ERROR(from.Exec("SET TRANSACTION SNAPSHOT " + Lit(snapshot)).status());
+  }
+  ASSIGN_OR_RETURN(std::string cols,
+                   from.Value(absl::StrCat(
+                       "SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) FROM "
+                       "pg_attribute WHERE attrelid = ", Lit(t.QuotedName()),
+                       "::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = ''")));
+  ASSIGN_OR_RETURN(std::string expected,
+                   from.Value(absl::StrCat("SELECT count(*) FROM ", t.QuotedName(), " WHERE ",
+                                           MovingFilter(t, target))));
+  RETURN_IF_ERROR(to.Exec("BEGIN").status());
+  RETURN_IF_ERROR(to.Exec(absl::StrCat("DELETE FROM ", t.QuotedName(),
+                                       t.reference ? "" : " WHERE (" + t.old_owner + ") = " +
+                                                              Lit(source)))
+                      .status());
+  const std::string what = absl::StrCat(t.name, " ", source, "->", target);
+  const int64_t total = std::stoll(expected.empty() ? "0" : expected);
+  ASSIGN_OR_RETURN(int64_t rows,
+                   CopyBetween(from,
+                               absl::StrCat("COPY (SELECT ", cols, " FROM ", t.QuotedName(),
+                                            " WHERE ", MovingFilter(t, target), ") TO STDOUT"),
+                               to, absl::StrCat("COPY ", t.QuotedName(), " (", cols, ") FROM STDIN"),
+                               [&](int64_t n) {
+                                 reshard::MaybeFault("copy_rows", n);
+                                 r.Progress(what, n, total);
+                               }));
+  RETURN_IF_ERROR(to.Exec("COMMIT").status());
+  RETURN_IF_ERROR(from.Exec("COMMIT").status());
+  return rows;
+}
+
+// Publication and slot on `source`; copies of its tasks in parallel (--jobs).
+absl::Status CopyFrom(const Plan& plan, State& state, const std::string& source, int jobs,
+                      Report& r) {
+  std::vector<std::tuple<const MovingTable*, std::string, std::string>> todo;
+  for (const auto& task : CopyTasks(plan)) {
+    if (std::get<1>(task) == source &&
+        !state.copied.count(TaskKey(*std::get<0>(task), source, std::get<2>(task)))) {
+      todo.push_back(task);
+    }
+  }
+  ASSIGN_OR_RETURN(PgConn conn, ConnectShard(plan, source));
+  ASSIGN_OR_RETURN(std::string has_pub,
+                   conn.Value("SELECT count(*) FROM pg_publication WHERE pubname = " +
+                              Lit(state.Publication())));
+  if (has_pub == "0") {
+    std::vector<std::string> tables;
+    for (const auto& t : plan.tables) {
+      if (std::find(t.sources.begin(), t.sources.end(), source) != t.sources.end()) {
+        tables.push_back(t.QuotedName());
+      }
+    }
+    RETURN_IF_ERROR(conn.Exec(absl::StrCat("CREATE PUBLICATION ", state.Publication(),
+                                           " FOR TABLE ", absl::StrJoin(tables, ", ")))
+                        .status());
+  }
+  // The slot's exported snapshot is the copy's: the stream then holds exactly what came after.
+  // It lives as long as the replication connection that made it; a resumed copy uses a newer
+  // snapshot, which the re-applied stream makes consistent again.
+  std::optional<PgConn> replication;
+  std::string snapshot;
+  const std::string slot = state.SlotFor(source);
+  ASSIGN_OR_RETURN(std::string has_slot,
+                   conn.Value("SELECT count(*) FROM pg_replication_slots WHERE slot_name = " +
+                              Lit(slot)));
+  if (has_slot == "0") {
+    ASSIGN_OR_RETURN(PgConn::Params p, plan.ShardParams(source));
+    p["replication"] = "database";
+    ASSIGN_OR_RETURN(replication, PgConn::Connect(p));
+    ASSIGN_OR_RETURN(PgResult created,
+                     replication->Exec(absl::StrCat("CREATE_REPLICATION_SLOT ", slot,
+                                                    " LOGICAL pgoutput EXPORT_SNAPSHOT")));
+    snapshot = created.get(0, 2);
+    state.slots[source] = slot;
+    state.applied_lsn[source] = reshard::ParseLsn(created.get(0, 1));
+    state.changes[source] = 0;
+    RETURN_IF_ERROR(state.Save());
+  }
+  std::mutex mu;
+  size_t next = 0;
+  absl::Status failed;
+  auto worker = [&] {
+    for (;;) {
+      std::tuple<const MovingTable*, std::string, std::string> task;
+      {
+        std::lock_guard lock(mu);
+        if (next >= todo.size() || !failed.ok()) return;
+        task = todo[next++];
+      }
+      const auto& [t, s, d] = task;
+      auto rows = CopyTask(plan, *t, s, d, snapshot, r);
+      std::lock_guard lock(mu);
+      if (!rows.ok()) {
+        failed = rows.status();
+        return;
+      }
+      state.copied[TaskKey(*t, s, d)] = *rows;
+      absl::Status saved = state.Save();
+      if (!saved.ok()) failed = saved;
+      r.Event("copied",
+              {{"table", JsonString(t->name)}, {"from", JsonString(s)}, {"to", JsonString(d)},
+               {"rows", Num(*rows)}},
+              absl::StrCat("copied ", t->name, " ", s, " -> ", d, ": ", *rows, " rows"));
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int i = 0; i < std::max(1, jobs); ++i) threads.emplace_back(worker);
+  for (auto& th : threads) th.join();
+  return failed;
+}
+
+absl::Status CatchUpAll(const Plan& plan, State& state, double follow_seconds, Report& r) {
+  const auto until = Clock::now() + std::chrono::milliseconds(
+                                        static_cast<int64_t>(follow_seconds * 1000));
+  do {
+    for (const auto& s : plan.Sources()) {
+      ASSIGN_OR_RETURN(reshard::CatchUpResult res, reshard::CatchUp(plan, state, s, 0, 600000));
+      r.Event("caught_up",
+              {{"shard", JsonString(s)}, {"changes", Num(res.changes)},
+               {"position", JsonString(reshard::FormatLsn(res.position))}},
+              absl::StrCat("stream from ", s, ": ", res.changes, " changes applied, at ",
+                           reshard::FormatLsn(res.position)));
+    }
+    if (Clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  } while (Clock::now() < until);
+  return absl::OkStatus();
+}
+
+int StartStep(const ReshardOptions& o, Report& r) {
+  auto c = Open(o, false);
+  if (!c.ok()) return r.Fail(c.status());
+  Plan& plan = c->plan;
+  State& state = c->state;
+  if (plan.tables.empty()) {
+    return r.Fail(PgStatus("22023", "nothing to move: both maps give every row the same shard"));
+  }
+  if (!state.Exists()) {
+    state.id = absl::StrCat(absl::Hex(static_cast<uint64_t>(std::time(nullptr))));
+    state.phase = "copying";
+    if (absl::Status st = state.Save(); !st.ok()) return r.Fail(st);
+    r.Event("started", {{"id", JsonString(state.id)}, {"state", JsonString(state.path)}},
+            absl::StrCat("reshard ", state.id, " started (state in ", state.path, ")"));
+  } else {
+    r.Event("resumed", {{"id", JsonString(state.id)}, {"phase", JsonString(state.phase)}},
+            absl::StrCat("resuming reshard ", state.id, " (", state.phase, ")"));
+  }
+  if (state.phase == "copying") {
+    if (absl::Status st = Preflight(plan, r); !st.ok()) return r.Fail(st);
+    std::set<std::string> servers;
+    for (const auto& s : plan.Sources()) servers.insert(s);
+    for (const auto& s : plan.Targets()) servers.insert(s);
+    for (const auto& s : servers) {
+      auto conn = ConnectShard(plan, s);
+      absl::Status st = conn.ok() ? InstallGuard(*conn, plan) : conn.status();
+      if (!st.ok()) {
+        r.Event("warning", {{"shard", JsonString(s)}, {"message", JsonString(std::string(st.message()))}},
+                absl::StrCat("WARNING: no schema-change guard on ", s, ": ", st.message()));
+      }
+    }
+    for (const auto& s : plan.Sources()) {
+      if (absl::Status st = CopyFrom(plan, state, s, o.jobs, r); !st.ok()) return r.Fail(st);
+    }
+    state.phase = "catching_up";
+    if (absl::Status st = state.Save(); !st.ok()) return r.Fail(st);
+  }
+  if (state.phase != "catching_up") {
+    return r.Fail(PgStatus("55000", "the reshard is past the copy (phase " + state.phase + ")",
+                           "Run cleanup, or status."));
+  }
+  if (absl::Status st = CatchUpAll(plan, state, o.follow_seconds, r); !st.ok()) return r.Fail(st);
+  r.Event("ready", {{"phase", JsonString(state.phase)}},
+          "copy done and stream caught up: run `shardctl reshard verify`, then `cutover`");
+  return 0;
+}
+
+// ---- status and verify
+
+int StatusStep(const ReshardOptions& o, Report& r) {
+  auto c = Open(o, true);
+  if (!c.ok()) return r.Fail(c.status());
+  const Plan& plan = c->plan;
+  State& state = c->state;
+  r.Event("status", {{"id", JsonString(state.id)}, {"phase", JsonString(state.phase)},
+                     {"to", JsonString(state.to)}},
+          absl::StrCat("reshard ", state.id, " to ", state.to, ": ", state.phase));
+  for (const auto& [t, s, d] : CopyTasks(plan)) {
+    auto it = state.copied.find(TaskKey(*t, s, d));
+    const bool done = it != state.copied.end();
+    r.Event("copy",
+            {{"table", JsonString(t->name)}, {"from", JsonString(s)}, {"to", JsonString(d)},
+             {"done", done ? "true" : "false"}, {"rows", Num(done ? it->second : 0)}},
+            absl::StrCat("  copy ", t->name, " ", s, " -> ", d, ": ",
+                         done ? absl::StrCat(it->second, " rows, done") : "pending"));
+  }
+  if (state.phase != "copying" && state.phase != "catching_up") return 0;
+  for (const auto& s : plan.Sources()) {
+    auto conn = ConnectShard(plan, s);
+    if (!conn.ok()) return r.Fail(conn.status());
+    auto lag = conn->ExecParams(
+        "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint, "
+        "(extract(epoch from now()) * 1000000)::bigint FROM pg_replication_slots "
+        "WHERE slot_name = $1",
+        {state.SlotFor(s)});
+    if (!lag.ok()) return r.Fail(lag.status());
+    if (lag->rows() == 0) {
+      r.Event("stream", {{"shard", JsonString(s)}, {"slot", "null"}},
+              absl::StrCat("  stream from ", s, ": no slot yet"));
+      continue;
+    }
+    const int64_t bytes = std::stoll(lag->get(0, 0));
+    // Seconds behind: since the last commit applied, when anything is left to apply.
+    const int64_t now_us = std::stoll(lag->get(0, 1));
+    const int64_t last = state.last_commit_us.count(s) ? state.last_commit_us[s] : 0;
+    const double seconds =
+        bytes > 0 && last > 0 ? std::max<double>(0, (now_us - (last + 946684800000000LL)) / 1e6)
+                              : 0;
+    r.Event("stream",
+            {{"shard", JsonString(s)}, {"lag_bytes", Num(bytes)},
+             {"lag_seconds", absl::StrCat(seconds)}, {"changes", Num(state.changes[s])}},
+            absl::StrCat("  stream from ", s, ": ", state.changes[s], " changes applied, lag ",
+                         bytes, " bytes, ", seconds, " s"));
+  }
+  return 0;
+}
+
+// Count and an order-independent checksum of a row set, by SQL on the server.
+absl::StatusOr<std::pair<int64_t, std::string>> Digest(PgConn& conn, const MovingTable& t,
+                                                       const std::string& where) {
+  ASSIGN_OR_RETURN(
+      PgResult res,
+      conn.Exec(absl::StrCat("SELECT count(*), coalesce(sum(('x' || substr(md5(r::text), 1, 15))"
+                             "::bit(60)::bigint), 0) FROM ", t.QuotedName(), " r WHERE ", where)));
+  return std::make_pair(std::stoll(res.get(0, 0)), res.get(0, 1));
+}
+
+int VerifyStep(const ReshardOptions& o, Report& r) {
+  auto c = Open(o, true);
+  if (!c.ok()) return r.Fail(c.status());
+  const Plan& plan = c->plan;
+  const State& state = c->state;
+  int mismatches = 0;
+  const bool cleaned = state.phase == "done";
+  if (!cleaned) {
+    for (const auto& [t, s, d] : CopyTasks(plan)) {
+      auto from = ConnectShard(plan, s);
+      if (!from.ok()) return r.Fail(from.status());
+      auto to = ConnectShard(plan, d);
+      if (!to.ok()) return r.Fail(to.status());
+      auto a = Digest(*from, *t, MovingFilter(*t, d));
+      if (!a.ok()) return r.Fail(a.status());
+      auto b = Digest(*to, *t, t->reference ? "true" : "(" + t->old_owner + ") = " + Lit(s));
+      if (!b.ok()) return r.Fail(b.status());
+      const bool same = *a == *b;
+      mismatches += same ? 0 : 1;
+      r.Event("verify",
+              {{"table", JsonString(t->name)}, {"from", JsonString(s)}, {"to", JsonString(d)},
+               {"source_rows", Num(a->first)}, {"target_rows", Num(b->first)},
+               {"source_checksum", JsonString(a->second)},
+               {"target_checksum", JsonString(b->second)}, {"match", same ? "true" : "false"}},
+              absl::StrCat("  ", t->name, " ", s, " -> ", d, ": ", a->first, " / ", b->first,
+                           " rows, checksums ", same ? "match" : "DIFFER"));
+    }
+  }
+  if (state.phase == "switched" || state.phase == "done") {
+    // Every row where the new map says.
+    for (const auto& t : plan.tables) {
+      if (t.reference) continue;
+      for (int i = 0; i < plan.new_map->shard_count(); ++i) {
+        const std::string& shard = plan.new_map->shard_name(i);
+        auto conn = ConnectShard(plan, shard);
+        if (!conn.ok()) return r.Fail(conn.status());
+        auto misplaced = conn->Value(absl::StrCat("SELECT count(*) FROM ", t.QuotedName(),
+                                                  " WHERE (", t.new_owner, ") <> ", Lit(shard)));
+        if (!misplaced.ok()) return r.Fail(misplaced.status());
+        const bool ok = *misplaced == "0" || !cleaned;
+        mismatches += ok ? 0 : 1;
+        r.Event("placement",
+                {{"table", JsonString(t.name)}, {"shard", JsonString(shard)},
+                 {"misplaced_rows", *misplaced}},
+                absl::StrCat("  ", t.name, " on ", shard, ": ", *misplaced,
+                             " rows the new map places elsewhere",
+                             cleaned ? "" : " (old copies until cleanup)"));
+      }
+    }
+  }
+  if (state.phase == "catching_up" && mismatches > 0) {
+    r.Event("note", {{"text", JsonString("writes still flow: a difference can be stream lag")}},
+            "note: writes still go to the sources, so a difference can be stream lag; verify "
+            "again, or after cutover");
+  }
+  r.Event("verified", {{"mismatches", Num(mismatches)}},
+          mismatches == 0 ? "verify: all match" : absl::StrCat("verify: ", mismatches, " differ"));
+  return mismatches == 0 ? 0 : 1;
+}
+
+// ---- cutover
+
+struct Proxy {
+  std::string address;
+  PgConn conn;
+};
+
+absl::StatusOr<std::vector<Proxy>> ConnectProxies(const conf::Config& config) {
+  std::vector<conf::ListenConfig> addresses = config.reshard.proxies;
+  if (addresses.empty()) addresses.push_back(config.listen);
+  if (config.admin.users.empty()) {
+    return PgStatus("28000", "no admin user in the config: shardctl drives the proxies as one",
+                    "Add admin: {users: [admin]} and that user to users:.");
+  }
+  const conf::UserConfig* admin = config.FindUser(config.admin.users.front());
+  std::vector<Proxy> proxies;
+  for (const auto& a : addresses) {
+    PgConn::Params p = {{"host", a.host}, {"port", std::to_string(a.port)},
+                        {"dbname", "shardgate"}, {"user", config.admin.users.front()},
+                        {"connect_timeout", "5"}, {"application_name", "shardctl"}};
+    if (admin != nullptr && !admin->password.empty()) p["password"] = admin->password;
+    ASSIGN_OR_RETURN(PgConn conn, PgConn::Connect(p));
+    proxies.push_back({absl::StrCat(a.host, ":", a.port), std::move(conn)});
+  }
+  return proxies;
+}
+
+void ResumeAll(std::vector<Proxy>& proxies, const std::string& db) {
+  for (auto& p : proxies) (void)p.conn.Exec("RESHARD RESUME " + db);
+}
+
+absl::Status Cleanup(const Plan& plan, State& state, Report& r);
+
+int CutoverStep(const ReshardOptions& o, Report& r) {
+  auto c = Open(o, true);
+  if (!c.ok()) return r.Fail(c.status());
+  Plan& plan = c->plan;
+  State& state = c->state;
+  if (state.phase == "switched") {
+    // A cutover that switched but died before cleanup: only cleanup is left.
+    if (o.keep_old_rows) return 0;
+    if (absl::Status st = Cleanup(plan, state, r); !st.ok()) return r.Fail(st);
+    return 0;
+  }
+  if (state.phase != "catching_up") {
+    return r.Fail(PgStatus("55000", "the copy has not finished (phase " + state.phase + ")",
+                           "Run shardctl reshard start (it resumes) first."));
+  }
+  // 1. Catch up while writes flow, so that little is left for the pause.
+  const auto catchup_until =
+      Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(o.timeout_seconds * 1000));
+  for (const auto& s : plan.Sources()) {
+    const int64_t left = std::max<int64_t>(1, -MsSince(catchup_until));
+    auto res = reshard::CatchUp(plan, state, s, 0, left);
+    if (!res.ok()) return r.Fail(res.status());
+  }
+  auto proxies = ConnectProxies(*plan.old_config);
+  if (!proxies.ok()) return r.Fail(proxies.status());
+  std::set<std::string> tables;
+  for (const auto& t : plan.tables) tables.insert(t.name);
+  const int64_t pause_max = plan.old_config->reshard.pause_max.count();
+  const std::string db = plan.database;
+  // 2. Pause writes to the moving tables on every proxy.
+  const auto t0 = Clock::now();
+  std::vector<std::string> drained;
+  for (auto& p : *proxies) {
+    auto res = p.conn.Exec(absl::StrCat("RESHARD PAUSE ", db, " ", absl::StrJoin(tables, ","),
+                                        " ", pause_max));
+    if (!res.ok()) {
+      ResumeAll(*proxies, db);
+      return r.Fail(PgStatus("55000", absl::StrCat("proxy ", p.address, ": ", res.status().message()),
+                             "Writes resumed on the old map; run cutover again."));
+    }
+    drained.push_back(res->get(0, 2));
+  }
+  // 3. Drain every source's stream to its WAL position now (a synchronous commit flushes all
+  //    that the old map accepted).
+  for (const auto& s : plan.Sources()) {
+    auto conn = ConnectShard(plan, s);
+    absl::StatusOr<std::string> until =
+        conn.ok() ? conn->Value("BEGIN; SET LOCAL synchronous_commit = on; SELECT txid_current(); "
+                                "COMMIT; SELECT pg_current_wal_flush_lsn()")
+                  : conn.status();
+    const int64_t left = pause_max - MsSince(t0) - 200;
+    absl::StatusOr<reshard::CatchUpResult> res =
+        until.ok() ? reshard::CatchUp(plan, state, s, reshard::ParseLsn(*until), std::max<int64_t>(left, 1))
+                   : absl::StatusOr<reshard::CatchUpResult>(until.status());
+    if (!res.ok() || !res->reached) {
+      ResumeAll(*proxies, db);
+      return r.Fail(PgStatus("57014",
+                             absl::StrCat("the stream from ", s, " did not drain within the pause (",
+                                          pause_max, " ms)",
+                                          res.ok() ? "" : absl::StrCat(": ", res.status().message())),
+                             "Writes resumed on the old map; run cutover again (the stream keeps "
+                             "catching up), or raise reshard.pause_max."));
+    }
+  }
+  // 4. Switch every proxy to the new map; on a failure switch back the ones that did.
+  const std::string old_path = std::filesystem::absolute(o.common.config_path).string();
+  size_t switched = 0;
+  for (; switched < proxies->size(); ++switched) {
+    auto res = (*proxies)[switched].conn.Exec(absl::StrCat("RESHARD SWITCH ", db, " ", state.to));
+    if (!res.ok()) {
+      for (size_t i = 0; i < switched; ++i) {
+        (void)(*proxies)[i].conn.Exec(absl::StrCat("RESHARD SWITCH ", db, " ", old_path));
+      }
+      ResumeAll(*proxies, db);
+      return r.Fail(PgStatus("55000", absl::StrCat("proxy ", (*proxies)[switched].address, ": ",
+                                                   res.status().message()),
+                             "Writes resumed on the old map; fix the proxy and run cutover again."));
+    }
+  }
+  state.phase = "switched";
+  (void)state.Save();
+  ResumeAll(*proxies, db);
+  const int64_t pause_ms = MsSince(t0);
+  state.facts["pause_ms"] = Num(pause_ms);
+  (void)state.Save();
+  // The running config file becomes the new map (the old one kept beside it), so that a
+  // reload or restart of a proxy on this host keeps the new map.
+  std::error_code ec;
+  std::filesystem::copy_file(o.common.config_path, o.common.config_path + ".before-reshard",
+                             std::filesystem::copy_options::overwrite_existing, ec);
+  if (!ec) {
+    std::filesystem::copy_file(state.to, o.common.config_path + ".tmp",
+                               std::filesystem::copy_options::overwrite_existing, ec);
+  }
+  if (!ec) std::filesystem::rename(o.common.config_path + ".tmp", o.common.config_path, ec);
+  r.Event("cutover",
+          {{"pause_ms", Num(pause_ms)}, {"proxies", Num(static_cast<int64_t>(proxies->size()))},
+           {"drained_us", JsonString(absl::StrJoin(drained, ","))},
+           {"config_replaced", ec ? "false" : "true"}},
+          absl::StrCat("cutover done: writes to ", absl::StrJoin(tables, ", "), " paused ", pause_ms,
+                       " ms on ", proxies->size(), " proxies; ",
+                       ec ? "could not replace " + o.common.config_path + ": " + ec.message()
+                          : o.common.config_path + " now holds the new map (old one in .before-reshard)"));
+  if (o.keep_old_rows) return 0;
+  if (absl::Status st = Cleanup(plan, state, r); !st.ok()) return r.Fail(st);
+  return 0;
+}
+
+// ---- cleanup and abort
+
+absl::Status DropReplication(const Plan& plan, const State& state) {
+  std::set<std::string> servers;
+  for (const auto& s : plan.Sources()) servers.insert(s);
+  for (const auto& s : plan.Targets()) servers.insert(s);
+  for (const auto& s : servers) {
+    ASSIGN_OR_RETURN(PgConn conn, ConnectShard(plan, s));
+    RETURN_IF_ERROR(conn.ExecParams("SELECT pg_drop_replication_slot(slot_name) FROM "
+                                    "pg_replication_slots WHERE slot_name = $1",
+                                    {state.SlotFor(s)})
+                        .status());
+    RETURN_IF_ERROR(conn.Exec("DROP PUBLICATION IF EXISTS " + state.Publication()).status());
+    RETURN_IF_ERROR(DropGuard(conn));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Cleanup(const Plan& plan, State& state, Report& r) {
+  RETURN_IF_ERROR(DropReplication(plan, state));
+  for (const auto& t : plan.tables) {
+    if (t.reference) continue;
+    for (const auto& s : t.sources) {
+      ASSIGN_OR_RETURN(PgConn conn, ConnectShard(plan, s));
+      ASSIGN_OR_RETURN(PgResult res, conn.Exec(absl::StrCat("DELETE FROM ", t.QuotedName(),
+                                                            " WHERE (", t.new_owner, ") <> ",
+                                                            Lit(s))));
+      (void)res;
+      ASSIGN_OR_RETURN(std::string left, conn.Value(absl::StrCat(
+                                             "SELECT count(*) FROM ", t.QuotedName())));
+      r.Event("cleaned", {{"table", JsonString(t.name)}, {"shard", JsonString(s)},
+                          {"rows_left", left}},
+              absl::StrCat("cleanup: moved rows of ", t.name, " deleted from ", s, " (", left,
+                           " rows stay)"));
+    }
+  }
+  state.phase = "done";
+  RETURN_IF_ERROR(state.Save());
+  r.Event("done", {{"phase", JsonString("done")}}, "reshard done: slots, publications and moved rows removed");
+  return absl::OkStatus();
+}
+
+int CleanupStep(const ReshardOptions& o, Report& r) {
+  auto c = Open(o, true);
+  if (!c.ok()) return r.Fail(c.status());
+  if (c->state.phase != "switched") {
+    return r.Fail(PgStatus("55000", "cleanup comes after cutover (phase " + c->state.phase + ")",
+                           "Before cutover, abort undoes a reshard."));
+  }
+  if (absl::Status st = Cleanup(c->plan, c->state, r); !st.ok()) return r.Fail(st);
+  return 0;
+}
+
+int AbortStep(const ReshardOptions& o, Report& r) {
+  auto c = Open(o, true);
+  if (!c.ok()) return r.Fail(c.status());
+  Plan& plan = c->plan;
+  State& state = c->state;
+  if (state.phase == "switched") {
+    return r.Fail(PgStatus("55000", "the proxies already serve the new map: too late to abort",
+                           "Run shardctl reshard cleanup."));
+  }
+  if (absl::Status st = DropReplication(plan, state); !st.ok()) return r.Fail(st);
+  // What the copy and the stream brought: rows a target does not own under the old map.
+  for (const auto& t : plan.tables) {
+    for (const auto& d : t.targets) {
+      const bool new_shard = !plan.old_map->FindShard(d).has_value();
+      if (t.reference && !new_shard) continue;
+      auto conn = ConnectShard(plan, d);
+      if (!conn.ok()) return r.Fail(conn.status());
+      auto exists = conn->Value(absl::StrCat("SELECT to_regclass(", Lit(t.QuotedName()), ") IS NOT NULL"));
+      if (!exists.ok()) return r.Fail(exists.status());
+      if (*exists != "t") continue;
+      const std::string where =
+          t.reference ? "" : absl::StrCat(" WHERE (", t.old_owner, ") IS DISTINCT FROM ", Lit(d));
+      auto res = conn->Exec(absl::StrCat("DELETE FROM ", t.QuotedName(), where));
+      if (!res.ok()) return r.Fail(res.status());
+    }
+  }
+  state.phase = "aborted";
+  if (absl::Status st = state.Save(); !st.ok()) return r.Fail(st);
+  r.Event("aborted", {{"phase", JsonString("aborted")}},
+          "reshard aborted: copied rows, slots and publications removed; the old map serves as before");
+  return 0;
+}
+
+}  // namespace
+
+int ReshardCommand(const std::string& step, const ReshardOptions& options, std::ostream& out,
+                   std::ostream& err) {
+  Report r(options.common.json, out, err);
+  if (step == "plan") return PlanStep(options, r);
+  if (step == "start") return StartStep(options, r);
+  if (step == "status") return StatusStep(options, r);
+  if (step == "verify") return VerifyStep(options, r);
+  if (step == "cutover") return CutoverStep(options, r);
+  if (step == "cleanup") return CleanupStep(options, r);
+  if (step == "abort") return AbortStep(options, r);
+  return r.Fail(PgStatus("42601", "unknown reshard step " + step));
+}
+
+}  // namespace shardgate::tools
