@@ -18,6 +18,8 @@ absl::StatusOr<PgConn> PgConn::Connect(const Params& params) {
   values.push_back(nullptr);
   PGconn* c = PQconnectdbParams(keys.data(), values.data(), 0);
   PgConn conn(c);
+  // Servers' notices ("... does not exist, skipping") are not the operator's business.
+  if (c != nullptr) PQsetNoticeProcessor(c, [](void*, const char*) {}, nullptr);
   if (c == nullptr || PQstatus(c) != CONNECTION_OK) {
     std::string where;
     for (const char* k : {"host", "port", "dbname"}) {

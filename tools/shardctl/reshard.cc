@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <mutex>
 #include <thread>
 
@@ -263,8 +264,8 @@ std::string ShellQuote(std::string_view s) {
   return out + "'";
 }
 
-// Creates table `t` on `target` from the source's definition (pg_dump --schema-only): a new
-// shard starts empty.
+// Creates table `t` on `target` from the source's definition (pg_dump --schema-only, with its
+// owner and grants: the owner's role must exist on the new server): a new shard starts empty.
 absl::Status CreateTableFrom(const Plan& plan, const MovingTable& t, const std::string& source,
                              PgConn& target) {
   ASSIGN_OR_RETURN(PgConn::Params p, plan.ShardParams(source));
@@ -274,7 +275,7 @@ absl::Status CreateTableFrom(const Plan& plan, const MovingTable& t, const std::
   }
   std::string cmd = absl::StrCat(
       p.count("password") ? "PGPASSWORD=" + ShellQuote(p["password"]) + " " : "", pg_dump,
-      " --schema-only --no-owner --no-privileges --no-publications --no-subscriptions",
+      " --schema-only --no-publications --no-subscriptions",
       " --table=", ShellQuote(t.schema + "." + t.relname), " -h ", ShellQuote(p["host"]), " -p ",
       ShellQuote(p["port"]), " -U ", ShellQuote(p["user"]), " -d ", ShellQuote(p["dbname"]));
   FILE* f = popen(cmd.c_str(), "r");
@@ -456,18 +457,51 @@ absl::Status CopyFrom(const Plan& plan, State& state, const std::string& source,
   return failed;
 }
 
+// Runs `fn(source)` for every source shard at once (each on its own connections); the first
+// error is returned.
+absl::Status ForEachSource(const Plan& plan,
+                           const std::function<absl::Status(const std::string&)>& fn) {
+  std::mutex mu;
+  absl::Status first;
+  std::vector<std::thread> threads;
+  for (const auto& s : plan.Sources()) {
+    threads.emplace_back([&, s] {
+      absl::Status st = fn(s);
+      std::lock_guard lock(mu);
+      if (first.ok()) first = st;
+    });
+  }
+  for (auto& t : threads) t.join();
+  return first;
+}
+
+// Opens every source's stream (they stay open: reopening decodes again from the slot's
+// restart point).
+absl::StatusOr<std::map<std::string, std::unique_ptr<reshard::Catcher>>> OpenCatchers(
+    const Plan& plan, State& state) {
+  std::map<std::string, std::unique_ptr<reshard::Catcher>> catchers;
+  for (const auto& s : plan.Sources()) {
+    ASSIGN_OR_RETURN(catchers[s], reshard::Catcher::Open(plan, state, s));
+  }
+  return catchers;
+}
+
+// Applies every source's stream up to its WAL position, all at once; again while
+// `follow_seconds` last.
 absl::Status CatchUpAll(const Plan& plan, State& state, double follow_seconds, Report& r) {
+  ASSIGN_OR_RETURN(auto catchers, OpenCatchers(plan, state));
   const auto until = Clock::now() + std::chrono::milliseconds(
                                         static_cast<int64_t>(follow_seconds * 1000));
   do {
-    for (const auto& s : plan.Sources()) {
-      ASSIGN_OR_RETURN(reshard::CatchUpResult res, reshard::CatchUp(plan, state, s, 0, 600000));
+    RETURN_IF_ERROR(ForEachSource(plan, [&](const std::string& s) -> absl::Status {
+      ASSIGN_OR_RETURN(reshard::CatchUpResult res, catchers[s]->Run(0, 600000));
       r.Event("caught_up",
               {{"shard", JsonString(s)}, {"changes", Num(res.changes)},
                {"position", JsonString(reshard::FormatLsn(res.position))}},
               absl::StrCat("stream from ", s, ": ", res.changes, " changes applied, at ",
                            reshard::FormatLsn(res.position)));
-    }
+      return absl::OkStatus();
+    }));
     if (Clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(200));
   } while (Clock::now() < until);
   return absl::OkStatus();
@@ -688,13 +722,23 @@ int CutoverStep(const ReshardOptions& o, Report& r) {
     return r.Fail(PgStatus("55000", "the copy has not finished (phase " + state.phase + ")",
                            "Run shardctl reshard start (it resumes) first."));
   }
-  // 1. Catch up while writes flow, so that little is left for the pause.
-  const auto catchup_until =
-      Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(o.timeout_seconds * 1000));
-  for (const auto& s : plan.Sources()) {
-    const int64_t left = std::max<int64_t>(1, -MsSince(catchup_until));
-    auto res = reshard::CatchUp(plan, state, s, 0, left);
-    if (!res.ok()) return r.Fail(res.status());
+  // 1. Catch up while writes flow, so that little is left for the pause: every source at
+  //    once, twice (the second pass only takes what came during the first).
+  auto catchers = OpenCatchers(plan, state);
+  if (!catchers.ok()) return r.Fail(catchers.status());
+  for (int pass = 0; pass < 2; ++pass) {
+    absl::Status st = ForEachSource(plan, [&](const std::string& s) -> absl::Status {
+      ASSIGN_OR_RETURN(reshard::CatchUpResult res,
+                       (*catchers)[s]->Run(0, static_cast<int64_t>(o.timeout_seconds * 1000)));
+      if (!res.reached) {
+        return PgStatus("57014", absl::StrCat("the stream from ", s, " did not catch up within ",
+                                              o.timeout_seconds, " s"),
+                        "Writes arrive faster than they are applied: retry at a quieter time, "
+                        "or raise --timeout.");
+      }
+      return absl::OkStatus();
+    });
+    if (!st.ok()) return r.Fail(st);
   }
   auto proxies = ConnectProxies(*plan.old_config);
   if (!proxies.ok()) return r.Fail(proxies.status());
@@ -715,28 +759,31 @@ int CutoverStep(const ReshardOptions& o, Report& r) {
     }
     drained.push_back(res->get(0, 2));
   }
+  const int64_t paused_ms = MsSince(t0);
   // 3. Drain every source's stream to its WAL position now (a synchronous commit flushes all
-  //    that the old map accepted).
-  for (const auto& s : plan.Sources()) {
-    auto conn = ConnectShard(plan, s);
-    absl::StatusOr<std::string> until =
-        conn.ok() ? conn->Value("BEGIN; SET LOCAL synchronous_commit = on; SELECT txid_current(); "
-                                "COMMIT; SELECT pg_current_wal_flush_lsn()")
-                  : conn.status();
-    const int64_t left = pause_max - MsSince(t0) - 200;
-    absl::StatusOr<reshard::CatchUpResult> res =
-        until.ok() ? reshard::CatchUp(plan, state, s, reshard::ParseLsn(*until), std::max<int64_t>(left, 1))
-                   : absl::StatusOr<reshard::CatchUpResult>(until.status());
-    if (!res.ok() || !res->reached) {
-      ResumeAll(*proxies, db);
-      return r.Fail(PgStatus("57014",
-                             absl::StrCat("the stream from ", s, " did not drain within the pause (",
-                                          pause_max, " ms)",
-                                          res.ok() ? "" : absl::StrCat(": ", res.status().message())),
-                             "Writes resumed on the old map; run cutover again (the stream keeps "
-                             "catching up), or raise reshard.pause_max."));
+  //    that the old map accepted), all sources at once.
+  absl::Status drain = ForEachSource(plan, [&](const std::string& s) -> absl::Status {
+    ASSIGN_OR_RETURN(PgConn conn, ConnectShard(plan, s));
+    ASSIGN_OR_RETURN(std::string until,
+                     conn.Value("BEGIN; SET LOCAL synchronous_commit = on; SELECT "
+                                "txid_current(); COMMIT; SELECT pg_current_wal_flush_lsn()"));
+    const int64_t left = std::max<int64_t>(1, pause_max - MsSince(t0) - 200);
+    ASSIGN_OR_RETURN(reshard::CatchUpResult res,
+                     (*catchers)[s]->Run(reshard::ParseLsn(until), left));
+    if (!res.reached) {
+      return PgStatus("57014", absl::StrCat("the stream from ", s,
+                                            " did not drain within the pause (", pause_max,
+                                            " ms)"));
     }
+    return absl::OkStatus();
+  });
+  if (!drain.ok()) {
+    ResumeAll(*proxies, db);
+    return r.Fail(PgStatus(SqlState(drain), StdView(drain.message()),
+                           "Writes resumed on the old map; run cutover again (the stream keeps "
+                           "catching up), or raise reshard.pause_max."));
   }
+  const int64_t drained_ms = MsSince(t0);
   // 4. Switch every proxy to the new map; on a failure switch back the ones that did.
   const std::string old_path = std::filesystem::absolute(o.common.config_path).string();
   size_t switched = 0;
@@ -752,6 +799,7 @@ int CutoverStep(const ReshardOptions& o, Report& r) {
                              "Writes resumed on the old map; fix the proxy and run cutover again."));
     }
   }
+  const int64_t switched_ms = MsSince(t0);
   state.phase = "switched";
   (void)state.Save();
   ResumeAll(*proxies, db);
@@ -769,11 +817,15 @@ int CutoverStep(const ReshardOptions& o, Report& r) {
   }
   if (!ec) std::filesystem::rename(o.common.config_path + ".tmp", o.common.config_path, ec);
   r.Event("cutover",
-          {{"pause_ms", Num(pause_ms)}, {"proxies", Num(static_cast<int64_t>(proxies->size()))},
+          {{"pause_ms", Num(pause_ms)}, {"paused_at_ms", Num(paused_ms)},
+           {"drained_at_ms", Num(drained_ms)}, {"switched_at_ms", Num(switched_ms)},
+           {"proxies", Num(static_cast<int64_t>(proxies->size()))},
            {"drained_us", JsonString(absl::StrJoin(drained, ","))},
            {"config_replaced", ec ? "false" : "true"}},
           absl::StrCat("cutover done: writes to ", absl::StrJoin(tables, ", "), " paused ", pause_ms,
-                       " ms on ", proxies->size(), " proxies; ",
+                       " ms on ", proxies->size(), " proxies (all paused at ", paused_ms,
+                       " ms, streams drained at ", drained_ms, " ms, maps switched at ",
+                       switched_ms, " ms); ",
                        ec ? "could not replace " + o.common.config_path + ": " + ec.message()
                           : o.common.config_path + " now holds the new map (old one in .before-reshard)"));
   if (o.keep_old_rows) return 0;

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <ostream>
 #include <set>
 #include <string>
@@ -58,6 +59,9 @@ struct MovingTable {
   std::vector<std::string> sources;  // shards rows leave from
   std::vector<std::string> targets;  // shards rows may arrive at
   const routing::Router* new_router = nullptr;
+  // The old ownership as a PL/pgSQL function of the key as text, for statements the stream
+  // repeats (parsed once per connection instead of once per statement).
+  std::string old_owner_function;
   std::string QuotedName() const;  // "schema"."relname"
 };
 
@@ -92,6 +96,8 @@ struct State {
   std::map<std::string, int64_t> changes;       // source -> changes applied
   std::map<std::string, int64_t> last_commit_us;  // source -> commit time of the last applied
   std::map<std::string, std::string> facts;     // cutover figures and the like
+  // Guards the maps and Save() when sources catch up in parallel.
+  std::shared_ptr<std::mutex> mu = std::make_shared<std::mutex>();
 
   static absl::StatusOr<State> Load(const std::string& path);  // missing file: empty state
   absl::Status Save() const;
@@ -106,6 +112,22 @@ struct CatchUpResult {
   int64_t changes = 0;
   uint64_t position = 0;  // where the slot now stands
   bool reached = false;
+};
+// A source's stream kept open across calls (a new connection decodes again from the slot's
+// restart point, which can be seconds of WAL back).
+class Catcher {
+ public:
+  static absl::StatusOr<std::unique_ptr<Catcher>> Open(const Plan& plan, State& state,
+                                                       const std::string& shard);
+  ~Catcher();
+  // Applies changes until the stream has passed `until` (0: the source's flushed WAL now),
+  // or `deadline_ms` passed (result.reached false).
+  absl::StatusOr<CatchUpResult> Run(uint64_t until, int64_t deadline_ms);
+
+ private:
+  struct Impl;
+  explicit Catcher(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
 };
 absl::StatusOr<CatchUpResult> CatchUp(const Plan& plan, State& state, const std::string& shard,
                                       uint64_t until_lsn, int64_t deadline_ms);

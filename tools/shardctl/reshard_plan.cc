@@ -158,6 +158,11 @@ absl::StatusOr<Plan> BuildPlan(const std::string& old_path, const std::string& n
     ASSIGN_OR_RETURN(t.new_owner, rule.router->OwnerSql(Quote(rule.key), new_names));
     if (t.old_owner == t.new_owner) continue;  // same ownership: nothing moves
     t.new_router = rule.router;
+    ASSIGN_OR_RETURN(std::string old_by_text, old_rule->router->OwnerSql("k", old_names));
+    t.old_owner_function = absl::StrCat(
+        "CREATE OR REPLACE FUNCTION pg_temp.sg_old_owner_", plan.tables.size(),
+        "(k text) RETURNS text LANGUAGE plpgsql IMMUTABLE AS $sg$ BEGIN RETURN ", old_by_text,
+        "; END $sg$;\n");
     for (int s : old_rule->router->Shards()) t.sources.push_back(old_names[s]);
     for (int s : rule.router->Shards()) t.targets.push_back(new_names[s]);
     if (old_rule->router->type() == "modulo" && rule.router->type() == "modulo" &&

@@ -4,7 +4,12 @@
 // limited to rows that came from this source), applied in one transaction per target and
 // batch, and only then is the slot advanced. A crash between the two re-applies the batch,
 // which changes nothing.
+#include <poll.h>
+
 #include <chrono>
+#include <optional>
+#include <cstdio>
+#include <cstdlib>
 #include <thread>
 
 #include "absl/container/flat_hash_map.h"
@@ -23,6 +28,7 @@ constexpr int kBatchChanges = 5000;
 // What the stream says about a relation, and where its rows go.
 struct Relation {
   const MovingTable* table = nullptr;  // null: not moving (ignored)
+  size_t table_index = 0;              // in Plan::tables
   std::vector<PgoutputColumn> columns;
   std::vector<int> key_columns;  // replica identity
   int shard_key = -1;            // column index of the shard key
@@ -42,6 +48,8 @@ class Applier {
     batch_.clear();
     changes_ = 0;
   }
+  // Between a Begin and its Commit.
+  bool in_transaction() const { return in_txn_; }
 
  private:
   absl::StatusOr<std::vector<std::string>> TargetsOf(const Relation& rel,
@@ -56,6 +64,7 @@ class Applier {
   std::map<std::string, std::string> txn_;    // the open transaction's statements
   std::map<std::string, std::string> batch_;  // complete transactions
   int64_t txn_changes_ = 0, changes_ = 0;
+  bool in_txn_ = false;
   uint64_t last_end_ = 0;
   int64_t last_commit_us_ = 0;
 };
@@ -107,6 +116,13 @@ std::string Applier::Upsert(const Relation& rel, const PgoutputTuple& row) const
                       ";\n");
 }
 
+// Whether a key tuple (replica identity columns only) carries the shard key.
+bool HasShardKey(const Relation& rel, const PgoutputTuple& key) {
+  return rel.shard_key >= 0 && rel.columns[rel.shard_key].key &&
+         rel.shard_key < static_cast<int>(key.size()) &&
+         key[rel.shard_key].kind == PgoutputValue::Kind::kText;
+}
+
 std::string Applier::Delete(const Relation& rel, const PgoutputTuple& key) const {
   std::vector<std::string> conds;
   for (int k : rel.key_columns) {
@@ -114,8 +130,11 @@ std::string Applier::Delete(const Relation& rel, const PgoutputTuple& key) const
     conds.push_back(absl::StrCat(Ident(rel.columns[k].name), " = ", Literal(key[k])));
   }
   // Only a row this source's copy brought: a target may own another row with the same key.
-  if (!rel.table->reference) {
-    conds.push_back(absl::StrCat("(", rel.table->old_owner, ") = '", source_, "'"));
+  // When the key tuple holds the shard key, matching it is the same test (a key the old map
+  // gives this source); otherwise the old map decides, through the connection's function.
+  if (!rel.table->reference && !HasShardKey(rel, key)) {
+    conds.push_back(absl::StrCat("pg_temp.sg_old_owner_", rel.table_index, "(",
+                                 Ident(rel.table->key), "::text) = '", source_, "'"));
   }
   return absl::StrCat("DELETE FROM ", rel.table->QuotedName(), " WHERE ",
                       absl::StrJoin(conds, " AND "), ";\n");
@@ -130,10 +149,12 @@ absl::Status Applier::Message(const PgoutputMessage& m) {
   using T = PgoutputMessage::Type;
   switch (m.type) {
     case T::kBegin:
+      in_txn_ = true;
       txn_.clear();
       txn_changes_ = 0;
       return absl::OkStatus();
     case T::kCommit:
+      in_txn_ = false;
       for (auto& [target, sql] : txn_) batch_[target] += sql;
       txn_.clear();
       changes_ += txn_changes_;
@@ -144,6 +165,7 @@ absl::Status Applier::Message(const PgoutputMessage& m) {
     case T::kRelation: {
       Relation rel;
       rel.table = plan_.Find(m.schema, m.name);
+      if (rel.table) rel.table_index = static_cast<size_t>(rel.table - plan_.tables.data());
       rel.columns = m.columns;
       for (size_t i = 0; i < m.columns.size(); ++i) {
         if (m.columns[i].key) rel.key_columns.push_back(static_cast<int>(i));
@@ -172,15 +194,15 @@ absl::Status Applier::Message(const PgoutputMessage& m) {
       }
       const Relation& rel = it->second;
       if (rel.table == nullptr) return absl::OkStatus();
-      if (m.type == T::kDelete) {
-        // The old owner is not known from a key-only tuple: every target of this source.
-        Add(rel.table->reference ? rel.table->targets : rel.table->targets,
-            Delete(rel, *m.old_tuple));
-        return absl::OkStatus();
-      }
-      if (m.type == T::kUpdate && m.old_tuple) {
-        // The primary key changed: the old row goes wherever it was.
-        Add(rel.table->targets, Delete(rel, *m.old_tuple));
+      if (m.old_tuple) {
+        // A delete, or an update of the primary key (the old row goes). Without the shard key
+        // in the key tuple the new owner is unknown: every target of this source.
+        std::vector<std::string> from = rel.table->targets;
+        if (!rel.table->reference && HasShardKey(rel, *m.old_tuple)) {
+          ASSIGN_OR_RETURN(from, TargetsOf(rel, *m.old_tuple));
+        }
+        if (!from.empty()) Add(from, Delete(rel, *m.old_tuple));
+        if (m.type == T::kDelete) return absl::OkStatus();
       }
       ASSIGN_OR_RETURN(std::vector<std::string> targets, TargetsOf(rel, m.new_tuple));
       if (!targets.empty()) Add(targets, Upsert(rel, m.new_tuple));
@@ -192,8 +214,10 @@ absl::Status Applier::Message(const PgoutputMessage& m) {
         if (it == relations_.end() || it->second.table == nullptr) continue;
         const MovingTable& t = *it->second.table;
         Add(t.targets, t.reference ? absl::StrCat("DELETE FROM ", t.QuotedName(), ";\n")
-                                   : absl::StrCat("DELETE FROM ", t.QuotedName(), " WHERE (",
-                                                  t.old_owner, ") = '", source_, "';\n"));
+                                   : absl::StrCat("DELETE FROM ", t.QuotedName(),
+                                                  " WHERE pg_temp.sg_old_owner_",
+                                                  it->second.table_index, "(", Ident(t.key),
+                                                  "::text) = '", source_, "';\n"));
       }
       return absl::OkStatus();
     default:
@@ -201,75 +225,225 @@ absl::Status Applier::Message(const PgoutputMessage& m) {
   }
 }
 
+
+// The replication connection: START_REPLICATION of the slot, XLogData and keepalives in,
+// standby status updates (the position applied) out.
+class Stream {
+ public:
+  static absl::StatusOr<Stream> Start(PgConn::Params params, const std::string& slot,
+                                      const std::string& publication, uint64_t from) {
+    params["replication"] = "database";
+    ASSIGN_OR_RETURN(PgConn conn, PgConn::Connect(params));
+    PGresult* r = PQexec(conn.get(), absl::StrCat("START_REPLICATION SLOT ", slot, " LOGICAL ",
+                                                  FormatLsn(from),
+                                                  " (proto_version '1', publication_names '",
+                                                  publication, "')")
+                                          .c_str());
+    const bool ok = r != nullptr && PQresultStatus(r) == PGRES_COPY_BOTH;
+    PQclear(r);
+    if (!ok) {
+      return PgStatus("55000", absl::StrCat(conn.Describe(), ": START_REPLICATION failed: ",
+                                            PQerrorMessage(conn.get())));
+    }
+    return Stream(std::move(conn));
+  }
+
+  // The next message within `timeout_ms`: 'w' (payload = the pgoutput message, start = its
+  // WAL position) or 'k' (a keepalive: start = the server's sent position). nullopt: timeout.
+  struct Message {
+    char kind = 0;
+    uint64_t start = 0;
+    bool reply = false;
+    std::string payload;
+  };
+  absl::StatusOr<std::optional<Message>> Next(int timeout_ms) {
+    for (int round = 0; round < 2; ++round) {
+      char* buf = nullptr;
+      const int n = PQgetCopyData(conn_.get(), &buf, 1);
+      if (n > 0) {
+        std::string_view b(buf, static_cast<size_t>(n));
+        Message m;
+        m.kind = b[0];
+        if (m.kind == 'w' && b.size() >= 25) {
+          m.start = BigEndian(b.substr(1, 8));
+          m.payload = std::string(b.substr(25));
+        } else if (m.kind == 'k' && b.size() >= 18) {
+          m.start = BigEndian(b.substr(1, 8));
+          m.reply = b[17] != 0;
+        }
+        PQfreemem(buf);
+        return std::optional<Message>(std::move(m));
+      }
+      if (n < 0) {
+        return PgStatus("08006", absl::StrCat(conn_.Describe(), ": replication stream ended: ",
+                                              PQerrorMessage(conn_.get())));
+      }
+      if (round == 1) break;
+      pollfd pfd{PQsocket(conn_.get()), POLLIN, 0};
+      if (::poll(&pfd, 1, timeout_ms) <= 0) return std::optional<Message>();
+      if (PQconsumeInput(conn_.get()) == 0) {
+        return PgStatus("08006", absl::StrCat(conn_.Describe(), ": ", PQerrorMessage(conn_.get())));
+      }
+    }
+    return std::optional<Message>();
+  }
+
+  // Tells the server everything up to `applied` is applied (the slot may advance there).
+  absl::Status Status(uint64_t applied, bool reply) {
+    std::string m = "r";
+    for (int i = 0; i < 3; ++i) PutBigEndian(m, applied);
+    const int64_t now_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                               std::chrono::system_clock::now().time_since_epoch())
+                               .count() -
+                           946684800000000LL;
+    PutBigEndian(m, static_cast<uint64_t>(now_us));
+    m += reply ? '\1' : '\0';
+    if (PQputCopyData(conn_.get(), m.data(), static_cast<int>(m.size())) != 1 ||
+        PQflush(conn_.get()) != 0) {
+      return PgStatus("08006", absl::StrCat(conn_.Describe(), ": ", PQerrorMessage(conn_.get())));
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  explicit Stream(PgConn conn) : conn_(std::move(conn)) {}
+  static uint64_t BigEndian(std::string_view b) {
+    uint64_t v = 0;
+    for (char c : b) v = (v << 8) | static_cast<unsigned char>(c);
+    return v;
+  }
+  static void PutBigEndian(std::string& out, uint64_t v) {
+    for (int i = 7; i >= 0; --i) out += static_cast<char>((v >> (8 * i)) & 0xff);
+  }
+  PgConn conn_;
+};
+
 }  // namespace
+
+struct Catcher::Impl {
+  Impl(const Plan& p, State& s, std::string sh) : plan(p), state(s), shard(std::move(sh)) {}
+  const Plan& plan;
+  State& state;
+  std::string shard;
+  std::optional<PgConn> source;
+  std::optional<Stream> stream;
+  std::map<std::string, PgConn> targets;
+  std::unique_ptr<Applier> applier;
+  uint64_t applied = 0;     // everything before this is applied and confirmed
+  uint64_t sent = 0;        // the server's sent position (keepalives)
+  int64_t batches = 0;
+
+  absl::Status Apply();
+};
+
+absl::Status Catcher::Impl::Apply() {
+  for (auto& [target, sql] : applier->batch()) {
+    auto conn = targets.find(target);
+    if (conn == targets.end()) {
+      ASSIGN_OR_RETURN(PgConn::Params tp, plan.ShardParams(target));
+      ASSIGN_OR_RETURN(PgConn c, PgConn::Connect(tp));
+      std::string functions;
+      for (const MovingTable& t : plan.tables) functions += t.old_owner_function;
+      if (!functions.empty()) RETURN_IF_ERROR(c.Exec(functions).status());
+      conn = targets.emplace(target, std::move(c)).first;
+    }
+    RETURN_IF_ERROR(conn->second.Exec("BEGIN;\n" + sql + "COMMIT;").status());
+  }
+  ++batches;
+  if (applier->changes() > 0) MaybeFault("apply_batches", batches);
+  applied = std::max(applied, applier->last_end());
+  RETURN_IF_ERROR(stream->Status(applied, false));
+  std::lock_guard lock(*state.mu);
+  state.applied_lsn[shard] = applied;
+  state.changes[shard] += applier->changes();
+  if (applier->last_commit_us() != 0) state.last_commit_us[shard] = applier->last_commit_us();
+  applier->Clear();
+  return state.Save();
+}
+
+Catcher::Catcher(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Catcher::~Catcher() = default;
+
+absl::StatusOr<std::unique_ptr<Catcher>> Catcher::Open(const Plan& plan, State& state,
+                                                       const std::string& shard) {
+  auto impl = std::make_unique<Impl>(plan, state, shard);
+  ASSIGN_OR_RETURN(PgConn::Params params, plan.ShardParams(shard));
+  ASSIGN_OR_RETURN(PgConn source, PgConn::Connect(params));
+  const std::string slot = state.SlotFor(shard);
+  ASSIGN_OR_RETURN(PgResult confirmed,
+                   source.ExecParams("SELECT confirmed_flush_lsn FROM pg_replication_slots "
+                                     "WHERE slot_name = $1",
+                                     {slot}));
+  if (confirmed.rows() == 0) {
+    return PgStatus("55000", absl::StrCat("the replication slot ", slot, " on ", shard,
+                                          " is gone"),
+                    "Run shardctl reshard abort, then start again.");
+  }
+  impl->applied = ParseLsn(confirmed.get(0, 0));
+  impl->source.emplace(std::move(source));
+  ASSIGN_OR_RETURN(Stream stream, Stream::Start(params, slot, state.Publication(), impl->applied));
+  impl->stream.emplace(std::move(stream));
+  impl->applier = std::make_unique<Applier>(plan, shard);
+  return std::unique_ptr<Catcher>(new Catcher(std::move(impl)));
+}
+
+absl::StatusOr<CatchUpResult> Catcher::Run(uint64_t until, int64_t deadline_ms) {
+  Impl& c = *impl_;
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(deadline_ms);
+  if (until == 0) {
+    ASSIGN_OR_RETURN(std::string now, c.source->Value("SELECT pg_current_wal_flush_lsn()"));
+    until = ParseLsn(now);
+  }
+  CatchUpResult result;
+  const int64_t before = c.state.changes[c.shard];
+  bool asked = false;  // a keepalive was requested and has not come yet
+  for (;;) {
+    ASSIGN_OR_RETURN(std::optional<Stream::Message> m, c.stream->Next(5));
+    if (m && m->kind == 'w') {
+      ASSIGN_OR_RETURN(PgoutputMessage decoded, DecodePgoutput(m->payload));
+      RETURN_IF_ERROR(c.applier->Message(decoded));
+      if (decoded.type == PgoutputMessage::Type::kCommit &&
+          c.applier->changes() >= kBatchChanges) {
+        RETURN_IF_ERROR(c.Apply());
+      }
+    } else if (m && m->kind == 'k') {
+      c.sent = std::max(c.sent, m->start);
+      asked = false;
+      if (m->reply) RETURN_IF_ERROR(c.stream->Status(c.applied, false));
+    } else if (!m) {
+      // Idle: apply what is complete, then ask where the server stands.
+      if (c.applier->changes() > 0 || !c.applier->batch().empty()) RETURN_IF_ERROR(c.Apply());
+      if (!asked) {
+        RETURN_IF_ERROR(c.stream->Status(c.applied, true));
+        asked = true;
+      }
+    }
+    // Everything before the server's sent position has arrived; when nothing of it is left
+    // unapplied, the slot may stand there too.
+    if (c.sent >= until && !c.applier->in_transaction()) {
+      if (c.applier->changes() > 0 || !c.applier->batch().empty()) RETURN_IF_ERROR(c.Apply());
+      if (c.sent > c.applied) {
+        c.applied = c.sent;
+        RETURN_IF_ERROR(c.stream->Status(c.applied, false));
+        std::lock_guard lock(*c.state.mu);
+        c.state.applied_lsn[c.shard] = c.applied;
+        RETURN_IF_ERROR(c.state.Save());
+      }
+      result.reached = true;
+      break;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) break;
+  }
+  result.position = c.applied;
+  result.changes = c.state.changes[c.shard] - before;
+  return result;
+}
 
 absl::StatusOr<CatchUpResult> CatchUp(const Plan& plan, State& state, const std::string& shard,
                                       uint64_t until_lsn, int64_t deadline_ms) {
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::milliseconds(deadline_ms);
-  ASSIGN_OR_RETURN(PgConn::Params params, plan.ShardParams(shard));
-  ASSIGN_OR_RETURN(PgConn source, PgConn::Connect(params));
-  std::map<std::string, PgConn> targets;
-  const std::string slot = state.SlotFor(shard);
-  Applier applier(plan, shard);
-  CatchUpResult result;
-  int64_t batches = 0;
-  for (;;) {
-    ASSIGN_OR_RETURN(std::string flushed, source.Value("SELECT pg_current_wal_flush_lsn()"));
-    ASSIGN_OR_RETURN(PgResult confirmed,
-                     source.ExecParams("SELECT confirmed_flush_lsn FROM pg_replication_slots "
-                                       "WHERE slot_name = $1",
-                                       {slot}));
-    if (confirmed.rows() == 0) {
-      return PgStatus("55000", absl::StrCat("the replication slot ", slot, " on ", shard,
-                                            " is gone"),
-                      "Run shardctl reshard abort, then start again.");
-    }
-    const uint64_t at = ParseLsn(confirmed.get(0, 0));
-    ASSIGN_OR_RETURN(PgResult rows,
-                     source.ExecParams("SELECT data FROM pg_logical_slot_peek_binary_changes("
-                                       "$1, NULL, $2, 'proto_version', '1', "
-                                       "'publication_names', $3)",
-                                       {slot, std::to_string(kBatchChanges),
-                                        state.Publication()},
-                                       /*binary=*/true));
-    applier.Clear();
-    for (int i = 0; i < rows.rows(); ++i) {
-      ASSIGN_OR_RETURN(PgoutputMessage m, DecodePgoutput(rows.view(i, 0)));
-      RETURN_IF_ERROR(applier.Message(m));
-    }
-    for (auto& [target, sql] : applier.batch()) {
-      auto conn = targets.find(target);
-      if (conn == targets.end()) {
-        ASSIGN_OR_RETURN(PgConn::Params tp, plan.ShardParams(target));
-        ASSIGN_OR_RETURN(PgConn c, PgConn::Connect(tp));
-        conn = targets.emplace(target, std::move(c)).first;
-      }
-      RETURN_IF_ERROR(conn->second.Exec("BEGIN;\n" + sql + "COMMIT;").status());
-    }
-    ++batches;
-    if (applier.changes() > 0) MaybeFault("apply_batches", batches);
-    const bool exhausted = rows.rows() < kBatchChanges;
-    uint64_t to = applier.last_end();
-    if (exhausted) to = std::max(to, ParseLsn(flushed));
-    if (to > at) {
-      RETURN_IF_ERROR(source.ExecParams("SELECT pg_replication_slot_advance($1, $2::pg_lsn)",
-                                        {slot, FormatLsn(to)})
-                          .status());
-    }
-    result.position = std::max(to, at);
-    result.changes += applier.changes();
-    state.applied_lsn[shard] = result.position;
-    state.changes[shard] += applier.changes();
-    if (applier.last_commit_us() != 0) state.last_commit_us[shard] = applier.last_commit_us();
-    RETURN_IF_ERROR(state.Save());
-    if (exhausted && result.position >= until_lsn) {
-      result.reached = true;
-      return result;
-    }
-    if (std::chrono::steady_clock::now() >= deadline) return result;
-    if (exhausted) std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
+  ASSIGN_OR_RETURN(std::unique_ptr<Catcher> catcher, Catcher::Open(plan, state, shard));
+  return catcher->Run(until_lsn, deadline_ms);
 }
 
 }  // namespace shardgate::tools::reshard
