@@ -130,9 +130,14 @@ absl::StatusOr<PgoutputMessage> DecodePgoutput(std::string_view bytes) {
       for (int i = 0; i < n && r.ok(); ++i) m.relations.push_back(static_cast<uint32_t>(r.Int(4)));
       break;
     }
+    case PgoutputMessage::Type::kMessage:
+      r.Int(1);  // flags (transactional)
+      m.lsn = r.Int(8);
+      m.prefix = r.CString();
+      m.content = r.Bytes(static_cast<size_t>(r.Int(4)));
+      break;
     case PgoutputMessage::Type::kType:
     case PgoutputMessage::Type::kOrigin:
-    case PgoutputMessage::Type::kMessage:
       return m;  // nothing shardctl applies
     default:
       return PgStatus("08P01", std::string("pgoutput: unknown message type '") +

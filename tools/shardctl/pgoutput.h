@@ -47,6 +47,8 @@ struct PgoutputMessage {
   std::optional<PgoutputTuple> old_tuple;
   // Truncate: the relations.
   std::vector<uint32_t> relations;
+  // Message (pg_logical_emit_message, with the 'messages' option): prefix and content.
+  std::string prefix, content;
 };
 
 absl::StatusOr<PgoutputMessage> DecodePgoutput(std::string_view bytes);

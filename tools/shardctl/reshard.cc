@@ -494,7 +494,7 @@ absl::Status CatchUpAll(const Plan& plan, State& state, double follow_seconds, R
                                         static_cast<int64_t>(follow_seconds * 1000));
   do {
     RETURN_IF_ERROR(ForEachSource(plan, [&](const std::string& s) -> absl::Status {
-      ASSIGN_OR_RETURN(reshard::CatchUpResult res, catchers[s]->Run(0, 600000));
+      ASSIGN_OR_RETURN(reshard::CatchUpResult res, catchers[s]->Run(600000));
       r.Event("caught_up",
               {{"shard", JsonString(s)}, {"changes", Num(res.changes)},
                {"position", JsonString(reshard::FormatLsn(res.position))}},
@@ -729,7 +729,7 @@ int CutoverStep(const ReshardOptions& o, Report& r) {
   for (int pass = 0; pass < 2; ++pass) {
     absl::Status st = ForEachSource(plan, [&](const std::string& s) -> absl::Status {
       ASSIGN_OR_RETURN(reshard::CatchUpResult res,
-                       (*catchers)[s]->Run(0, static_cast<int64_t>(o.timeout_seconds * 1000)));
+                       (*catchers)[s]->Run(static_cast<int64_t>(o.timeout_seconds * 1000)));
       if (!res.reached) {
         return PgStatus("57014", absl::StrCat("the stream from ", s, " did not catch up within ",
                                               o.timeout_seconds, " s"),
@@ -760,16 +760,11 @@ int CutoverStep(const ReshardOptions& o, Report& r) {
     drained.push_back(res->get(0, 2));
   }
   const int64_t paused_ms = MsSince(t0);
-  // 3. Drain every source's stream to its WAL position now (a synchronous commit flushes all
-  //    that the old map accepted), all sources at once.
+  // 3. Drain every source's stream past a marker committed now: after it come only
+  //    transactions the old map did not accept. All sources at once.
   absl::Status drain = ForEachSource(plan, [&](const std::string& s) -> absl::Status {
-    ASSIGN_OR_RETURN(PgConn conn, ConnectShard(plan, s));
-    ASSIGN_OR_RETURN(std::string until,
-                     conn.Value("BEGIN; SET LOCAL synchronous_commit = on; SELECT "
-                                "txid_current(); COMMIT; SELECT pg_current_wal_flush_lsn()"));
     const int64_t left = std::max<int64_t>(1, pause_max - MsSince(t0) - 200);
-    ASSIGN_OR_RETURN(reshard::CatchUpResult res,
-                     (*catchers)[s]->Run(reshard::ParseLsn(until), left));
+    ASSIGN_OR_RETURN(reshard::CatchUpResult res, (*catchers)[s]->Run(left));
     if (!res.reached) {
       return PgStatus("57014", absl::StrCat("the stream from ", s,
                                             " did not drain within the pause (", pause_max,

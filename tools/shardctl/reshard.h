@@ -106,13 +106,13 @@ struct State {
   std::string SlotFor(const std::string& shard) const;
 };
 
-// Catches source `shard` up: applies its slot's changes to the new owners. Until the slot is
-// exhausted (until_lsn 0) or has passed until_lsn; bounded by `deadline_ms` from now.
+// What a catch-up did.
 struct CatchUpResult {
   int64_t changes = 0;
   uint64_t position = 0;  // where the slot now stands
   bool reached = false;
 };
+
 // A source's stream kept open across calls (a new connection decodes again from the slot's
 // restart point, which can be seconds of WAL back).
 class Catcher {
@@ -120,17 +120,16 @@ class Catcher {
   static absl::StatusOr<std::unique_ptr<Catcher>> Open(const Plan& plan, State& state,
                                                        const std::string& shard);
   ~Catcher();
-  // Applies changes until the stream has passed `until` (0: the source's flushed WAL now),
-  // or `deadline_ms` passed (result.reached false).
-  absl::StatusOr<CatchUpResult> Run(uint64_t until, int64_t deadline_ms);
+  // Commits a marker on the source and applies the stream until the marker comes out of it
+  // (everything committed before is then applied), or `deadline_ms` passed (reached false).
+  absl::StatusOr<CatchUpResult> Run(int64_t deadline_ms);
 
  private:
   struct Impl;
   explicit Catcher(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
-absl::StatusOr<CatchUpResult> CatchUp(const Plan& plan, State& state, const std::string& shard,
-                                      uint64_t until_lsn, int64_t deadline_ms);
+
 
 uint64_t ParseLsn(std::string_view text);  // "16/B374D848" -> 0x16B374D848
 std::string FormatLsn(uint64_t lsn);

@@ -50,6 +50,12 @@ class Applier {
   }
   // Between a Begin and its Commit.
   bool in_transaction() const { return in_txn_; }
+  // Set when the transaction carrying logical message `marker` has committed.
+  void Expect(std::string marker) {
+    marker_ = std::move(marker);
+    marker_in_txn_ = marker_committed_ = false;
+  }
+  bool marker_committed() const { return marker_committed_; }
 
  private:
   absl::StatusOr<std::vector<std::string>> TargetsOf(const Relation& rel,
@@ -65,6 +71,8 @@ class Applier {
   std::map<std::string, std::string> batch_;  // complete transactions
   int64_t txn_changes_ = 0, changes_ = 0;
   bool in_txn_ = false;
+  std::string marker_;
+  bool marker_in_txn_ = false, marker_committed_ = false;
   uint64_t last_end_ = 0;
   int64_t last_commit_us_ = 0;
 };
@@ -155,6 +163,8 @@ absl::Status Applier::Message(const PgoutputMessage& m) {
       return absl::OkStatus();
     case T::kCommit:
       in_txn_ = false;
+      if (marker_in_txn_) marker_committed_ = true;
+      marker_in_txn_ = false;
       for (auto& [target, sql] : txn_) batch_[target] += sql;
       txn_.clear();
       changes_ += txn_changes_;
@@ -208,6 +218,11 @@ absl::Status Applier::Message(const PgoutputMessage& m) {
       if (!targets.empty()) Add(targets, Upsert(rel, m.new_tuple));
       return absl::OkStatus();
     }
+    case T::kMessage:
+      if (m.prefix == "shardgate" && !marker_.empty() && m.content == marker_) {
+        marker_in_txn_ = true;
+      }
+      return absl::OkStatus();
     case T::kTruncate:
       for (uint32_t oid : m.relations) {
         auto it = relations_.find(oid);
@@ -236,8 +251,8 @@ class Stream {
     ASSIGN_OR_RETURN(PgConn conn, PgConn::Connect(params));
     PGresult* r = PQexec(conn.get(), absl::StrCat("START_REPLICATION SLOT ", slot, " LOGICAL ",
                                                   FormatLsn(from),
-                                                  " (proto_version '1', publication_names '",
-                                                  publication, "')")
+                                                  " (proto_version '1', messages 'true', "
+                                                  "publication_names '", publication, "')")
                                           .c_str());
     const bool ok = r != nullptr && PQresultStatus(r) == PGRES_COPY_BOTH;
     PQclear(r);
@@ -330,13 +345,14 @@ struct Catcher::Impl {
   std::map<std::string, PgConn> targets;
   std::unique_ptr<Applier> applier;
   uint64_t applied = 0;     // everything before this is applied and confirmed
-  uint64_t sent = 0;        // the server's sent position (keepalives)
   int64_t batches = 0;
+  int64_t markers = 0;
 
   absl::Status Apply();
 };
 
 absl::Status Catcher::Impl::Apply() {
+  const auto t0 = std::chrono::steady_clock::now();
   for (auto& [target, sql] : applier->batch()) {
     auto conn = targets.find(target);
     if (conn == targets.end()) {
@@ -357,6 +373,12 @@ absl::Status Catcher::Impl::Apply() {
   state.applied_lsn[shard] = applied;
   state.changes[shard] += applier->changes();
   if (applier->last_commit_us() != 0) state.last_commit_us[shard] = applier->last_commit_us();
+  if (std::getenv("SHARDCTL_DEBUG")) {
+    std::fprintf(stderr, "%s: applied %lld changes in %lld us\n", shard.c_str(),
+                 (long long)applier->changes(),
+                 (long long)std::chrono::duration_cast<std::chrono::microseconds>(
+                     std::chrono::steady_clock::now() - t0).count());
+  }
   applier->Clear();
   return state.Save();
 }
@@ -387,49 +409,37 @@ absl::StatusOr<std::unique_ptr<Catcher>> Catcher::Open(const Plan& plan, State& 
   return std::unique_ptr<Catcher>(new Catcher(std::move(impl)));
 }
 
-absl::StatusOr<CatchUpResult> Catcher::Run(uint64_t until, int64_t deadline_ms) {
+absl::StatusOr<CatchUpResult> Catcher::Run(int64_t deadline_ms) {
   Impl& c = *impl_;
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::milliseconds(deadline_ms);
-  if (until == 0) {
-    ASSIGN_OR_RETURN(std::string now, c.source->Value("SELECT pg_current_wal_flush_lsn()"));
-    until = ParseLsn(now);
-  }
+  const auto start = std::chrono::steady_clock::now();
+  const auto deadline = start + std::chrono::milliseconds(deadline_ms);
+  // A marker committed now (flushed at once): once its transaction comes out of the stream,
+  // every transaction the source committed before it has come too, in commit order.
+  const std::string marker = absl::StrCat(c.state.id, "/", c.shard, "/", ++c.markers);
+  c.applier->Expect(marker);
+  RETURN_IF_ERROR(c.source
+                      ->Exec(absl::StrCat("BEGIN; SET LOCAL synchronous_commit = on; SELECT "
+                                          "pg_logical_emit_message(true, 'shardgate', ",
+                                          c.source->Literal(marker), "); COMMIT"))
+                      .status());
   CatchUpResult result;
   const int64_t before = c.state.changes[c.shard];
-  bool asked = false;  // a keepalive was requested and has not come yet
   for (;;) {
     ASSIGN_OR_RETURN(std::optional<Stream::Message> m, c.stream->Next(5));
     if (m && m->kind == 'w') {
       ASSIGN_OR_RETURN(PgoutputMessage decoded, DecodePgoutput(m->payload));
       RETURN_IF_ERROR(c.applier->Message(decoded));
       if (decoded.type == PgoutputMessage::Type::kCommit &&
-          c.applier->changes() >= kBatchChanges) {
+          (c.applier->changes() >= kBatchChanges || c.applier->marker_committed())) {
         RETURN_IF_ERROR(c.Apply());
       }
     } else if (m && m->kind == 'k') {
-      c.sent = std::max(c.sent, m->start);
-      asked = false;
       if (m->reply) RETURN_IF_ERROR(c.stream->Status(c.applied, false));
-    } else if (!m) {
-      // Idle: apply what is complete, then ask where the server stands.
-      if (c.applier->changes() > 0 || !c.applier->batch().empty()) RETURN_IF_ERROR(c.Apply());
-      if (!asked) {
-        RETURN_IF_ERROR(c.stream->Status(c.applied, true));
-        asked = true;
-      }
+    } else if (!m && !c.applier->in_transaction() &&
+               (c.applier->changes() > 0 || !c.applier->batch().empty())) {
+      RETURN_IF_ERROR(c.Apply());  // idle: apply what is complete
     }
-    // Everything before the server's sent position has arrived; when nothing of it is left
-    // unapplied, the slot may stand there too.
-    if (c.sent >= until && !c.applier->in_transaction()) {
-      if (c.applier->changes() > 0 || !c.applier->batch().empty()) RETURN_IF_ERROR(c.Apply());
-      if (c.sent > c.applied) {
-        c.applied = c.sent;
-        RETURN_IF_ERROR(c.stream->Status(c.applied, false));
-        std::lock_guard lock(*c.state.mu);
-        c.state.applied_lsn[c.shard] = c.applied;
-        RETURN_IF_ERROR(c.state.Save());
-      }
+    if (c.applier->marker_committed()) {
       result.reached = true;
       break;
     }
@@ -437,13 +447,12 @@ absl::StatusOr<CatchUpResult> Catcher::Run(uint64_t until, int64_t deadline_ms) 
   }
   result.position = c.applied;
   result.changes = c.state.changes[c.shard] - before;
+  if (std::getenv("SHARDCTL_DEBUG")) {
+    std::fprintf(stderr, "%s: run took %lld ms, reached %d\n", c.shard.c_str(),
+                 (long long)std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::chrono::steady_clock::now() - start).count(), result.reached);
+  }
   return result;
-}
-
-absl::StatusOr<CatchUpResult> CatchUp(const Plan& plan, State& state, const std::string& shard,
-                                      uint64_t until_lsn, int64_t deadline_ms) {
-  ASSIGN_OR_RETURN(std::unique_ptr<Catcher> catcher, Catcher::Open(plan, state, shard));
-  return catcher->Run(until_lsn, deadline_ms);
 }
 
 }  // namespace shardgate::tools::reshard
