@@ -11,6 +11,7 @@ class Reader {
   explicit Reader(std::string_view b) : b_(b) {}
   bool ok() const { return ok_; }
   bool done() const { return pos_ >= b_.size(); }
+  void Fail() { ok_ = false; }
   uint64_t Int(int bytes) {
     if (!Need(static_cast<size_t>(bytes))) return 0;
     uint64_t v = 0;
@@ -60,7 +61,7 @@ PgoutputTuple ReadTuple(Reader& r) {
     } else if (kind == 'u') {
       v.kind = PgoutputValue::Kind::kUnchanged;
     } else if (kind != 'n') {
-      r.Int(1 << 20);  // unknown kind: mark malformed
+      r.Fail();  // unknown kind
     }
     tuple.push_back(std::move(v));
   }
@@ -125,9 +126,12 @@ absl::StatusOr<PgoutputMessage> DecodePgoutput(std::string_view bytes) {
       break;
     }
     case PgoutputMessage::Type::kTruncate: {
-      const int n = static_cast<int>(r.Int(4));
+      // Unsigned: a count with the top bit set is malformed, not "no relations".
+      const uint64_t n = r.Int(4);
       r.Int(1);  // options (CASCADE, RESTART IDENTITY)
-      for (int i = 0; i < n && r.ok(); ++i) m.relations.push_back(static_cast<uint32_t>(r.Int(4)));
+      for (uint64_t i = 0; i < n && r.ok(); ++i) {
+        m.relations.push_back(static_cast<uint32_t>(r.Int(4)));
+      }
       break;
     }
     case PgoutputMessage::Type::kMessage:

@@ -110,12 +110,15 @@ struct Context {
   State state;
 };
 
-absl::StatusOr<Context> Open(const ReshardOptions& o, bool need_state) {
+// `need_state`: a reshard must have been started; `finished_ok`: one that ended (done or
+// aborted) is still read (status, verify).
+absl::StatusOr<Context> Open(const ReshardOptions& o, bool need_state, bool finished_ok = false) {
   ASSIGN_OR_RETURN(std::shared_ptr<const conf::Config> config,
                    conf::LoadFile(o.common.config_path));
   Context c;
   ASSIGN_OR_RETURN(c.state, State::Load(StatePath(o, *config)));
-  const bool live = c.state.Exists() && c.state.phase != "done" && c.state.phase != "aborted";
+  const bool live = c.state.Exists() &&
+                    (finished_ok || (c.state.phase != "done" && c.state.phase != "aborted"));
   std::string to = o.to;
   if (live) {
     if (!to.empty() && std::filesystem::absolute(to).string() != c.state.to) {
@@ -132,7 +135,11 @@ absl::StatusOr<Context> Open(const ReshardOptions& o, bool need_state) {
                     "Run shardctl reshard start --to NEW.yaml first.");
   }
   if (to.empty()) return PgStatus("42601", "--to NEW.yaml is required");
-  ASSIGN_OR_RETURN(c.plan, reshard::BuildPlan(o.common.config_path, to, o.common.database));
+  // After a cutover the config file holds the new map; the old one was kept beside it.
+  const auto old_map = c.state.facts.find("old_map");
+  const std::string old_path = live && old_map != c.state.facts.end() ? old_map->second
+                                                                      : o.common.config_path;
+  ASSIGN_OR_RETURN(c.plan, reshard::BuildPlan(old_path, to, o.common.database));
   if (!live) {
     c.state = State{};
     c.state.path = StatePath(o, *config);
@@ -557,7 +564,7 @@ int StartStep(const ReshardOptions& o, Report& r) {
 // ---- status and verify
 
 int StatusStep(const ReshardOptions& o, Report& r) {
-  auto c = Open(o, true);
+  auto c = Open(o, true, true);
   if (!c.ok()) return r.Fail(c.status());
   const Plan& plan = c->plan;
   State& state = c->state;
@@ -615,7 +622,7 @@ absl::StatusOr<std::pair<int64_t, std::string>> Digest(PgConn& conn, const Movin
 }
 
 int VerifyStep(const ReshardOptions& o, Report& r) {
-  auto c = Open(o, true);
+  auto c = Open(o, true, true);
   if (!c.ok()) return r.Fail(c.status());
   const Plan& plan = c->plan;
   const State& state = c->state;
@@ -804,9 +811,13 @@ int CutoverStep(const ReshardOptions& o, Report& r) {
   // The running config file becomes the new map (the old one kept beside it), so that a
   // reload or restart of a proxy on this host keeps the new map.
   std::error_code ec;
-  std::filesystem::copy_file(o.common.config_path, o.common.config_path + ".before-reshard",
+  const std::string backup = o.common.config_path + ".before-reshard";
+  std::filesystem::copy_file(o.common.config_path, backup,
                              std::filesystem::copy_options::overwrite_existing, ec);
   if (!ec) {
+    // From here on the old map is read from the backup (cleanup, verify).
+    state.facts["old_map"] = std::filesystem::absolute(backup).string();
+    (void)state.Save();
     std::filesystem::copy_file(state.to, o.common.config_path + ".tmp",
                                std::filesystem::copy_options::overwrite_existing, ec);
   }
@@ -823,6 +834,7 @@ int CutoverStep(const ReshardOptions& o, Report& r) {
                        switched_ms, " ms); ",
                        ec ? "could not replace " + o.common.config_path + ": " + ec.message()
                           : o.common.config_path + " now holds the new map (old one in .before-reshard)"));
+  catchers->clear();  // the streams let go of the slots
   if (o.keep_old_rows) return 0;
   if (absl::Status st = Cleanup(plan, state, r); !st.ok()) return r.Fail(st);
   return 0;
@@ -836,10 +848,16 @@ absl::Status DropReplication(const Plan& plan, const State& state) {
   for (const auto& s : plan.Targets()) servers.insert(s);
   for (const auto& s : servers) {
     ASSIGN_OR_RETURN(PgConn conn, ConnectShard(plan, s));
-    RETURN_IF_ERROR(conn.ExecParams("SELECT pg_drop_replication_slot(slot_name) FROM "
-                                    "pg_replication_slots WHERE slot_name = $1",
-                                    {state.SlotFor(s)})
-                        .status());
+    // A stream that just closed may hold the slot a moment longer (its walsender exits).
+    for (int attempt = 0;; ++attempt) {
+      absl::Status dropped = conn.ExecParams("SELECT pg_drop_replication_slot(slot_name) FROM "
+                                             "pg_replication_slots WHERE slot_name = $1",
+                                             {state.SlotFor(s)})
+                                 .status();
+      if (dropped.ok()) break;
+      if (SqlState(dropped) != "55006" || attempt >= 100) return dropped;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
     RETURN_IF_ERROR(conn.Exec("DROP PUBLICATION IF EXISTS " + state.Publication()).status());
     RETURN_IF_ERROR(DropGuard(conn));
   }

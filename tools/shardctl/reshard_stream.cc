@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <optional>
+#include <set>
 #include <cstdio>
 #include <cstdlib>
 #include <thread>
@@ -34,18 +35,37 @@ struct Relation {
   int shard_key = -1;            // column index of the shard key
 };
 
+// The last change the batch makes to one row (by primary key) at one target.
+struct RowOp {
+  bool remove = false;
+  PgoutputTuple tuple;  // the new row, or the old key
+  uint64_t seq = 0;     // order of the change in the stream
+};
+
+// The changes of one relation (as described by one Relation message) at one target.
+struct RelationBatch {
+  Relation rel;
+  std::map<std::string, RowOp> rows;  // primary key (as literals) -> last change
+};
+
+// Turns decoded pgoutput messages into idempotent statements per target shard. Changes are
+// compacted per row while a batch lasts (only a row's last change matters when every change
+// is a whole-row upsert or a delete), so that a batch is a few multi-row statements.
 class Applier {
  public:
   Applier(const Plan& plan, const std::string& source) : plan_(plan), source_(source) {}
 
   absl::Status Message(const PgoutputMessage& m);
-  // Statements per target shard for the complete transactions seen so far.
-  std::map<std::string, std::string>& batch() { return batch_; }
+  // Statements per target shard for the batch (complete transactions only: the stream sends
+  // a transaction whole at its commit, and statements are only taken between transactions).
+  std::map<std::string, std::string> Statements() const;
+  bool empty() const { return batch_.empty() && truncates_.empty(); }
   int64_t changes() const { return changes_; }
   uint64_t last_end() const { return last_end_; }
   int64_t last_commit_us() const { return last_commit_us_; }
   void Clear() {
     batch_.clear();
+    truncates_.clear();
     changes_ = 0;
   }
   // Between a Begin and its Commit.
@@ -60,16 +80,21 @@ class Applier {
  private:
   absl::StatusOr<std::vector<std::string>> TargetsOf(const Relation& rel,
                                                      const PgoutputTuple& tuple) const;
-  std::string Upsert(const Relation& rel, const PgoutputTuple& row) const;
-  std::string Delete(const Relation& rel, const PgoutputTuple& key) const;
-  void Add(const std::vector<std::string>& targets, const std::string& sql);
+  std::string DeleteSql(const RelationBatch& b, const std::vector<const RowOp*>& rows) const;
+  std::string UpsertSql(const RelationBatch& b, const std::vector<const RowOp*>& rows) const;
+  void Add(const std::vector<std::string>& targets, uint32_t relation, bool remove,
+           const PgoutputTuple& tuple);
+  std::string KeyOf(const Relation& rel, const PgoutputTuple& tuple) const;
 
   const Plan& plan_;
   std::string source_;
   absl::flat_hash_map<uint32_t, Relation> relations_;
-  std::map<std::string, std::string> txn_;    // the open transaction's statements
-  std::map<std::string, std::string> batch_;  // complete transactions
-  int64_t txn_changes_ = 0, changes_ = 0;
+  absl::flat_hash_map<uint32_t, uint64_t> generation_;  // bumped by each Relation message
+  // target -> (relation oid, generation) -> its changes
+  std::map<std::string, std::map<std::pair<uint32_t, uint64_t>, RelationBatch>> batch_;
+  std::map<std::string, std::set<size_t>> truncates_;  // target -> tables emptied first
+  uint64_t seq_ = 0;
+  int64_t changes_ = 0;
   bool in_txn_ = false;
   std::string marker_;
   bool marker_in_txn_ = false, marker_committed_ = false;
@@ -107,23 +132,6 @@ absl::StatusOr<std::vector<std::string>> Applier::TargetsOf(const Relation& rel,
   return std::vector<std::string>{owner};
 }
 
-std::string Applier::Upsert(const Relation& rel, const PgoutputTuple& row) const {
-  std::vector<std::string> cols, values, sets, keys;
-  for (size_t i = 0; i < rel.columns.size() && i < row.size(); ++i) {
-    if (row[i].kind == PgoutputValue::Kind::kUnchanged) continue;  // TOAST value not resent
-    const std::string c = Ident(rel.columns[i].name);
-    cols.push_back(c);
-    values.push_back(Literal(row[i]));
-    if (!rel.columns[i].key) sets.push_back(absl::StrCat(c, " = EXCLUDED.", c));
-  }
-  for (int k : rel.key_columns) keys.push_back(Ident(rel.columns[k].name));
-  return absl::StrCat("INSERT INTO ", rel.table->QuotedName(), " (", absl::StrJoin(cols, ", "),
-                      ") VALUES (", absl::StrJoin(values, ", "), ") ON CONFLICT (",
-                      absl::StrJoin(keys, ", "), ") DO ",
-                      sets.empty() ? "NOTHING" : "UPDATE SET " + absl::StrJoin(sets, ", "),
-                      ";\n");
-}
-
 // Whether a key tuple (replica identity columns only) carries the shard key.
 bool HasShardKey(const Relation& rel, const PgoutputTuple& key) {
   return rel.shard_key >= 0 && rel.columns[rel.shard_key].key &&
@@ -131,26 +139,123 @@ bool HasShardKey(const Relation& rel, const PgoutputTuple& key) {
          key[rel.shard_key].kind == PgoutputValue::Kind::kText;
 }
 
-std::string Applier::Delete(const Relation& rel, const PgoutputTuple& key) const {
-  std::vector<std::string> conds;
+std::string Applier::KeyOf(const Relation& rel, const PgoutputTuple& tuple) const {
+  std::string key;
   for (int k : rel.key_columns) {
-    if (k >= static_cast<int>(key.size())) continue;
-    conds.push_back(absl::StrCat(Ident(rel.columns[k].name), " = ", Literal(key[k])));
+    absl::StrAppend(&key, k < static_cast<int>(tuple.size()) ? Literal(tuple[k]) : "NULL", ",");
   }
-  // Only a row this source's copy brought: a target may own another row with the same key.
-  // When the key tuple holds the shard key, matching it is the same test (a key the old map
-  // gives this source); otherwise the old map decides, through the connection's function.
-  if (!rel.table->reference && !HasShardKey(rel, key)) {
-    conds.push_back(absl::StrCat("pg_temp.sg_old_owner_", rel.table_index, "(",
-                                 Ident(rel.table->key), "::text) = '", source_, "'"));
-  }
-  return absl::StrCat("DELETE FROM ", rel.table->QuotedName(), " WHERE ",
-                      absl::StrJoin(conds, " AND "), ";\n");
+  return key;
 }
 
-void Applier::Add(const std::vector<std::string>& targets, const std::string& sql) {
-  for (const auto& t : targets) txn_[t] += sql;
-  ++txn_changes_;
+void Applier::Add(const std::vector<std::string>& targets, uint32_t relation, bool remove,
+                  const PgoutputTuple& tuple) {
+  const Relation& rel = relations_.at(relation);
+  const std::string key = KeyOf(rel, tuple);
+  for (const auto& target : targets) {
+    RelationBatch& b = batch_[target][{relation, generation_[relation]}];
+    if (b.rows.empty()) b.rel = rel;
+    RowOp op{remove, tuple, ++seq_};
+    auto it = b.rows.find(key);
+    if (!remove && it != b.rows.end() && !it->second.remove) {
+      // A TOAST value the update did not resend is the one the batch already has.
+      for (size_t i = 0; i < op.tuple.size() && i < it->second.tuple.size(); ++i) {
+        if (op.tuple[i].kind == PgoutputValue::Kind::kUnchanged) op.tuple[i] = it->second.tuple[i];
+      }
+    }
+    b.rows[key] = std::move(op);
+  }
+  ++changes_;
+}
+
+std::string Applier::DeleteSql(const RelationBatch& b,
+                               const std::vector<const RowOp*>& rows) const {
+  const Relation& rel = b.rel;
+  std::vector<std::string> cols, tuples;
+  for (int k : rel.key_columns) cols.push_back(Ident(rel.columns[k].name));
+  for (const RowOp* op : rows) {
+    std::vector<std::string> values;
+    for (int k : rel.key_columns) {
+      values.push_back(k < static_cast<int>(op->tuple.size()) ? Literal(op->tuple[k]) : "NULL");
+    }
+    tuples.push_back("(" + absl::StrJoin(values, ", ") + ")");
+  }
+  std::string sql = absl::StrCat("DELETE FROM ", rel.table->QuotedName(), " WHERE (",
+                                 absl::StrJoin(cols, ", "), ") IN (", absl::StrJoin(tuples, ", "),
+                                 ")");
+  // Only rows this source's copy brought: a target may own another row with the same key.
+  // When the key holds the shard key, matching it is that test already (a key the old map
+  // gives this source); otherwise the old map decides, through the connection's function.
+  if (!rel.table->reference && !(rel.shard_key >= 0 && rel.columns[rel.shard_key].key)) {
+    absl::StrAppend(&sql, " AND pg_temp.sg_old_owner_", rel.table_index, "(",
+                    Ident(rel.table->key), "::text) = '", source_, "'");
+  }
+  return sql + ";\n";
+}
+
+std::string Applier::UpsertSql(const RelationBatch& b,
+                               const std::vector<const RowOp*>& rows) const {
+  const Relation& rel = b.rel;
+  const PgoutputTuple& first = rows.front()->tuple;
+  std::vector<std::string> cols, sets, keys, tuples;
+  for (size_t i = 0; i < rel.columns.size() && i < first.size(); ++i) {
+    if (first[i].kind == PgoutputValue::Kind::kUnchanged) continue;  // not resent: keep it
+    const std::string c = Ident(rel.columns[i].name);
+    cols.push_back(c);
+    if (!rel.columns[i].key) sets.push_back(absl::StrCat(c, " = EXCLUDED.", c));
+  }
+  for (int k : rel.key_columns) keys.push_back(Ident(rel.columns[k].name));
+  for (const RowOp* op : rows) {
+    std::vector<std::string> values;
+    for (size_t i = 0; i < rel.columns.size() && i < op->tuple.size(); ++i) {
+      if (op->tuple[i].kind != PgoutputValue::Kind::kUnchanged) {
+        values.push_back(Literal(op->tuple[i]));
+      }
+    }
+    tuples.push_back("(" + absl::StrJoin(values, ", ") + ")");
+  }
+  return absl::StrCat("INSERT INTO ", rel.table->QuotedName(), " (", absl::StrJoin(cols, ", "),
+                      ") VALUES ", absl::StrJoin(tuples, ", "), " ON CONFLICT (",
+                      absl::StrJoin(keys, ", "), ") DO ",
+                      sets.empty() ? "NOTHING" : "UPDATE SET " + absl::StrJoin(sets, ", "),
+                      ";\n");
+}
+
+std::map<std::string, std::string> Applier::Statements() const {
+  std::map<std::string, std::string> out;
+  for (const auto& [target, tables] : truncates_) {
+    for (size_t index : tables) {
+      const MovingTable& t = plan_.tables[index];
+      out[target] += t.reference ? absl::StrCat("DELETE FROM ", t.QuotedName(), ";\n")
+                                 : absl::StrCat("DELETE FROM ", t.QuotedName(),
+                                                " WHERE pg_temp.sg_old_owner_", index, "(",
+                                                Ident(t.key), "::text) = '", source_, "';\n");
+    }
+  }
+  for (const auto& [target, relations] : batch_) {
+    std::string& sql = out[target];
+    for (const auto& [id, b] : relations) {
+      // Deletes first (a row deleted and another inserted with the same unique value), then
+      // upserts in stream order, one statement per set of resent columns.
+      std::vector<const RowOp*> deletes;
+      std::map<std::string, std::vector<const RowOp*>> upserts;  // by unchanged-column mask
+      std::vector<const RowOp*> ordered;
+      for (const auto& [key, op] : b.rows) ordered.push_back(&op);
+      std::sort(ordered.begin(), ordered.end(),
+                [](const RowOp* a, const RowOp* c) { return a->seq < c->seq; });
+      for (const RowOp* op : ordered) {
+        if (op->remove) {
+          deletes.push_back(op);
+          continue;
+        }
+        std::string mask;
+        for (const auto& v : op->tuple) mask += v.kind == PgoutputValue::Kind::kUnchanged ? 'u' : 'v';
+        upserts[mask].push_back(op);
+      }
+      if (!deletes.empty()) sql += DeleteSql(b, deletes);
+      for (const auto& [mask, rows] : upserts) sql += UpsertSql(b, rows);
+    }
+  }
+  return out;
 }
 
 absl::Status Applier::Message(const PgoutputMessage& m) {
@@ -158,17 +263,11 @@ absl::Status Applier::Message(const PgoutputMessage& m) {
   switch (m.type) {
     case T::kBegin:
       in_txn_ = true;
-      txn_.clear();
-      txn_changes_ = 0;
       return absl::OkStatus();
     case T::kCommit:
       in_txn_ = false;
       if (marker_in_txn_) marker_committed_ = true;
       marker_in_txn_ = false;
-      for (auto& [target, sql] : txn_) batch_[target] += sql;
-      txn_.clear();
-      changes_ += txn_changes_;
-      txn_changes_ = 0;
       last_end_ = m.end_lsn;
       last_commit_us_ = m.timestamp;
       return absl::OkStatus();
@@ -193,6 +292,7 @@ absl::Status Applier::Message(const PgoutputMessage& m) {
                         "run shardctl reshard abort.");
       }
       relations_[m.relation] = std::move(rel);
+      ++generation_[m.relation];
       return absl::OkStatus();
     }
     case T::kInsert:
@@ -211,35 +311,39 @@ absl::Status Applier::Message(const PgoutputMessage& m) {
         if (!rel.table->reference && HasShardKey(rel, *m.old_tuple)) {
           ASSIGN_OR_RETURN(from, TargetsOf(rel, *m.old_tuple));
         }
-        if (!from.empty()) Add(from, Delete(rel, *m.old_tuple));
+        if (!from.empty()) Add(from, m.relation, true, *m.old_tuple);
         if (m.type == T::kDelete) return absl::OkStatus();
       }
       ASSIGN_OR_RETURN(std::vector<std::string> targets, TargetsOf(rel, m.new_tuple));
-      if (!targets.empty()) Add(targets, Upsert(rel, m.new_tuple));
+      if (!targets.empty()) Add(targets, m.relation, false, m.new_tuple);
       return absl::OkStatus();
     }
-    case T::kMessage:
-      if (m.prefix == "shardgate" && !marker_.empty() && m.content == marker_) {
-        marker_in_txn_ = true;
-      }
-      return absl::OkStatus();
     case T::kTruncate:
+      // Whatever this source's copy brought goes: the batch's earlier changes to the table
+      // are dropped and Statements() empties it first.
       for (uint32_t oid : m.relations) {
         auto it = relations_.find(oid);
         if (it == relations_.end() || it->second.table == nullptr) continue;
-        const MovingTable& t = *it->second.table;
-        Add(t.targets, t.reference ? absl::StrCat("DELETE FROM ", t.QuotedName(), ";\n")
-                                   : absl::StrCat("DELETE FROM ", t.QuotedName(),
-                                                  " WHERE pg_temp.sg_old_owner_",
-                                                  it->second.table_index, "(", Ident(t.key),
-                                                  "::text) = '", source_, "';\n"));
+        const size_t index = it->second.table_index;
+        for (const auto& target : it->second.table->targets) {
+          auto& relations = batch_[target];
+          for (auto r = relations.begin(); r != relations.end();) {
+            r = r->second.rel.table_index == index ? relations.erase(r) : std::next(r);
+          }
+          truncates_[target].insert(index);
+        }
+        ++changes_;
+      }
+      return absl::OkStatus();
+    case T::kMessage:
+      if (m.prefix == "shardgate" && !marker_.empty() && m.content == marker_) {
+        marker_in_txn_ = true;
       }
       return absl::OkStatus();
     default:
       return absl::OkStatus();
   }
 }
-
 
 // The replication connection: START_REPLICATION of the slot, XLogData and keepalives in,
 // standby status updates (the position applied) out.
@@ -353,7 +457,8 @@ struct Catcher::Impl {
 
 absl::Status Catcher::Impl::Apply() {
   const auto t0 = std::chrono::steady_clock::now();
-  for (auto& [target, sql] : applier->batch()) {
+  for (auto& [target, sql] : applier->Statements()) {
+    if (sql.empty()) continue;
     auto conn = targets.find(target);
     if (conn == targets.end()) {
       ASSIGN_OR_RETURN(PgConn::Params tp, plan.ShardParams(target));
@@ -436,7 +541,7 @@ absl::StatusOr<CatchUpResult> Catcher::Run(int64_t deadline_ms) {
     } else if (m && m->kind == 'k') {
       if (m->reply) RETURN_IF_ERROR(c.stream->Status(c.applied, false));
     } else if (!m && !c.applier->in_transaction() &&
-               (c.applier->changes() > 0 || !c.applier->batch().empty())) {
+               !c.applier->empty()) {
       RETURN_IF_ERROR(c.Apply());  // idle: apply what is complete
     }
     if (c.applier->marker_committed()) {
