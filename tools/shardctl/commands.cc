@@ -181,9 +181,4 @@ int CheckCommand(const CommonOptions& options, std::ostream& out, std::ostream& 
   return 0;
 }
 
-int NotImplemented(const std::string& command, std::ostream& err) {
-  err << "shardctl " << command << ": not implemented yet\n";
-  return 2;
-}
-
 }  // namespace shardgate::tools

@@ -1,6 +1,6 @@
 // shardctl's commands as functions (main.cc only parses the command line), so they can be
 // reused and tested: each writes its report to `out`, problems to `err`, and returns the exit
-// code (0 ok, 1 error, 2 not implemented).
+// code (0 ok, 1 error).
 //
 // API: RouteCommand(options) prints the shards a statement goes to and why (text or JSON);
 // CheckCommand(options) validates the config including every router.
@@ -27,8 +27,6 @@ struct RouteOptions {
 
 int RouteCommand(const RouteOptions& options, std::ostream& out, std::ostream& err);
 int CheckCommand(const CommonOptions& options, std::ostream& out, std::ostream& err);
-// For the commands CONFIG.md names that do not exist yet.
-int NotImplemented(const std::string& command, std::ostream& err);
 
 // JSON string literal for `s` (quotes included).
 std::string JsonString(const std::string& s);

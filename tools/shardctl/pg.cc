@@ -93,28 +93,51 @@ std::string PgConn::Describe() const {
                       PQdb(c_.get()) ? PQdb(c_.get()) : "?");
 }
 
-absl::StatusOr<int64_t> CopyBetween(PgConn& from, std::string_view copy_out, PgConn& to,
-                                    std::string_view copy_in,
-                                    const std::function<void(int64_t)>& progress) {
-  PGresult* r = PQexec(to.get(), std::string(copy_in).c_str());
-  if (r == nullptr || PQresultStatus(r) != PGRES_COPY_IN) {
-    PQclear(r);
-    return PgStatus("08006", absl::StrCat(to.Describe(), ": COPY FROM STDIN did not start: ",
-                                          PQerrorMessage(to.get())));
-  }
-  PQclear(r);
-  r = PQexec(from.get(), std::string(copy_out).c_str());
-  if (r == nullptr || PQresultStatus(r) != PGRES_COPY_OUT) {
-    std::string why = PQerrorMessage(from.get());
-    PQclear(r);
-    PQputCopyEnd(to.get(), "source failed");
-    PQclear(PQgetResult(to.get()));
-    return PgStatus("08006", absl::StrCat(from.Describe(), ": COPY TO STDOUT failed: ", why));
-  }
-  PQclear(r);
-  int64_t rows = 0;
+namespace {
+
+// Ends the COPY FROM STDIN on `conn` (failed: with an error, so nothing of it stays).
+std::string EndCopyIn(PgConn& conn, bool failed) {
   std::string failure;
-  for (;;) {
+  PQputCopyEnd(conn.get(), failed ? "source failed" : nullptr);
+  while (PGresult* done = PQgetResult(conn.get())) {
+    if (PQresultStatus(done) != PGRES_COMMAND_OK && failure.empty() && !failed) {
+      failure = absl::StrCat(conn.Describe(), ": ", PQresultErrorMessage(done));
+    }
+    PQclear(done);
+  }
+  return failure;
+}
+
+}  // namespace
+
+absl::StatusOr<std::map<std::string, int64_t>> CopyRouted(
+    PgConn& from, std::string_view copy_out, const std::map<std::string, PgConn*>& to,
+    std::string_view copy_in, const std::function<void(int64_t)>& progress) {
+  std::map<std::string, int64_t> rows;
+  std::vector<PgConn*> started;
+  std::string failure;
+  for (const auto& [name, conn] : to) {
+    PGresult* r = PQexec(conn->get(), std::string(copy_in).c_str());
+    const bool ok = r != nullptr && PQresultStatus(r) == PGRES_COPY_IN;
+    PQclear(r);
+    if (!ok) {
+      failure = absl::StrCat(conn->Describe(), ": COPY FROM STDIN did not start: ",
+                             PQerrorMessage(conn->get()));
+      break;
+    }
+    started.push_back(conn);
+    rows[name] = 0;
+  }
+  if (failure.empty()) {
+    PGresult* r = PQexec(from.get(), std::string(copy_out).c_str());
+    if (r == nullptr || PQresultStatus(r) != PGRES_COPY_OUT) {
+      failure = absl::StrCat(from.Describe(), ": COPY TO STDOUT failed: ",
+                             PQerrorMessage(from.get()));
+    }
+    PQclear(r);
+  }
+  int64_t total = 0;
+  while (failure.empty()) {
     char* buf = nullptr;
     const int n = PQgetCopyData(from.get(), &buf, 0);
     if (n == -1) break;  // done
@@ -122,28 +145,31 @@ absl::StatusOr<int64_t> CopyBetween(PgConn& from, std::string_view copy_out, PgC
       failure = absl::StrCat(from.Describe(), ": ", PQerrorMessage(from.get()));
       break;
     }
-    const int put = PQputCopyData(to.get(), buf, n);
-    PQfreemem(buf);
-    ++rows;
-    if (progress && rows % 1000 == 0) progress(rows);
-    if (put != 1) {
-      failure = absl::StrCat(to.Describe(), ": ", PQerrorMessage(to.get()));
-      break;
+    std::string_view line(buf, static_cast<size_t>(n));
+    const size_t tab = line.find('\t');
+    const std::string_view owner = line.substr(0, tab);
+    const std::string_view row = tab == std::string_view::npos ? "" : line.substr(tab + 1);
+    for (const auto& [name, conn] : to) {
+      if (owner != "*" && owner != name) continue;
+      if (PQputCopyData(conn->get(), row.data(), static_cast<int>(row.size())) != 1) {
+        failure = absl::StrCat(conn->Describe(), ": ", PQerrorMessage(conn->get()));
+        break;
+      }
+      ++rows[name];
     }
+    PQfreemem(buf);
+    if (progress && ++total % 1000 == 0) progress(total);
   }
-  // The source's COPY result.
   while (PGresult* done = PQgetResult(from.get())) {
-    if (PQresultStatus(done) != PGRES_COMMAND_OK && failure.empty()) {
+    if (PQresultStatus(done) != PGRES_COMMAND_OK && PQresultStatus(done) != PGRES_COPY_OUT &&
+        failure.empty()) {
       failure = absl::StrCat(from.Describe(), ": ", PQresultErrorMessage(done));
     }
     PQclear(done);
   }
-  PQputCopyEnd(to.get(), failure.empty() ? nullptr : "source failed");
-  while (PGresult* done = PQgetResult(to.get())) {
-    if (PQresultStatus(done) != PGRES_COMMAND_OK && failure.empty()) {
-      failure = absl::StrCat(to.Describe(), ": ", PQresultErrorMessage(done));
-    }
-    PQclear(done);
+  for (PgConn* conn : started) {
+    std::string f = EndCopyIn(*conn, !failure.empty());
+    if (failure.empty()) failure = f;
   }
   if (!failure.empty()) return PgStatus("08006", failure);
   return rows;

@@ -64,12 +64,12 @@ class PgConn {
   std::unique_ptr<PGconn, void (*)(PGconn*)> c_;
 };
 
-// Runs `copy_out` (COPY ... TO STDOUT) on `from` and streams its data into `copy_in`
-// (COPY ... FROM STDIN) on `to`. Returns the rows copied. `to` is left inside whatever
-// transaction the caller opened.
-// `progress(rows)` is called every 1000 rows.
-absl::StatusOr<int64_t> CopyBetween(PgConn& from, std::string_view copy_out, PgConn& to,
-                                    std::string_view copy_in,
-                                    const std::function<void(int64_t)>& progress = {});
+// Runs `copy_out` (COPY ... TO STDOUT, text format) on `from`, whose first column names where
+// each row goes: a key of `to` (the row without that column is written to its COPY ...
+// FROM STDIN, `copy_in`, started here), or "*" for all of them. Returns the rows each got.
+// The targets are left inside whatever transaction the caller opened.
+absl::StatusOr<std::map<std::string, int64_t>> CopyRouted(
+    PgConn& from, std::string_view copy_out, const std::map<std::string, PgConn*>& to,
+    std::string_view copy_in, const std::function<void(int64_t)>& progress = {});
 
 }  // namespace shardgate::tools

@@ -344,13 +344,14 @@ absl::Status Preflight(const Plan& plan, Report& r) {
   return absl::OkStatus();
 }
 
-// One copy: the rows of `t` that `source` holds and the new map gives `target`, from the
-// snapshot (or a fresh one), replacing what an interrupted copy left on the target.
-absl::StatusOr<int64_t> CopyTask(const Plan& plan, const MovingTable& t, const std::string& source,
-                                 const std::string& target, const std::string& snapshot,
-                                 Report& r) {
+// One copy: the rows of `t` that `source` holds and the new map gives another shard, read in
+// one scan from the snapshot (or a fresh one) with each row's new owner, and streamed to the
+// owners' COPY. What an interrupted copy left on the targets is deleted first, in the same
+// transaction. Returns the rows per target.
+absl::StatusOr<std::map<std::string, int64_t>> CopyTable(const Plan& plan, const MovingTable& t,
+                                                         const std::string& source,
+                                                         const std::string& snapshot, Report& r) {
   ASSIGN_OR_RETURN(PgConn from, ConnectShard(plan, source));
-  ASSIGN_OR_RETURN(PgConn to, ConnectShard(plan, target));
   RETURN_IF_ERROR(from.Exec("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").status());
   if (!snapshot.empty()) {
     RETURN_IF_ERROR(from.Exec("SET TRANSACTION SNAPSHOT " + Lit(snapshot)).status());
@@ -360,40 +361,54 @@ absl::StatusOr<int64_t> CopyTask(const Plan& plan, const MovingTable& t, const s
                        "SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) FROM "
                        "pg_attribute WHERE attrelid = ", Lit(t.QuotedName()),
                        "::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = ''")));
-  ASSIGN_OR_RETURN(std::string expected,
-                   from.Value(absl::StrCat("SELECT count(*) FROM ", t.QuotedName(), " WHERE ",
-                                           MovingFilter(t, target))));
-  RETURN_IF_ERROR(to.Exec("BEGIN").status());
-  RETURN_IF_ERROR(to.Exec(absl::StrCat("DELETE FROM ", t.QuotedName(),
-                                       t.reference ? "" : " WHERE (" + t.old_owner + ") = " +
-                                                              Lit(source)))
-                      .status());
-  const std::string what = absl::StrCat(t.name, " ", source, "->", target);
-  const int64_t total = std::stoll(expected.empty() ? "0" : expected);
-  ASSIGN_OR_RETURN(int64_t rows,
-                   CopyBetween(from,
-                               absl::StrCat("COPY (SELECT ", cols, " FROM ", t.QuotedName(),
-                                            " WHERE ", MovingFilter(t, target), ") TO STDOUT"),
-                               to, absl::StrCat("COPY ", t.QuotedName(), " (", cols, ") FROM STDIN"),
-                               [&](int64_t n) {
-                                 reshard::MaybeFault("copy_rows", n);
-                                 r.Progress(what, n, total);
-                               }));
-  RETURN_IF_ERROR(to.Exec("COMMIT").status());
+  // For the progress bar only: the planner's estimate, not a second scan.
+  ASSIGN_OR_RETURN(std::string estimate,
+                   from.Value(absl::StrCat("SELECT greatest(reltuples, 0)::bigint FROM pg_class "
+                                           "WHERE oid = ", Lit(t.QuotedName()), "::regclass")));
+  std::map<std::string, PgConn> conns;
+  std::map<std::string, PgConn*> targets;
+  for (const auto& d : t.targets) {
+    if (d == source) continue;
+    ASSIGN_OR_RETURN(PgConn to, ConnectShard(plan, d));
+    RETURN_IF_ERROR(to.Exec("BEGIN").status());
+    RETURN_IF_ERROR(to.Exec(absl::StrCat("DELETE FROM ", t.QuotedName(),
+                                         t.reference ? "" : " WHERE (" + t.old_owner + ") = " +
+                                                                Lit(source)))
+                        .status());
+    targets[d] = &conns.emplace(d, std::move(to)).first->second;
+  }
+  const std::string what = absl::StrCat(t.name, " from ", source);
+  const int64_t total = std::stoll(estimate.empty() ? "0" : estimate);
+  const std::string owner = t.reference ? "'*'" : "(" + t.new_owner + ")";
+  const std::string where = t.reference ? "" : absl::StrCat(" WHERE ", owner, " <> ", Lit(source));
+  ASSIGN_OR_RETURN(auto rows,
+                   CopyRouted(from,
+                              absl::StrCat("COPY (SELECT ", owner, ", ", cols, " FROM ",
+                                           t.QuotedName(), where, ") TO STDOUT"),
+                              targets,
+                              absl::StrCat("COPY ", t.QuotedName(), " (", cols, ") FROM STDIN"),
+                              [&](int64_t n) {
+                                reshard::MaybeFault("copy_rows", n);
+                                r.Progress(what, n, total);
+                              }));
+  for (auto& [d, conn] : conns) RETURN_IF_ERROR(conn.Exec("COMMIT").status());
   RETURN_IF_ERROR(from.Exec("COMMIT").status());
   return rows;
 }
 
-// Publication and slot on `source`; copies of its tasks in parallel (--jobs).
-absl::Status CopyFrom(const Plan& plan, State& state, const std::string& source, int jobs,
-                      Report& r) {
-  std::vector<std::tuple<const MovingTable*, std::string, std::string>> todo;
-  for (const auto& task : CopyTasks(plan)) {
-    if (std::get<1>(task) == source &&
-        !state.copied.count(TaskKey(*std::get<0>(task), source, std::get<2>(task)))) {
-      todo.push_back(task);
-    }
-  }
+// A source ready to copy from: its publication and slot exist; the snapshot the slot exported
+// (empty when the slot already existed: a resumed copy reads a fresh snapshot) stays valid as
+// long as `replication`, the connection that made it, is open.
+struct SourceCopy {
+  std::string source;
+  std::optional<PgConn> replication;
+  std::string snapshot;
+};
+
+absl::StatusOr<SourceCopy> PrepareSource(const Plan& plan, State& state,
+                                         const std::string& source) {
+  SourceCopy sc;
+  sc.source = source;
   ASSIGN_OR_RETURN(PgConn conn, ConnectShard(plan, source));
   ASSIGN_OR_RETURN(std::string has_pub,
                    conn.Value("SELECT count(*) FROM pg_publication WHERE pubname = " +
@@ -409,11 +424,6 @@ absl::Status CopyFrom(const Plan& plan, State& state, const std::string& source,
                                            " FOR TABLE ", absl::StrJoin(tables, ", ")))
                         .status());
   }
-  // The slot's exported snapshot is the copy's: the stream then holds exactly what came after.
-  // It lives as long as the replication connection that made it; a resumed copy uses a newer
-  // snapshot, which the re-applied stream makes consistent again.
-  std::optional<PgConn> replication;
-  std::string snapshot;
   const std::string slot = state.SlotFor(source);
   ASSIGN_OR_RETURN(std::string has_slot,
                    conn.Value("SELECT count(*) FROM pg_replication_slots WHERE slot_name = " +
@@ -421,41 +431,66 @@ absl::Status CopyFrom(const Plan& plan, State& state, const std::string& source,
   if (has_slot == "0") {
     ASSIGN_OR_RETURN(PgConn::Params p, plan.ShardParams(source));
     p["replication"] = "database";
-    ASSIGN_OR_RETURN(replication, PgConn::Connect(p));
+    ASSIGN_OR_RETURN(sc.replication, PgConn::Connect(p));
     ASSIGN_OR_RETURN(PgResult created,
-                     replication->Exec(absl::StrCat("CREATE_REPLICATION_SLOT ", slot,
-                                                    " LOGICAL pgoutput EXPORT_SNAPSHOT")));
-    snapshot = created.get(0, 2);
+                     sc.replication->Exec(absl::StrCat("CREATE_REPLICATION_SLOT ", slot,
+                                                       " LOGICAL pgoutput EXPORT_SNAPSHOT")));
+    sc.snapshot = created.get(0, 2);
     state.slots[source] = slot;
     state.applied_lsn[source] = reshard::ParseLsn(created.get(0, 1));
     state.changes[source] = 0;
     RETURN_IF_ERROR(state.Save());
+  }
+  return sc;
+}
+
+// Every source's publication and slot, then the copies of every (table, source) not done yet,
+// `jobs` at a time across all sources.
+absl::Status CopyAll(const Plan& plan, State& state, int jobs, Report& r) {
+  std::vector<SourceCopy> sources;
+  for (const auto& s : plan.Sources()) {
+    ASSIGN_OR_RETURN(SourceCopy sc, PrepareSource(plan, state, s));
+    sources.push_back(std::move(sc));
+  }
+  std::vector<std::pair<const MovingTable*, const SourceCopy*>> todo;
+  for (const SourceCopy& sc : sources) {
+    for (const auto& t : plan.tables) {
+      if (std::find(t.sources.begin(), t.sources.end(), sc.source) == t.sources.end()) continue;
+      for (const auto& d : t.targets) {
+        if (d != sc.source && !state.copied.count(TaskKey(t, sc.source, d))) {
+          todo.emplace_back(&t, &sc);
+          break;
+        }
+      }
+    }
   }
   std::mutex mu;
   size_t next = 0;
   absl::Status failed;
   auto worker = [&] {
     for (;;) {
-      std::tuple<const MovingTable*, std::string, std::string> task;
+      std::pair<const MovingTable*, const SourceCopy*> task;
       {
         std::lock_guard lock(mu);
         if (next >= todo.size() || !failed.ok()) return;
         task = todo[next++];
       }
-      const auto& [t, s, d] = task;
-      auto rows = CopyTask(plan, *t, s, d, snapshot, r);
+      const auto& [t, sc] = task;
+      auto rows = CopyTable(plan, *t, sc->source, sc->snapshot, r);
       std::lock_guard lock(mu);
       if (!rows.ok()) {
         failed = rows.status();
         return;
       }
-      state.copied[TaskKey(*t, s, d)] = *rows;
+      for (const auto& [d, n] : *rows) {
+        state.copied[TaskKey(*t, sc->source, d)] = n;
+        r.Event("copied",
+                {{"table", JsonString(t->name)}, {"from", JsonString(sc->source)},
+                 {"to", JsonString(d)}, {"rows", Num(n)}},
+                absl::StrCat("copied ", t->name, " ", sc->source, " -> ", d, ": ", n, " rows"));
+      }
       absl::Status saved = state.Save();
       if (!saved.ok()) failed = saved;
-      r.Event("copied",
-              {{"table", JsonString(t->name)}, {"from", JsonString(s)}, {"to", JsonString(d)},
-               {"rows", Num(*rows)}},
-              absl::StrCat("copied ", t->name, " ", s, " -> ", d, ": ", *rows, " rows"));
     }
   };
   std::vector<std::thread> threads;
@@ -545,9 +580,7 @@ int StartStep(const ReshardOptions& o, Report& r) {
                 absl::StrCat("WARNING: no schema-change guard on ", s, ": ", st.message()));
       }
     }
-    for (const auto& s : plan.Sources()) {
-      if (absl::Status st = CopyFrom(plan, state, s, o.jobs, r); !st.ok()) return r.Fail(st);
-    }
+    if (absl::Status st = CopyAll(plan, state, o.jobs, r); !st.ok()) return r.Fail(st);
     state.phase = "catching_up";
     if (absl::Status st = state.Save(); !st.ok()) return r.Fail(st);
   }

@@ -5,7 +5,8 @@
 // failed except with the documented retry-able 40001 during the pause.
 //
 // Cases: a hash ring growing from 2 to 3 shards; directory entries moved to a shard of their
-// own; and shardctl killed in the middle of the copy and of the catch-up, then run again.
+// own; a range split; shardctl killed in the middle of the copy and of the catch-up, then run
+// again; abort; what plan says of modulo N -> M.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
@@ -470,6 +471,39 @@ TEST_F(ReshardTest, KilledInTheCopyAndInTheCatchUpThenResumed) {
           {0, 1, 2}, std::string("    routers:\n      r: {type: hash_ring, shards: [s0, s1, s2]}\n") + kTables,
           9000);
   ReshardUnderLoad({0, 1, 2}, {}, 9000, /*faults=*/true);
+}
+
+TEST_F(ReshardTest, RangeSplitUnderLoad) {
+  // Keys below 1000 lived on s0; [500, 1000) now go to s2: exactly 500 preloaded users move.
+  StartOn({0, 1},
+          std::string("    routers:\n      r: {type: range, ranges: [{to: 1000, shard: s0}, "
+                      "{shard: s1}]}\n") + kTables,
+          {0, 1, 2},
+          std::string("    routers:\n      r: {type: range, ranges: [{to: 500, shard: s0}, "
+                      "{to: 1000, shard: s2}, {shard: s1}]}\n") + kTables,
+          2000);
+  Shell plan = Shardctl(Ctl("--json reshard plan --to " + new_path_));
+  ASSERT_EQ(plan.code, 0) << plan.out;
+  EXPECT_THAT(plan.out, HasSubstr("{\"event\": \"plan_rows\", \"table\": \"users\", "
+                                  "\"from\": \"s0\", \"to\": \"s2\", \"rows\": 500, "
+                                  "\"moves\": true}"));
+  ReshardUnderLoad({0, 1, 2}, {}, 2000, /*faults=*/false);
+}
+
+TEST_F(ReshardTest, PlanSaysModuloMovesAlmostEverything) {
+  StartOn({0, 1},
+          std::string("    routers:\n      r: {type: modulo, shards: [s0, s1]}\n") + kTables,
+          {0, 1, 2},
+          std::string("    routers:\n      r: {type: modulo, shards: [s0, s1, s2]}\n") + kTables,
+          3000);
+  Shell plan = Shardctl(Ctl("reshard plan --to " + new_path_));
+  ASSERT_EQ(plan.code, 0) << plan.out;
+  EXPECT_THAT(plan.out, HasSubstr("modulo 2 -> 3 moves almost every row"));
+  // Two thirds of the rows change shard (a ring would move one third).
+  const size_t at = plan.out.find("Moving ");
+  ASSERT_NE(at, std::string::npos) << plan.out;
+  const int64_t moving = std::stoll(plan.out.substr(at + 7));
+  EXPECT_GT(moving, 1700) << plan.out;
 }
 
 TEST_F(ReshardTest, AbortBeforeCutoverLeavesTheOldMapServing) {

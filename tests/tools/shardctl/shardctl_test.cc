@@ -137,11 +137,43 @@ TEST_F(ShardctlTest, CheckReportsRouterErrorsWithPositions) {
   EXPECT_EQ(r.code, 1);
 }
 
-TEST_F(ShardctlTest, UnimplementedCommandsExitTwo) {
+// The reshard steps that need no server: what plan refuses, and steps without a reshard.
+TEST_F(ShardctlTest, ReshardPlanRefusesMapsItCannotMoveTo) {
   std::string cfg = Write("good.yaml", kGood);
-  Result r = Run("--config " + cfg + " reshard plan --to new.yaml");
-  EXPECT_EQ(r.code, 2) << r.out;
-  EXPECT_THAT(r.out, HasSubstr("not implemented yet"));
+  Result r = Run("--config " + cfg + " reshard plan --to " + cfg);
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("Nothing moves"));
+
+  std::string rekeyed = kGood;
+  rekeyed.replace(rekeyed.find("events: {key: id"), 16, "events: {key: ts");
+  r = Run("--config " + cfg + " reshard plan --to " + Write("rekeyed.yaml", rekeyed));
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("changes its kind or shard key"));
+
+  std::string dropped = kGood;
+  dropped.erase(dropped.find("      countries: {reference: true}\n"));
+  r = Run("--config " + cfg + " reshard plan --to " + Write("dropped.yaml", dropped));
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("table 'countries' is missing from the new map"));
+
+  std::string moved = kGood;
+  moved.replace(moved.find("port: 5432"), 10, "port: 6543");
+  r = Run("--config " + cfg + " --json reshard plan --to " + Write("moved.yaml", moved));
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("\"sqlstate\": \"22023\""));
+  EXPECT_THAT(r.out, HasSubstr("has another primary"));
+
+  r = Run("--config " + cfg + " reshard plan --to " + dir_ + "/missing.yaml");
+  EXPECT_NE(r.code, 0) << r.out;
+}
+
+TEST_F(ShardctlTest, ReshardStepsNeedAStartedReshard) {
+  std::string cfg = Write("good.yaml", kGood);
+  for (const char* step : {"status", "verify", "cutover", "cleanup", "abort"}) {
+    Result r = Run("--config " + cfg + " reshard " + step);
+    EXPECT_EQ(r.code, 1) << step << ": " << r.out;
+    EXPECT_THAT(r.out, HasSubstr("no reshard in progress")) << step;
+  }
 }
 
 }  // namespace
