@@ -1,5 +1,7 @@
 #include "proxy/write_gate.h"
 
+#include <string_view>
+
 #include "protocol/status.h"
 
 namespace shardgate::proxy {
@@ -47,7 +49,11 @@ absl::Status WriteGate::Pause(std::set<std::string> tables, Clock::time_point un
                     "Wait for them to end (SHOW CLIENTS), then pause again.");
   }
   tables_.clear();
-  tables_.insert(tables.begin(), tables.end());
+  for (const std::string& t : tables) {
+    // "public.t" is t (the map may name it either way; Writes looks public tables up bare).
+    constexpr std::string_view kPublic = "public.";
+    tables_.insert(t.rfind(kPublic, 0) == 0 ? t.substr(kPublic.size()) : t);
+  }
   until_ = until;
   pause_epoch_ = next;
   paused_.store(true);

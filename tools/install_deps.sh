@@ -9,7 +9,7 @@ PACKAGES=(
   libyaml-cpp-dev libabsl-dev libspdlog-dev libfmt-dev libcli11-dev
   prometheus-cpp-dev libsystemd-dev libssl-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
-  postgresql-15 postgresql-client-15 pgbouncer procps iproute2 openssl
+  postgresql-15 postgresql-client-15 pgbouncer procps iproute2 openssl jq
 )
 
 missing=()

@@ -42,6 +42,14 @@ class Pending {
   Pending(const PgConn& conn, const std::string& sql) : conn_(conn.get()) {
     sent_ = PQsendQuery(conn_, sql.c_str()) == 1;
   }
+  // The extended protocol, text parameters.
+  Pending(const PgConn& conn, const std::string& sql, const std::vector<std::string>& params)
+      : conn_(conn.get()) {
+    std::vector<const char*> values;
+    for (const auto& p : params) values.push_back(p.c_str());
+    sent_ = PQsendQueryParams(conn_, sql.c_str(), static_cast<int>(values.size()), nullptr,
+                              values.data(), nullptr, nullptr, 0) == 1;
+  }
   // Whether the answer (every result up to ReadyForQuery) arrived within `timeout`.
   bool Answered(milliseconds timeout) {
     if (!sent_) return true;
@@ -286,7 +294,7 @@ TEST_F(ReshardGateTest, SwitchNeedsAPauseAndAValidFile) {
 // that writes the moved table gets 40001 and succeeds when retried; one writing an unmoved table
 // goes on.
 TEST_F(ReshardGateTest, SwitchMovesHeldWritesAndFailsOldTransactionsWithSerializationError) {
-  constexpr int64_t kMoved = 500, kRetried = 501, kReadKey = 50;
+  constexpr int64_t kMoved = 500, kRetried = 501, kMovedExtended = 502, kReadKey = 50;
   const std::string new_yaml_text = env().Yaml(env().proxy->port(), DatabaseYaml(kNewBound));
   ASSERT_OK_AND_ASSIGN(auto new_config, conf::LoadString(new_yaml_text, "new.yaml"));
   ASSERT_OK_AND_ASSIGN(auto new_map, routing::ShardMap::Build(*new_config->FindDatabase("app")));
@@ -298,6 +306,8 @@ TEST_F(ReshardGateTest, SwitchMovesHeldWritesAndFailsOldTransactionsWithSerializ
   ASSERT_EQ(new_shard(kMoved), 1);
   ASSERT_EQ(env().ShardOf("t", kRetried), 0);
   ASSERT_EQ(new_shard(kRetried), 1);
+  ASSERT_EQ(env().ShardOf("t", kMovedExtended), 0);
+  ASSERT_EQ(new_shard(kMovedExtended), 1);
   ASSERT_EQ(new_shard(kReadKey), 0);
   const std::string new_yaml =
       absl::StrCat(::testing::TempDir(), "/reshard-new-", getpid(), ".yaml");
@@ -308,6 +318,7 @@ TEST_F(ReshardGateTest, SwitchMovesHeldWritesAndFailsOldTransactionsWithSerializ
   const int64_t u_key = 60;
 
   ASSERT_OK_AND_ASSIGN(PgConn writer, env().Connect());
+  ASSERT_OK_AND_ASSIGN(PgConn writer_ext, env().Connect());
   ASSERT_OK_AND_ASSIGN(PgConn old_txn, env().Connect());
   ASSERT_OK_AND_ASSIGN(PgConn old_txn_u, env().Connect());
   // Transactions that began and read before the pause (they wrote nothing: PAUSE does not wait).
@@ -320,7 +331,10 @@ TEST_F(ReshardGateTest, SwitchMovesHeldWritesAndFailsOldTransactionsWithSerializ
   Outcome pause = Ask(admin_, absl::StrCat("RESHARD PAUSE app t ", kPauseMs));
   ASSERT_TRUE(pause.ok) << pause.Describe();
   Pending held(writer, Insert("t", kMoved, "moved"));
+  Pending held_ext(writer_ext, "INSERT INTO t (id, v) VALUES ($1, 'ext')",
+                   {absl::StrCat(kMovedExtended)});
   EXPECT_FALSE(held.Answered(kNotYet));
+  EXPECT_FALSE(held_ext.Answered(milliseconds(0)));
   Outcome sw = Ask(admin_, absl::StrCat("RESHARD SWITCH app ", new_yaml));
   ASSERT_TRUE(sw.ok) << sw.Describe();
   ASSERT_EQ(sw.rows.size(), 1u);
@@ -332,6 +346,9 @@ TEST_F(ReshardGateTest, SwitchMovesHeldWritesAndFailsOldTransactionsWithSerializ
   Outcome done = held.Result();
   EXPECT_TRUE(done.ok) << done.Describe();
   EXPECT_EQ(Holders("t", kMoved), "s1") << "the held write must run on the new map";
+  Outcome done_ext = held_ext.Result();
+  EXPECT_TRUE(done_ext.ok) << done_ext.Describe();
+  EXPECT_EQ(Holders("t", kMovedExtended), "s1") << "the same through Parse/Bind/Execute";
 
   // Began on the old map, writes the moved table: 40001; after ROLLBACK the retry runs on the
   // new map.
@@ -359,6 +376,24 @@ TEST_F(ReshardGateTest, SwitchMovesHeldWritesAndFailsOldTransactionsWithSerializ
   EXPECT_TRUE(back.ok) << back.Describe();
   ASSERT_TRUE(Ask(admin_, "RESHARD RESUME app").ok);
   std::remove(new_yaml.c_str());
+}
+
+// The map may name a table "public.t" (shardctl pauses the map's names): writes to t and to
+// public.t are held all the same.
+TEST_F(ReshardGateTest, PauseOfPublicQualifiedNameHoldsWrites) {
+  ASSERT_OK_AND_ASSIGN(PgConn bare, env().Connect());
+  ASSERT_OK_AND_ASSIGN(PgConn qualified, env().Connect());
+  Outcome pause = Ask(admin_, absl::StrCat("RESHARD PAUSE app public.t ", kPauseMs));
+  ASSERT_TRUE(pause.ok) << pause.Describe();
+  Pending held_bare(bare, Insert("t", 81));
+  Pending held_qualified(qualified, "INSERT INTO public.t (id, v) VALUES (82, 'x')");
+  EXPECT_FALSE(held_bare.Answered(kNotYet));
+  EXPECT_FALSE(held_qualified.Answered(milliseconds(0)));
+  ASSERT_TRUE(Ask(admin_, "RESHARD RESUME app").ok);
+  EXPECT_TRUE(held_bare.Result().ok);
+  EXPECT_TRUE(held_qualified.Result().ok);
+  EXPECT_EQ(Holders("t", 81), "s0");
+  EXPECT_EQ(Holders("t", 82), "s0");
 }
 
 // f) SHOW RESHARD: paused yes/no, the tables, and the transactions being drained.

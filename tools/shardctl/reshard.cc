@@ -1,6 +1,7 @@
 // `shardctl reshard` steps: plan, start (copy + catch-up), status, verify, cutover, cleanup,
 // abort. See reshard.h for the method.
 #include "tools/shardctl/reshard.h"
+#include "tools/shardctl/reshard_steps.h"
 
 #include <unistd.h>
 
@@ -17,159 +18,7 @@
 #include "protocol/status.h"
 
 namespace shardgate::tools {
-namespace {
-
-using reshard::MovingTable;
-using reshard::Plan;
-using reshard::State;
-using Clock = std::chrono::steady_clock;
-
-std::string Lit(std::string_view s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("''") : std::string(1, c);
-  return out + "'";
-}
-
-int64_t MsSince(Clock::time_point t) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count();
-}
-
-// Reports in text (with a progress line on a terminal) or as JSON lines (--json).
-class Report {
- public:
-  Report(bool json, std::ostream& out, std::ostream& err)
-      : json_(json), tty_(!json && isatty(STDOUT_FILENO)), out_(out), err_(err) {}
-
-  // One event: `fields` as (name, JSON value) pairs; `text` the human line.
-  void Event(const std::string& event, const std::vector<std::pair<std::string, std::string>>& fields,
-             const std::string& text) {
-    std::lock_guard lock(mu_);
-    if (json_) {
-      out_ << "{\"event\": " << JsonString(event);
-      for (const auto& [k, v] : fields) out_ << ", " << JsonString(k) << ": " << v;
-      out_ << "}\n";
-    } else {
-      if (progress_shown_) out_ << "\n";
-      progress_shown_ = false;
-      out_ << text << "\n";
-    }
-    out_.flush();
-  }
-  // A progress bar (terminal only).
-  void Progress(const std::string& what, int64_t done, int64_t total) {
-    if (!tty_) return;
-    std::lock_guard lock(mu_);
-    const int width = 30;
-    const int filled = total > 0 ? static_cast<int>(std::min<int64_t>(width, done * width / total))
-                                 : width;
-    out_ << "\r[" << std::string(filled, '#') << std::string(width - filled, ' ') << "] " << what
-         << " " << done << "/" << total << " rows   ";
-    out_.flush();
-    progress_shown_ = true;
-  }
-  int Fail(const absl::Status& status) {
-    PgError e = ToPgError(status);
-    std::lock_guard lock(mu_);
-    if (json_) {
-      out_ << "{\"error\": {\"sqlstate\": " << JsonString(e.sqlstate)
-           << ", \"message\": " << JsonString(e.message) << ", \"hint\": " << JsonString(e.hint)
-           << "}}\n";
-    } else {
-      if (progress_shown_) out_ << "\n";
-      err_ << "ERROR " << e.sqlstate << ": " << e.message << "\n";
-      if (!e.hint.empty()) err_ << "HINT: " << e.hint << "\n";
-    }
-    return 1;
-  }
-  bool json() const { return json_; }
-
- private:
-  bool json_, tty_;
-  std::ostream& out_;
-  std::ostream& err_;
-  std::mutex mu_;
-  bool progress_shown_ = false;
-};
-
-std::string Num(int64_t v) { return std::to_string(v); }
-
-absl::StatusOr<PgConn> ConnectShard(const Plan& plan, const std::string& shard) {
-  ASSIGN_OR_RETURN(PgConn::Params p, plan.ShardParams(shard));
-  return PgConn::Connect(p);
-}
-
-std::string StatePath(const ReshardOptions& o, const conf::Config& config) {
-  if (!o.state.empty()) return o.state;
-  if (!config.reshard.state.empty()) return config.reshard.state;
-  return o.common.config_path + ".reshard";
-}
-
-// The state, the plan it was started with, and what the command line says.
-struct Context {
-  Plan plan;
-  State state;
-};
-
-// `need_state`: a reshard must have been started; `finished_ok`: one that ended (done or
-// aborted) is still read (status, verify).
-absl::StatusOr<Context> Open(const ReshardOptions& o, bool need_state, bool finished_ok = false) {
-  ASSIGN_OR_RETURN(std::shared_ptr<const conf::Config> config,
-                   conf::LoadFile(o.common.config_path));
-  Context c;
-  ASSIGN_OR_RETURN(c.state, State::Load(StatePath(o, *config)));
-  const bool live = c.state.Exists() &&
-                    (finished_ok || (c.state.phase != "done" && c.state.phase != "aborted"));
-  std::string to = o.to;
-  if (live) {
-    if (!to.empty() && std::filesystem::absolute(to).string() != c.state.to) {
-      return PgStatus("55000",
-                      absl::StrCat("a reshard to ", c.state.to, " is in progress (state in ",
-                                   c.state.path, ")"),
-                      "Finish it (cutover, cleanup) or abort it first.");
-    }
-    to = c.state.to;
-  } else if (need_state) {
-    return PgStatus("55000", absl::StrCat("no reshard in progress (state file ", c.state.path,
-                                          c.state.Exists() ? " says " + c.state.phase : "",
-                                          ")"),
-                    "Run shardctl reshard start --to NEW.yaml first.");
-  }
-  if (to.empty()) return PgStatus("42601", "--to NEW.yaml is required");
-  // After a cutover the config file holds the new map; the old one was kept beside it.
-  const auto old_map = c.state.facts.find("old_map");
-  const std::string old_path = live && old_map != c.state.facts.end() ? old_map->second
-                                                                      : o.common.config_path;
-  ASSIGN_OR_RETURN(c.plan, reshard::BuildPlan(old_path, to, o.common.database));
-  if (!live) {
-    c.state = State{};
-    c.state.path = StatePath(o, *config);
-    c.state.to = std::filesystem::absolute(to).string();
-    c.state.database = c.plan.database;
-  }
-  return c;
-}
-
-// "table S T" keys of every copy a reshard makes.
-std::vector<std::tuple<const MovingTable*, std::string, std::string>> CopyTasks(const Plan& p) {
-  std::vector<std::tuple<const MovingTable*, std::string, std::string>> tasks;
-  for (const auto& t : p.tables) {
-    for (const auto& s : t.sources) {
-      for (const auto& d : t.targets) {
-        if (s != d) tasks.emplace_back(&t, s, d);
-      }
-    }
-  }
-  return tasks;
-}
-
-std::string TaskKey(const MovingTable& t, const std::string& s, const std::string& d) {
-  return absl::StrCat(t.name, " ", s, " ", d);
-}
-
-// The rows of `t` on source `s` that belong to `d` under the new map.
-std::string MovingFilter(const MovingTable& t, const std::string& d) {
-  return t.reference ? "true" : absl::StrCat("(", t.new_owner, ") = ", Lit(d));
-}
+namespace steps {
 
 // ---- plan
 
@@ -219,6 +68,8 @@ int PlanStep(const ReshardOptions& o, Report& r) {
 
 // ---- start
 
+namespace {
+
 // Schema changes on a moving table would break the stream: an event trigger refuses them on
 // every server involved until cleanup or abort drops it. Needs a superuser; without one the
 // reshard goes on and the stream refuses a changed table instead.
@@ -256,14 +107,6 @@ absl::Status InstallGuard(PgConn& conn, const Plan& plan) {
   return absl::OkStatus();
 }
 
-absl::Status DropGuard(PgConn& conn) {
-  for (const char* event : {"ddl_command_end", "sql_drop"}) {
-    RETURN_IF_ERROR(
-        conn.Exec(absl::StrCat("DROP EVENT TRIGGER IF EXISTS shardgate_reshard_guard_", event))
-            .status());
-  }
-  return conn.Exec("DROP FUNCTION IF EXISTS public.shardgate_reshard_guard()").status();
-}
 
 std::string ShellQuote(std::string_view s) {
   std::string out = "'";
@@ -499,35 +342,6 @@ absl::Status CopyAll(const Plan& plan, State& state, int jobs, Report& r) {
   return failed;
 }
 
-// Runs `fn(source)` for every source shard at once (each on its own connections); the first
-// error is returned.
-absl::Status ForEachSource(const Plan& plan,
-                           const std::function<absl::Status(const std::string&)>& fn) {
-  std::mutex mu;
-  absl::Status first;
-  std::vector<std::thread> threads;
-  for (const auto& s : plan.Sources()) {
-    threads.emplace_back([&, s] {
-      absl::Status st = fn(s);
-      std::lock_guard lock(mu);
-      if (first.ok()) first = st;
-    });
-  }
-  for (auto& t : threads) t.join();
-  return first;
-}
-
-// Opens every source's stream (they stay open: reopening decodes again from the slot's
-// restart point).
-absl::StatusOr<std::map<std::string, std::unique_ptr<reshard::Catcher>>> OpenCatchers(
-    const Plan& plan, State& state) {
-  std::map<std::string, std::unique_ptr<reshard::Catcher>> catchers;
-  for (const auto& s : plan.Sources()) {
-    ASSIGN_OR_RETURN(catchers[s], reshard::Catcher::Open(plan, state, s));
-  }
-  return catchers;
-}
-
 // Applies every source's stream up to its WAL position, all at once; again while
 // `follow_seconds` last.
 absl::Status CatchUpAll(const Plan& plan, State& state, double follow_seconds, Report& r) {
@@ -548,6 +362,8 @@ absl::Status CatchUpAll(const Plan& plan, State& state, double follow_seconds, R
   } while (Clock::now() < until);
   return absl::OkStatus();
 }
+
+}  // namespace
 
 int StartStep(const ReshardOptions& o, Report& r) {
   auto c = Open(o, false);
@@ -714,261 +530,11 @@ int VerifyStep(const ReshardOptions& o, Report& r) {
   return mismatches == 0 ? 0 : 1;
 }
 
-// ---- cutover
-
-struct Proxy {
-  std::string address;
-  PgConn conn;
-};
-
-absl::StatusOr<std::vector<Proxy>> ConnectProxies(const conf::Config& config) {
-  std::vector<conf::ListenConfig> addresses = config.reshard.proxies;
-  if (addresses.empty()) addresses.push_back(config.listen);
-  if (config.admin.users.empty()) {
-    return PgStatus("28000", "no admin user in the config: shardctl drives the proxies as one",
-                    "Add admin: {users: [admin]} and that user to users:.");
-  }
-  const conf::UserConfig* admin = config.FindUser(config.admin.users.front());
-  std::vector<Proxy> proxies;
-  for (const auto& a : addresses) {
-    PgConn::Params p = {{"host", a.host}, {"port", std::to_string(a.port)},
-                        {"dbname", "shardgate"}, {"user", config.admin.users.front()},
-                        {"connect_timeout", "5"}, {"application_name", "shardctl"}};
-    if (admin != nullptr && !admin->password.empty()) p["password"] = admin->password;
-    ASSIGN_OR_RETURN(PgConn conn, PgConn::Connect(p));
-    proxies.push_back({absl::StrCat(a.host, ":", a.port), std::move(conn)});
-  }
-  return proxies;
-}
-
-void ResumeAll(std::vector<Proxy>& proxies, const std::string& db) {
-  for (auto& p : proxies) (void)p.conn.Exec("RESHARD RESUME " + db);
-}
-
-absl::Status Cleanup(const Plan& plan, State& state, Report& r);
-
-int CutoverStep(const ReshardOptions& o, Report& r) {
-  auto c = Open(o, true);
-  if (!c.ok()) return r.Fail(c.status());
-  Plan& plan = c->plan;
-  State& state = c->state;
-  if (state.phase == "switched") {
-    // A cutover that switched but died before cleanup: only cleanup is left.
-    if (o.keep_old_rows) return 0;
-    if (absl::Status st = Cleanup(plan, state, r); !st.ok()) return r.Fail(st);
-    return 0;
-  }
-  if (state.phase != "catching_up") {
-    return r.Fail(PgStatus("55000", "the copy has not finished (phase " + state.phase + ")",
-                           "Run shardctl reshard start (it resumes) first."));
-  }
-  // 1. Catch up while writes flow, so that little is left for the pause: every source at
-  //    once, twice (the second pass only takes what came during the first).
-  auto catchers = OpenCatchers(plan, state);
-  if (!catchers.ok()) return r.Fail(catchers.status());
-  for (int pass = 0; pass < 2; ++pass) {
-    absl::Status st = ForEachSource(plan, [&](const std::string& s) -> absl::Status {
-      ASSIGN_OR_RETURN(reshard::CatchUpResult res,
-                       (*catchers)[s]->Run(static_cast<int64_t>(o.timeout_seconds * 1000)));
-      if (!res.reached) {
-        return PgStatus("57014", absl::StrCat("the stream from ", s, " did not catch up within ",
-                                              o.timeout_seconds, " s"),
-                        "Writes arrive faster than they are applied: retry at a quieter time, "
-                        "or raise --timeout.");
-      }
-      return absl::OkStatus();
-    });
-    if (!st.ok()) return r.Fail(st);
-  }
-  auto proxies = ConnectProxies(*plan.old_config);
-  if (!proxies.ok()) return r.Fail(proxies.status());
-  std::set<std::string> tables;
-  for (const auto& t : plan.tables) tables.insert(t.name);
-  const int64_t pause_max = plan.old_config->reshard.pause_max.count();
-  const std::string db = plan.database;
-  // 2. Pause writes to the moving tables on every proxy.
-  const auto t0 = Clock::now();
-  std::vector<std::string> drained;
-  for (auto& p : *proxies) {
-    auto res = p.conn.Exec(absl::StrCat("RESHARD PAUSE ", db, " ", absl::StrJoin(tables, ","),
-                                        " ", pause_max));
-    if (!res.ok()) {
-      ResumeAll(*proxies, db);
-      return r.Fail(PgStatus("55000", absl::StrCat("proxy ", p.address, ": ", res.status().message()),
-                             "Writes resumed on the old map; run cutover again."));
-    }
-    drained.push_back(res->get(0, 2));
-  }
-  const int64_t paused_ms = MsSince(t0);
-  // 3. Drain every source's stream past a marker committed now: after it come only
-  //    transactions the old map did not accept. All sources at once.
-  absl::Status drain = ForEachSource(plan, [&](const std::string& s) -> absl::Status {
-    const int64_t left = std::max<int64_t>(1, pause_max - MsSince(t0) - 200);
-    ASSIGN_OR_RETURN(reshard::CatchUpResult res, (*catchers)[s]->Run(left));
-    if (!res.reached) {
-      return PgStatus("57014", absl::StrCat("the stream from ", s,
-                                            " did not drain within the pause (", pause_max,
-                                            " ms)"));
-    }
-    return absl::OkStatus();
-  });
-  if (!drain.ok()) {
-    ResumeAll(*proxies, db);
-    return r.Fail(PgStatus(SqlState(drain), StdView(drain.message()),
-                           "Writes resumed on the old map; run cutover again (the stream keeps "
-                           "catching up), or raise reshard.pause_max."));
-  }
-  const int64_t drained_ms = MsSince(t0);
-  // 4. Switch every proxy to the new map; on a failure switch back the ones that did.
-  const std::string old_path = std::filesystem::absolute(o.common.config_path).string();
-  size_t switched = 0;
-  for (; switched < proxies->size(); ++switched) {
-    auto res = (*proxies)[switched].conn.Exec(absl::StrCat("RESHARD SWITCH ", db, " ", state.to));
-    if (!res.ok()) {
-      for (size_t i = 0; i < switched; ++i) {
-        (void)(*proxies)[i].conn.Exec(absl::StrCat("RESHARD SWITCH ", db, " ", old_path));
-      }
-      ResumeAll(*proxies, db);
-      return r.Fail(PgStatus("55000", absl::StrCat("proxy ", (*proxies)[switched].address, ": ",
-                                                   res.status().message()),
-                             "Writes resumed on the old map; fix the proxy and run cutover again."));
-    }
-  }
-  const int64_t switched_ms = MsSince(t0);
-  state.phase = "switched";
-  (void)state.Save();
-  ResumeAll(*proxies, db);
-  const int64_t pause_ms = MsSince(t0);
-  state.facts["pause_ms"] = Num(pause_ms);
-  (void)state.Save();
-  // The running config file becomes the new map (the old one kept beside it), so that a
-  // reload or restart of a proxy on this host keeps the new map.
-  std::error_code ec;
-  const std::string backup = o.common.config_path + ".before-reshard";
-  std::filesystem::copy_file(o.common.config_path, backup,
-                             std::filesystem::copy_options::overwrite_existing, ec);
-  if (!ec) {
-    // From here on the old map is read from the backup (cleanup, verify).
-    state.facts["old_map"] = std::filesystem::absolute(backup).string();
-    (void)state.Save();
-    std::filesystem::copy_file(state.to, o.common.config_path + ".tmp",
-                               std::filesystem::copy_options::overwrite_existing, ec);
-  }
-  if (!ec) std::filesystem::rename(o.common.config_path + ".tmp", o.common.config_path, ec);
-  r.Event("cutover",
-          {{"pause_ms", Num(pause_ms)}, {"paused_at_ms", Num(paused_ms)},
-           {"drained_at_ms", Num(drained_ms)}, {"switched_at_ms", Num(switched_ms)},
-           {"proxies", Num(static_cast<int64_t>(proxies->size()))},
-           {"drained_us", JsonString(absl::StrJoin(drained, ","))},
-           {"config_replaced", ec ? "false" : "true"}},
-          absl::StrCat("cutover done: writes to ", absl::StrJoin(tables, ", "), " paused ", pause_ms,
-                       " ms on ", proxies->size(), " proxies (all paused at ", paused_ms,
-                       " ms, streams drained at ", drained_ms, " ms, maps switched at ",
-                       switched_ms, " ms); ",
-                       ec ? "could not replace " + o.common.config_path + ": " + ec.message()
-                          : o.common.config_path + " now holds the new map (old one in .before-reshard)"));
-  catchers->clear();  // the streams let go of the slots
-  if (o.keep_old_rows) return 0;
-  if (absl::Status st = Cleanup(plan, state, r); !st.ok()) return r.Fail(st);
-  return 0;
-}
-
-// ---- cleanup and abort
-
-absl::Status DropReplication(const Plan& plan, const State& state) {
-  std::set<std::string> servers;
-  for (const auto& s : plan.Sources()) servers.insert(s);
-  for (const auto& s : plan.Targets()) servers.insert(s);
-  for (const auto& s : servers) {
-    ASSIGN_OR_RETURN(PgConn conn, ConnectShard(plan, s));
-    // A stream that just closed may hold the slot a moment longer (its walsender exits).
-    for (int attempt = 0;; ++attempt) {
-      absl::Status dropped = conn.ExecParams("SELECT pg_drop_replication_slot(slot_name) FROM "
-                                             "pg_replication_slots WHERE slot_name = $1",
-                                             {state.SlotFor(s)})
-                                 .status();
-      if (dropped.ok()) break;
-      if (SqlState(dropped) != "55006" || attempt >= 100) return dropped;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    RETURN_IF_ERROR(conn.Exec("DROP PUBLICATION IF EXISTS " + state.Publication()).status());
-    RETURN_IF_ERROR(DropGuard(conn));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status Cleanup(const Plan& plan, State& state, Report& r) {
-  RETURN_IF_ERROR(DropReplication(plan, state));
-  for (const auto& t : plan.tables) {
-    if (t.reference) continue;
-    for (const auto& s : t.sources) {
-      ASSIGN_OR_RETURN(PgConn conn, ConnectShard(plan, s));
-      ASSIGN_OR_RETURN(PgResult res, conn.Exec(absl::StrCat("DELETE FROM ", t.QuotedName(),
-                                                            " WHERE (", t.new_owner, ") <> ",
-                                                            Lit(s))));
-      (void)res;
-      ASSIGN_OR_RETURN(std::string left, conn.Value(absl::StrCat(
-                                             "SELECT count(*) FROM ", t.QuotedName())));
-      r.Event("cleaned", {{"table", JsonString(t.name)}, {"shard", JsonString(s)},
-                          {"rows_left", left}},
-              absl::StrCat("cleanup: moved rows of ", t.name, " deleted from ", s, " (", left,
-                           " rows stay)"));
-    }
-  }
-  state.phase = "done";
-  RETURN_IF_ERROR(state.Save());
-  r.Event("done", {{"phase", JsonString("done")}}, "reshard done: slots, publications and moved rows removed");
-  return absl::OkStatus();
-}
-
-int CleanupStep(const ReshardOptions& o, Report& r) {
-  auto c = Open(o, true);
-  if (!c.ok()) return r.Fail(c.status());
-  if (c->state.phase != "switched") {
-    return r.Fail(PgStatus("55000", "cleanup comes after cutover (phase " + c->state.phase + ")",
-                           "Before cutover, abort undoes a reshard."));
-  }
-  if (absl::Status st = Cleanup(c->plan, c->state, r); !st.ok()) return r.Fail(st);
-  return 0;
-}
-
-int AbortStep(const ReshardOptions& o, Report& r) {
-  auto c = Open(o, true);
-  if (!c.ok()) return r.Fail(c.status());
-  Plan& plan = c->plan;
-  State& state = c->state;
-  if (state.phase == "switched") {
-    return r.Fail(PgStatus("55000", "the proxies already serve the new map: too late to abort",
-                           "Run shardctl reshard cleanup."));
-  }
-  if (absl::Status st = DropReplication(plan, state); !st.ok()) return r.Fail(st);
-  // What the copy and the stream brought: rows a target does not own under the old map.
-  for (const auto& t : plan.tables) {
-    for (const auto& d : t.targets) {
-      const bool new_shard = !plan.old_map->FindShard(d).has_value();
-      if (t.reference && !new_shard) continue;
-      auto conn = ConnectShard(plan, d);
-      if (!conn.ok()) return r.Fail(conn.status());
-      auto exists = conn->Value(absl::StrCat("SELECT to_regclass(", Lit(t.QuotedName()), ") IS NOT NULL"));
-      if (!exists.ok()) return r.Fail(exists.status());
-      if (*exists != "t") continue;
-      const std::string where =
-          t.reference ? "" : absl::StrCat(" WHERE (", t.old_owner, ") IS DISTINCT FROM ", Lit(d));
-      auto res = conn->Exec(absl::StrCat("DELETE FROM ", t.QuotedName(), where));
-      if (!res.ok()) return r.Fail(res.status());
-    }
-  }
-  state.phase = "aborted";
-  if (absl::Status st = state.Save(); !st.ok()) return r.Fail(st);
-  r.Event("aborted", {{"phase", JsonString("aborted")}},
-          "reshard aborted: copied rows, slots and publications removed; the old map serves as before");
-  return 0;
-}
-
-}  // namespace
+}  // namespace steps
 
 int ReshardCommand(const std::string& step, const ReshardOptions& options, std::ostream& out,
                    std::ostream& err) {
+  using namespace steps;
   Report r(options.common.json, out, err);
   if (step == "plan") return PlanStep(options, r);
   if (step == "start") return StartStep(options, r);

@@ -411,7 +411,8 @@ class ReshardTest : public ::testing::Test {
     const size_t at = cutover.out.find("\"pause_ms\": ");
     ASSERT_NE(at, std::string::npos);
     const int64_t pause_ms = std::stoll(cutover.out.substr(at + 12));
-    std::printf("cutover pause: %lld ms\n", static_cast<long long>(pause_ms));
+    std::printf("cutover pause: %lld ms (%s)\n", static_cast<long long>(pause_ms),
+                cutover.out.substr(at, cutover.out.find('}', at) - at).c_str());
     EXPECT_LT(pause_ms, 5000) << "bounded by reshard.pause_max";
     std::this_thread::sleep_for(std::chrono::milliseconds(700));  // writes on the new map
     load.Stop();
