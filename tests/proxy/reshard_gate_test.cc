@@ -22,14 +22,16 @@ using std::chrono::milliseconds;
 
 // t moves in the switch test: keys in [kNewBound, kOldBound) go from s0 to s1. u never moves.
 constexpr int64_t kOldBound = 1000, kNewBound = 100;
-constexpr milliseconds kNotYet{300};       // "still held after this long"
-constexpr milliseconds kAnswer{15000};     // a bound on any answer that should come
-constexpr int kPauseMs = 20000;            // long enough never to expire by itself in a test
+constexpr milliseconds kNotYet{300};    // "still held after this long"
+constexpr milliseconds kAnswer{15000};  // a bound on any answer that should come
+constexpr int kPauseMs = 20000;         // long enough never to expire by itself in a test
 
 std::string DatabaseYaml(int64_t bound) {
   return absl::StrCat(
       "    routers:\n"
-      "      r_range: {type: range, ranges: [{to: ", bound, ", shard: s0}, {shard: s1}]}\n"
+      "      r_range: {type: range, ranges: [{to: ",
+      bound,
+      ", shard: s0}, {shard: s1}]}\n"
       "      r_mod: {type: modulo, hash: postgres, shards: [s0, s1]}\n"
       "    tables:\n"
       "      t: {key: id, router: r_range}\n"
@@ -126,8 +128,8 @@ class ReshardGateTest : public ShardedSuite<ReshardGateTest> {
   static std::string Holders(const std::string& table, int64_t id) {
     std::vector<std::string> out;
     for (int s = 0; s < env().shard_count(); ++s) {
-      auto n = env().primary(s).Query(
-          absl::StrCat("SELECT count(*) FROM ", table, " WHERE id = ", id));
+      auto n =
+          env().primary(s).Query(absl::StrCat("SELECT count(*) FROM ", table, " WHERE id = ", id));
       if (!n.ok()) return n.status().ToString();
       if (*n != "0") out.push_back(ShardedEnv::ShardName(s));
     }
@@ -165,8 +167,8 @@ TEST_F(ReshardGateTest, PauseHoldsWritesOfThePausedTableOnly) {
   EXPECT_EQ(pause.rows[0][1], "t");
 
   Pending held(writer, Insert("t", 11));
-  EXPECT_FALSE(held.Answered(kNotYet)) << "the write to t was answered during the pause: "
-                                       << held.Result().Describe();
+  EXPECT_FALSE(held.Answered(kNotYet))
+      << "the write to t was answered during the pause: " << held.Result().Describe();
   // Reads of t, with and without a key, and writes to u are answered meanwhile.
   Outcome read = Ask(other, "SELECT v FROM t WHERE id = 12");
   EXPECT_TRUE(read.ok) << read.Describe();
@@ -201,8 +203,7 @@ TEST_F(ReshardGateTest, PauseWaitsForTransactionsThatWroteBefore) {
 
   Pending pause(admin_, absl::StrCat("RESHARD PAUSE app t ", kPauseMs));
   EXPECT_FALSE(pause.Answered(kNotYet))
-      << "PAUSE answered with a transaction that wrote t still open: "
-      << pause.Result().Describe();
+      << "PAUSE answered with a transaction that wrote t still open: " << pause.Result().Describe();
   // The open transaction is not held: it entered before the pause.
   Outcome second = Ask(txn, Insert("t", 22));
   EXPECT_TRUE(second.ok) << second.Describe();
@@ -262,8 +263,7 @@ TEST_F(ReshardGateTest, HeldWriteProceedsAtThePauseDeadline) {
 // d) SWITCH needs a pause; an invalid file is refused and the old map keeps serving.
 TEST_F(ReshardGateTest, SwitchNeedsAPauseAndAValidFile) {
   const std::string version = ShowReshard(admin_).at(1);
-  Outcome unpaused = Ask(admin_, absl::StrCat("RESHARD SWITCH app ",
-                                              env().proxy->config_path()));
+  Outcome unpaused = Ask(admin_, absl::StrCat("RESHARD SWITCH app ", env().proxy->config_path()));
   EXPECT_EQ(unpaused.sqlstate, "55000") << unpaused.Describe();
 
   const std::string bad = absl::StrCat(::testing::TempDir(), "/reshard-bad-", getpid(), ".yaml");

@@ -211,8 +211,8 @@ TEST(WriteGateTest, SwitchWithoutTablesMovesNothing) {
 TEST(WriteGateTest, ConcurrentEnterLeaveWithPauseAndResume) {
   WriteGate gate;
   constexpr int kWriters = 4;
-  constexpr int kMinIterations = 1000;      // per writer, even if the pauser is done first
-  constexpr int kMaxIterations = 2000000;   // per writer: the loop's bound
+  constexpr int kMinIterations = 1000;     // per writer, even if the pauser is done first
+  constexpr int kMaxIterations = 2000000;  // per writer: the loop's bound
   constexpr int kPauses = 200;
   std::atomic<int> writing{0};
   std::atomic<bool> pauser_done{false};
@@ -226,9 +226,8 @@ TEST(WriteGateTest, ConcurrentEnterLeaveWithPauseAndResume) {
     threads.emplace_back([&, w] {
       const auto paused = w % 2 == 0 ? Writes("t") : Writes("t", "public");
       const auto other = Writes("u");
-      for (int i = 0; i < kMaxIterations && !hung.load() &&
-                      (i < kMinIterations || !pauser_done.load());
-           ++i) {
+      for (int i = 0;
+           i < kMaxIterations && !hung.load() && (i < kMinIterations || !pauser_done.load()); ++i) {
         const uint64_t e = gate.Enter();
         if (gate.Blocks(e, other)) violations.fetch_add(1);  // u is never paused
         const auto guard = Clock::now() + std::chrono::seconds(10);

@@ -175,9 +175,8 @@ TEST(PgoutputTest, InsertWithEmptyAndBinaryLookingText) {
   Tuple(b, {{'t', ""}, {'t', std::string("a\0b", 3)}});
   auto m = Decode(b);
   ASSERT_THAT(m, IsOk());
-  EXPECT_THAT(Values(m->new_tuple),
-              ElementsAre(std::pair{Kind::kText, std::string()},
-                          std::pair{Kind::kText, std::string("a\0b", 3)}));
+  EXPECT_THAT(Values(m->new_tuple), ElementsAre(std::pair{Kind::kText, std::string()},
+                                                std::pair{Kind::kText, std::string("a\0b", 3)}));
 }
 
 TEST(PgoutputTest, UpdateWithoutOldTupleKeepsUnchangedToast) {
