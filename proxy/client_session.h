@@ -116,6 +116,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   void LocalAnswer(std::string messages);  // queued in order with what is in flight
   void LocalCommand(std::string_view tag);
   bool LocalError(const absl::Status& status, bool extended);
+  // A statement the proxy refuses: inside a server transaction the server raises it (so the
+  // transaction fails as PostgreSQL's would), else the proxy answers. Returns false.
+  bool RefuseStatement(const absl::Status& status, bool extended);
   void RaiseOnServer(const absl::Status& status, bool extended);
   void NoteParseSharded(const protocol::Parse& parse);
   // ---- statements across shards (session_fanout.cc)

@@ -100,6 +100,14 @@ void ClientSession::LocalCommand(std::string_view tag) {
 
 // An error the proxy answers itself when no server is involved. Extended protocol: like a
 // server, drop what follows up to Sync. Returns false (not forwarded).
+bool ClientSession::RefuseStatement(const absl::Status& status, bool extended) {
+  if (server_ && InTransaction()) {
+    RaiseOnServer(status, extended);
+    return false;
+  }
+  return LocalError(status, extended);
+}
+
 bool ClientSession::LocalError(const absl::Status& status, bool extended) {
   std::string out;
   p::AppendError(out, ToPgError(status));
@@ -359,22 +367,10 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteQuery(std::string_view
   input.in_transaction = InTransaction();
   input.explain = explain_;
   auto plan = planner_->Plan(analysis, input);
-  if (!plan.ok()) {
-    if (server_ && InTransaction()) {
-      RaiseOnServer(plan.status(), false);
-      co_return false;
-    }
-    co_return LocalError(plan.status(), false);
-  }
+  if (!plan.ok()) co_return RefuseStatement(plan.status(), false);
   if (plan->write) {
     absl::StatusOr<bool> again = co_await PassWriteGate(analysis);
-    if (!again.ok()) {
-      if (server_ && InTransaction()) {
-        RaiseOnServer(again.status(), false);
-        co_return false;
-      }
-      co_return LocalError(again.status(), false);
-    }
+    if (!again.ok()) co_return RefuseStatement(again.status(), false);
     if (*again) co_return co_await RouteQuery(sql);
   }
   const bool spans = plan->spread == routing::RoutePlan::Spread::kSome ||
@@ -498,22 +494,10 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteBind(const p::Frame& f
   input.in_transaction = InTransaction();
   input.explain = explain_;
   auto plan = planner_->Plan(*prepared.analysis, input);
-  if (!plan.ok()) {
-    if (server_ && InTransaction()) {
-      RaiseOnServer(plan.status(), true);
-      co_return false;
-    }
-    co_return LocalError(plan.status(), true);
-  }
+  if (!plan.ok()) co_return RefuseStatement(plan.status(), true);
   if (plan->write) {
     absl::StatusOr<bool> again = co_await PassWriteGate(*prepared.analysis);
-    if (!again.ok()) {
-      if (server_ && InTransaction()) {
-        RaiseOnServer(again.status(), true);
-        co_return false;
-      }
-      co_return LocalError(again.status(), true);
-    }
+    if (!again.ok()) co_return RefuseStatement(again.status(), true);
     if (*again) co_return co_await RouteBind(frame);
   }
   if (dist_ || NeedsDistributed(*plan)) {
