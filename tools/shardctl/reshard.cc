@@ -319,7 +319,18 @@ absl::Status CopyAll(const Plan& plan, State& state, int jobs, Report& r) {
         task = todo[next++];
       }
       const auto& [t, sc] = task;
+      // A copy starts by deleting what an earlier attempt left: a failed one is simply retried
+      // (a server restarting, a connection lost), up to three times.
       auto rows = CopyTable(plan, *t, sc->source, sc->snapshot, r);
+      for (int attempt = 1; !rows.ok() && attempt < 3; ++attempt) {
+        r.Event("retry",
+                {{"table", JsonString(t->name)}, {"from", JsonString(sc->source)},
+                 {"error", JsonString(std::string(rows.status().message()))}},
+                absl::StrCat("copy of ", t->name, " from ", sc->source,
+                             " failed, retrying: ", rows.status().message()));
+        std::this_thread::sleep_for(std::chrono::seconds(attempt));
+        rows = CopyTable(plan, *t, sc->source, sc->snapshot, r);
+      }
       std::lock_guard lock(mu);
       if (!rows.ok()) {
         failed = rows.status();

@@ -96,11 +96,11 @@ std::string ServerYaml(const testing::PgServer& s) {
 
 // The proxy's YAML with shards `shards` of the cluster and `body` (routers:, tables:).
 std::string Yaml(PgCluster& cluster, int port, const std::vector<int>& shards,
-                 const std::string& body) {
+                 const std::string& body, const std::string& pause_max = "5s") {
   std::string y = absl::StrCat(
       "listen: {host: 127.0.0.1, port: ", port, "}\nworkers: 2\nadmin:\n  users: [admin]\n",
       "users:\n  - {name: postgres, password: postgres}\n  - {name: app, password: app_pw}\n",
-      "  - {name: admin, password: admin}\nreshard: {pause_max: 5s}\n",
+      "  - {name: admin, password: admin}\nreshard: {pause_max: ", pause_max, "}\n",
       "databases:\n  app:\n    pool_size: 10\n    max_replica_lag: 30s\n    shards:\n");
   for (int s : shards) {
     auto& servers = cluster.shard(s);
@@ -287,9 +287,11 @@ class ReshardTest : public ::testing::Test {
 
   // Starts shardgate on the old map, creates the tables through it and loads `users` rows.
   void StartOn(const std::vector<int>& old_shards, const std::string& old_body,
-               const std::vector<int>& new_shards, const std::string& new_body, int64_t users) {
+               const std::vector<int>& new_shards, const std::string& new_body, int64_t users,
+               const std::string& pause_max = "5s") {
     port_ = FreePort();
-    const std::string old_yaml = Yaml(*cluster_, port_, old_shards, old_body);
+    old_yaml_ = Yaml(*cluster_, port_, old_shards, old_body, pause_max);
+    const std::string& old_yaml = old_yaml_;
     new_yaml_ = Yaml(*cluster_, port_, new_shards, new_body);
     auto proxy = ShardgateProcess::Start(old_yaml, port_);
     ASSERT_TRUE(proxy.ok()) << proxy.status();
@@ -430,7 +432,7 @@ class ReshardTest : public ::testing::Test {
   static PgCluster* cluster_;
   std::unique_ptr<ShardgateProcess> proxy_;
   int port_ = 0;
-  std::string new_yaml_, new_path_;
+  std::string old_yaml_, new_yaml_, new_path_;
 };
 
 PgCluster* ReshardTest::cluster_ = nullptr;
@@ -505,6 +507,53 @@ TEST_F(ReshardTest, PlanSaysModuloMovesAlmostEverything) {
   ASSERT_NE(at, std::string::npos) << plan.out;
   const int64_t moving = std::stoll(plan.out.substr(at + 7));
   EXPECT_GT(moving, 1700) << plan.out;
+}
+
+TEST_F(ReshardTest, CutoverThatCannotDrainResumesOnTheOldMap) {
+  const std::string ring2 =
+      std::string("    routers:\n      r: {type: hash_ring, shards: [s0, s1]}\n") + kTables;
+  const std::string ring3 =
+      std::string("    routers:\n      r: {type: hash_ring, shards: [s0, s1, s2]}\n") + kTables;
+  // A pause of at most 1 ms cannot hold a drain: the cutover must give up and resume.
+  StartOn({0, 1}, ring2, {0, 1, 2}, ring3, 1000, "1ms");
+  Shell start = Shardctl(Ctl("reshard start --to " + new_path_));
+  ASSERT_EQ(start.code, 0) << start.out;
+  Shell cutover = Shardctl(Ctl("reshard cutover"));
+  EXPECT_EQ(cutover.code, 1) << cutover.out;
+  EXPECT_THAT(cutover.out, HasSubstr("Writes resumed on the old map"));
+  // The proxy is not paused and still routes by the old map: a key the new ring gives s2 goes
+  // to its old owner, and reaches s2 later through the stream.
+  auto config = conf::LoadString(new_yaml_);
+  ASSERT_TRUE(config.ok());
+  auto map = routing::ShardMap::Build(*(*config)->FindDatabase("app"));
+  ASSERT_TRUE(map.ok());
+  int64_t moving = 5000;
+  while ((*map)->shard_name(*(*map)->FindTable("", "users")->router->Route(
+             routing::KeyValue::Int(moving))) != "s2") {
+    ++moving;
+  }
+  Conn c(proxy_->ConnString());
+  ASSERT_EQ(c.Exec(absl::StrCat("INSERT INTO users (id, balance) VALUES (", moving, ", 7)")), "")
+      << c.last_error();
+  std::vector<std::vector<std::string>> rows;
+  Conn admin(proxy_->ConnString("shardgate", "admin", "admin"));
+  ASSERT_EQ(admin.Exec("SHOW RESHARD", &rows), "") << admin.last_error();
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0][2], "no");
+  // With a sane pause the same cutover goes through, and the row is where the new map says.
+  std::string sane = old_yaml_;
+  sane.replace(sane.find("pause_max: 1ms"), 14, "pause_max: 5s");
+  WriteFile(proxy_->config_path(), sane);
+  cutover = Shardctl(Ctl("reshard cutover"));
+  ASSERT_EQ(cutover.code, 0) << cutover.out;
+  Conn s2(cluster_->shard(2).primary->ConnString());
+  ASSERT_EQ(s2.Exec(absl::StrCat("SELECT balance FROM users WHERE id = ", moving), &rows), "");
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0][0], "7");
+  ASSERT_EQ(c.Exec(absl::StrCat("UPDATE users SET balance = 8 WHERE id = ", moving)), "")
+      << c.last_error();
+  ASSERT_EQ(s2.Exec(absl::StrCat("SELECT balance FROM users WHERE id = ", moving), &rows), "");
+  EXPECT_EQ(rows[0][0], "8");
 }
 
 TEST_F(ReshardTest, AbortBeforeCutoverLeavesTheOldMapServing) {
