@@ -172,7 +172,7 @@ asio::awaitable<absl::Status> Reshard(Runtime& runtime, const std::vector<std::s
     co_return absl::OkStatus();
   }
   if (step == "switch" && words.size() == 4) {
-    if (!gate.Paused()) {
+    if (!gate.Hold()) {
       co_return PgStatus("55000", "writes are not paused (never, resumed, or the pause expired)",
                          "RESHARD PAUSE first; a switch is only safe while writes wait.");
     }

@@ -55,6 +55,7 @@ absl::Status WriteGate::Pause(std::set<std::string> tables, Clock::time_point un
     tables_.insert(t.rfind(kPublic, 0) == 0 ? t.substr(kPublic.size()) : t);
   }
   until_ = until;
+  length_ = until - Clock::now();
   pause_epoch_ = next;
   paused_.store(true);
   epoch_.store(next);
@@ -65,6 +66,14 @@ int WriteGate::Draining() const {
   std::lock_guard lock(mu_);
   if (!paused_.load()) return 0;
   return open_[(pause_epoch_ - 1) & 1].load();
+}
+
+bool WriteGate::Hold() {
+  std::lock_guard lock(mu_);
+  const auto now = Clock::now();
+  if (!paused_.load() || now >= until_) return false;
+  until_ = now + length_;
+  return true;
 }
 
 bool WriteGate::Paused() const {

@@ -43,6 +43,9 @@ class WriteGate {
   int Draining() const;
   // Whether a pause is on and has not passed its deadline.
   bool Paused() const;
+  // Whether a pause is on, and if so it is given its whole length again from now: a switch
+  // installs the new map while writes still wait, even when the pause was about to expire.
+  bool Hold();
   void Resume();
   // The paused tables, for SHOW RESHARD.
   std::set<std::string> Tables() const;
@@ -63,6 +66,7 @@ class WriteGate {
   mutable std::mutex mu_;  // guards the rest, taken only while paused
   uint64_t pause_epoch_ = 0;
   Clock::time_point until_;
+  Clock::duration length_{};
   std::set<std::string, std::less<>> tables_;
   std::vector<std::pair<uint64_t, std::set<std::string, std::less<>>>> switches_;
   std::atomic<uint64_t> last_switch_{0};

@@ -158,6 +158,21 @@ TEST(WriteGateTest, DeadlineInThePastBlocksNothing) {
   gate.Leave(e);
 }
 
+// RESHARD SWITCH holds the pause for its whole length again, so the new map is installed while
+// writes still wait; an expired or resumed pause cannot be held.
+TEST(WriteGateTest, HoldRenewsAPauseThatIsOnAndNothingElse) {
+  WriteGate gate;
+  EXPECT_FALSE(gate.Hold()) << "no pause";
+  ASSERT_THAT(gate.Pause({"t"}, Clock::now() + std::chrono::hours(1)), IsOk());
+  EXPECT_TRUE(gate.Hold());
+  EXPECT_TRUE(gate.Paused());
+  gate.Resume();
+  EXPECT_FALSE(gate.Hold()) << "resumed";
+  ASSERT_THAT(gate.Pause({"t"}, Clock::now() - std::chrono::milliseconds(1)), IsOk());
+  EXPECT_FALSE(gate.Hold()) << "expired";
+  EXPECT_FALSE(gate.Paused());
+}
+
 TEST(WriteGateTest, ResumeUnblocksAndClearsTheTables) {
   WriteGate gate;
   ASSERT_THAT(gate.Pause({"t"}, Far()), IsOk());
