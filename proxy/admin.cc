@@ -171,13 +171,15 @@ asio::awaitable<absl::Status> Reshard(Runtime& runtime, const std::vector<std::s
                 {{db, absl::StrJoin(tables, ","), absl::StrCat(waited.count())}});
     co_return absl::OkStatus();
   }
-  if (step == "switch" && words.size() == 4) {
+  if (step == "switch" && words.size() >= 4) {
+    // The path is the rest of the line (single spaces in it survive).
+    const std::string path = absl::StrJoin(words.begin() + 3, words.end(), " ");
     if (!gate.Hold()) {
       co_return PgStatus("55000", "writes are not paused (never, resumed, or the pause expired)",
                          "RESHARD PAUSE first; a switch is only safe while writes wait.");
     }
     if (!runtime.install_config) co_return PgStatus("0A000", "this proxy cannot switch maps");
-    CO_RETURN_IF_ERROR(runtime.install_config(words[3]));
+    CO_RETURN_IF_ERROR(runtime.install_config(path));
     if (runtime.config()->FindDatabase(db) == nullptr) {
       co_return PgStatus("XX000", absl::StrCat("the new config has no database \"", db, "\""));
     }
