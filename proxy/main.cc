@@ -19,6 +19,7 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "conf/config.h"
 #include "proxy/health.h"
 #include "proxy/runtime.h"
@@ -56,6 +57,36 @@ std::shared_ptr<const sg::conf::Config> LoadAndValidate(const std::string& path)
   }
   return *loaded;
 }
+
+// --log-format json: {"ts": "...", "level": "info", "thread": N, "msg": "..."} per line, the
+// message escaped as a JSON string.
+class JsonLogFormatter final : public spdlog::formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
+    const auto ts = std::chrono::duration_cast<std::chrono::microseconds>(
+                        msg.time.time_since_epoch())
+                        .count();
+    std::string line = absl::StrCat(
+        "{\"ts\": ", ts / 1000000, ".", absl::StrFormat("%06d", ts % 1000000),
+        ", \"level\": \"", spdlog::level::to_string_view(msg.level).data(),
+        "\", \"thread\": ", msg.thread_id, ", \"msg\": \"");
+    for (unsigned char c : std::string_view(msg.payload.data(), msg.payload.size())) {
+      if (c == '"' || c == '\\') {
+        line += '\\';
+        line += static_cast<char>(c);
+      } else if (c < 0x20) {
+        line += absl::StrFormat("\\u%04x", c);
+      } else {
+        line += static_cast<char>(c);
+      }
+    }
+    line += "\"}\n";
+    dest.append(line.data(), line.data() + line.size());
+  }
+  std::unique_ptr<spdlog::formatter> clone() const override {
+    return std::make_unique<JsonLogFormatter>();
+  }
+};
 
 std::unique_ptr<asio::ssl::context> MakeTls(const sg::conf::TlsConfig& tls, std::string& error) {
   if (!tls.Enabled()) return nullptr;
@@ -209,14 +240,24 @@ int main(int argc, char** argv) {
   std::string config_path;
   bool check = false;
   std::string log_level = "info";
+  std::string log_format = "text";
   app.add_option("-c,--config", config_path, "YAML configuration file")->required();
   app.add_flag("--check", check, "validate the configuration and exit (0 ok, 1 errors)");
-  app.add_option("--log-level", log_level, "trace|debug|info|warn|error");
+  app.add_option("--log-level", log_level, "trace|debug|info|warn|error")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+  app.add_option("--log-format", log_format,
+                 "text (for a terminal or journald) | json (one object per line)")
+      ->check(CLI::IsMember({"text", "json"}));
   CLI11_PARSE(app, argc, argv);
 
+  // Logs go to stderr, which systemd hands to journald (no files, nothing to rotate).
   spdlog::set_default_logger(spdlog::stderr_color_mt("shardgate"));
   spdlog::set_level(spdlog::level::from_str(log_level));
-  spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ [%t] %v");
+  if (log_format == "json") {
+    spdlog::set_formatter(std::make_unique<JsonLogFormatter>());
+  } else {
+    spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ [%t] %v");
+  }
 
   try {
     if (check) {
