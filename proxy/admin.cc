@@ -1,7 +1,13 @@
 // The admin console: the virtual database "shardgate", answered by the proxy itself over the
-// simple protocol. Today: SHOW VERSION, SHOW SHARDS, SHOW ROUTE <sql>, SHOW RESHARD and the
-// resharding hooks (RESHARD PAUSE/SWITCH/RESUME); the rest of CONFIG.md's commands come with
-// the operations issue.
+// simple protocol: SHOW VERSION/SHARDS/POOLS/CLIENTS/SERVERS/STATS/CONFIG/ROUTE <sql>/RESHARD,
+// RELOAD, SHUTDOWN and the resharding hooks (RESHARD PAUSE/SWITCH/RESUME). PAUSE/RESUME of a
+// whole database are not there yet.
+#include <signal.h>
+#include <unistd.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -11,6 +17,7 @@
 #include "protocol/messages.h"
 #include "proxy/client_session.h"
 #include "proxy/io.h"
+#include "proxy/pool.h"
 #include "proxy/runtime.h"
 #include "proxy/strings.h"
 #include "proxy/worker.h"
@@ -98,6 +105,157 @@ void ShowShards(Runtime& runtime, std::string& out) {
     }
   }
   AppendTable(out, {"database", "shard", "role", "address", "state", "takes_writes"}, rows);
+}
+
+// Runs `f(worker)` on each worker's own thread in turn (sessions and pools are not shared).
+template <typename F>
+asio::awaitable<void> OnEveryWorker(Runtime& runtime, F f) {
+  for (Worker* w : runtime.workers) {
+    co_await asio::co_spawn(
+        w->io(), [&f, w]() -> asio::awaitable<void> {
+          f(*w);
+          co_return;
+        },
+        asio::use_awaitable);
+  }
+}
+
+std::string Num(int64_t v) { return absl::StrCat(v); }
+
+// SHOW POOLS, with PgBouncer's columns: one row per logical database and server user, summed
+// over its servers (every shard and replica) and workers; `shards` says how many servers.
+asio::awaitable<void> ShowPools(Runtime& runtime, std::string& out) {
+  struct Row {
+    int64_t cl_active = 0, cl_waiting = 0, sv_active = 0, sv_idle = 0;
+    std::set<std::string> servers;
+    std::string pool_mode;
+  };
+  std::map<std::pair<std::string, std::string>, Row> rows;
+  auto config = runtime.config();
+  co_await OnEveryWorker(runtime, [&](Worker& w) {
+    w.pools().ForEach([&](const Pool& pool) {
+      const BackendTarget& t = pool.target();
+      Row& r = rows[{t.database, t.user}];
+      r.cl_waiting += pool.waiting();
+      r.sv_idle += pool.idle();
+      r.sv_active += pool.open() - pool.idle();
+      r.servers.insert(t.Key());
+    });
+    for (ClientSession* s : w.sessions()) {
+      ClientSession::Info info = s->Describe();
+      if (info.admin || info.database.empty()) continue;
+      Row& r = rows[{info.database, info.servers.empty() ? info.user : info.servers[0].user}];
+      if (info.state == "active") ++r.cl_active;
+      if (const conf::UserConfig* u = config->FindUser(info.user)) {
+        r.pool_mode = u->pool_mode == conf::PoolMode::kSession ? "session" : "transaction";
+      }
+    }
+  });
+  std::vector<std::vector<std::string>> table;
+  for (const auto& [key, r] : rows) {
+    table.push_back({key.first, key.second, Num(r.cl_active), Num(r.cl_waiting), "0", "0",
+                     Num(r.sv_active), "0", "0", Num(r.sv_idle), "0", "0", "0", "0", "0",
+                     r.pool_mode.empty() ? "transaction" : r.pool_mode,
+                     Num(static_cast<int64_t>(r.servers.size()))});
+  }
+  AppendTable(out, {"database", "user", "cl_active", "cl_waiting", "cl_active_cancel_req",
+                    "cl_waiting_cancel_req", "sv_active", "sv_active_cancel", "sv_being_canceled",
+                    "sv_idle", "sv_used", "sv_tested", "sv_login", "maxwait", "maxwait_us",
+                    "pool_mode", "servers"},
+              table);
+}
+
+// SHOW CLIENTS and SHOW SERVERS, with PgBouncer's columns where the concept is the same.
+asio::awaitable<void> ShowClients(Runtime& runtime, bool servers, std::string& out) {
+  std::vector<std::vector<std::string>> table;
+  co_await OnEveryWorker(runtime, [&](Worker& w) {
+    for (ClientSession* s : w.sessions()) {
+      ClientSession::Info info = s->Describe();
+      if (!servers) {
+        table.push_back({"C", info.user, info.admin ? "shardgate" : info.database, info.state,
+                         info.addr, Num(info.port), Num(info.connect_time),
+                         Num(info.request_time), info.tls ? "yes" : "no",
+                         info.application_name,
+                         info.servers.empty() ? "" : info.servers[0].shard});
+        continue;
+      }
+      for (const auto& sv : info.servers) {
+        table.push_back({"S", sv.user, info.database, "active", sv.address, sv.shard,
+                         Num(sv.pid), info.user});
+      }
+    }
+    if (!servers) return;
+    w.pools().ForEach([&](const Pool& pool) {
+      const BackendTarget& t = pool.target();
+      pool.ForEachIdle([&](const ServerConnection& c) {
+        table.push_back({"S", t.user, t.database, "idle", absl::StrCat(t.host, ":", t.port),
+                         t.shard, Num(c.pid()), ""});
+      });
+    });
+  });
+  if (servers) {
+    AppendTable(out, {"type", "user", "database", "state", "addr", "shard", "remote_pid",
+                      "client_user"},
+                table);
+  } else {
+    AppendTable(out, {"type", "user", "database", "state", "addr", "port", "connect_time",
+                      "request_time", "tls", "application_name", "shard"},
+                table);
+  }
+}
+
+// SHOW STATS: totals per logical database since start, PgBouncer's total_* columns.
+asio::awaitable<void> ShowStats(Runtime& runtime, std::string& out) {
+  std::map<std::string, DatabaseStats> totals;
+  co_await OnEveryWorker(runtime, [&](Worker& w) {
+    for (const auto& [db, st] : w.all_stats()) {
+      DatabaseStats& t = totals[db];
+      t.xacts += st.xacts;
+      t.queries += st.queries;
+      t.received += st.received;
+      t.sent += st.sent;
+    }
+  });
+  std::vector<std::vector<std::string>> table;
+  for (const auto& [db, t] : totals) {
+    table.push_back({db, Num(t.xacts), Num(t.queries), Num(t.received), Num(t.sent)});
+  }
+  AppendTable(out, {"database", "total_xact_count", "total_query_count", "total_received",
+                    "total_sent"},
+              table);
+}
+
+// SHOW CONFIG: the settings in force (key, value, default, changeable by RELOAD).
+void ShowConfig(Runtime& runtime, std::string& out) {
+  auto c = runtime.config();
+  const conf::Config d;
+  auto ms = [](std::chrono::milliseconds v) { return absl::StrCat(v.count(), "ms"); };
+  std::vector<std::vector<std::string>> rows = {
+      {"config_file", runtime.config_path, "", "no"},
+      {"listen", absl::StrCat(c->listen.host, ":", c->listen.port),
+       absl::StrCat(d.listen.host, ":", d.listen.port), "no"},
+      {"workers", Num(c->workers), Num(d.workers), "no"},
+      {"admin.users", absl::StrJoin(c->admin.users, ","), "", "yes"},
+      {"tls", c->tls.Enabled() ? "on" : "off", "off", "no"},
+      {"timeouts.connect", ms(c->timeouts.connect), ms(d.timeouts.connect), "yes"},
+      {"timeouts.query", ms(c->timeouts.query), ms(d.timeouts.query), "yes"},
+      {"timeouts.server_idle", ms(c->timeouts.server_idle), ms(d.timeouts.server_idle), "yes"},
+      {"timeouts.shutdown", ms(c->timeouts.shutdown), ms(d.timeouts.shutdown), "yes"},
+      {"limits.max_client_conn", Num(c->limits.max_client_conn), Num(d.limits.max_client_conn),
+       "yes"},
+      {"limits.max_message_size", Num(c->limits.max_message_size),
+       Num(d.limits.max_message_size), "yes"},
+      {"cross_shard.two_phase", c->cross_shard.two_phase ? "on" : "off",
+       d.cross_shard.two_phase ? "on" : "off", "yes"},
+      {"map_version", Num(static_cast<int64_t>(runtime.map_version())), "", "no"},
+  };
+  for (const auto& [name, db] : c->databases) {
+    rows.push_back({absl::StrCat("databases.", name, ".pool_size"), Num(db.pool_size), "20",
+                    "yes"});
+    rows.push_back({absl::StrCat("databases.", name, ".shards"), Num(db.shards.size()), "",
+                    "yes"});
+  }
+  AppendTable(out, {"key", "value", "default", "changeable"}, rows);
 }
 
 std::vector<std::string> Words(std::string_view sql) {
@@ -219,6 +377,22 @@ asio::awaitable<void> ClientSession::ServeAdmin() {
         AppendTable(client_out_, {"version"}, {{"shardgate 0.1.0"}});
       } else if (lower == "show shards") {
         ShowShards(runtime, client_out_);
+      } else if (lower == "show pools") {
+        co_await ShowPools(runtime, client_out_);
+      } else if (lower == "show clients" || lower == "show servers") {
+        co_await ShowClients(runtime, lower == "show servers", client_out_);
+      } else if (lower == "show stats") {
+        co_await ShowStats(runtime, client_out_);
+      } else if (lower == "show config") {
+        ShowConfig(runtime, client_out_);
+      } else if (lower == "reload") {
+        st = runtime.install_config ? runtime.install_config(runtime.config_path)
+                                    : PgStatus("0A000", "this proxy cannot reload");
+        if (st.ok()) p::AppendCommandComplete(client_out_, "RELOAD");
+      } else if (lower == "shutdown") {
+        // As SIGTERM: stop accepting, drain clients to timeouts.shutdown, exit.
+        p::AppendCommandComplete(client_out_, "SHUTDOWN");
+        ::kill(::getpid(), SIGTERM);
       } else if (lower == "show reshard") {
         ShowReshard(runtime, client_out_);
       } else if (lower.rfind("reshard ", 0) == 0) {
@@ -228,7 +402,8 @@ asio::awaitable<void> ClientSession::ServeAdmin() {
                        client_out_);
       } else {
         st = PgStatus("0A000", "unknown admin console command: " + sql,
-                      "Try SHOW VERSION, SHOW SHARDS, SHOW ROUTE <sql>, SHOW RESHARD or RESHARD.");
+                      "Try SHOW VERSION, SHOW SHARDS, SHOW POOLS, SHOW CLIENTS, SHOW SERVERS, SHOW STATS, "
+                      "SHOW CONFIG, SHOW ROUTE <sql>, SHOW RESHARD, RELOAD, SHUTDOWN or RESHARD.");
       }
       if (!st.ok()) p::AppendError(client_out_, ToPgError(st));
       p::AppendReadyForQuery(client_out_, 'I');

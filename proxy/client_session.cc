@@ -3,6 +3,7 @@
 #include "proxy/client_session.h"
 
 #include <openssl/rand.h>
+#include <ctime>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -79,6 +80,39 @@ ClientSession::ClientSession(Worker& worker, tcp::socket socket)
   pump_done_.expires_at(asio::steady_timer::time_point::max());
 }
 
+ClientSession::Info ClientSession::Describe() const {
+  Info info;
+  info.user = user_name_;
+  info.database = db_name_;
+  info.admin = admin_;
+  info.state = server_ || dist_ || copy_in_ ? "active" : "idle";
+  boost::system::error_code ec;
+  auto& socket = const_cast<ClientStream&>(stream_).Socket();
+  const auto remote = socket.remote_endpoint(ec);
+  if (!ec) {
+    info.addr = remote.address().to_string();
+    info.port = remote.port();
+  }
+  info.connect_time = connect_time_;
+  info.request_time = request_time_;
+  info.tls = stream_.IsTls();
+  if (auto it = startup_params_.find("application_name"); it != startup_params_.end()) {
+    info.application_name = it->second;
+  }
+  auto add = [&](const ServerConnection& c) {
+    const BackendTarget& t = c.target();
+    info.servers.push_back({t.shard, absl::StrCat(t.host, ":", t.port), t.user, t.dbname,
+                            c.pid()});
+  };
+  if (server_) add(*server_);
+  if (dist_) {
+    for (const auto& leg : dist_->legs) {
+      if (leg->conn) add(*leg->conn);
+    }
+  }
+  return info;
+}
+
 ClientSession::~ClientSession() {
   if (gate_ && gate_epoch_) gate_->Leave(*gate_epoch_);
   if (cancel_pid_ != 0) CancelRegistry::Global().Unregister(cancel_pid_);
@@ -88,6 +122,7 @@ ClientSession::~ClientSession() {
 asio::awaitable<void> ClientSession::Run() {
   auto self = shared_from_this();
   worker_.SessionStarted(this);
+  connect_time_ = request_time_ = std::time(nullptr);
   boost::system::error_code ec;
   stream_.Socket().set_option(tcp::no_delay(true), ec);
   config_ = worker_.runtime().config();
@@ -105,6 +140,7 @@ asio::awaitable<void> ClientSession::Run() {
     co_await Fatal(started.status());
   } else if (*started) {
     if (db_ == nullptr) {
+      admin_ = true;
       co_await ServeAdmin();
     } else {
       co_await Serve();
@@ -138,6 +174,7 @@ asio::awaitable<bool> ClientSession::FlushClient() {
   client_writing_ = true;
   while (!client_out_.empty() && client_ok_) {
     client_sending_.swap(client_out_);
+    if (stats_) stats_->sent += static_cast<int64_t>(client_sending_.size());
     auto ec = co_await stream_.WriteAll(asio::buffer(client_sending_));
     client_sending_.clear();
     if (ec) client_ok_ = false;
@@ -271,6 +308,7 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::Startup() {
   }
   CO_RETURN_IF_ERROR(co_await Authenticate(*user_));
   pool_mode_ = user_->pool_mode;
+  stats_ = &worker_.stats(db_name_);
   if (db_->Sharded()) {
     map_version_ = worker_.runtime().map_version();
     topology_ = worker_.runtime().topology(db_name_);
@@ -331,6 +369,7 @@ BackendTarget ClientSession::MakeTarget(const conf::ShardConfig& shard,
                                        const conf::Endpoint& ep, absl::Status* error) const {
   BackendTarget target;
   target.shard = shard.name;
+  target.database = db_->name;
   target.host = ep.host;
   target.port = ep.port;
   target.dbname = ep.dbname.empty() ? db_->name : ep.dbname;

@@ -53,6 +53,25 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // busy one after its transaction.
   void OnShutdown();
 
+  // What the admin console shows of a client (SHOW CLIENTS) and of the server it holds (SHOW
+  // SERVERS). Called on the worker's thread.
+  struct Info {
+    std::string user, database, state;  // state: "active" (holds a server) | "idle"
+    std::string addr;
+    int port = 0;
+    int64_t connect_time = 0, request_time = 0;  // unix seconds
+    bool tls = false;
+    std::string application_name;
+    bool admin = false;
+    // The servers it holds: shard, "host:port", backend pid.
+    struct Server {
+      std::string shard, address, user, dbname;
+      int32_t pid = 0;
+    };
+    std::vector<Server> servers;
+  };
+  Info Describe() const;
+
  private:
   // What the proxy expects from the server for each message it sent (in order).
   enum class Expect : uint8_t {
@@ -235,6 +254,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
 
   Worker& worker_;
   ClientStream stream_;
+  struct DatabaseStats* stats_ = nullptr;  // the worker's counters for db_name_
+  int64_t connect_time_ = 0, request_time_ = 0;
+  bool admin_ = false;
   std::shared_ptr<const conf::Config> config_;
   const conf::DatabaseConfig* db_ = nullptr;
   const conf::UserConfig* user_ = nullptr;

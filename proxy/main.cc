@@ -185,6 +185,8 @@ int Run(const std::string& config_path) {
       return 1;
     }
   }
+  for (auto& w : workers) runtime.workers.push_back(w.get());
+  runtime.config_path = config_path;
   StartTopologies(runtime, *workers.front(), *config);
   // SIGHUP and the admin console's RESHARD SWITCH: a new config replaces the old one only
   // when it is valid; sessions take the new shard maps between transactions.

@@ -36,6 +36,11 @@ class Pool {
   int open() const { return open_; }
   int idle() const { return static_cast<int>(idle_.size()); }
   int waiting() const { return static_cast<int>(waiters_.size()); }
+  int max_size() const { return max_size_; }
+  template <typename F>
+  void ForEachIdle(F&& f) const {
+    for (const auto& c : idle_) f(*c);
+  }
 
  private:
   struct Waiter {

@@ -7,6 +7,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include <boost/asio/ssl/context.hpp>
 
@@ -67,6 +68,11 @@ class Runtime {
   // start, before the workers run.
   DecisionLog* decision_log() const { return decision_log_.get(); }
   void set_decision_log(std::unique_ptr<DecisionLog> log) { decision_log_ = std::move(log); }
+
+  // Set by main before the workers start: the admin console visits every worker's sessions and
+  // pools on that worker's thread, and RELOAD reads the file again.
+  std::vector<class Worker*> workers;
+  std::string config_path;
 
   std::atomic<int> clients{0};
   std::atomic<bool> shutting_down{false};

@@ -24,6 +24,7 @@ using tcp = asio::ip::tcp;
 // Where and as whom to log in. Also the pool key (see Pool).
 struct BackendTarget {
   std::string shard;  // shard name, for error messages
+  std::string database;  // the logical database it serves (SHOW POOLS); not part of Key()
   std::string host;
   int port = 5432;
   std::string dbname;

@@ -1,5 +1,7 @@
 // ClientSession, second half: the forwarding loop, server attach/release for transaction
 // pooling, prepared-statement renaming, session-setting replay and the server pump.
+#include <ctime>
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
@@ -377,6 +379,7 @@ void ClientSession::ProcessServerFrame(ServerConnection& conn, const protocol::F
 
 void ClientSession::AfterReadyForQuery(ServerConnection& conn, char status) {
   if (status != 'I') return;
+  if (stats_) ++stats_->xacts;
   if (last_tag_ == "ROLLBACK") {
     pending_settings_.clear();
     pending_reset_all_ = false;
@@ -596,6 +599,7 @@ asio::awaitable<void> ClientSession::Serve() {
       frame = co_await ReadClientFrame(max_size);
       if (deadline.expired()) frame = idle_error;
     }
+    request_time_ = std::time(nullptr);
     if (!frame.ok()) {
       if (SqlState(frame.status()) != "08006") co_await Fatal(frame.status());
       break;
@@ -608,6 +612,10 @@ asio::awaitable<void> ClientSession::Serve() {
       if (f.type == p::fe::kTerminate) {
         terminate = true;
         break;
+      }
+      if (stats_) {
+        stats_->received += static_cast<int64_t>(f.whole.size());
+        if (f.type == p::fe::kQuery || f.type == p::fe::kExecute) ++stats_->queries;
       }
       if (topology_) {
         auto forward = co_await RouteFrame(f);

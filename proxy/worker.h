@@ -1,7 +1,9 @@
 // One worker thread: its io_context, its server pools and the sessions living on it.
 #pragma once
 
+#include <map>
 #include <memory>
+#include <string>
 #include <thread>
 #include <unordered_set>
 
@@ -16,6 +18,15 @@
 namespace shardgate::proxy {
 
 class ClientSession;
+
+// What a worker's sessions of one logical database did (SHOW STATS). Written by the worker's
+// thread only; read by the admin console on that thread.
+struct DatabaseStats {
+  int64_t xacts = 0;     // transactions ended (ReadyForQuery 'I' after a server's answer)
+  int64_t queries = 0;   // Query and Execute messages from clients
+  int64_t received = 0;  // bytes from clients
+  int64_t sent = 0;      // bytes to clients
+};
 
 // Contract: everything here is touched only from this worker's thread, except Start/Stop and
 // BeginShutdown, which post onto it.
@@ -39,6 +50,8 @@ class Worker {
   routing::AnalysisCache& analysis_cache() { return analysis_cache_; }
   int index() const { return index_; }
   std::unordered_set<ClientSession*>& sessions() { return sessions_; }
+  DatabaseStats& stats(const std::string& database) { return stats_[database]; }
+  const std::map<std::string, DatabaseStats>& all_stats() const { return stats_; }
   int session_count() const { return session_count_.load(); }
   void SessionStarted(ClientSession* s);
   void SessionEnded(ClientSession* s);
@@ -54,6 +67,7 @@ class Worker {
   PoolSet pools_;
   routing::AnalysisCache analysis_cache_;
   std::unordered_set<ClientSession*> sessions_;
+  std::map<std::string, DatabaseStats> stats_;  // nodes are stable: sessions keep pointers
   std::atomic<int> session_count_{0};
   std::thread thread_;
 };

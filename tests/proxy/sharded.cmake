@@ -25,3 +25,6 @@ shardgate_sharded_test(sharded_failover sharded_failover_test.cc)
 shardgate_sharded_test(sharded_2pc two_phase_test.cc)
 # The same queries on one reference PostgreSQL and through shardgate over three shards.
 shardgate_sharded_test(sharded_differential differential_test.cc)
+# The admin console's SHOW commands after a known workload; RELOAD and SIGHUP with a broken file
+# and with a shard added.
+shardgate_sharded_test(admin_console admin_console_test.cc)

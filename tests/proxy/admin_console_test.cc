@@ -1,0 +1,208 @@
+// The admin console (`psql -d shardgate -U admin`) on a real proxy over three real shards: what
+// SHOW POOLS/CLIENTS/SERVERS/STATS/CONFIG report after a known workload, and RELOAD (and
+// SIGHUP): a broken file keeps the old config serving without dropping anyone, and a reload
+// that adds a shard is used by the next transaction.
+#include <signal.h>
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+
+#include "tests/proxy/sharded_fixture.h"
+
+namespace shardgate::testing {
+namespace {
+
+constexpr char kDatabaseYaml[] =
+    "    routers:\n"
+    "      dir: {type: directory, key_type: bigint, entries: {1: s0, 2: s1, 3: s2}, default: s0}\n"
+    "    tables:\n"
+    "      t: {key: id, router: dir}\n";
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+void WriteFile(const std::string& path, const std::string& text) {
+  std::ofstream f(path, std::ios::trunc);
+  f << text;
+}
+
+// The rows of an admin command, each as column name -> value.
+std::vector<std::map<std::string, std::string>> Show(const PgConn& admin, const std::string& sql) {
+  PgResult res(PQexec(admin.get(), sql.c_str()));
+  std::vector<std::map<std::string, std::string>> rows;
+  EXPECT_EQ(PQresultStatus(res.get()), PGRES_TUPLES_OK) << sql << ": "
+                                                        << PQerrorMessage(admin.get());
+  if (PQresultStatus(res.get()) != PGRES_TUPLES_OK) return rows;
+  for (int r = 0; r < PQntuples(res.get()); ++r) {
+    std::map<std::string, std::string> row;
+    for (int c = 0; c < PQnfields(res.get()); ++c) {
+      row[PQfname(res.get(), c)] = PQgetvalue(res.get(), r, c);
+    }
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
+std::map<std::string, std::string> RowWhere(
+    const std::vector<std::map<std::string, std::string>>& rows, const std::string& column,
+    const std::string& value) {
+  for (const auto& row : rows) {
+    auto it = row.find(column);
+    if (it != row.end() && it->second == value) return row;
+  }
+  return {};
+}
+
+class AdminConsoleTest : public ShardedSuite<AdminConsoleTest> {
+ public:
+  static ShardedEnvOptions Options() {
+    ShardedEnvOptions o;
+    o.replicas = {0, 0, 0};
+    o.extra_database_yaml = kDatabaseYaml;
+    return o;
+  }
+
+ protected:
+  static void SetUpTestSuite() {
+    ShardedSuite::SetUpTestSuite();
+    if (env_ == nullptr) return;
+    absl::Status st = env_->ExecOnPrimaries("CREATE TABLE t (id bigint, v text);");
+    if (!st.ok()) {
+      start_status_ = absl::Status(st.code(), absl::StrCat("schema: ", st.message()));
+      env_.reset();
+    }
+  }
+
+  // Which primaries hold a row of t with `id` ("s0", "s0,s2", ...).
+  static std::string Holders(int64_t id) {
+    std::vector<std::string> out;
+    for (int s = 0; s < env().shard_count(); ++s) {
+      auto n = env().primary(s).Query(absl::StrCat("SELECT count(*) FROM t WHERE id = ", id));
+      if (!n.ok()) return n.status().ToString();
+      if (*n != "0") out.push_back(ShardedEnv::ShardName(s));
+    }
+    return absl::StrJoin(out, ",");
+  }
+};
+
+TEST_F(AdminConsoleTest, ShowCommandsReportAKnownWorkload) {
+  ASSERT_OK_AND_ASSIGN(PgConn admin, env().ConnectAdmin());
+  auto before = RowWhere(Show(admin, "SHOW STATS"), "database", "app");
+  const int64_t queries_before = before.empty() ? 0 : std::stoll(before["total_query_count"]);
+  const int64_t received_before = before.empty() ? 0 : std::stoll(before["total_received"]);
+
+  // A known workload: 7 simple queries, then a transaction left open on s1.
+  ASSERT_OK_AND_ASSIGN(PgConn app, env().Connect());
+  const std::vector<std::string> sql = {
+      "INSERT INTO t (id, v) VALUES (1, 'a')", "INSERT INTO t (id, v) VALUES (2, 'b')",
+      "SELECT v FROM t WHERE id = 1",          "SELECT v FROM t WHERE id = 2",
+      "SELECT count(*) FROM t",                "BEGIN",
+      "UPDATE t SET v = 'c' WHERE id = 2"};
+  int64_t bytes = 0;
+  for (const auto& q : sql) {
+    ASSERT_OK(app.Exec(q)) << q;
+    bytes += 1 + 4 + static_cast<int64_t>(q.size()) + 1;  // a Query message
+  }
+
+  auto stats = RowWhere(Show(admin, "SHOW STATS"), "database", "app");
+  ASSERT_FALSE(stats.empty());
+  EXPECT_EQ(std::stoll(stats["total_query_count"]) - queries_before, 7);
+  EXPECT_EQ(std::stoll(stats["total_received"]) - received_before, bytes);
+  EXPECT_GT(std::stoll(stats["total_sent"]), 0);
+  EXPECT_GT(std::stoll(stats["total_xact_count"]), 0);
+
+  auto clients = Show(admin, "SHOW CLIENTS");
+  auto app_client = RowWhere(clients, "user", "app");
+  ASSERT_FALSE(app_client.empty()) << "no client row for app";
+  EXPECT_EQ(app_client["type"], "C");
+  EXPECT_EQ(app_client["database"], "app");
+  EXPECT_EQ(app_client["state"], "active") << "it holds s1 inside its transaction";
+  EXPECT_EQ(app_client["shard"], "s1");
+  EXPECT_EQ(app_client["addr"], "127.0.0.1");
+  EXPECT_EQ(app_client["tls"], "no");
+  EXPECT_FALSE(RowWhere(clients, "user", "admin").empty()) << "the admin console itself";
+
+  auto servers = Show(admin, "SHOW SERVERS");
+  auto active = RowWhere(servers, "state", "active");
+  ASSERT_FALSE(active.empty()) << "the transaction's server";
+  EXPECT_EQ(active["shard"], "s1");
+  EXPECT_EQ(active["client_user"], "app");
+  EXPECT_EQ(active["database"], "app");
+  EXPECT_EQ(active["addr"], absl::StrCat("127.0.0.1:", env().primary(1).port()));
+  // Its backend pid is the one the server itself reports for the transaction's connection.
+  ASSERT_OK_AND_ASSIGN(std::string pid, app.Scalar("SELECT pg_backend_pid()"));
+  EXPECT_EQ(active["remote_pid"], pid);
+
+  auto pools = RowWhere(Show(admin, "SHOW POOLS"), "database", "app");
+  ASSERT_FALSE(pools.empty());
+  EXPECT_EQ(pools["user"], "app");
+  EXPECT_EQ(pools["cl_active"], "1");
+  EXPECT_GE(std::stoi(pools["sv_active"]), 1);
+  EXPECT_EQ(pools["pool_mode"], "transaction");
+  EXPECT_GE(std::stoi(pools["servers"]), 2) << "s0 and s1 were used";
+  ASSERT_OK(app.Exec("ROLLBACK"));
+
+  auto config = Show(admin, "SHOW CONFIG");
+  EXPECT_EQ(RowWhere(config, "key", "listen")["value"],
+            absl::StrCat("127.0.0.1:", env().proxy->port()));
+  EXPECT_EQ(RowWhere(config, "key", "config_file")["value"], env().proxy->config_path());
+  EXPECT_EQ(RowWhere(config, "key", "databases.app.shards")["value"], "3");
+}
+
+TEST_F(AdminConsoleTest, ReloadKeepsServingOnABrokenFileAndUsesAnAddedShard) {
+  const std::string path = env().proxy->config_path();
+  const std::string full = ReadFile(path);
+  ASSERT_NE(full.find("      - name: s2\n"), std::string::npos) << full;
+  // The same config without shard s2 (its block and its directory entry).
+  std::string without = full;
+  const size_t s2 = without.find("      - name: s2\n");
+  const size_t next = without.find("    routers:", s2);
+  ASSERT_NE(next, std::string::npos);
+  without.erase(s2, next - s2);
+  without.replace(without.find(", 3: s2"), 7, "");
+
+  ASSERT_OK_AND_ASSIGN(PgConn admin, env().ConnectAdmin());
+  ASSERT_OK_AND_ASSIGN(PgConn app, env().Connect());  // connected before every reload
+  WriteFile(path, without);
+  ASSERT_OK(admin.Exec("RELOAD"));
+  EXPECT_EQ(RowWhere(Show(admin, "SHOW CONFIG"), "key", "databases.app.shards")["value"], "2");
+  ASSERT_OK(app.Exec("INSERT INTO t (id, v) VALUES (3, 'two shards')"));
+  EXPECT_EQ(Holders(3), "s0") << "key 3 has no entry any more: the default shard";
+
+  // A broken file: refused, with the reason, and nothing changes.
+  WriteFile(path, "listen: {host: 127.0.0.1, port: [oops\n");
+  absl::Status broken = admin.Exec("RELOAD");
+  EXPECT_FALSE(broken.ok());
+  EXPECT_THAT(std::string(broken.message()), ::testing::HasSubstr(path));
+  ASSERT_OK(env().proxy->Signal(SIGHUP));  // the same through SIGHUP
+  ASSERT_OK(app.Exec("INSERT INTO t (id, v) VALUES (3, 'still two')"));
+  EXPECT_EQ(Holders(3), "s0");
+  EXPECT_EQ(RowWhere(Show(admin, "SHOW CONFIG"), "key", "databases.app.shards")["value"], "2");
+
+  // Shard s2 comes (back): the next transaction of the same client uses it.
+  WriteFile(path, full);
+  ASSERT_OK(admin.Exec("RELOAD"));
+  ASSERT_OK(app.Exec("INSERT INTO t (id, v) VALUES (3, 'three shards')"));
+  EXPECT_EQ(Holders(3), "s0,s2");
+  ASSERT_OK_AND_ASSIGN(std::string v, app.Scalar("SELECT v FROM t WHERE id = 3"));
+  EXPECT_EQ(v, "three shards");
+  ASSERT_OK(app.Exec("DELETE FROM t WHERE id = 3"));
+  for (int s = 0; s < env().shard_count(); ++s) {
+    ASSERT_OK(env().primary(s).Query("DELETE FROM t WHERE id = 3").status());
+  }
+}
+
+TEST_F(AdminConsoleTest, UnknownCommandsSayWhatExists) {
+  ASSERT_OK_AND_ASSIGN(PgConn admin, env().ConnectAdmin());
+  absl::Status st = admin.Exec("SHOW NONSENSE");
+  EXPECT_FALSE(st.ok());
+  EXPECT_THAT(std::string(st.message()), ::testing::HasSubstr("SHOW POOLS"));
+}
+
+}  // namespace
+}  // namespace shardgate::testing
