@@ -29,11 +29,11 @@ set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
 set(CPACK_STRIP_FILES ON)  # RelWithDebInfo binaries carry debug info the package does not need
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)  # shardgate_<version>_<arch>.deb
 set(CPACK_DEBIAN_PACKAGE_MAINTAINER "${CPACK_PACKAGE_CONTACT}")
+# The extended description; the summary above is its first line.
 set(CPACK_DEBIAN_PACKAGE_DESCRIPTION
-    "PostgreSQL sharding proxy\n\
-shardgate speaks the PostgreSQL wire protocol to clients and servers, pools server connections,\n\
-routes each statement to the shard that owns its key, runs statements across shards with\n\
-two-phase commit, and reshards online with shardctl.")
+    "shardgate speaks the PostgreSQL wire protocol to clients and servers, pools\n\
+server connections, routes each statement to the shard that owns its key, runs\n\
+statements across shards with two-phase commit, and reshards online (shardctl).")
 set(CPACK_DEBIAN_PACKAGE_SECTION net)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 # dpkg-shlibdeps computes the shared library dependencies from the binaries; adduser is for
