@@ -107,19 +107,6 @@ void ShowShards(Runtime& runtime, std::string& out) {
   AppendTable(out, {"database", "shard", "role", "address", "state", "takes_writes"}, rows);
 }
 
-// Runs `f(worker)` on each worker's own thread in turn (sessions and pools are not shared).
-template <typename F>
-asio::awaitable<void> OnEveryWorker(Runtime& runtime, F f) {
-  for (Worker* w : runtime.workers) {
-    co_await asio::co_spawn(
-        w->io(), [&f, w]() -> asio::awaitable<void> {
-          f(*w);
-          co_return;
-        },
-        asio::use_awaitable);
-  }
-}
-
 std::string Num(int64_t v) { return absl::StrCat(v); }
 
 // SHOW POOLS, with PgBouncer's columns: one row per logical database and server user, summed
@@ -132,7 +119,7 @@ asio::awaitable<void> ShowPools(Runtime& runtime, std::string& out) {
   };
   std::map<std::pair<std::string, std::string>, Row> rows;
   auto config = runtime.config();
-  co_await OnEveryWorker(runtime, [&](Worker& w) {
+  co_await VisitWorkers(runtime.workers, [&](Worker& w) {
     w.pools().ForEach([&](const Pool& pool) {
       const BackendTarget& t = pool.target();
       Row& r = rows[{t.database, t.user}];
@@ -168,7 +155,7 @@ asio::awaitable<void> ShowPools(Runtime& runtime, std::string& out) {
 // SHOW CLIENTS and SHOW SERVERS, with PgBouncer's columns where the concept is the same.
 asio::awaitable<void> ShowClients(Runtime& runtime, bool servers, std::string& out) {
   std::vector<std::vector<std::string>> table;
-  co_await OnEveryWorker(runtime, [&](Worker& w) {
+  co_await VisitWorkers(runtime.workers, [&](Worker& w) {
     for (ClientSession* s : w.sessions()) {
       ClientSession::Info info = s->Describe();
       if (!servers) {
@@ -207,7 +194,7 @@ asio::awaitable<void> ShowClients(Runtime& runtime, bool servers, std::string& o
 // SHOW STATS: totals per logical database since start, PgBouncer's total_* columns.
 asio::awaitable<void> ShowStats(Runtime& runtime, std::string& out) {
   std::map<std::string, DatabaseStats> totals;
-  co_await OnEveryWorker(runtime, [&](Worker& w) {
+  co_await VisitWorkers(runtime.workers, [&](Worker& w) {
     for (const auto& [db, st] : w.all_stats()) {
       DatabaseStats& t = totals[db];
       t.xacts += st.xacts;

@@ -188,6 +188,7 @@ asio::awaitable<bool> ClientSession::FlushClient() {
 
 asio::awaitable<void> ClientSession::Fatal(const absl::Status& status) {
   if (!client_ok_) co_return;
+  CountError(SqlState(status));
   p::AppendError(client_out_, ToPgError(status, "FATAL"));
   co_await FlushClient();
   closing_ = true;

@@ -94,6 +94,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   struct Item {
     Expect kind;
     std::string name;  // kParse/kSwallowParse: the server statement name
+    std::chrono::steady_clock::time_point at{};  // kQuery/kSync: when sent (latency metric)
   };
   // A client's named prepared statement, and how to recreate it on any server.
   struct Prepared {
@@ -247,6 +248,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // distributed transaction): replica accounting and the cancel target are cleared with it.
   std::unique_ptr<ServerConnection> TakeServer();
   void ServerLost(const absl::Status& why);
+  // An error on its way to the client, counted by SQLSTATE for the metrics.
+  void CountError(std::string_view sqlstate);
   void AppendReplay(ServerConnection& conn);
   std::string NoteSessionCommand(std::string_view sql) const;
   void CommitSettings(ServerConnection& conn);

@@ -22,6 +22,7 @@
 #include "absl/strings/str_format.h"
 #include "conf/config.h"
 #include "proxy/health.h"
+#include "proxy/metrics.h"
 #include "proxy/runtime.h"
 #include "proxy/topology.h"
 #include "routing/shard_map.h"
@@ -197,10 +198,20 @@ int Run(const std::string& config_path) {
     if (!loaded.ok()) return loaded.status();
     runtime.set_config(*loaded);
     StartTopologies(runtime, *workers.front(), **loaded);
+    runtime.reloads.fetch_add(1);
     spdlog::info("configuration installed from {} (map version {})", path,
                  runtime.map_version());
     return absl::OkStatus();
   };
+  if (config->admin.http) {
+    // admin.http is read at start only (a reload does not move it).
+    if (absl::Status st = sg::proxy::StartMetricsServer(runtime, *workers.front(),
+                                                        *config->admin.http);
+        !st.ok()) {
+      spdlog::critical("{}", std::string(st.message()));
+      return 1;
+    }
+  }
   for (auto& w : workers) w->Start();
   sd_notify(0, "READY=1");  // Type=notify units start dependants only now; a no-op elsewhere
   spdlog::info("shardgate listening on {}:{} with {} workers", config->listen.host,

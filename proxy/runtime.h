@@ -75,6 +75,7 @@ class Runtime {
   std::string config_path;
 
   std::atomic<int> clients{0};
+  std::atomic<int64_t> reloads{0};  // configurations installed after the first
   std::atomic<bool> shutting_down{false};
 
  private:

@@ -154,6 +154,13 @@ asio::awaitable<absl::Status> ClientSession::AcquireLegs(const std::vector<int>&
     }
     if (!conn.ok()) co_return conn.status();
     leg->conn = std::move(*conn);
+    if (stats_) {
+      ++stats_->routed[{topology_->map()->shard_name(shard),
+                        leg->conn->target().host == ep.host && leg->conn->target().port == ep.port &&
+                                replica
+                            ? "replica"
+                            : "primary"}];
+    }
     legs.push_back(std::move(leg));
   }
   co_return absl::OkStatus();
@@ -220,6 +227,7 @@ asio::awaitable<void> ClientSession::RunCrossShard(
     const routing::MergePlan& merge, std::optional<int64_t> limit, std::optional<int64_t> offset,
     bool row_description, const std::function<absl::StatusOr<std::string>(size_t)>& statement_for,
     const std::vector<std::optional<std::string>>& params, bool* failed) {
+  if (stats_) ++stats_->cross_shard;
   *failed = true;
   auto fail = [this](const absl::Status& st) { p::AppendError(client_out_, ToPgError(st)); };
   // Autocommit: the statement's own legs, and its own two-phase commit when it writes on

@@ -70,8 +70,18 @@ std::string_view FirstWord(std::string_view& s) {
 }  // namespace
 
 void ClientSession::Push(Expect kind, std::string name) {
-  expected_.push_back(Item{kind, std::move(name)});
+  expected_.push_back(Item{kind, std::move(name),
+                           kind == Expect::kQuery || kind == Expect::kSync
+                               ? std::chrono::steady_clock::now()
+                               : std::chrono::steady_clock::time_point{}});
   if (IsInject(static_cast<uint8_t>(kind))) DrainInjected();
+}
+
+void ClientSession::CountError(std::string_view sqlstate) {
+  auto& errors = worker_.errors();
+  auto it = errors.find(sqlstate);
+  if (it == errors.end()) it = errors.emplace(std::string(sqlstate), 0).first;
+  ++it->second;
 }
 
 void ClientSession::DrainInjected() {
@@ -294,6 +304,9 @@ void ClientSession::ProcessServerFrame(ServerConnection& conn, const protocol::F
         conn.MarkBroken();
         break;
       }
+      if (auto fields = p::ParseErrorFields(frame.body); fields.ok()) {
+        CountError(fields->SqlState());
+      }
       forward();
       if (head.kind == Expect::kQuery) break;  // ReadyForQuery ends it
       // Extended protocol: the server now discards everything up to Sync.
@@ -315,6 +328,11 @@ void ClientSession::ProcessServerFrame(ServerConnection& conn, const protocol::F
     case p::be::kReadyForQuery: {
       const char status = frame.body.empty() ? 'I' : frame.body[0];
       conn.set_tx_status(status);
+      if (stats_ && (head.kind == Expect::kQuery || head.kind == Expect::kSync) &&
+          head.at != std::chrono::steady_clock::time_point{}) {
+        stats_->Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - head.at)
+                            .count());
+      }
       if (!swallow_all) forward();
       expected_.pop_front();
       AfterReadyForQuery(conn, status);

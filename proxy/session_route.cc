@@ -109,6 +109,7 @@ bool ClientSession::RefuseStatement(const absl::Status& status, bool extended) {
 }
 
 bool ClientSession::LocalError(const absl::Status& status, bool extended) {
+  CountError(SqlState(status));
   std::string out;
   p::AppendError(out, ToPgError(status));
   LocalAnswer(std::move(out));
@@ -259,6 +260,11 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::Target(const routing::Route
                                                  attached_replica_ ? "replica" : "primary", "]"),
                                     "", ""});
     LocalAnswer(std::move(notice));
+  }
+  if (stats_ && attached_shard_ >= 0) {
+    ++stats_->direct;
+    ++stats_->routed[{topology_->map()->shard_name(attached_shard_),
+                      attached_replica_ ? "replica" : "primary"}];
   }
   co_return true;
 }

@@ -1,13 +1,17 @@
 // One worker thread: its io_context, its server pools and the sessions living on it.
 #pragma once
 
+#include <array>
 #include <map>
 #include <memory>
 #include <string>
 #include <thread>
 #include <unordered_set>
+#include <vector>
 
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 
@@ -26,6 +30,25 @@ struct DatabaseStats {
   int64_t queries = 0;   // Query and Execute messages from clients
   int64_t received = 0;  // bytes from clients
   int64_t sent = 0;      // bytes to clients
+  int64_t direct = 0, cross_shard = 0;  // sharded statements by spread
+  std::map<std::pair<std::string, std::string>, int64_t> routed;  // (shard, role) -> statements
+  // Server round trips (a Query or a Sync to its ReadyForQuery), seconds.
+  static constexpr std::array<double, 14> kBuckets = {0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                                      0.025,  0.05,  0.1,    0.25,  0.5,
+                                                      1,      2.5,   5,      10};
+  std::array<int64_t, kBuckets.size()> latency_buckets{};  // not cumulative
+  int64_t latency_count = 0;
+  double latency_sum = 0;
+  void Observe(double seconds) {
+    for (size_t i = 0; i < kBuckets.size(); ++i) {
+      if (seconds <= kBuckets[i]) {
+        ++latency_buckets[i];
+        break;
+      }
+    }
+    ++latency_count;
+    latency_sum += seconds;
+  }
 };
 
 // Contract: everything here is touched only from this worker's thread, except Start/Stop and
@@ -52,6 +75,8 @@ class Worker {
   std::unordered_set<ClientSession*>& sessions() { return sessions_; }
   DatabaseStats& stats(const std::string& database) { return stats_[database]; }
   const std::map<std::string, DatabaseStats>& all_stats() const { return stats_; }
+  // Errors sent to clients, by SQLSTATE (the servers' and the proxy's own).
+  std::map<std::string, int64_t, std::less<>>& errors() { return errors_; }
   int session_count() const { return session_count_.load(); }
   void SessionStarted(ClientSession* s);
   void SessionEnded(ClientSession* s);
@@ -68,8 +93,24 @@ class Worker {
   routing::AnalysisCache analysis_cache_;
   std::unordered_set<ClientSession*> sessions_;
   std::map<std::string, DatabaseStats> stats_;  // nodes are stable: sessions keep pointers
+  std::map<std::string, int64_t, std::less<>> errors_;
   std::atomic<int> session_count_{0};
   std::thread thread_;
 };
+
+// Runs `f(worker)` on each worker's own thread in turn (sessions, pools and their counters are
+// not shared), from a coroutine on any worker; used by the admin console and /metrics.
+template <typename F>
+boost::asio::awaitable<void> VisitWorkers(const std::vector<Worker*>& workers, F f) {
+  for (Worker* w : workers) {
+    co_await boost::asio::co_spawn(
+        w->io(),
+        [&f, w]() -> boost::asio::awaitable<void> {
+          f(*w);
+          co_return;
+        },
+        boost::asio::use_awaitable);
+  }
+}
 
 }  // namespace shardgate::proxy

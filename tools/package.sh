@@ -47,7 +47,7 @@ else
 fi
 
 log "building shardgate and shardctl in $BUILD_DIR with -j$JOBS"
-cmake --build "$BUILD_DIR" -j "$JOBS" --target shardgate shardctl
+cmake --build "$BUILD_DIR" -j "$JOBS" --target shardgate shardctl >&2  # stdout: the .deb only
 
 OUT_DIR=${OUT_DIR:-$BUILD_DIR}
 mkdir -p "$OUT_DIR"

@@ -1,8 +1,13 @@
 // The admin console (`psql -d shardgate -U admin`) on a real proxy over three real shards: what
 // SHOW POOLS/CLIENTS/SERVERS/STATS/CONFIG report after a known workload, and RELOAD (and
 // SIGHUP): a broken file keeps the old config serving without dropping anyone, and a reload
-// that adds a shard is used by the next transaction.
+// that adds a shard is used by the next transaction. And /metrics and /healthz over HTTP
+// (admin.http) after a known workload.
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <fstream>
@@ -56,6 +61,46 @@ std::map<std::string, std::string> RowWhere(
     if (it != row.end() && it->second == value) return row;
   }
   return {};
+}
+
+// A plain HTTP/1.1 GET on 127.0.0.1:`port`: (status code, body); (-1, why) on failure.
+std::pair<int, std::string> HttpGet(int port, const std::string& path) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return {-1, "socket"};
+  timeval tv{10, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    close(fd);
+    return {-1, "connect"};
+  }
+  const std::string req = "GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  if (write(fd, req.data(), req.size()) != static_cast<ssize_t>(req.size())) {
+    close(fd);
+    return {-1, "write"};
+  }
+  std::string resp;
+  char buf[8192];
+  for (int i = 0; i < 10000; ++i) {
+    const ssize_t n = read(fd, buf, sizeof buf);
+    if (n <= 0) break;
+    resp.append(buf, static_cast<size_t>(n));
+  }
+  close(fd);
+  const size_t sp = resp.find(' ');
+  const size_t body = resp.find("\r\n\r\n");
+  if (sp == std::string::npos || body == std::string::npos) return {-1, resp};
+  return {std::atoi(resp.c_str() + sp + 1), resp.substr(body + 4)};
+}
+
+// The value of the sample `name{labels}` in an exposition, or -1 when absent.
+double Sample(const std::string& text, const std::string& series) {
+  const size_t at = text.find("\n" + series + " ");
+  if (at == std::string::npos) return -1;
+  return std::stod(text.substr(at + series.size() + 2));
 }
 
 class AdminConsoleTest : public ShardedSuite<AdminConsoleTest> {
@@ -194,6 +239,60 @@ TEST_F(AdminConsoleTest, ReloadKeepsServingOnABrokenFileAndUsesAnAddedShard) {
   ASSERT_OK(app.Exec("DELETE FROM t WHERE id = 3"));
   for (int s = 0; s < env().shard_count(); ++s) {
     ASSERT_OK(env().primary(s).Query("DELETE FROM t WHERE id = 3").status());
+  }
+}
+
+TEST_F(AdminConsoleTest, MetricsMatchAKnownWorkload) {
+  // A proxy of its own (fresh counters) with admin.http.
+  const int port = FreePort(), http = FreePort();
+  std::string yaml = env().Yaml(port);
+  const std::string admin = "admin:\n  users: [admin]\n";
+  ASSERT_NE(yaml.find(admin), std::string::npos);
+  yaml.replace(yaml.find(admin), admin.size(),
+               absl::StrCat(admin, "  http: {host: 127.0.0.1, port: ", http, "}\n"));
+  ASSERT_OK_AND_ASSIGN(auto proxy, ShardgateProcess::Start(yaml, port));
+  ASSERT_OK_AND_ASSIGN(PgConn app, PgConn::Connect(proxy->ConnString()));
+  // 1 -> s0, 2 -> s1 (directory entries); one error from a server; one statement on every shard.
+  for (const char* q : {"INSERT INTO t (id, v) VALUES (1, 'm')", "INSERT INTO t (id, v) VALUES (2, 'm')",
+                        "SELECT v FROM t WHERE id = 1", "SELECT v FROM t WHERE id = 2",
+                        "SELECT count(*) FROM t"}) {
+    ASSERT_OK(app.Exec(q)) << q;
+  }
+  EXPECT_FALSE(app.Exec("SELECT no_such_column FROM t WHERE id = 1").ok());
+
+  auto [status, text] = HttpGet(http, "/metrics");
+  ASSERT_EQ(status, 200) << text;
+  text = "\n" + text;
+  EXPECT_EQ(Sample(text, R"(shardgate_queries_total{database="app"})"), 6) << text;
+  EXPECT_EQ(Sample(text, R"(shardgate_statements_total{database="app",spread="direct"})"), 5);
+  EXPECT_EQ(Sample(text, R"(shardgate_statements_total{database="app",spread="cross_shard"})"),
+            1);
+  // Direct statements plus one leg per shard of the count.
+  EXPECT_EQ(Sample(text, R"(shardgate_routed_total{database="app",shard="s0",role="primary"})"),
+            4);
+  EXPECT_EQ(Sample(text, R"(shardgate_routed_total{database="app",shard="s1",role="primary"})"),
+            3);
+  EXPECT_EQ(Sample(text, R"(shardgate_routed_total{database="app",shard="s2",role="primary"})"),
+            1);
+  EXPECT_EQ(Sample(text, R"(shardgate_errors_total{sqlstate="42703"})"), 1);
+  EXPECT_EQ(Sample(text, R"(shardgate_clients{state="idle"})"), 1);
+  EXPECT_EQ(Sample(text, R"(shardgate_server_round_trip_seconds_count{database="app"})"), 5)
+      << "the five statements that went to one server (the count ran on legs)";
+  EXPECT_EQ(Sample(text, R"(shardgate_server_round_trip_seconds_bucket{database="app",le="+Inf"})"),
+            5);
+  EXPECT_EQ(Sample(text, "shardgate_reloads_total"), 0);
+  for (int s = 0; s < 3; ++s) {
+    EXPECT_EQ(Sample(text, absl::StrCat(R"(shardgate_server_up{database="app",shard="s)", s,
+                                        R"(",role="primary",server="127.0.0.1:)",
+                                        env().primary(s).port(), R"("})")),
+              1);
+  }
+  auto [hs, hbody] = HttpGet(http, "/healthz");
+  EXPECT_EQ(hs, 200);
+  EXPECT_EQ(hbody, "ok\n");
+  EXPECT_EQ(HttpGet(http, "/nope").first, 404);
+  for (int s = 0; s < env().shard_count(); ++s) {
+    ASSERT_OK(env().primary(s).Query("DELETE FROM t WHERE v = 'm'").status());
   }
 }
 

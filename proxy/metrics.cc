@@ -1,0 +1,275 @@
+#include "proxy/metrics.h"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include <map>
+#include <tuple>
+
+#include "absl/strings/str_cat.h"
+#include "prometheus/metric_family.h"
+#include "prometheus/text_serializer.h"
+#include "protocol/status.h"
+#include "proxy/client_session.h"
+#include "proxy/io.h"
+#include "proxy/pool.h"
+#include "proxy/worker.h"
+#include "spdlog/spdlog.h"
+
+namespace shardgate::proxy {
+namespace {
+
+namespace http = boost::beast::http;
+using prometheus::ClientMetric;
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+
+// A family being filled: one metric per label set.
+struct Family {
+  MetricFamily f;
+  Family(std::string name, std::string help, MetricType type) {
+    f.name = std::move(name);
+    f.help = std::move(help);
+    f.type = type;
+  }
+  void Add(std::vector<ClientMetric::Label> labels, double value) {
+    ClientMetric m;
+    m.label = std::move(labels);
+    if (f.type == MetricType::Counter) {
+      m.counter.value = value;
+    } else {
+      m.gauge.value = value;
+    }
+    f.metric.push_back(std::move(m));
+  }
+};
+
+// Everything summed over the workers.
+struct Snapshot {
+  std::map<std::string, DatabaseStats> stats;
+  std::map<std::string, int64_t, std::less<>> errors;
+  std::map<std::string, int64_t> clients;  // state -> count
+  // (database, shard, server) -> active, idle, waiting
+  std::map<std::tuple<std::string, std::string, std::string>, std::array<int64_t, 3>> pools;
+};
+
+void Merge(DatabaseStats& into, const DatabaseStats& from) {
+  into.xacts += from.xacts;
+  into.queries += from.queries;
+  into.received += from.received;
+  into.sent += from.sent;
+  into.direct += from.direct;
+  into.cross_shard += from.cross_shard;
+  for (const auto& [k, v] : from.routed) into.routed[k] += v;
+  for (size_t i = 0; i < from.latency_buckets.size(); ++i) {
+    into.latency_buckets[i] += from.latency_buckets[i];
+  }
+  into.latency_count += from.latency_count;
+  into.latency_sum += from.latency_sum;
+}
+
+void AddHealth(Runtime& runtime, std::vector<MetricFamily>& out) {
+  Family up("shardgate_server_up",
+            "1 when the health checker sees the server usable (replicas: and within max lag)",
+            MetricType::Gauge);
+  auto config = runtime.config();
+  for (const auto& [name, db] : config->databases) {
+    auto topology = runtime.topology(name);
+    for (size_t s = 0; s < db.shards.size(); ++s) {
+      const auto& shard = db.shards[s];
+      const int i = static_cast<int>(s);
+      up.Add({{"database", name}, {"shard", shard.name}, {"role", "primary"},
+              {"server", absl::StrCat(shard.primary.host, ":", shard.primary.port)}},
+             !topology || topology->PrimaryHealthy(i) ? 1 : 0);
+      for (size_t r = 0; r < shard.replicas.size(); ++r) {
+        up.Add({{"database", name}, {"shard", shard.name}, {"role", "replica"},
+                {"server", absl::StrCat(shard.replicas[r].host, ":", shard.replicas[r].port)}},
+               !topology || topology->ReplicaHealthy(i, static_cast<int>(r)) ? 1 : 0);
+      }
+    }
+  }
+  out.push_back(std::move(up.f));
+}
+
+}  // namespace
+
+asio::awaitable<std::string> RenderMetrics(Runtime& runtime) {
+  Snapshot snap;
+  co_await VisitWorkers(runtime.workers, [&](Worker& w) {
+    for (const auto& [db, st] : w.all_stats()) Merge(snap.stats[db], st);
+    for (const auto& [state, n] : w.errors()) snap.errors[state] += n;
+    for (ClientSession* s : w.sessions()) ++snap.clients[s->Describe().state];
+    w.pools().ForEach([&](const Pool& pool) {
+      const BackendTarget& t = pool.target();
+      auto& p = snap.pools[{t.database, t.shard, absl::StrCat(t.host, ":", t.port)}];
+      p[0] += pool.open() - pool.idle();
+      p[1] += pool.idle();
+      p[2] += pool.waiting();
+    });
+  });
+
+  std::vector<MetricFamily> out;
+  Family clients("shardgate_clients", "Client connections by state", MetricType::Gauge);
+  for (const char* state : {"active", "idle"}) {
+    clients.Add({{"state", state}}, static_cast<double>(snap.clients[state]));
+  }
+  out.push_back(std::move(clients.f));
+
+  Family servers("shardgate_pool_servers", "Server connections per pool, by state",
+                 MetricType::Gauge);
+  Family waiting("shardgate_pool_waiting_clients", "Clients waiting for a server of the pool",
+                 MetricType::Gauge);
+  for (const auto& [key, v] : snap.pools) {
+    const auto& [db, shard, server] = key;
+    servers.Add({{"database", db}, {"shard", shard}, {"server", server}, {"state", "active"}},
+                static_cast<double>(v[0]));
+    servers.Add({{"database", db}, {"shard", shard}, {"server", server}, {"state", "idle"}},
+                static_cast<double>(v[1]));
+    waiting.Add({{"database", db}, {"shard", shard}, {"server", server}},
+                static_cast<double>(v[2]));
+  }
+  out.push_back(std::move(servers.f));
+  out.push_back(std::move(waiting.f));
+
+  Family queries("shardgate_queries_total", "Query and Execute messages from clients",
+                 MetricType::Counter);
+  Family xacts("shardgate_transactions_total", "Transactions ended on a server",
+               MetricType::Counter);
+  Family received("shardgate_client_received_bytes_total", "Bytes read from clients",
+                  MetricType::Counter);
+  Family sent("shardgate_client_sent_bytes_total", "Bytes written to clients",
+              MetricType::Counter);
+  Family spread("shardgate_statements_total",
+                "Statements of sharded databases: on one shard (direct) or across shards",
+                MetricType::Counter);
+  Family routed("shardgate_routed_total",
+                "Statements (and cross-shard legs) sent to a shard, by server role",
+                MetricType::Counter);
+  MetricFamily latency;
+  latency.name = "shardgate_server_round_trip_seconds";
+  latency.help = "From a Query or Sync sent to a server to its ReadyForQuery";
+  latency.type = MetricType::Histogram;
+  for (const auto& [db, st] : snap.stats) {
+    queries.Add({{"database", db}}, static_cast<double>(st.queries));
+    xacts.Add({{"database", db}}, static_cast<double>(st.xacts));
+    received.Add({{"database", db}}, static_cast<double>(st.received));
+    sent.Add({{"database", db}}, static_cast<double>(st.sent));
+    spread.Add({{"database", db}, {"spread", "direct"}}, static_cast<double>(st.direct));
+    spread.Add({{"database", db}, {"spread", "cross_shard"}}, static_cast<double>(st.cross_shard));
+    for (const auto& [key, n] : st.routed) {
+      routed.Add({{"database", db}, {"shard", key.first}, {"role", key.second}},
+                 static_cast<double>(n));
+    }
+    ClientMetric h;
+    h.label = {{"database", db}};
+    h.histogram.sample_count = static_cast<uint64_t>(st.latency_count);
+    h.histogram.sample_sum = st.latency_sum;
+    uint64_t cumulative = 0;
+    for (size_t i = 0; i < DatabaseStats::kBuckets.size(); ++i) {
+      cumulative += static_cast<uint64_t>(st.latency_buckets[i]);
+      h.histogram.bucket.push_back({cumulative, DatabaseStats::kBuckets[i]});
+    }
+    h.histogram.bucket.push_back(
+        {static_cast<uint64_t>(st.latency_count), std::numeric_limits<double>::infinity()});
+    latency.metric.push_back(std::move(h));
+  }
+  for (Family* f : {&queries, &xacts, &received, &sent, &spread, &routed}) {
+    out.push_back(std::move(f->f));
+  }
+  out.push_back(std::move(latency));
+
+  Family errors("shardgate_errors_total", "Errors sent to clients, by SQLSTATE",
+                MetricType::Counter);
+  for (const auto& [state, n] : snap.errors) {
+    errors.Add({{"sqlstate", state}}, static_cast<double>(n));
+  }
+  out.push_back(std::move(errors.f));
+
+  AddHealth(runtime, out);
+  Family reloads("shardgate_reloads_total", "Configurations installed after the first (SIGHUP, "
+                 "RELOAD, RESHARD SWITCH)", MetricType::Counter);
+  reloads.Add({}, static_cast<double>(runtime.reloads.load()));
+  out.push_back(std::move(reloads.f));
+  Family version("shardgate_map_version", "The shard map version in force", MetricType::Gauge);
+  version.Add({}, static_cast<double>(runtime.map_version()));
+  out.push_back(std::move(version.f));
+  Family paused("shardgate_reshard_paused",
+                "1 while a resharding cutover holds writes of the database", MetricType::Gauge);
+  for (const auto& [name, db] : runtime.config()->databases) {
+    paused.Add({{"database", name}}, runtime.gate(name).Paused() ? 1 : 0);
+  }
+  out.push_back(std::move(paused.f));
+  co_return prometheus::TextSerializer().Serialize(out);
+}
+
+namespace {
+
+asio::awaitable<void> ServeHttp(Runtime& runtime, tcp::socket socket) {
+  boost::beast::flat_buffer buffer;
+  for (;;) {
+    http::request<http::string_body> req;
+    auto [ec, n] = co_await http::async_read(socket, buffer, req, kTuple);
+    if (ec) co_return;
+    http::response<http::string_body> res;
+    res.version(req.version());
+    res.keep_alive(req.keep_alive());
+    res.set(http::field::server, "shardgate");
+    const std::string_view target(req.target().data(), req.target().size());
+    if (req.method() != http::verb::get && req.method() != http::verb::head) {
+      res.result(http::status::method_not_allowed);
+      res.body() = "GET only\n";
+    } else if (target == "/metrics") {
+      res.result(http::status::ok);
+      res.set(http::field::content_type, "text/plain; version=0.0.4");
+      res.body() = co_await RenderMetrics(runtime);
+    } else if (target == "/healthz") {
+      const bool draining = runtime.shutting_down.load();
+      res.result(draining ? http::status::service_unavailable : http::status::ok);
+      res.body() = draining ? "draining\n" : "ok\n";
+    } else {
+      res.result(http::status::not_found);
+      res.body() = "try /metrics or /healthz\n";
+    }
+    res.prepare_payload();
+    auto [wec, wn] = co_await http::async_write(socket, res, kTuple);
+    if (wec || !res.keep_alive()) co_return;
+  }
+}
+
+asio::awaitable<void> AcceptHttp(Runtime& runtime, std::shared_ptr<tcp::acceptor> acceptor) {
+  for (;;) {
+    auto [ec, socket] = co_await acceptor->async_accept(kTuple);
+    if (ec) {
+      if (ec == asio::error::operation_aborted || !acceptor->is_open()) co_return;
+      continue;
+    }
+    asio::co_spawn(acceptor->get_executor(), ServeHttp(runtime, std::move(socket)),
+                   asio::detached);
+  }
+}
+
+}  // namespace
+
+absl::Status StartMetricsServer(Runtime& runtime, Worker& on, const conf::ListenConfig& address) {
+  boost::system::error_code ec;
+  auto ip = asio::ip::make_address(address.host, ec);
+  if (ec) return PgStatus("22023", "admin.http.host is not an IP address: " + address.host);
+  auto acceptor = std::make_shared<tcp::acceptor>(on.io());
+  const tcp::endpoint endpoint(ip, static_cast<uint16_t>(address.port));
+  acceptor->open(endpoint.protocol(), ec);
+  if (!ec) acceptor->set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor->bind(endpoint, ec);
+  if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return PgStatus("58000", absl::StrCat("cannot listen for /metrics on ", address.host, ":",
+                                          address.port, ": ", ec.message()));
+  }
+  asio::co_spawn(on.io(), AcceptHttp(runtime, acceptor), asio::detached);
+  spdlog::info("metrics on http://{}:{}/metrics, health on /healthz", address.host, address.port);
+  return absl::OkStatus();
+}
+
+}  // namespace shardgate::proxy
