@@ -1,8 +1,8 @@
 // The admin console: the virtual database "shardgate", answered by the proxy itself over the
 // simple protocol: SHOW VERSION/SHARDS/POOLS/CLIENTS/SERVERS/STATS/CONFIG/ROUTE <sql>/RESHARD,
-// RELOAD, SHUTDOWN and the resharding hooks (RESHARD PAUSE/SWITCH/RESUME). PAUSE/RESUME of a
-// whole database are not there yet.
+// RELOAD, SHUTDOWN, PAUSE/RESUME [db] and the resharding hooks (RESHARD PAUSE/SWITCH/RESUME).
 #include <signal.h>
+#include <algorithm>
 #include <unistd.h>
 
 #include <boost/asio/co_spawn.hpp>
@@ -245,6 +245,50 @@ void ShowConfig(Runtime& runtime, std::string& out) {
   AppendTable(out, {"key", "value", "default", "changeable"}, rows);
 }
 
+// PAUSE [db]: new transactions wait; answers once no client of the database(s) holds a
+// server. RESUME [db] lets them go. As PgBouncer's, except that idle servers stay open.
+asio::awaitable<absl::Status> PauseDatabases(Runtime& runtime, const std::vector<std::string>& words,
+                                             bool pause, std::string& out) {
+  std::vector<std::string> dbs;
+  if (words.size() == 2) {
+    if (runtime.config()->FindDatabase(words[1]) == nullptr) {
+      co_return PgStatus("3D000", absl::StrCat("database \"", words[1], "\" does not exist"));
+    }
+    dbs.push_back(words[1]);
+  } else if (words.size() == 1) {
+    for (const auto& [name, db] : runtime.config()->databases) dbs.push_back(name);
+  } else {
+    co_return PgStatus("42601", pause ? "usage: PAUSE [db]" : "usage: RESUME [db]");
+  }
+  for (const auto& db : dbs) {
+    if (pause) {
+      runtime.gate(db).Suspend();
+    } else {
+      runtime.gate(db).Unsuspend();
+    }
+  }
+  if (pause) {
+    asio::steady_timer tick(co_await asio::this_coro::executor);
+    for (;;) {
+      int busy = 0;
+      co_await VisitWorkers(runtime.workers, [&](Worker& w) {
+        for (ClientSession* s : w.sessions()) {
+          ClientSession::Info info = s->Describe();
+          if (!info.admin && info.state == "active" &&
+              std::find(dbs.begin(), dbs.end(), info.database) != dbs.end()) {
+            ++busy;
+          }
+        }
+      });
+      if (busy == 0 || runtime.shutting_down.load()) break;
+      tick.expires_after(std::chrono::milliseconds(5));
+      co_await tick.async_wait(kTuple);
+    }
+  }
+  p::AppendCommandComplete(out, pause ? "PAUSE" : "RESUME");
+  co_return absl::OkStatus();
+}
+
 std::vector<std::string> Words(std::string_view sql) {
   std::vector<std::string> words;
   for (absl::string_view w : absl::StrSplit(AbslView(sql), absl::ByAnyChar(" \t\r\n"),
@@ -380,6 +424,9 @@ asio::awaitable<void> ClientSession::ServeAdmin() {
         // As SIGTERM: stop accepting, drain clients to timeouts.shutdown, exit.
         p::AppendCommandComplete(client_out_, "SHUTDOWN");
         ::kill(::getpid(), SIGTERM);
+      } else if (lower == "pause" || lower.rfind("pause ", 0) == 0 || lower == "resume" ||
+                 lower.rfind("resume ", 0) == 0) {
+        st = co_await PauseDatabases(runtime, Words(sql), lower[0] == 'p', client_out_);
       } else if (lower == "show reshard") {
         ShowReshard(runtime, client_out_);
       } else if (lower.rfind("reshard ", 0) == 0) {
@@ -390,7 +437,8 @@ asio::awaitable<void> ClientSession::ServeAdmin() {
       } else {
         st = PgStatus("0A000", "unknown admin console command: " + sql,
                       "Try SHOW VERSION, SHOW SHARDS, SHOW POOLS, SHOW CLIENTS, SHOW SERVERS, SHOW STATS, "
-                      "SHOW CONFIG, SHOW ROUTE <sql>, SHOW RESHARD, RELOAD, SHUTDOWN or RESHARD.");
+                      "SHOW CONFIG, SHOW ROUTE <sql>, SHOW RESHARD, RELOAD, PAUSE, RESUME, SHUTDOWN or "
+                      "RESHARD.");
       }
       if (!st.ok()) p::AppendError(client_out_, ToPgError(st));
       p::AppendReadyForQuery(client_out_, 'I');

@@ -310,12 +310,12 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::Startup() {
   CO_RETURN_IF_ERROR(co_await Authenticate(*user_));
   pool_mode_ = user_->pool_mode;
   stats_ = &worker_.stats(db_name_);
+  gate_ = &worker_.runtime().gate(db_name_);
   if (db_->Sharded()) {
     map_version_ = worker_.runtime().map_version();
     topology_ = worker_.runtime().topology(db_name_);
     if (!topology_) co_return PgStatus("XX000", "no shard map for database " + db_name_);
     planner_.emplace(topology_->map());
-    gate_ = &worker_.runtime().gate(db_name_);
     // A sharded client talks to a different server per transaction by nature.
     pool_mode_ = conf::PoolMode::kTransaction;
   }

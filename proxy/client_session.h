@@ -120,6 +120,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // ---- serving (session_loop.cc)
   asio::awaitable<void> Serve();
   asio::awaitable<absl::Status> Attach(const BackendTarget& target);
+  asio::awaitable<void> WaitWhileSuspended();  // PAUSE <db> until RESUME
   BackendTarget MakeTarget(const conf::ShardConfig& shard, const conf::Endpoint& endpoint,
                            absl::Status* error) const;
 

@@ -133,6 +133,7 @@ std::string ClientSession::ReplaySql(ServerConnection& conn) const {
 
 asio::awaitable<absl::Status> ClientSession::AcquireLegs(const std::vector<int>& shards,
                                                          bool read, Legs& legs) {
+  co_await WaitWhileSuspended();
   // Ascending shard order: sessions that wait for pools never wait on each other in a cycle.
   for (int shard : shards) {
     auto leg = std::make_unique<FanOutLeg>();

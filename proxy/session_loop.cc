@@ -119,7 +119,18 @@ bool ClientSession::CanRelease() const {
          server_->tx_status() == 'I';
 }
 
+asio::awaitable<void> ClientSession::WaitWhileSuspended() {
+  // PAUSE <db>: a transaction that has no server yet waits for RESUME (polled: pauses are rare
+  // and short, and a waiting client costs a timer).
+  while (gate_ != nullptr && gate_->Suspended() && !closing_ &&
+         !worker_.runtime().shutting_down.load()) {
+    asio::steady_timer tick(worker_.io(), std::chrono::milliseconds(5));
+    co_await tick.async_wait(kTuple);
+  }
+}
+
 asio::awaitable<absl::Status> ClientSession::Attach(const BackendTarget& target) {
+  co_await WaitWhileSuspended();
   pool_ = &worker_.pools().Get(target, db_->pool_size, config_->timeouts.connect);
   auto conn = co_await pool_->Acquire(kPoolWait);
   if (!conn.ok()) co_return conn.status();

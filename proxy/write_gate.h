@@ -50,6 +50,12 @@ class WriteGate {
   // The paused tables, for SHOW RESHARD.
   std::set<std::string> Tables() const;
 
+  // PAUSE <db> (PgBouncer's meaning): no new transaction gets a server until RESUME. Whole-
+  // database, unlike Pause(), which holds writes of some tables.
+  void Suspend() { suspended_.store(true); }
+  void Unsuspend() { suspended_.store(false); }
+  bool Suspended() const { return suspended_.load(std::memory_order_relaxed); }
+
   // A cutover installed map `version`, moving keys of the paused tables: recorded so that a
   // transaction begun on an older map cannot write them any more (MovedSince).
   void NoteSwitch(uint64_t version);
@@ -63,6 +69,7 @@ class WriteGate {
   std::atomic<uint64_t> epoch_{0};
   std::atomic<int> open_[2] = {0, 0};  // open writing transactions per epoch parity
   std::atomic<bool> paused_{false};
+  std::atomic<bool> suspended_{false};
   mutable std::mutex mu_;  // guards the rest, taken only while paused
   uint64_t pause_epoch_ = 0;
   Clock::time_point until_;

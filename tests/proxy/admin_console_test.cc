@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
 #include <fstream>
 #include <sstream>
 
@@ -294,6 +296,38 @@ TEST_F(AdminConsoleTest, MetricsMatchAKnownWorkload) {
   for (int s = 0; s < env().shard_count(); ++s) {
     ASSERT_OK(env().primary(s).Query("DELETE FROM t WHERE v = 'm'").status());
   }
+}
+
+// Whether an answer to what was sent on `conn` arrives within `ms` (then it is consumed).
+bool AnsweredWithin(PGconn* conn, int ms) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+  for (;;) {
+    if (PQconsumeInput(conn) == 0 || PQisBusy(conn) == 0) {
+      while (PGresult* r = PQgetResult(conn)) PQclear(r);
+      return true;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+// PAUSE app waits for the transaction holding a server, then holds new ones until RESUME.
+TEST_F(AdminConsoleTest, PauseWaitsForTransactionsAndHoldsNewOnesUntilResume) {
+  ASSERT_OK_AND_ASSIGN(PgConn admin, env().ConnectAdmin());
+  ASSERT_OK_AND_ASSIGN(PgConn busy, env().Connect());
+  ASSERT_OK_AND_ASSIGN(PgConn later, env().Connect());
+  ASSERT_OK(busy.Exec("BEGIN"));
+  ASSERT_OK(busy.Exec("INSERT INTO t (id, v) VALUES (1, 'p')"));
+  ASSERT_EQ(PQsendQuery(admin.get(), "PAUSE app"), 1);
+  EXPECT_FALSE(AnsweredWithin(admin.get(), 300)) << "a transaction still holds a server";
+  ASSERT_OK(busy.Exec("COMMIT"));
+  EXPECT_TRUE(AnsweredWithin(admin.get(), 15000)) << "PAUSE did not end after the commit";
+  ASSERT_EQ(PQsendQuery(later.get(), "SELECT v FROM t WHERE id = 1"), 1);
+  EXPECT_FALSE(AnsweredWithin(later.get(), 300)) << "a new transaction ran while paused";
+  ASSERT_OK(admin.Exec("RESUME app"));
+  EXPECT_TRUE(AnsweredWithin(later.get(), 15000)) << "RESUME did not let it run";
+  EXPECT_FALSE(admin.Exec("PAUSE nosuchdb").ok());
+  ASSERT_OK(busy.Exec("DELETE FROM t WHERE id = 1 AND v = 'p'"));
 }
 
 TEST_F(AdminConsoleTest, UnknownCommandsSayWhatExists) {
