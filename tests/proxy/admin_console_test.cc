@@ -277,7 +277,11 @@ TEST_F(AdminConsoleTest, MetricsMatchAKnownWorkload) {
   EXPECT_EQ(Sample(text, R"(shardgate_routed_total{database="app",shard="s2",role="primary"})"),
             1);
   EXPECT_EQ(Sample(text, R"(shardgate_errors_total{sqlstate="42703"})"), 1);
-  EXPECT_EQ(Sample(text, R"(shardgate_clients{state="idle"})"), 1);
+  // One client (active for the moment it takes the proxy to release the server after the
+  // answer it already forwarded, idle otherwise).
+  EXPECT_EQ(Sample(text, R"(shardgate_clients{state="idle"})") +
+                Sample(text, R"(shardgate_clients{state="active"})"),
+            1);
   EXPECT_EQ(Sample(text, R"(shardgate_server_round_trip_seconds_count{database="app"})"), 5)
       << "the five statements that went to one server (the count ran on legs)";
   EXPECT_EQ(Sample(text, R"(shardgate_server_round_trip_seconds_bucket{database="app",le="+Inf"})"),
