@@ -93,18 +93,22 @@ void ShowShards(Runtime& runtime, std::string& out) {
       rows.push_back({name, shard.name, "primary",
                       absl::StrCat(shard.primary.host, ":", shard.primary.port),
                       topology && !topology->PrimaryHealthy(static_cast<int>(s)) ? "down" : "up",
-                      promoted < 0 ? "yes" : "no"});
+                      promoted < 0 ? "yes" : "no", "", ""});
       for (size_t r = 0; r < shard.replicas.size(); ++r) {
-        const bool ok = !topology || topology->ReplicaHealthy(static_cast<int>(s),
-                                                              static_cast<int>(r));
+        const int si = static_cast<int>(s), ri = static_cast<int>(r);
+        const bool ok = !topology || topology->ReplicaHealthy(si, ri);
+        const int64_t bytes = topology ? topology->ReplicaLagBytes(si, ri) : -1;
+        const int64_t ms = topology ? topology->ReplicaLagMs(si, ri) : -1;
         rows.push_back({name, shard.name, "replica",
                         absl::StrCat(shard.replicas[r].host, ":", shard.replicas[r].port),
-                        ok ? "up" : "skipped",
-                        promoted == static_cast<int>(r) ? "yes" : "no"});
+                        ok ? "up" : "skipped", promoted == ri ? "yes" : "no",
+                        bytes < 0 ? "" : absl::StrCat(bytes), ms < 0 ? "" : absl::StrCat(ms)});
       }
     }
   }
-  AppendTable(out, {"database", "shard", "role", "address", "state", "takes_writes"}, rows);
+  AppendTable(out, {"database", "shard", "role", "address", "state", "takes_writes",
+                    "lag_bytes", "lag_ms"},
+              rows);
 }
 
 std::string Num(int64_t v) { return absl::StrCat(v); }

@@ -145,6 +145,21 @@ class Checker {
           topology_->SetReplicaHealthy(s, static_cast<int>(r), false);  // not a replica now
           continue;
         }
+        // Lag: the WAL the replica misses, and since when the primary had WAL it still misses.
+        int64_t lag_bytes = -1, lag_ms = -1;
+        if (p.ok && current_primary_lsn != 0) {
+          lag_bytes = p.lsn >= current_primary_lsn
+                          ? 0
+                          : static_cast<int64_t>(current_primary_lsn - p.lsn);
+          lag_ms = 0;
+          for (const auto& [at, lsn] : history) {
+            if (lsn > p.lsn) {
+              lag_ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - at).count();
+              break;
+            }
+          }
+        }
+        topology_->SetReplicaLag(s, static_cast<int>(r), lag_bytes, lag_ms);
         const bool lagging = p.ok && must_have != 0 && p.lsn < must_have;
         const bool healthy = p.ok && !lagging;
         if (healthy != topology_->ReplicaHealthy(s, static_cast<int>(r))) {

@@ -75,6 +75,12 @@ void AddHealth(Runtime& runtime, std::vector<MetricFamily>& out) {
   Family up("shardgate_server_up",
             "1 when the health checker sees the server usable (replicas: and within max lag)",
             MetricType::Gauge);
+  Family lag_bytes("shardgate_replica_lag_bytes",
+                   "Primary WAL the replica has not replayed (last health check)",
+                   MetricType::Gauge);
+  Family lag_seconds("shardgate_replica_lag_seconds",
+                     "Since when the replica misses WAL the primary had (last health check)",
+                     MetricType::Gauge);
   auto config = runtime.config();
   for (const auto& [name, db] : config->databases) {
     auto topology = runtime.topology(name);
@@ -85,13 +91,22 @@ void AddHealth(Runtime& runtime, std::vector<MetricFamily>& out) {
               {"server", absl::StrCat(shard.primary.host, ":", shard.primary.port)}},
              !topology || topology->PrimaryHealthy(i) ? 1 : 0);
       for (size_t r = 0; r < shard.replicas.size(); ++r) {
+        const std::string server =
+            absl::StrCat(shard.replicas[r].host, ":", shard.replicas[r].port);
         up.Add({{"database", name}, {"shard", shard.name}, {"role", "replica"},
-                {"server", absl::StrCat(shard.replicas[r].host, ":", shard.replicas[r].port)}},
+                {"server", server}},
                !topology || topology->ReplicaHealthy(i, static_cast<int>(r)) ? 1 : 0);
+        if (!topology || topology->ReplicaLagBytes(i, static_cast<int>(r)) < 0) continue;
+        lag_bytes.Add({{"database", name}, {"shard", shard.name}, {"server", server}},
+                      static_cast<double>(topology->ReplicaLagBytes(i, static_cast<int>(r))));
+        lag_seconds.Add({{"database", name}, {"shard", shard.name}, {"server", server}},
+                        topology->ReplicaLagMs(i, static_cast<int>(r)) / 1000.0);
       }
     }
   }
   out.push_back(std::move(up.f));
+  out.push_back(std::move(lag_bytes.f));
+  out.push_back(std::move(lag_seconds.f));
 }
 
 }  // namespace

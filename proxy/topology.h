@@ -38,6 +38,18 @@ class Topology {
   bool PrimaryHealthy(int shard) const;
   void SetPromoted(int shard, int replica);  // -1: the configured primary
   int Promoted(int shard) const;
+  // What the checker last measured of a replica: bytes of the primary's WAL it has not
+  // replayed, and for how long it has been missing some (ms); -1 when unknown (down).
+  void SetReplicaLag(int shard, int replica, int64_t bytes, int64_t ms) {
+    shards_[shard]->lag_bytes[replica].store(bytes);
+    shards_[shard]->lag_ms[replica].store(ms);
+  }
+  int64_t ReplicaLagBytes(int shard, int replica) const {
+    return shards_[shard]->lag_bytes[replica].load();
+  }
+  int64_t ReplicaLagMs(int shard, int replica) const {
+    return shards_[shard]->lag_ms[replica].load();
+  }
   // Marks the replica at `endpoint` unhealthy (a session could not reach it).
   void ReplicaFailed(int shard, const conf::Endpoint& endpoint);
   // Sessions currently attached to each replica, for `replica_balance: least_outstanding`.
@@ -48,12 +60,16 @@ class Topology {
 
  private:
   struct ShardState {
-    explicit ShardState(size_t replicas) : replica_ok(replicas), outstanding(replicas) {
+    explicit ShardState(size_t replicas)
+        : replica_ok(replicas), outstanding(replicas), lag_bytes(replicas), lag_ms(replicas) {
       for (auto& ok : replica_ok) ok.store(true);
       for (auto& n : outstanding) n.store(0);
+      for (auto& n : lag_bytes) n.store(-1);
+      for (auto& n : lag_ms) n.store(-1);
     }
     std::vector<std::atomic<bool>> replica_ok;
     std::vector<std::atomic<int>> outstanding;
+    std::vector<std::atomic<int64_t>> lag_bytes, lag_ms;
     std::atomic<bool> primary_ok{true};
     std::atomic<int> promoted{-1};
     std::atomic<uint32_t> next{0};

@@ -109,7 +109,7 @@ class AdminConsoleTest : public ShardedSuite<AdminConsoleTest> {
  public:
   static ShardedEnvOptions Options() {
     ShardedEnvOptions o;
-    o.replicas = {0, 0, 0};
+    o.replicas = {1, 0, 0};  // s0 has a streaming replica: reads of s0 go there
     o.extra_database_yaml = kDatabaseYaml;
     return o;
   }
@@ -119,6 +119,7 @@ class AdminConsoleTest : public ShardedSuite<AdminConsoleTest> {
     ShardedSuite::SetUpTestSuite();
     if (env_ == nullptr) return;
     absl::Status st = env_->ExecOnPrimaries("CREATE TABLE t (id bigint, v text);");
+    if (st.ok()) st = env_->CatchUp();  // s0's replica has the table before reads go there
     if (!st.ok()) {
       start_status_ = absl::Status(st.code(), absl::StrCat("schema: ", st.message()));
       env_.reset();
@@ -269,9 +270,11 @@ TEST_F(AdminConsoleTest, MetricsMatchAKnownWorkload) {
   EXPECT_EQ(Sample(text, R"(shardgate_statements_total{database="app",spread="direct"})"), 5);
   EXPECT_EQ(Sample(text, R"(shardgate_statements_total{database="app",spread="cross_shard"})"),
             1);
-  // Direct statements plus one leg per shard of the count.
+  // Direct statements plus one leg per shard of the count; s0's reads on its replica.
   EXPECT_EQ(Sample(text, R"(shardgate_routed_total{database="app",shard="s0",role="primary"})"),
-            4);
+            1);
+  EXPECT_EQ(Sample(text, R"(shardgate_routed_total{database="app",shard="s0",role="replica"})"),
+            3);
   EXPECT_EQ(Sample(text, R"(shardgate_routed_total{database="app",shard="s1",role="primary"})"),
             3);
   EXPECT_EQ(Sample(text, R"(shardgate_routed_total{database="app",shard="s2",role="primary"})"),
@@ -293,6 +296,22 @@ TEST_F(AdminConsoleTest, MetricsMatchAKnownWorkload) {
                                         env().primary(s).port(), R"("})")),
               1);
   }
+  // The replica's lag, once the health checker has looked (bounded wait).
+  const std::string replica = absl::StrCat(R"({database="app",shard="s0",server="127.0.0.1:)",
+                                           env().Server({0, 0}).port(), R"("})");
+  for (int i = 0; i < 100 && Sample(text, "shardgate_replica_lag_bytes" + replica) < 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    text = "\n" + HttpGet(http, "/metrics").second;
+  }
+  EXPECT_GE(Sample(text, "shardgate_replica_lag_bytes" + replica), 0) << text;
+  EXPECT_GE(Sample(text, "shardgate_replica_lag_seconds" + replica), 0);
+  ASSERT_OK_AND_ASSIGN(PgConn console,
+                       PgConn::Connect(proxy->ConnString("shardgate", "admin", "admin")));
+  auto shards = Show(console, "SHOW SHARDS");
+  auto replica_row = RowWhere(shards, "role", "replica");
+  ASSERT_FALSE(replica_row.empty());
+  EXPECT_FALSE(replica_row["lag_bytes"].empty()) << "SHOW SHARDS reports the replica's lag";
+  EXPECT_FALSE(replica_row["lag_ms"].empty());
   auto [hs, hbody] = HttpGet(http, "/healthz");
   EXPECT_EQ(hs, 200);
   EXPECT_EQ(hbody, "ok\n");
