@@ -121,7 +121,9 @@ bool ClientSession::CanRelease() const {
 
 asio::awaitable<void> ClientSession::WaitWhileSuspended() {
   // PAUSE <db>: a transaction that has no server yet waits for RESUME (polled: pauses are rare
-  // and short, and a waiting client costs a timer).
+  // and short, and a waiting client costs a timer). A distributed transaction adding a shard
+  // already holds servers: it goes on, as PAUSE waits for it to end.
+  if (dist_) co_return;
   while (gate_ != nullptr && gate_->Suspended() && !closing_ &&
          !worker_.runtime().shutting_down.load()) {
     asio::steady_timer tick(worker_.io(), std::chrono::milliseconds(5));
