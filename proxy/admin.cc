@@ -199,13 +199,7 @@ asio::awaitable<void> ShowClients(Runtime& runtime, bool servers, std::string& o
 asio::awaitable<void> ShowStats(Runtime& runtime, std::string& out) {
   std::map<std::string, DatabaseStats> totals;
   co_await VisitWorkers(runtime.workers, [&](Worker& w) {
-    for (const auto& [db, st] : w.all_stats()) {
-      DatabaseStats& t = totals[db];
-      t.xacts += st.xacts;
-      t.queries += st.queries;
-      t.received += st.received;
-      t.sent += st.sent;
-    }
+    for (const auto& [db, st] : w.all_stats()) totals[db].Add(st);
   });
   std::vector<std::vector<std::string>> table;
   for (const auto& [db, t] : totals) {

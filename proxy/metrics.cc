@@ -56,21 +56,6 @@ struct Snapshot {
   std::map<std::tuple<std::string, std::string, std::string>, std::array<int64_t, 3>> pools;
 };
 
-void Merge(DatabaseStats& into, const DatabaseStats& from) {
-  into.xacts += from.xacts;
-  into.queries += from.queries;
-  into.received += from.received;
-  into.sent += from.sent;
-  into.direct += from.direct;
-  into.cross_shard += from.cross_shard;
-  for (const auto& [k, v] : from.routed) into.routed[k] += v;
-  for (size_t i = 0; i < from.latency_buckets.size(); ++i) {
-    into.latency_buckets[i] += from.latency_buckets[i];
-  }
-  into.latency_count += from.latency_count;
-  into.latency_sum += from.latency_sum;
-}
-
 void AddHealth(Runtime& runtime, std::vector<MetricFamily>& out) {
   Family up("shardgate_server_up",
             "1 when the health checker sees the server usable (replicas: and within max lag)",
@@ -114,7 +99,7 @@ void AddHealth(Runtime& runtime, std::vector<MetricFamily>& out) {
 asio::awaitable<std::string> RenderMetrics(Runtime& runtime) {
   Snapshot snap;
   co_await VisitWorkers(runtime.workers, [&](Worker& w) {
-    for (const auto& [db, st] : w.all_stats()) Merge(snap.stats[db], st);
+    for (const auto& [db, st] : w.all_stats()) snap.stats[db].Add(st);
     for (const auto& [state, n] : w.errors()) snap.errors[state] += n;
     for (ClientSession* s : w.sessions()) ++snap.clients[s->Describe().state];
     w.pools().ForEach([&](const Pool& pool) {

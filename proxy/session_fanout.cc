@@ -152,15 +152,12 @@ asio::awaitable<absl::Status> ClientSession::AcquireLegs(const std::vector<int>&
                                          &target_error);
       leg->pool = &worker_.pools().Get(primary, db_->pool_size, config_->timeouts.connect);
       conn = co_await leg->pool->Acquire(kLegPoolWait);
+      replica = false;
     }
     if (!conn.ok()) co_return conn.status();
     leg->conn = std::move(*conn);
     if (stats_) {
-      ++stats_->routed[{topology_->map()->shard_name(shard),
-                        leg->conn->target().host == ep.host && leg->conn->target().port == ep.port &&
-                                replica
-                            ? "replica"
-                            : "primary"}];
+      ++stats_->routed[{topology_->map()->shard_name(shard), replica ? "replica" : "primary"}];
     }
     legs.push_back(std::move(leg));
   }

@@ -39,6 +39,21 @@ struct DatabaseStats {
   std::array<int64_t, kBuckets.size()> latency_buckets{};  // not cumulative
   int64_t latency_count = 0;
   double latency_sum = 0;
+  // Sums `other` into this (SHOW STATS and /metrics add the workers up).
+  void Add(const DatabaseStats& other) {
+    xacts += other.xacts;
+    queries += other.queries;
+    received += other.received;
+    sent += other.sent;
+    direct += other.direct;
+    cross_shard += other.cross_shard;
+    for (const auto& [k, v] : other.routed) routed[k] += v;
+    for (size_t i = 0; i < latency_buckets.size(); ++i) {
+      latency_buckets[i] += other.latency_buckets[i];
+    }
+    latency_count += other.latency_count;
+    latency_sum += other.latency_sum;
+  }
   void Observe(double seconds) {
     for (size_t i = 0; i < kBuckets.size(); ++i) {
       if (seconds <= kBuckets[i]) {

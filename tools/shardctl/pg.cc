@@ -93,6 +93,15 @@ std::string PgConn::Describe() const {
                       PQdb(c_.get()) ? PQdb(c_.get()) : "?");
 }
 
+std::string QuoteIdent(std::string_view name) {
+  std::string out = "\"";
+  for (char c : name) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  return out + "\"";
+}
+
 namespace {
 
 // Ends the COPY FROM STDIN on `conn` (failed: with an error, so nothing of it stays).

@@ -64,6 +64,10 @@ class PgConn {
   std::unique_ptr<PGconn, void (*)(PGconn*)> c_;
 };
 
+// `"name"` with inner quotes doubled: an identifier as PostgreSQL reads it back, without a
+// connection (PgConn::Ident asks libpq).
+std::string QuoteIdent(std::string_view name);
+
 // Runs `copy_out` (COPY ... TO STDOUT, text format) on `from`, whose first column names where
 // each row goes: a key of `to` (the row without that column is written to its COPY ...
 // FROM STDIN, `copy_in`, started here), or "*" for all of them. Returns the rows each got.

@@ -19,12 +19,6 @@
 namespace shardgate::tools::reshard {
 namespace {
 
-std::string Quote(std::string_view ident) {
-  std::string out = "\"";
-  for (char c : ident) out += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return out + "\"";
-}
-
 std::vector<std::string> ShardNames(const routing::ShardMap& map) {
   std::vector<std::string> names;
   for (int i = 0; i < map.shard_count(); ++i) names.push_back(map.shard_name(i));
@@ -64,7 +58,7 @@ absl::Status CompareShards(const conf::DatabaseConfig& from, const conf::Databas
 
 }  // namespace
 
-std::string MovingTable::QuotedName() const { return Quote(schema) + "." + Quote(relname); }
+std::string MovingTable::QuotedName() const { return QuoteIdent(schema) + "." + QuoteIdent(relname); }
 
 std::vector<std::string> Plan::Sources() const {
   std::set<std::string> s;
@@ -154,8 +148,8 @@ absl::StatusOr<Plan> BuildPlan(const std::string& old_path, const std::string& n
       continue;
     }
     t.key = rule.key;
-    ASSIGN_OR_RETURN(t.old_owner, old_rule->router->OwnerSql(Quote(rule.key), old_names));
-    ASSIGN_OR_RETURN(t.new_owner, rule.router->OwnerSql(Quote(rule.key), new_names));
+    ASSIGN_OR_RETURN(t.old_owner, old_rule->router->OwnerSql(QuoteIdent(rule.key), old_names));
+    ASSIGN_OR_RETURN(t.new_owner, rule.router->OwnerSql(QuoteIdent(rule.key), new_names));
     if (t.old_owner == t.new_owner) continue;  // same ownership: nothing moves
     t.new_router = rule.router;
     ASSIGN_OR_RETURN(std::string old_by_text, old_rule->router->OwnerSql("k", old_names));

@@ -18,6 +18,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "protocol/status.h"
+#include "routing/router.h"
 #include "tools/shardctl/reshard.h"
 
 namespace shardgate::tools::steps {
@@ -27,11 +28,8 @@ using reshard::Plan;
 using reshard::State;
 using Clock = std::chrono::steady_clock;
 
-inline std::string Lit(std::string_view s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("''") : std::string(1, c);
-  return out + "'";
-}
+// A string literal (routing's: E'' when there is a backslash).
+inline std::string Lit(std::string_view s) { return routing::owner_sql::Literal(s); }
 
 inline int64_t MsSince(Clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count();

@@ -18,6 +18,7 @@
 #include "absl/strings/str_join.h"
 #include "protocol/status.h"
 #include "routing/key_value.h"
+#include "routing/router.h"
 #include "tools/shardctl/pgoutput.h"
 #include "tools/shardctl/reshard.h"
 
@@ -104,15 +105,7 @@ class Applier {
 
 std::string Literal(const PgoutputValue& v) {
   if (v.kind != PgoutputValue::Kind::kText) return "NULL";
-  std::string out = "'";
-  for (char c : v.text) out += c == '\'' ? std::string("''") : std::string(1, c);
-  return out + "'";
-}
-
-std::string Ident(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return out + "\"";
+  return routing::owner_sql::Literal(v.text);
 }
 
 absl::StatusOr<std::vector<std::string>> Applier::TargetsOf(const Relation& rel,
@@ -171,7 +164,7 @@ std::string Applier::DeleteSql(const RelationBatch& b,
                                const std::vector<const RowOp*>& rows) const {
   const Relation& rel = b.rel;
   std::vector<std::string> cols, tuples;
-  for (int k : rel.key_columns) cols.push_back(Ident(rel.columns[k].name));
+  for (int k : rel.key_columns) cols.push_back(QuoteIdent(rel.columns[k].name));
   for (const RowOp* op : rows) {
     std::vector<std::string> values;
     for (int k : rel.key_columns) {
@@ -187,7 +180,7 @@ std::string Applier::DeleteSql(const RelationBatch& b,
   // gives this source); otherwise the old map decides, through the connection's function.
   if (!rel.table->reference && !(rel.shard_key >= 0 && rel.columns[rel.shard_key].key)) {
     absl::StrAppend(&sql, " AND pg_temp.sg_old_owner_", rel.table_index, "(",
-                    Ident(rel.table->key), "::text) = '", source_, "'");
+                    QuoteIdent(rel.table->key), "::text) = ", routing::owner_sql::Literal(source_));
   }
   return sql + ";\n";
 }
@@ -199,11 +192,11 @@ std::string Applier::UpsertSql(const RelationBatch& b,
   std::vector<std::string> cols, sets, keys, tuples;
   for (size_t i = 0; i < rel.columns.size() && i < first.size(); ++i) {
     if (first[i].kind == PgoutputValue::Kind::kUnchanged) continue;  // not resent: keep it
-    const std::string c = Ident(rel.columns[i].name);
+    const std::string c = QuoteIdent(rel.columns[i].name);
     cols.push_back(c);
     if (!rel.columns[i].key) sets.push_back(absl::StrCat(c, " = EXCLUDED.", c));
   }
-  for (int k : rel.key_columns) keys.push_back(Ident(rel.columns[k].name));
+  for (int k : rel.key_columns) keys.push_back(QuoteIdent(rel.columns[k].name));
   for (const RowOp* op : rows) {
     std::vector<std::string> values;
     for (size_t i = 0; i < rel.columns.size() && i < op->tuple.size(); ++i) {
@@ -228,7 +221,8 @@ std::map<std::string, std::string> Applier::Statements() const {
       out[target] += t.reference ? absl::StrCat("DELETE FROM ", t.QuotedName(), ";\n")
                                  : absl::StrCat("DELETE FROM ", t.QuotedName(),
                                                 " WHERE pg_temp.sg_old_owner_", index, "(",
-                                                Ident(t.key), "::text) = '", source_, "';\n");
+                                                QuoteIdent(t.key), "::text) = ",
+                                                routing::owner_sql::Literal(source_), ";\n");
     }
   }
   for (const auto& [target, relations] : batch_) {
