@@ -1,6 +1,7 @@
 // The admin console: the virtual database "shardgate", answered by the proxy itself over the
 // simple protocol: SHOW VERSION/SHARDS/POOLS/CLIENTS/SERVERS/STATS/CONFIG/ROUTE <sql>/RESHARD,
-// RELOAD, SHUTDOWN, PAUSE/RESUME [db] and the resharding hooks (RESHARD PAUSE/SWITCH/RESUME).
+// RELOAD, SHUTDOWN, PAUSE/RESUME [db] and the resharding hooks (RESHARD PAUSE/SWITCH/RESUME/
+// PROGRESS).
 #include <signal.h>
 #include <algorithm>
 #include <unistd.h>
@@ -297,15 +298,33 @@ std::vector<std::string> Words(std::string_view sql) {
 }
 
 void ShowReshard(Runtime& runtime, std::string& out) {
+  const auto progress = runtime.reshard_progress();
+  const auto now = std::chrono::system_clock::now();
   std::vector<std::vector<std::string>> rows;
   for (const auto& [name, db] : runtime.config()->databases) {
     WriteGate& gate = runtime.gate(name);
     const bool paused = gate.Paused();
     std::set<std::string> tables = paused ? gate.Tables() : std::set<std::string>{};
-    rows.push_back({name, absl::StrCat(runtime.map_version()), paused ? "yes" : "no",
-                    absl::StrJoin(tables, ","), absl::StrCat(gate.Draining())});
+    std::vector<std::string> row = {name, absl::StrCat(runtime.map_version()),
+                                    paused ? "yes" : "no", absl::StrJoin(tables, ","),
+                                    absl::StrCat(gate.Draining())};
+    auto it = progress.find(name);
+    if (it == progress.end()) {
+      row.insert(row.end(), {"", "", "", "", ""});
+    } else {
+      const auto& pr = it->second;
+      row.insert(row.end(),
+                 {pr.phase, absl::StrCat(pr.rows_copied), absl::StrCat(pr.source_rows),
+                  absl::StrCat(pr.changes_applied),
+                  absl::StrCat(std::chrono::duration_cast<std::chrono::seconds>(now - pr.reported)
+                                   .count())});
+    }
+    rows.push_back(std::move(row));
   }
-  AppendTable(out, {"database", "map_version", "paused", "tables", "draining"}, rows);
+  AppendTable(out,
+              {"database", "map_version", "paused", "tables", "draining", "phase", "rows_copied",
+               "source_rows", "changes_applied", "reported_s_ago"},
+              rows);
 }
 
 // The resharding hooks shardctl drives on every proxy during a cutover:
@@ -313,11 +332,14 @@ void ShowReshard(Runtime& runtime, std::string& out) {
 //       max_ms, default 5000); answers once every transaction that wrote before is over
 //   RESHARD SWITCH <db> <yaml path>   installs the new map (only while paused)
 //   RESHARD RESUME <db>               writes go on (on the new map after a SWITCH)
+//   RESHARD PROGRESS <db> <phase> <rows_copied> <source_rows> <changes_applied>
+//       what shardctl reports while it copies and catches up (SHOW RESHARD, /metrics)
 asio::awaitable<absl::Status> Reshard(Runtime& runtime, const std::vector<std::string>& words,
                                       std::string& out) {
   const std::string usage =
       "RESHARD PAUSE <db> <table>[,<table>...] [<max_ms>] | RESHARD SWITCH <db> <yaml path> | "
-      "RESHARD RESUME <db>";
+      "RESHARD RESUME <db> | RESHARD PROGRESS <db> <phase> <rows_copied> <source_rows> "
+      "<changes_applied>";
   if (words.size() < 3) co_return PgStatus("42601", "RESHARD needs a step and a database", usage);
   const std::string step = Lower(words[1]);
   const std::string& db = words[2];
@@ -377,6 +399,25 @@ asio::awaitable<absl::Status> Reshard(Runtime& runtime, const std::vector<std::s
   if (step == "resume" && words.size() == 3) {
     gate.Resume();
     AppendTable(out, {"database", "map_version"}, {{db, absl::StrCat(runtime.map_version())}});
+    co_return absl::OkStatus();
+  }
+  if (step == "progress" && words.size() == 7) {
+    static const std::set<std::string> kPhases = {"copying", "catching_up", "switched", "done",
+                                                  "aborted"};
+    Runtime::ReshardProgress pr;
+    pr.phase = Lower(words[3]);
+    if (!kPhases.count(pr.phase)) {
+      co_return PgStatus("22023", "unknown reshard phase \"" + words[3] + "\"",
+                         "One of copying, catching_up, switched, done, aborted.");
+    }
+    if (!absl::SimpleAtoi(words[4], &pr.rows_copied) || !absl::SimpleAtoi(words[5], &pr.source_rows) ||
+        !absl::SimpleAtoi(words[6], &pr.changes_applied) || pr.rows_copied < 0 ||
+        pr.source_rows < 0 || pr.changes_applied < 0) {
+      co_return PgStatus("22023", "reshard progress counts must be non-negative integers", usage);
+    }
+    pr.reported = std::chrono::system_clock::now();
+    runtime.set_reshard_progress(db, std::move(pr));
+    p::AppendCommandComplete(out, "RESHARD");
     co_return absl::OkStatus();
   }
   co_return PgStatus("42601", "malformed RESHARD command", usage);

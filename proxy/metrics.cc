@@ -94,6 +94,32 @@ void AddHealth(Runtime& runtime, std::vector<MetricFamily>& out) {
   out.push_back(std::move(lag_seconds.f));
 }
 
+// As shardctl last reported them (RESHARD PROGRESS); no series before a reshard reports.
+void AddReshardProgress(Runtime& runtime, std::vector<MetricFamily>& out) {
+  Family phase("shardgate_reshard_phase",
+               "1 for the phase a database's reshard is in, as shardctl last reported it",
+               MetricType::Gauge);
+  Family copied("shardgate_reshard_rows_copied", "Rows the reshard's copy has written to their new owners",
+                MetricType::Gauge);
+  Family source_rows("shardgate_reshard_source_rows",
+                     "The planner's estimate of the rows the reshard's copy scans",
+                     MetricType::Gauge);
+  Family changes("shardgate_reshard_changes_applied",
+                 "Changes the reshard's catch-up has applied from the sources' WAL",
+                 MetricType::Gauge);
+  Family age("shardgate_reshard_report_age_seconds", "Since shardctl last reported progress",
+             MetricType::Gauge);
+  const auto now = std::chrono::system_clock::now();
+  for (const auto& [db, pr] : runtime.reshard_progress()) {
+    phase.Add({{"database", db}, {"phase", pr.phase}}, 1);
+    copied.Add({{"database", db}}, static_cast<double>(pr.rows_copied));
+    source_rows.Add({{"database", db}}, static_cast<double>(pr.source_rows));
+    changes.Add({{"database", db}}, static_cast<double>(pr.changes_applied));
+    age.Add({{"database", db}}, std::chrono::duration<double>(now - pr.reported).count());
+  }
+  for (Family* f : {&phase, &copied, &source_rows, &changes, &age}) out.push_back(std::move(f->f));
+}
+
 }  // namespace
 
 asio::awaitable<std::string> RenderMetrics(Runtime& runtime) {
@@ -202,6 +228,7 @@ asio::awaitable<std::string> RenderMetrics(Runtime& runtime) {
     paused.Add({{"database", name}}, runtime.gate(name).Paused() ? 1 : 0);
   }
   out.push_back(std::move(paused.f));
+  AddReshardProgress(runtime, out);
   co_return prometheus::TextSerializer().Serialize(out);
 }
 

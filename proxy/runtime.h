@@ -2,6 +2,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <map>
@@ -56,6 +57,24 @@ class Runtime {
     return *g;
   }
 
+  // How a database's reshard goes, as shardctl last reported it (RESHARD PROGRESS): for SHOW
+  // RESHARD and /metrics only, nothing routes by it.
+  struct ReshardProgress {
+    std::string phase;  // copying | catching_up | switched | done | aborted
+    int64_t rows_copied = 0;
+    int64_t source_rows = 0;  // the planner's estimate of the rows the copies scan
+    int64_t changes_applied = 0;
+    std::chrono::system_clock::time_point reported;
+  };
+  void set_reshard_progress(const std::string& database, ReshardProgress progress) {
+    std::lock_guard lock(mu_);
+    progress_[database] = std::move(progress);
+  }
+  std::map<std::string, ReshardProgress> reshard_progress() const {
+    std::lock_guard lock(mu_);
+    return progress_;
+  }
+
   // Loads, validates and installs the config at a path (set by main: the reload of SIGHUP,
   // RELOAD and the cutover's RESHARD SWITCH). An invalid file leaves the old config serving.
   std::function<absl::Status(const std::string& path)> install_config;
@@ -86,6 +105,7 @@ class Runtime {
   std::unique_ptr<DecisionLog> decision_log_;
   std::atomic<uint64_t> map_version_{0};
   std::map<std::string, std::unique_ptr<WriteGate>> gates_;
+  std::map<std::string, ReshardProgress> progress_;
 };
 
 }  // namespace shardgate::proxy

@@ -253,7 +253,7 @@ TEST_F(ReshardGateTest, HeldWriteProceedsAtThePauseDeadline) {
   EXPECT_TRUE(done.ok) << done.Describe();
   EXPECT_EQ(Holders("t", 31), "s0");
   const std::vector<std::string> row = ShowReshard(admin_);
-  ASSERT_EQ(row.size(), 5u);
+  ASSERT_EQ(row.size(), 10u);
   EXPECT_EQ(row[2], "no") << "an expired pause is not shown as on";
   // ... and SWITCH is refused after it.
   Outcome sw = Ask(admin_, absl::StrCat("RESHARD SWITCH app ", env().proxy->config_path()));
@@ -399,7 +399,7 @@ TEST_F(ReshardGateTest, PauseOfPublicQualifiedNameHoldsWrites) {
 // f) SHOW RESHARD: paused yes/no, the tables, and the transactions being drained.
 TEST_F(ReshardGateTest, ShowReshardReportsThePause) {
   std::vector<std::string> row = ShowReshard(admin_);
-  ASSERT_EQ(row.size(), 5u);
+  ASSERT_EQ(row.size(), 10u);
   EXPECT_EQ(row[2], "no");
   EXPECT_EQ(row[3], "");
   EXPECT_EQ(row[4], "0");
@@ -411,7 +411,7 @@ TEST_F(ReshardGateTest, ShowReshardReportsThePause) {
   EXPECT_FALSE(pause.Answered(kNotYet));
   ASSERT_OK_AND_ASSIGN(PgConn admin2, env().ConnectAdmin());
   row = ShowReshard(admin2);
-  ASSERT_EQ(row.size(), 5u);
+  ASSERT_EQ(row.size(), 10u);
   EXPECT_EQ(row[2], "yes");
   EXPECT_EQ(row[3], "t,u") << "lower-cased and sorted";
   EXPECT_EQ(row[4], "1") << "the open transaction that wrote before the pause";
@@ -435,6 +435,29 @@ TEST_F(ReshardGateTest, MalformedCommandsAreRefused) {
   EXPECT_EQ(Ask(admin_, "RESHARD PAUSE nodb t").sqlstate, "3D000");
   EXPECT_EQ(Ask(admin_, "RESHARD JUMP app").sqlstate, "42601");
   EXPECT_EQ(ShowReshard(admin_).at(2), "no");
+}
+
+// g) RESHARD PROGRESS (what shardctl reports while it copies): shown by SHOW RESHARD and
+// /metrics' source; bad phases and counts are refused.
+TEST_F(ReshardGateTest, ProgressReportsAreShownAndChecked) {
+  EXPECT_EQ(Ask(admin_, "RESHARD PROGRESS app sleeping 1 2 3").sqlstate, "22023");
+  EXPECT_EQ(Ask(admin_, "RESHARD PROGRESS app copying -1 2 3").sqlstate, "22023");
+  EXPECT_EQ(Ask(admin_, "RESHARD PROGRESS app copying 1 2").sqlstate, "42601");
+  EXPECT_EQ(Ask(admin_, "RESHARD PROGRESS nodb copying 1 2 3").sqlstate, "3D000");
+  std::vector<std::string> row = ShowReshard(admin_);
+  ASSERT_EQ(row.size(), 10u);
+  EXPECT_EQ(row[5], "") << "no report yet";
+  Outcome ok = Ask(admin_, "RESHARD PROGRESS app copying 1200 5000 0");
+  ASSERT_TRUE(ok.ok) << ok.Describe();
+  ASSERT_TRUE(Ask(admin_, "RESHARD PROGRESS app catching_up 4800 5000 17").ok);
+  row = ShowReshard(admin_);
+  ASSERT_EQ(row.size(), 10u);
+  EXPECT_EQ(row[5], "catching_up");
+  EXPECT_EQ(row[6], "4800");
+  EXPECT_EQ(row[7], "5000");
+  EXPECT_EQ(row[8], "17");
+  EXPECT_EQ(row[9], "0");
+  EXPECT_EQ(row[2], "no") << "a report pauses nothing";
 }
 
 }  // namespace

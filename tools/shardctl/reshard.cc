@@ -193,7 +193,8 @@ absl::Status Preflight(const Plan& plan, Report& r) {
 // transaction. Returns the rows per target.
 absl::StatusOr<std::map<std::string, int64_t>> CopyTable(const Plan& plan, const MovingTable& t,
                                                          const std::string& source,
-                                                         const std::string& snapshot, Report& r) {
+                                                         const std::string& snapshot, Report& r,
+                                                         ProgressFeed& feed) {
   ASSIGN_OR_RETURN(PgConn from, ConnectShard(plan, source));
   RETURN_IF_ERROR(from.Exec("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").status());
   if (!snapshot.empty()) {
@@ -222,6 +223,8 @@ absl::StatusOr<std::map<std::string, int64_t>> CopyTable(const Plan& plan, const
   }
   const std::string what = absl::StrCat(t.name, " from ", source);
   const int64_t total = std::stoll(estimate.empty() ? "0" : estimate);
+  const std::string scan = absl::StrCat(t.name, " ", source);
+  feed.SourceRows(scan, total);
   const std::string owner = t.reference ? "'*'" : "(" + t.new_owner + ")";
   const std::string where = t.reference ? "" : absl::StrCat(" WHERE ", owner, " <> ", Lit(source));
   ASSIGN_OR_RETURN(auto rows,
@@ -233,6 +236,8 @@ absl::StatusOr<std::map<std::string, int64_t>> CopyTable(const Plan& plan, const
                               [&](int64_t n) {
                                 reshard::MaybeFault("copy_rows", n);
                                 r.Progress(what, n, total);
+                                feed.Rows(scan, n);
+                                feed.Send("copying", false);
                               }));
   for (auto& [d, conn] : conns) RETURN_IF_ERROR(conn.Exec("COMMIT").status());
   RETURN_IF_ERROR(from.Exec("COMMIT").status());
@@ -289,7 +294,7 @@ absl::StatusOr<SourceCopy> PrepareSource(const Plan& plan, State& state,
 
 // Every source's publication and slot, then the copies of every (table, source) not done yet,
 // `jobs` at a time across all sources.
-absl::Status CopyAll(const Plan& plan, State& state, int jobs, Report& r) {
+absl::Status CopyAll(const Plan& plan, State& state, int jobs, Report& r, ProgressFeed& feed) {
   std::vector<SourceCopy> sources;
   for (const auto& s : plan.Sources()) {
     ASSIGN_OR_RETURN(SourceCopy sc, PrepareSource(plan, state, s));
@@ -321,7 +326,7 @@ absl::Status CopyAll(const Plan& plan, State& state, int jobs, Report& r) {
       const auto& [t, sc] = task;
       // A copy starts by deleting what an earlier attempt left: a failed one is simply retried
       // (a server restarting, a connection lost), up to three times.
-      auto rows = CopyTable(plan, *t, sc->source, sc->snapshot, r);
+      auto rows = CopyTable(plan, *t, sc->source, sc->snapshot, r, feed);
       for (int attempt = 1; !rows.ok() && attempt < 3; ++attempt) {
         r.Event("retry",
                 {{"table", JsonString(t->name)}, {"from", JsonString(sc->source)},
@@ -329,15 +334,17 @@ absl::Status CopyAll(const Plan& plan, State& state, int jobs, Report& r) {
                 absl::StrCat("copy of ", t->name, " from ", sc->source,
                              " failed, retrying: ", rows.status().message()));
         std::this_thread::sleep_for(std::chrono::seconds(attempt));
-        rows = CopyTable(plan, *t, sc->source, sc->snapshot, r);
+        rows = CopyTable(plan, *t, sc->source, sc->snapshot, r, feed);
       }
       std::lock_guard lock(mu);
       if (!rows.ok()) {
         failed = rows.status();
         return;
       }
+      feed.Rows(absl::StrCat(t->name, " ", sc->source), 0);  // now counted per target
       for (const auto& [d, n] : *rows) {
         state.copied[TaskKey(*t, sc->source, d)] = n;
+        feed.Rows(TaskKey(*t, sc->source, d), n);
         r.Event("copied",
                 {{"table", JsonString(t->name)}, {"from", JsonString(sc->source)},
                  {"to", JsonString(d)}, {"rows", Num(n)}},
@@ -355,7 +362,8 @@ absl::Status CopyAll(const Plan& plan, State& state, int jobs, Report& r) {
 
 // Applies every source's stream up to its WAL position, all at once; again while
 // `follow_seconds` last.
-absl::Status CatchUpAll(const Plan& plan, State& state, double follow_seconds, Report& r) {
+absl::Status CatchUpAll(const Plan& plan, State& state, double follow_seconds, Report& r,
+                        ProgressFeed& feed) {
   ASSIGN_OR_RETURN(auto catchers, OpenCatchers(plan, state));
   const auto until = Clock::now() + std::chrono::milliseconds(
                                         static_cast<int64_t>(follow_seconds * 1000));
@@ -367,8 +375,11 @@ absl::Status CatchUpAll(const Plan& plan, State& state, double follow_seconds, R
                {"position", JsonString(reshard::FormatLsn(res.position))}},
               absl::StrCat("stream from ", s, ": ", res.changes, " changes applied, at ",
                            reshard::FormatLsn(res.position)));
+      std::lock_guard lock(*state.mu);
+      feed.Changes(s, state.changes[s]);
       return absl::OkStatus();
     }));
+    feed.Send("catching_up", false);
     if (Clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(200));
   } while (Clock::now() < until);
   return absl::OkStatus();
@@ -394,6 +405,10 @@ int StartStep(const ReshardOptions& o, Report& r) {
     r.Event("resumed", {{"id", JsonString(state.id)}, {"phase", JsonString(state.phase)}},
             absl::StrCat("resuming reshard ", state.id, " (", state.phase, ")"));
   }
+  ProgressFeed feed(plan.old_config, plan.database, r);
+  for (const auto& [task, n] : state.copied) feed.Rows(task, n);
+  for (const auto& [source, n] : state.changes) feed.Changes(source, n);
+  feed.Send(state.phase, true);
   if (state.phase == "copying") {
     if (absl::Status st = Preflight(plan, r); !st.ok()) return r.Fail(st);
     std::set<std::string> servers;
@@ -407,15 +422,19 @@ int StartStep(const ReshardOptions& o, Report& r) {
                 absl::StrCat("WARNING: no schema-change guard on ", s, ": ", st.message()));
       }
     }
-    if (absl::Status st = CopyAll(plan, state, o.jobs, r); !st.ok()) return r.Fail(st);
+    if (absl::Status st = CopyAll(plan, state, o.jobs, r, feed); !st.ok()) return r.Fail(st);
     state.phase = "catching_up";
     if (absl::Status st = state.Save(); !st.ok()) return r.Fail(st);
+    feed.Send(state.phase, true);
   }
   if (state.phase != "catching_up") {
     return r.Fail(PgStatus("55000", "the reshard is past the copy (phase " + state.phase + ")",
                            "Run cleanup, or status."));
   }
-  if (absl::Status st = CatchUpAll(plan, state, o.follow_seconds, r); !st.ok()) return r.Fail(st);
+  if (absl::Status st = CatchUpAll(plan, state, o.follow_seconds, r, feed); !st.ok()) {
+    return r.Fail(st);
+  }
+  feed.Send(state.phase, true);
   r.Event("ready", {{"phase", JsonString(state.phase)}},
           "copy done and stream caught up: run `shardctl reshard verify`, then `cutover`");
   return 0;

@@ -11,31 +11,6 @@ namespace {
 
 // ---- cutover
 
-struct Proxy {
-  std::string address;
-  PgConn conn;
-};
-
-absl::StatusOr<std::vector<Proxy>> ConnectProxies(const conf::Config& config) {
-  std::vector<conf::ListenConfig> addresses = config.reshard.proxies;
-  if (addresses.empty()) addresses.push_back(config.listen);
-  if (config.admin.users.empty()) {
-    return PgStatus("28000", "no admin user in the config: shardctl drives the proxies as one",
-                    "Add admin: {users: [admin]} and that user to users:.");
-  }
-  const conf::UserConfig* admin = config.FindUser(config.admin.users.front());
-  std::vector<Proxy> proxies;
-  for (const auto& a : addresses) {
-    PgConn::Params p = {{"host", a.host}, {"port", std::to_string(a.port)},
-                        {"dbname", "shardgate"}, {"user", config.admin.users.front()},
-                        {"connect_timeout", "5"}, {"application_name", "shardctl"}};
-    if (admin != nullptr && !admin->password.empty()) p["password"] = admin->password;
-    ASSIGN_OR_RETURN(PgConn conn, PgConn::Connect(p));
-    proxies.push_back({absl::StrCat(a.host, ":", a.port), std::move(conn)});
-  }
-  return proxies;
-}
-
 void ResumeAll(std::vector<Proxy>& proxies, const std::string& db) {
   for (auto& p : proxies) (void)p.conn.Exec("RESHARD RESUME " + db);
 }
@@ -82,6 +57,7 @@ absl::Status Cleanup(const Plan& plan, State& state, Report& r) {
   }
   state.phase = "done";
   RETURN_IF_ERROR(state.Save());
+  ReportPhase(plan, state, r);
   r.Event("done", {{"phase", JsonString("done")}}, "reshard done: slots, publications and moved rows removed");
   return absl::OkStatus();
 }
@@ -182,6 +158,7 @@ int CutoverStep(const ReshardOptions& o, Report& r) {
   const int64_t pause_ms = MsSince(t0);
   state.facts["pause_ms"] = Num(pause_ms);
   (void)state.Save();
+  ReportPhase(plan, state, r);
   // The running config file becomes the new map (the old one kept beside it), so that a
   // reload or restart of a proxy on this host keeps the new map.
   std::error_code ec;
@@ -253,6 +230,7 @@ int AbortStep(const ReshardOptions& o, Report& r) {
   }
   state.phase = "aborted";
   if (absl::Status st = state.Save(); !st.ok()) return r.Fail(st);
+  ReportPhase(plan, state, r);
   r.Event("aborted", {{"phase", JsonString("aborted")}},
           "reshard aborted: copied rows, slots and publications removed; the old map serves as before");
   return 0;

@@ -211,6 +211,49 @@ inline absl::StatusOr<std::map<std::string, std::unique_ptr<reshard::Catcher>>> 
 }
 
 
+// ---- the proxies (reshard_proxies.cc)
+
+// A proxy's admin console, as the config's admin user.
+struct Proxy {
+  std::string address;
+  PgConn conn;
+};
+
+// Every proxy of `config` (reshard.proxies, else its own listen address).
+absl::StatusOr<std::vector<Proxy>> ConnectProxies(const conf::Config& config);
+
+// Tells the proxies how a reshard goes (RESHARD PROGRESS, for their SHOW RESHARD and /metrics):
+// at most once a second unless forced, best effort: a proxy that cannot be reached is warned
+// about once and tried again 10 s later; the reshard itself never waits for or fails on it.
+// Contract: thread-safe (the copies report from several threads).
+class ProgressFeed {
+ public:
+  ProgressFeed(std::shared_ptr<const conf::Config> config, std::string database, Report& r)
+      : config_(std::move(config)), database_(std::move(database)), r_(r) {}
+
+  // Rows a copy task ("table S T", or "table S" while it runs) has written so far / in all.
+  void Rows(const std::string& task, int64_t rows);
+  // The planner's estimate of the rows one (table, source) scan reads.
+  void SourceRows(const std::string& scan, int64_t rows);
+  // Changes applied from a source's stream, in all.
+  void Changes(const std::string& source, int64_t changes);
+  // Sends now when `force` or a second has passed since the last send.
+  void Send(const std::string& phase, bool force);
+
+ private:
+  std::shared_ptr<const conf::Config> config_;
+  std::string database_;
+  Report& r_;
+  std::mutex mu_;
+  std::map<std::string, int64_t> rows_, source_rows_, changes_;
+  std::vector<Proxy> proxies_;
+  Clock::time_point last_send_{}, last_connect_{};
+  bool warned_ = false;
+};
+
+// One forced report of the state's phase and counts (cutover, cleanup, abort).
+void ReportPhase(const Plan& plan, const State& state, Report& r);
+
 // The steps (one per `shardctl reshard` subcommand); each returns the exit code.
 int PlanStep(const ReshardOptions& o, Report& r);
 int StartStep(const ReshardOptions& o, Report& r);

@@ -1,0 +1,95 @@
+// `shardctl reshard` and the proxies' admin consoles: connecting, and the progress feed.
+#include "absl/strings/str_cat.h"
+#include "tools/shardctl/reshard_steps.h"
+
+namespace shardgate::tools::steps {
+
+absl::StatusOr<std::vector<Proxy>> ConnectProxies(const conf::Config& config) {
+  std::vector<conf::ListenConfig> addresses = config.reshard.proxies;
+  if (addresses.empty()) addresses.push_back(config.listen);
+  if (config.admin.users.empty()) {
+    return PgStatus("28000", "no admin user in the config: shardctl drives the proxies as one",
+                    "Add admin: {users: [admin]} and that user to users:.");
+  }
+  const conf::UserConfig* admin = config.FindUser(config.admin.users.front());
+  std::vector<Proxy> proxies;
+  for (const auto& a : addresses) {
+    PgConn::Params p = {{"host", a.host}, {"port", std::to_string(a.port)},
+                        {"dbname", "shardgate"}, {"user", config.admin.users.front()},
+                        {"connect_timeout", "5"}, {"application_name", "shardctl"}};
+    if (admin != nullptr && !admin->password.empty()) p["password"] = admin->password;
+    ASSIGN_OR_RETURN(PgConn conn, PgConn::Connect(p));
+    proxies.push_back({absl::StrCat(a.host, ":", a.port), std::move(conn)});
+  }
+  return proxies;
+}
+
+void ProgressFeed::Rows(const std::string& task, int64_t rows) {
+  std::lock_guard lock(mu_);
+  rows_[task] = rows;
+}
+
+void ProgressFeed::SourceRows(const std::string& scan, int64_t rows) {
+  std::lock_guard lock(mu_);
+  source_rows_[scan] = rows;
+}
+
+void ProgressFeed::Changes(const std::string& source, int64_t changes) {
+  std::lock_guard lock(mu_);
+  changes_[source] = changes;
+}
+
+void ProgressFeed::Send(const std::string& phase, bool force) {
+  std::lock_guard lock(mu_);
+  const auto now = Clock::now();
+  if (!force && now - last_send_ < std::chrono::seconds(1)) return;
+  last_send_ = now;
+  if (proxies_.empty()) {
+    // Not again within 10 s of a failed attempt, but always for a forced (phase) report.
+    if (!force && last_connect_ != Clock::time_point{} &&
+        now - last_connect_ < std::chrono::seconds(10)) {
+      return;
+    }
+    last_connect_ = now;
+    auto proxies = ConnectProxies(*config_);
+    if (!proxies.ok()) {
+      if (!warned_) {
+        r_.Event("warning", {{"message", JsonString(std::string(proxies.status().message()))}},
+                 absl::StrCat("WARNING: cannot report progress to the proxies: ",
+                              proxies.status().message()));
+      }
+      warned_ = true;
+      return;
+    }
+    proxies_ = std::move(*proxies);
+  }
+  auto sum = [](const std::map<std::string, int64_t>& m) {
+    int64_t n = 0;
+    for (const auto& [k, v] : m) n += v;
+    return n;
+  };
+  const std::string command =
+      absl::StrCat("RESHARD PROGRESS ", database_, " ", phase, " ", sum(rows_), " ",
+                   sum(source_rows_), " ", sum(changes_));
+  for (Proxy& p : proxies_) {
+    if (absl::Status st = p.conn.Exec(command).status(); !st.ok()) {
+      if (!warned_) {
+        r_.Event("warning",
+                 {{"proxy", JsonString(p.address)}, {"message", JsonString(std::string(st.message()))}},
+                 absl::StrCat("WARNING: cannot report progress to ", p.address, ": ", st.message()));
+      }
+      warned_ = true;
+      proxies_.clear();  // connect again later
+      return;
+    }
+  }
+}
+
+void ReportPhase(const Plan& plan, const State& state, Report& r) {
+  ProgressFeed feed(plan.old_config, plan.database, r);
+  for (const auto& [task, n] : state.copied) feed.Rows(task, n);
+  for (const auto& [source, n] : state.changes) feed.Changes(source, n);
+  feed.Send(state.phase, true);
+}
+
+}  // namespace shardgate::tools::steps
