@@ -4,7 +4,8 @@
 
 namespace shardgate::tools::steps {
 
-absl::StatusOr<std::vector<Proxy>> ConnectProxies(const conf::Config& config) {
+absl::StatusOr<std::vector<Proxy>> ConnectProxies(const conf::Config& config,
+                                                   int connect_timeout_s) {
   std::vector<conf::ListenConfig> addresses = config.reshard.proxies;
   if (addresses.empty()) addresses.push_back(config.listen);
   if (config.admin.users.empty()) {
@@ -16,7 +17,7 @@ absl::StatusOr<std::vector<Proxy>> ConnectProxies(const conf::Config& config) {
   for (const auto& a : addresses) {
     PgConn::Params p = {{"host", a.host}, {"port", std::to_string(a.port)},
                         {"dbname", "shardgate"}, {"user", config.admin.users.front()},
-                        {"connect_timeout", "5"}, {"application_name", "shardctl"}};
+                        {"connect_timeout", std::to_string(connect_timeout_s)}, {"application_name", "shardctl"}};
     if (admin != nullptr && !admin->password.empty()) p["password"] = admin->password;
     ASSIGN_OR_RETURN(PgConn conn, PgConn::Connect(p));
     proxies.push_back({absl::StrCat(a.host, ":", a.port), std::move(conn)});
@@ -40,18 +41,24 @@ void ProgressFeed::Changes(const std::string& source, int64_t changes) {
 }
 
 void ProgressFeed::Send(const std::string& phase, bool force) {
-  std::lock_guard lock(mu_);
+  // A copy thread that finds another one sending goes on copying.
+  std::unique_lock sending(send_mu_, std::defer_lock);
+  if (force) {
+    sending.lock();
+  } else if (!sending.try_lock()) {
+    return;
+  }
   const auto now = Clock::now();
   if (!force && now - last_send_ < std::chrono::seconds(1)) return;
   last_send_ = now;
   if (proxies_.empty()) {
-    // Not again within 10 s of a failed attempt, but always for a forced (phase) report.
+    // Not again within 30 s of a failed attempt, but always for a forced (phase) report.
     if (!force && last_connect_ != Clock::time_point{} &&
-        now - last_connect_ < std::chrono::seconds(10)) {
+        now - last_connect_ < std::chrono::seconds(30)) {
       return;
     }
     last_connect_ = now;
-    auto proxies = ConnectProxies(*config_);
+    auto proxies = ConnectProxies(*config_, 2);
     if (!proxies.ok()) {
       if (!warned_) {
         r_.Event("warning", {{"message", JsonString(std::string(proxies.status().message()))}},
@@ -68,9 +75,12 @@ void ProgressFeed::Send(const std::string& phase, bool force) {
     for (const auto& [k, v] : m) n += v;
     return n;
   };
-  const std::string command =
-      absl::StrCat("RESHARD PROGRESS ", database_, " ", phase, " ", sum(rows_), " ",
-                   sum(source_rows_), " ", sum(changes_));
+  std::string command;
+  {
+    std::lock_guard lock(mu_);
+    command = absl::StrCat("RESHARD PROGRESS ", database_, " ", phase, " ", sum(rows_), " ",
+                           sum(source_rows_), " ", sum(changes_));
+  }
   for (Proxy& p : proxies_) {
     if (absl::Status st = p.conn.Exec(command).status(); !st.ok()) {
       if (!warned_) {

@@ -220,11 +220,13 @@ struct Proxy {
 };
 
 // Every proxy of `config` (reshard.proxies, else its own listen address).
-absl::StatusOr<std::vector<Proxy>> ConnectProxies(const conf::Config& config);
+absl::StatusOr<std::vector<Proxy>> ConnectProxies(const conf::Config& config,
+                                                   int connect_timeout_s = 5);
 
 // Tells the proxies how a reshard goes (RESHARD PROGRESS, for their SHOW RESHARD and /metrics):
 // at most once a second unless forced, best effort: a proxy that cannot be reached is warned
-// about once and tried again 10 s later; the reshard itself never waits for or fails on it.
+// about once and tried again 30 s later (connecting waits at most 2 s, and a copy thread that
+// finds another one sending does not wait); the reshard never fails on it.
 // Contract: thread-safe (the copies report from several threads).
 class ProgressFeed {
  public:
@@ -244,8 +246,9 @@ class ProgressFeed {
   std::shared_ptr<const conf::Config> config_;
   std::string database_;
   Report& r_;
-  std::mutex mu_;
+  std::mutex mu_;  // the counts
   std::map<std::string, int64_t> rows_, source_rows_, changes_;
+  std::mutex send_mu_;  // the rest: one sender at a time
   std::vector<Proxy> proxies_;
   Clock::time_point last_send_{}, last_connect_{};
   bool warned_ = false;
