@@ -223,7 +223,7 @@ absl::StatusOr<std::map<std::string, int64_t>> CopyTable(const Plan& plan, const
   }
   const std::string what = absl::StrCat(t.name, " from ", source);
   const int64_t total = std::stoll(estimate.empty() ? "0" : estimate);
-  const std::string scan = absl::StrCat(t.name, " ", source);
+  const std::string scan = ScanKey(t, source);
   feed.SourceRows(scan, total);
   const std::string owner = t.reference ? "'*'" : "(" + t.new_owner + ")";
   const std::string where = t.reference ? "" : absl::StrCat(" WHERE ", owner, " <> ", Lit(source));
@@ -341,7 +341,7 @@ absl::Status CopyAll(const Plan& plan, State& state, int jobs, Report& r, Progre
         failed = rows.status();
         return;
       }
-      feed.Rows(absl::StrCat(t->name, " ", sc->source), 0);  // now counted per target
+      feed.Rows(ScanKey(*t, sc->source), 0);  // now counted per target
       for (const auto& [d, n] : *rows) {
         state.copied[TaskKey(*t, sc->source, d)] = n;
         feed.Rows(TaskKey(*t, sc->source, d), n);
@@ -406,8 +406,7 @@ int StartStep(const ReshardOptions& o, Report& r) {
             absl::StrCat("resuming reshard ", state.id, " (", state.phase, ")"));
   }
   ProgressFeed feed(plan.old_config, plan.database, r);
-  for (const auto& [task, n] : state.copied) feed.Rows(task, n);
-  for (const auto& [source, n] : state.changes) feed.Changes(source, n);
+  feed.Seed(state);
   feed.Send(state.phase, true);
   if (state.phase == "copying") {
     if (absl::Status st = Preflight(plan, r); !st.ok()) return r.Fail(st);

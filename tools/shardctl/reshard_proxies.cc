@@ -17,12 +17,19 @@ absl::StatusOr<std::vector<Proxy>> ConnectProxies(const conf::Config& config,
   for (const auto& a : addresses) {
     PgConn::Params p = {{"host", a.host}, {"port", std::to_string(a.port)},
                         {"dbname", "shardgate"}, {"user", config.admin.users.front()},
-                        {"connect_timeout", std::to_string(connect_timeout_s)}, {"application_name", "shardctl"}};
+                        {"connect_timeout", std::to_string(connect_timeout_s)},
+                        {"application_name", "shardctl"}};
     if (admin != nullptr && !admin->password.empty()) p["password"] = admin->password;
     ASSIGN_OR_RETURN(PgConn conn, PgConn::Connect(p));
     proxies.push_back({absl::StrCat(a.host, ":", a.port), std::move(conn)});
   }
   return proxies;
+}
+
+void ProgressFeed::Seed(const State& state) {
+  std::lock_guard lock(mu_);
+  for (const auto& [task, n] : state.copied) rows_[task] = n;
+  for (const auto& [source, n] : state.changes) changes_[source] = n;
 }
 
 void ProgressFeed::Rows(const std::string& task, int64_t rows) {
@@ -97,8 +104,7 @@ void ProgressFeed::Send(const std::string& phase, bool force) {
 
 void ReportPhase(const Plan& plan, const State& state, Report& r) {
   ProgressFeed feed(plan.old_config, plan.database, r);
-  for (const auto& [task, n] : state.copied) feed.Rows(task, n);
-  for (const auto& [source, n] : state.changes) feed.Changes(source, n);
+  feed.Seed(state);
   feed.Send(state.phase, true);
 }
 

@@ -167,6 +167,11 @@ inline std::string TaskKey(const MovingTable& t, const std::string& s, const std
   return absl::StrCat(t.name, " ", s, " ", d);
 }
 
+// "table S": one scan of a source, which feeds every target's copy.
+inline std::string ScanKey(const MovingTable& t, const std::string& s) {
+  return absl::StrCat(t.name, " ", s);
+}
+
 // The rows of `t` on source `s` that belong to `d` under the new map.
 inline std::string MovingFilter(const MovingTable& t, const std::string& d) {
   return t.reference ? "true" : absl::StrCat("(", t.new_owner, ") = ", Lit(d));
@@ -233,9 +238,11 @@ class ProgressFeed {
   ProgressFeed(std::shared_ptr<const conf::Config> config, std::string database, Report& r)
       : config_(std::move(config)), database_(std::move(database)), r_(r) {}
 
-  // Rows a copy task ("table S T", or "table S" while it runs) has written so far / in all.
+  // The counts the state holds (finished copies, changes applied), as a resumed step starts.
+  void Seed(const State& state);
+  // Rows a copy task (TaskKey, or ScanKey while it runs) has written so far / in all.
   void Rows(const std::string& task, int64_t rows);
-  // The planner's estimate of the rows one (table, source) scan reads.
+  // The planner's estimate of the rows one scan (ScanKey) reads.
   void SourceRows(const std::string& scan, int64_t rows);
   // Changes applied from a source's stream, in all.
   void Changes(const std::string& source, int64_t changes);
