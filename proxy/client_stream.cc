@@ -6,11 +6,9 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
-namespace shardgate::proxy {
+#include "proxy/io.h"
 
-namespace {
-constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
-}
+namespace shardgate::proxy {
 
 asio::awaitable<boost::system::error_code> ClientStream::StartTls(asio::ssl::context& ctx) {
   tcp::socket socket = std::move(std::get<0>(stream_));
@@ -30,10 +28,7 @@ asio::awaitable<std::pair<boost::system::error_code, size_t>> ClientStream::Read
 }
 
 asio::awaitable<boost::system::error_code> ClientStream::WriteAll(asio::const_buffer buf) {
-  if (stream_.index() == 0) {
-    auto [ec, n] = co_await asio::async_write(std::get<0>(stream_), buf, kTuple);
-    co_return ec;
-  }
+  if (stream_.index() == 0) co_return co_await proxy::WriteAll(std::get<0>(stream_), buf);
   auto [ec, n] = co_await asio::async_write(std::get<1>(stream_), buf, kTuple);
   co_return ec;
 }

@@ -17,7 +17,11 @@ using tcp = asio::ip::tcp;
 // returned as error codes, never thrown.
 class ClientStream {
  public:
-  explicit ClientStream(tcp::socket socket) : stream_(std::move(socket)) {}
+  // The socket is put in non-blocking mode: writes try the kernel directly before waiting.
+  explicit ClientStream(tcp::socket socket) : stream_(std::move(socket)) {
+    boost::system::error_code ignored;
+    std::get<0>(stream_).non_blocking(true, ignored);
+  }
 
   // Performs the server side of a TLS handshake; afterwards all I/O is encrypted.
   asio::awaitable<boost::system::error_code> StartTls(asio::ssl::context& ctx);

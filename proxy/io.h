@@ -68,6 +68,25 @@ class Deadline {
   std::shared_ptr<State> state_;
 };
 
+// Writes all of `buf` to a socket: first directly when the socket is in non-blocking mode (the
+// common case, the kernel takes it all: one send and no trip through the scheduler), what is left
+// with async_write.
+template <typename Socket>
+asio::awaitable<boost::system::error_code> WriteAll(Socket& socket, asio::const_buffer buf) {
+  boost::system::error_code ec;
+  size_t n = 0;
+  if (socket.non_blocking()) {
+    n = socket.write_some(buf, ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      ec = {};
+      n = 0;
+    }
+    if (ec || n == buf.size()) co_return ec;
+  }
+  auto [wec, written] = co_await asio::async_write(socket, buf + n, kTuple);
+  co_return wec;
+}
+
 // Reads until `buf` starts with one whole typed message and returns it (a view into `buf`,
 // valid until the caller consumes it or reads again). EOF and errors become 08006.
 template <typename Stream>

@@ -9,10 +9,17 @@ namespace shardgate::proxy {
 
 namespace {
 
+// A connection released less than this long ago is handed out without the peek below: under
+// load connections come back within milliseconds and the peek would cost a system call per
+// transaction. A server that died within that window fails its next query with 08006, as it
+// would have failed the one before.
+constexpr std::chrono::milliseconds kPeekAfterIdle{100};
+
 // True when an idle connection can be reused: no unread bytes and no EOF from the server
 // (a server that restarted or was killed leaves EOF on every pooled connection).
-bool StillUsable(ServerConnection& conn) {
+bool StillUsable(ServerConnection& conn, bool peek) {
   if (!conn.Idle() || !conn.socket().is_open()) return false;
+  if (!peek) return true;
   char byte;
   ssize_t n = ::recv(conn.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
   return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
@@ -27,7 +34,7 @@ asio::awaitable<absl::StatusOr<std::unique_ptr<ServerConnection>>> Pool::Acquire
     while (!idle_.empty()) {
       std::unique_ptr<ServerConnection> conn = std::move(idle_.back());
       idle_.pop_back();
-      if (StillUsable(*conn)) co_return conn;
+      if (StillUsable(*conn, Clock::now() - conn->last_used() >= kPeekAfterIdle)) co_return conn;
       conn->MarkBroken();
       conn->Close();
       --open_;
@@ -87,7 +94,7 @@ void Pool::WakeOne() {
 void Pool::CloseIdle(std::chrono::milliseconds max_idle) {
   const auto now = Clock::now();
   for (auto it = idle_.begin(); it != idle_.end();) {
-    if (max_idle.count() == 0 || now - (*it)->last_used() > max_idle || !StillUsable(**it)) {
+    if (max_idle.count() == 0 || now - (*it)->last_used() > max_idle || !StillUsable(**it, true)) {
       (*it)->Close();
       it = idle_.erase(it);
       --open_;

@@ -82,6 +82,7 @@ asio::awaitable<absl::Status> ServerConnection::ConnectAndLogin() {
                                              ec.message()));
   }
   socket_.set_option(tcp::no_delay(true), ec);
+  socket_.non_blocking(true, ec);  // writes try the kernel directly (io.h WriteAll)
   co_return co_await Login();
 }
 

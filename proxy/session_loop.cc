@@ -163,7 +163,7 @@ asio::awaitable<bool> ClientSession::FlushServer() {
   if (server_out_.empty() || !server_) co_return true;
   ServerConnection* conn = server_.get();
   ++server_writes_;
-  auto [ec, n] = co_await asio::async_write(conn->socket(), asio::buffer(server_out_), kTuple);
+  const boost::system::error_code ec = co_await WriteAll(conn->socket(), asio::buffer(server_out_));
   --server_writes_;
   server_out_.clear();
   if (server_out_.capacity() > (1u << 20)) std::string().swap(server_out_);
