@@ -9,9 +9,11 @@
 #include <charconv>
 #include <cstdint>
 #include <initializer_list>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -124,7 +126,7 @@ std::string Digest(const EVP_MD* md, std::string_view data) {
   return out;
 }
 
-std::string SaltedPassword(std::string_view password, std::string_view salt, int iterations) {
+std::string Pbkdf2(std::string_view password, std::string_view salt, int iterations) {
   // PostgreSQL applies SASLprep first; for ASCII passwords that is the identity. Non-ASCII
   // passwords are used as raw UTF-8, which matches PostgreSQL only when SASLprep leaves them be.
   std::string out(kKeyLen, '\0');
@@ -133,6 +135,56 @@ std::string SaltedPassword(std::string_view password, std::string_view salt, int
                     static_cast<int>(salt.size()), iterations, EVP_sha256(),
                     static_cast<int>(kKeyLen), reinterpret_cast<unsigned char*>(out.data()));
   return out;
+}
+
+// PBKDF2 results by (iterations, salt, password): 4096 HMAC rounds cost a millisecond or two
+// per connection, and the same few passwords and salts come back with every new client and
+// every new server connection (a role's salt is fixed in pg_authid; a plain password in the
+// config gets one salt per process, see PlainPasswordSalt). Bounded: cleared when full.
+class SaltedCache {
+ public:
+  static SaltedCache& Global() {
+    static SaltedCache* cache = new SaltedCache;  // never destroyed: used until exit
+    return *cache;
+  }
+  std::optional<std::string> Find(const std::string& key) {
+    std::lock_guard lock(mu_);
+    auto it = map_.find(key);
+    if (it == map_.end()) return std::nullopt;
+    return it->second;
+  }
+  void Put(std::string key, std::string value) {
+    std::lock_guard lock(mu_);
+    if (map_.size() >= kMaxEntries) map_.clear();
+    map_.insert_or_assign(std::move(key), std::move(value));
+  }
+
+ private:
+  static constexpr size_t kMaxEntries = 4096;
+  std::mutex mu_;
+  std::unordered_map<std::string, std::string> map_;
+};
+
+std::string SaltedPassword(std::string_view password, std::string_view salt, int iterations,
+                           bool cache = true) {
+  if (!cache) return Pbkdf2(password, salt, iterations);
+  std::string key = Cat({std::to_string(iterations), ":", std::to_string(salt.size()), ":", salt,
+                         password});
+  if (std::optional<std::string> hit = SaltedCache::Global().Find(key)) return std::move(*hit);
+  std::string out = Pbkdf2(password, salt, iterations);
+  SaltedCache::Global().Put(std::move(key), out);
+  return out;
+}
+
+// The salt a plain-text password from the config is offered with: random, chosen once per
+// password and process (PostgreSQL too keeps one salt per role), so that its PBKDF2 result is
+// computed once. The nonces keep every exchange fresh.
+std::string PlainPasswordSalt(std::string_view password) {
+  const std::string key = Cat({"salt:", password});
+  if (std::optional<std::string> hit = SaltedCache::Global().Find(key)) return std::move(*hit);
+  std::string salt = RandomBytes(kSaltBytes);
+  SaltedCache::Global().Put(key, salt);
+  return salt;
 }
 
 bool ConstantTimeEqual(std::string_view a, std::string_view b) {
@@ -169,11 +221,12 @@ struct ScramKeys {
   std::string salt, stored_key, server_key;
 };
 
-ScramKeys DeriveKeys(std::string_view password, int iterations, std::string_view salt) {
+ScramKeys DeriveKeys(std::string_view password, int iterations, std::string_view salt,
+                     bool cache = true) {
   ScramKeys k;
   k.iterations = iterations;
   k.salt = std::string(salt);
-  const std::string salted = SaltedPassword(password, salt, iterations);
+  const std::string salted = SaltedPassword(password, salt, iterations, cache);
   k.stored_key = Digest(EVP_sha256(), Hmac(salted, "Client Key"));
   k.server_key = Hmac(salted, "Server Key");
   return k;
@@ -295,8 +348,11 @@ absl::StatusOr<std::string> ScramServer::HandleClientFirst(std::string_view clie
   } else {
     // A plain password gets a fresh salt. An md5 hash cannot drive SCRAM: like PostgreSQL we
     // run the exchange against random keys, so the proof fails with the usual 28P01.
-    const std::string password = IsMd5Hash(stored_) ? RandomBytes(kKeyLen) : stored_;
-    ScramKeys derived = DeriveKeys(password, kDefaultIterations, RandomBytes(kSaltBytes));
+    const bool md5 = IsMd5Hash(stored_);
+    const std::string password = md5 ? RandomBytes(kKeyLen) : stored_;
+    ScramKeys derived = DeriveKeys(password, kDefaultIterations,
+                                   md5 ? RandomBytes(kSaltBytes) : PlainPasswordSalt(password),
+                                   /*cache=*/!md5);
     iterations_ = derived.iterations;
     salt_ = std::move(derived.salt);
     stored_key_ = std::move(derived.stored_key);

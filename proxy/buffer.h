@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstring>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <boost/asio/buffer.hpp>
@@ -52,6 +53,40 @@ class ReadBuffer {
  private:
   std::vector<char> bytes_;
   size_t head_ = 0, tail_ = 0;
+};
+
+// A FIFO queue over a ring of slots that are reused: unlike std::deque, pushing and popping in
+// steady state allocates nothing (the ring grows, by doubling, only when full). Contract:
+// front() stays valid until the next push_back or pop_front.
+template <typename T>
+class RingQueue {
+ public:
+  bool empty() const { return size_ == 0; }
+  size_t size() const { return size_; }
+  T& front() { return slots_[head_]; }
+  void push_back(T value) {
+    if (size_ == slots_.size()) Grow();
+    slots_[(head_ + size_) % slots_.size()] = std::move(value);
+    ++size_;
+  }
+  void pop_front() {
+    slots_[head_] = T{};  // releases what the slot holds (its capacity may stay)
+    head_ = (head_ + 1) % slots_.size();
+    --size_;
+  }
+  void clear() {
+    while (!empty()) pop_front();
+  }
+
+ private:
+  void Grow() {
+    std::vector<T> bigger(slots_.empty() ? 8 : slots_.size() * 2);
+    for (size_t i = 0; i < size_; ++i) bigger[i] = std::move(slots_[(head_ + i) % slots_.size()]);
+    slots_.swap(bigger);
+    head_ = 0;
+  }
+  std::vector<T> slots_;
+  size_t head_ = 0, size_ = 0;
 };
 
 }  // namespace shardgate::proxy

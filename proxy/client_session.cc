@@ -12,6 +12,7 @@
 #include "protocol/encoder.h"
 #include "protocol/messages.h"
 #include "proxy/cancel_registry.h"
+#include "proxy/pool.h"
 #include "proxy/worker.h"
 #include "spdlog/spdlog.h"
 
@@ -343,19 +344,38 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::Startup() {
   }
   settings_ = startup_settings_;
 
-  // A server now: it proves the shard is reachable and supplies the ParameterStatus set.
-  CO_RETURN_IF_ERROR(co_await Attach(target_));
-  if (topology_) attached_shard_ = topology_->map()->FindShard(target_.shard).value_or(0);
-  // Attach appended the replay of the startup settings to server_out_ and queued what to
-  // expect; the client's login answers go out first, its ReadyForQuery after the replay.
+  // A server now: it proves the shard is reachable, checks the startup settings and supplies
+  // the ParameterStatus set. In transaction pooling a login whose startup settings a server of
+  // this pool already accepted skips that (its pool has a connection open): the answers come
+  // from the pool's memory and the settings are replayed with the first transaction.
+  for (const auto& [name, stmt] : startup_settings_) absl::StrAppend(&startup_key_, name, "=", stmt, ";");
+  const Pool::Parameters* known = nullptr;
+  if (pool_mode_ == conf::PoolMode::kTransaction) {
+    known = worker_.pools().Get(target_, db_->pool_size, config_->timeouts.connect)
+                .KnownLogin(startup_key_);
+  }
+  if (known == nullptr) {
+    CO_RETURN_IF_ERROR(co_await Attach(target_));
+    if (topology_) attached_shard_ = topology_->map()->FindShard(target_.shard).value_or(0);
+    // Attach appended the replay of the startup settings to server_out_ and queued what to
+    // expect; the client's login answers go out first, its ReadyForQuery after the replay,
+    // whose success ProcessServerFrame notes in the pool (at once when there is none).
+    if (expected_.empty()) {
+      pool_->NoteLogin(startup_key_, server_->parameters());
+    } else {
+      login_check_pending_ = true;
+    }
+  }
   auto [pid, secret] = CancelRegistry::Global().Register();
   cancel_pid_ = pid;
   cancel_secret_ = secret;
-  CancelRegistry::Global().SetTarget(
-      cancel_pid_, CancelTarget{server_->target().host, server_->target().port, server_->pid(),
-                                server_->secret()});
+  if (server_) {
+    CancelRegistry::Global().SetTarget(
+        cancel_pid_, CancelTarget{server_->target().host, server_->target().port,
+                                  server_->pid(), server_->secret()});
+  }
   p::AppendAuthentication(client_out_, p::AuthCode::kOk);
-  for (const auto& [name, value] : server_->parameters()) {
+  for (const auto& [name, value] : server_ ? server_->parameters() : *known) {
     auto it = startup_params_.find(name);
     p::AppendParameterStatus(client_out_, name, it != startup_params_.end() ? it->second : value);
   }

@@ -20,6 +20,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/types/span.h"
 #include "conf/config.h"
 #include "routing/analysis_cache.h"
 #include "routing/hints.h"
@@ -214,7 +215,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   asio::awaitable<void> EndDistributed(bool commit);
   // What ReadyForQuery reports when the proxy answers: 'I', 'T' or 'E'.
   char TxStatus() const;
-  asio::awaitable<absl::Status> AcquireLegs(const std::vector<int>& shards, bool read,
+  asio::awaitable<absl::Status> AcquireLegs(absl::Span<const int> shards, bool read,
                                             Legs& legs);
   void ReleaseLegs(Legs& legs);
   asio::awaitable<absl::Status> RunOnLegs(std::span<FanOutLeg* const> legs,
@@ -284,10 +285,12 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   uint64_t attach_generation_ = 0;
   bool detaching_ = false;  // the client loop is taking the server away from the pump
   asio::steady_timer pump_done_;
-  std::deque<Item> expected_;
+  RingQueue<Item> expected_;
   bool skip_until_sync_ = false;  // the server discards messages until Sync after an error
   bool closing_ = false;          // the client is being disconnected
   bool shutdown_requested_ = false;
+  std::string startup_key_;           // startup_settings_ as one string (Pool::KnownLogin)
+  bool login_check_pending_ = false;  // the login's settings replay has not answered yet
   bool attach_failed_ = false;    // attaching failed mid-batch: answer locally until Sync
 
   absl::flat_hash_map<std::string, Prepared> prepared_;

@@ -28,7 +28,14 @@ asio::awaitable<std::pair<boost::system::error_code, size_t>> ClientStream::Read
 }
 
 asio::awaitable<boost::system::error_code> ClientStream::WriteAll(asio::const_buffer buf) {
-  if (stream_.index() == 0) co_return co_await proxy::WriteAll(std::get<0>(stream_), buf);
+  if (stream_.index() == 0) {
+    tcp::socket& socket = std::get<0>(stream_);
+    boost::system::error_code ec;
+    const size_t n = TrySend(socket, buf, ec);
+    if (ec || n == buf.size()) co_return ec;
+    auto [wec, written] = co_await asio::async_write(socket, buf + n, kTuple);
+    co_return wec;
+  }
   auto [ec, n] = co_await asio::async_write(std::get<1>(stream_), buf, kTuple);
   co_return ec;
 }

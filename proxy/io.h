@@ -68,23 +68,19 @@ class Deadline {
   std::shared_ptr<State> state_;
 };
 
-// Writes all of `buf` to a socket: first directly when the socket is in non-blocking mode (the
-// common case, the kernel takes it all: one send and no trip through the scheduler), what is left
-// with async_write.
+// Sends what the kernel takes of `buf` right now when the socket is in non-blocking mode (0
+// when it would block, or when the socket is in blocking mode); errors other than would-block
+// go to `ec`. Not a coroutine: the common case, a small answer that fits the socket buffer,
+// costs one send and neither a coroutine frame nor a trip through the scheduler.
 template <typename Socket>
-asio::awaitable<boost::system::error_code> WriteAll(Socket& socket, asio::const_buffer buf) {
-  boost::system::error_code ec;
-  size_t n = 0;
-  if (socket.non_blocking()) {
-    n = socket.write_some(buf, ec);
-    if (ec == asio::error::would_block || ec == asio::error::try_again) {
-      ec = {};
-      n = 0;
-    }
-    if (ec || n == buf.size()) co_return ec;
+size_t TrySend(Socket& socket, asio::const_buffer buf, boost::system::error_code& ec) {
+  if (!socket.non_blocking()) return 0;
+  const size_t n = socket.write_some(buf, ec);
+  if (ec == asio::error::would_block || ec == asio::error::try_again) {
+    ec = {};
+    return 0;
   }
-  auto [wec, written] = co_await asio::async_write(socket, buf + n, kTuple);
-  co_return wec;
+  return n;
 }
 
 // Reads until `buf` starts with one whole typed message and returns it (a view into `buf`,

@@ -83,6 +83,18 @@ void Pool::Release(std::unique_ptr<ServerConnection> conn) {
   idle_.push_back(std::move(conn));
 }
 
+const Pool::Parameters* Pool::KnownLogin(const std::string& settings_key) const {
+  if (open_ == 0 || !known_logins_.contains(settings_key)) return nullptr;
+  return &login_parameters_;
+}
+
+void Pool::NoteLogin(const std::string& settings_key, const Parameters& parameters) {
+  constexpr size_t kMaxKnownLogins = 1024;  // distinct startup-setting sets remembered
+  if (known_logins_.size() >= kMaxKnownLogins) known_logins_.clear();
+  known_logins_.insert(settings_key);
+  login_parameters_ = parameters;
+}
+
 void Pool::WakeOne() {
   if (waiters_.empty()) return;
   Waiter* w = waiters_.front();
@@ -107,8 +119,11 @@ void Pool::CloseIdle(std::chrono::milliseconds max_idle) {
 
 Pool& PoolSet::Get(const BackendTarget& target, int max_size,
                    std::chrono::milliseconds connect_timeout) {
-  auto& slot = pools_[target.Key()];
-  if (!slot) slot = std::make_unique<Pool>(target, max_size, connect_timeout);
+  key_.clear();
+  target.AppendKey(key_);
+  if (auto it = pools_.find(key_); it != pools_.end()) return *it->second;
+  auto& slot = pools_[key_];
+  slot = std::make_unique<Pool>(target, max_size, connect_timeout);
   return *slot;
 }
 

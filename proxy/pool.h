@@ -4,6 +4,7 @@
 #include <chrono>
 #include <deque>
 #include <list>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -11,6 +12,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "proxy/server_connection.h"
 
@@ -42,6 +44,14 @@ class Pool {
     for (const auto& c : idle_) f(*c);
   }
 
+  // Logins without a server round trip (ClientSession::Startup): the startup settings (as a
+  // key, see ClientSession::StartupKey) that this pool's servers accepted, and the
+  // ParameterStatus set a server reported then. A login with known settings is answered from
+  // here while the pool has a connection open.
+  using Parameters = std::map<std::string, std::string, std::less<>>;
+  const Parameters* KnownLogin(const std::string& settings_key) const;
+  void NoteLogin(const std::string& settings_key, const Parameters& parameters);
+
  private:
   struct Waiter {
     explicit Waiter(asio::any_io_executor ex) : timer(ex) {}
@@ -57,6 +67,8 @@ class Pool {
   int open_ = 0;
   std::deque<std::unique_ptr<ServerConnection>> idle_;  // most recently used at the back
   std::list<Waiter*> waiters_;
+  absl::flat_hash_set<std::string> known_logins_;
+  Parameters login_parameters_;
 };
 
 // All pools of one worker, by BackendTarget::Key().
@@ -71,6 +83,7 @@ class PoolSet {
 
  private:
   absl::flat_hash_map<std::string, std::unique_ptr<Pool>> pools_;
+  std::string key_;  // Get's lookup key, reused: no allocation per transaction
 };
 
 }  // namespace shardgate::proxy

@@ -17,7 +17,13 @@ namespace shardgate::proxy {
 namespace p = protocol;
 
 std::string BackendTarget::Key() const {
-  return absl::StrCat(user, "@", host, ":", port, "/", dbname);
+  std::string key;
+  AppendKey(key);
+  return key;
+}
+
+void BackendTarget::AppendKey(std::string& out) const {
+  absl::StrAppend(&out, user, "@", host, ":", port, "/", dbname);
 }
 
 namespace {

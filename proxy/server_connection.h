@@ -31,6 +31,7 @@ struct BackendTarget {
   std::string user;
   std::string password;
   std::string Key() const;  // "user@host:port/dbname"
+  void AppendKey(std::string& out) const;  // Key() appended to `out`
 };
 
 // Contract: owned by one pool or one session at a time, used from one thread. The session

@@ -131,7 +131,7 @@ std::string ClientSession::ReplaySql(ServerConnection& conn) const {
   return sql;
 }
 
-asio::awaitable<absl::Status> ClientSession::AcquireLegs(const std::vector<int>& shards,
+asio::awaitable<absl::Status> ClientSession::AcquireLegs(absl::Span<const int> shards,
                                                          bool read, Legs& legs) {
   co_await WaitWhileSuspended();
   // Ascending shard order: sessions that wait for pools never wait on each other in a cycle.

@@ -163,7 +163,13 @@ asio::awaitable<bool> ClientSession::FlushServer() {
   if (server_out_.empty() || !server_) co_return true;
   ServerConnection* conn = server_.get();
   ++server_writes_;
-  const boost::system::error_code ec = co_await WriteAll(conn->socket(), asio::buffer(server_out_));
+  boost::system::error_code ec;
+  const size_t sent = TrySend(conn->socket(), asio::buffer(server_out_), ec);
+  if (!ec && sent < server_out_.size()) {
+    auto [wec, n] = co_await asio::async_write(conn->socket(), asio::buffer(server_out_) + sent,
+                                               kTuple);
+    ec = wec;
+  }
   --server_writes_;
   server_out_.clear();
   if (server_out_.capacity() > (1u << 20)) std::string().swap(server_out_);
@@ -347,6 +353,10 @@ void ClientSession::ProcessServerFrame(ServerConnection& conn, const protocol::F
                             .count());
       }
       if (!swallow_all) forward();
+      if (login_check_pending_ && head.kind == Expect::kSwallowQuery) {
+        login_check_pending_ = false;
+        if (!conn.broken() && pool_ != nullptr) pool_->NoteLogin(startup_key_, conn.parameters());
+      }
       expected_.pop_front();
       AfterReadyForQuery(conn, status);
       if (status == 'I') LeaveWriteGate();

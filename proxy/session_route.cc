@@ -3,6 +3,7 @@
 // switching servers between transactions.
 #include <boost/asio/post.hpp>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "protocol/encoder.h"
@@ -274,9 +275,9 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteQuery(std::string_view
   {
     std::string_view rest = StripSpace(sql);
     while (!rest.empty() && rest.back() == ';') rest = StripSpace(rest.substr(0, rest.size() - 1));
-    // Only the head matters here; lowering a whole statement would copy it on every query.
-    const std::string lower = Lower(rest.substr(0, 64));
-    if (lower.rfind("set shardgate.explain", 0) == 0) {
+    if (absl::StartsWithIgnoreCase(Av(rest), "set shardgate.explain")) {
+      // Only the head matters here; lowering a whole statement would copy it.
+      const std::string lower = Lower(rest.substr(0, 64));
       std::string_view value = std::string_view(lower).substr(21);
       while (!value.empty() && (IsSpace(value.front()) || value.front() == '=' ||
                                 value.front() == '\'')) {
@@ -414,6 +415,14 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteQuery(std::string_view
 }
 
 void ClientSession::NoteParseSharded(const p::Parse& parse) {
+  // Drivers re-send the same Parse (the unnamed statement before every Bind in pgbench -M
+  // extended, JDBC, asyncpg): the statement already noted under that name is kept as it is.
+  if (auto it = prepared_.find(Av(parse.name));
+      it != prepared_.end() && it->second.sql == parse.sql &&
+      std::equal(it->second.param_types.begin(), it->second.param_types.end(),
+                 parse.param_types.begin(), parse.param_types.end())) {
+    return;
+  }
   Prepared prepared;
   prepared.param_types.assign(parse.param_types.begin(), parse.param_types.end());
   auto analysis = worker_.analysis_cache().Prepare(parse.sql);

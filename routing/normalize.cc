@@ -4,6 +4,7 @@
 
 #include <array>
 
+#include "absl/container/inlined_vector.h"
 #include "routing/text_util.h"
 
 namespace shardgate::routing {
@@ -324,7 +325,8 @@ class Lexer {
   // after one is a syntax error that a `$n` there might not be.
   bool prev_value_ = false;
   bool escapes_ = false;  // standard_conforming_strings: backslash is literal in ''
-  std::vector<int> segment_ = {0};  // operator tokens per open bracket since the last ','
+  // Operator tokens per open bracket since the last ','; inline: a Lexer runs per statement.
+  absl::InlinedVector<int, 16> segment_ = {0};
   int sum_ = 0;
 };
 

@@ -40,7 +40,7 @@ absl::StatusOr<KeyValue> Negate(const KeyValue& v) {
 }
 
 absl::Status AddLiteral(const Literal& lit, bool array, bool negate, KeyType type,
-                        std::vector<KeyValue>& out) {
+                        KeyList& out) {
   if (array) {
     ASSIGN_OR_RETURN(std::vector<std::string> items, ParseArrayText(lit.value));
     for (const std::string& item : items) {
@@ -57,13 +57,18 @@ absl::Status AddLiteral(const Literal& lit, bool array, bool negate, KeyType typ
   return absl::OkStatus();
 }
 
-void SortUnique(std::vector<int>& v) {
+// Shard lists while planning: inline for the usual few shards (the plan's own list is a
+// std::vector, filled once at the end).
+using ShardList = absl::InlinedVector<int, 8>;
+
+void SortUnique(ShardList& v) {
   std::sort(v.begin(), v.end());
   v.erase(std::unique(v.begin(), v.end()), v.end());
 }
 
-std::vector<int> Intersect(const std::vector<int>& a, const std::vector<int>& b) {
-  std::vector<int> out;
+template <typename A, typename B>
+ShardList Intersect(const A& a, const B& b) {
+  ShardList out;
   std::set_intersection(a.begin(), a.end(), b.begin(), b.end(), std::back_inserter(out));
   return out;
 }
@@ -88,7 +93,7 @@ std::string_view SpreadName(RoutePlan::Spread spread) {
 }
 
 absl::Status ResolveKeys(const ValueRef& ref, const QueryInfo& info, const PlanInput& input,
-                         KeyType type, std::vector<KeyValue>& out) {
+                         KeyType type, KeyList& out) {
   switch (ref.source) {
     case ValueRef::Source::kParam: {
       if (ref.index < 1 || static_cast<size_t>(ref.index) > input.params.values.size()) {
@@ -165,14 +170,14 @@ absl::StatusOr<RoutePlan> Planner::PlanStatement(const QueryInfo& info,
   };
   auto any = [&](std::string reason) -> absl::StatusOr<RoutePlan> {
     plan.spread = RoutePlan::Spread::kAnyOne;
-    plan.shards = m.all_shards();
+    plan.shards.assign(m.all_shards().begin(), m.all_shards().end());
     plan.reason = std::move(reason);
     set_role();
     return std::move(plan);
   };
   auto all = [&](std::string reason) -> absl::StatusOr<RoutePlan> {
     plan.spread = RoutePlan::Spread::kAll;
-    plan.shards = m.all_shards();
+    plan.shards.assign(m.all_shards().begin(), m.all_shards().end());
     plan.reason = std::move(reason);
     set_role();
     return std::move(plan);
@@ -200,8 +205,8 @@ absl::StatusOr<RoutePlan> Planner::PlanStatement(const QueryInfo& info,
 
   // Classify the tables.
   const size_t n = info.tables.size();
-  std::vector<Class> cls(n, Class::kCatalog);
-  std::vector<const ShardMap::Table*> rule(n, nullptr);
+  absl::InlinedVector<Class, 8> cls(n, Class::kCatalog);
+  absl::InlinedVector<const ShardMap::Table*, 8> rule(n, nullptr);
   bool any_listed_or_none = n == 0;
   int unknown = -1;  // an unlisted table in a map without default_shard
   for (size_t i = 0; i < n; ++i) {
@@ -256,15 +261,15 @@ absl::StatusOr<RoutePlan> Planner::PlanStatement(const QueryInfo& info,
                           router->type(), " ", router->name(), ")"));
   }
 
-  std::vector<std::optional<std::vector<int>>> sets(n);
+  absl::InlinedVector<std::optional<ShardList>, 4> sets(n);
   std::vector<std::string> why;
-  std::vector<KeyValue> keys;
-  auto shard_names = [&](const std::vector<int>& shards) {
+  KeyList keys;
+  auto shard_names = [&](const auto& shards) {
     std::string s;
     for (int sh : shards) s += Cat(s.empty() ? "" : ", ", m.shard_name(sh));
     return s.empty() ? std::string("(none)") : s;
   };
-  auto restrict = [&](size_t t, std::vector<int> shards) {
+  auto restrict = [&](size_t t, ShardList shards) {
     sets[t] = sets[t] ? Intersect(*sets[t], shards) : std::move(shards);
   };
 
@@ -277,7 +282,7 @@ absl::StatusOr<RoutePlan> Planner::PlanStatement(const QueryInfo& info,
       for (const ValueRef& v : k.values) {
         RETURN_IF_ERROR(ResolveKeys(v, info, input, router->key_type(), keys));
       }
-      std::vector<int> shards;
+      ShardList shards;
       for (const KeyValue& key : keys) {
         ASSIGN_OR_RETURN(int s, router->Route(key));
         shards.push_back(s);
@@ -316,7 +321,7 @@ absl::StatusOr<RoutePlan> Planner::PlanStatement(const QueryInfo& info,
                       Cat("write INSERT INTO ", tname, " (", r.key, ", ...) VALUES (...)"));
     }
     size_t idx = static_cast<size_t>(col - ins.columns.begin());
-    std::vector<int> shards;
+    ShardList shards;
     for (const std::vector<ValueRef>& row : ins.rows) {
       if (idx >= row.size()) return PgStatus("42601", "INSERT has more target columns than values");
       const ValueRef& v = row[idx];
@@ -373,7 +378,7 @@ absl::StatusOr<RoutePlan> Planner::PlanStatement(const QueryInfo& info,
     plan.spread = r.router->Shards().size() == static_cast<size_t>(m.shard_count())
                       ? RoutePlan::Spread::kAll
                       : RoutePlan::Spread::kSome;
-    plan.shards = r.router->Shards();
+    plan.shards.assign(r.router->Shards().begin(), r.router->Shards().end());
     plan.reason = Cat("COPY rows split by ", tname, ".", r.key, " (", r.router->type(), " ",
                       r.router->name(), ")");
     set_role();
@@ -381,7 +386,7 @@ absl::StatusOr<RoutePlan> Planner::PlanStatement(const QueryInfo& info,
   }
 
   // Co-located joins: union-find over tables joined on their keys under one router.
-  std::vector<int> parent(n);
+  absl::InlinedVector<int, 8> parent(n);
   for (size_t i = 0; i < n; ++i) parent[i] = static_cast<int>(i);
   auto find = [&](int x) {
     while (parent[x] != x) x = parent[x] = parent[parent[x]];
@@ -397,7 +402,7 @@ absl::StatusOr<RoutePlan> Planner::PlanStatement(const QueryInfo& info,
   }
   struct Group {
     int root;
-    std::vector<int> shards;
+    ShardList shards;
     bool restricted;
     int first_table;  // for messages
     const Router* router;
@@ -413,7 +418,7 @@ absl::StatusOr<RoutePlan> Planner::PlanStatement(const QueryInfo& info,
     }
     return s;
   };
-  std::vector<Group> groups;
+  absl::InlinedVector<Group, 4> groups;
   std::string written_reference;
   bool has_reference = false;
   for (size_t i = 0; i < n; ++i) {
@@ -427,7 +432,7 @@ absl::StatusOr<RoutePlan> Planner::PlanStatement(const QueryInfo& info,
     auto g = std::find_if(groups.begin(), groups.end(), [&](const Group& x) {
       return x.root == root;
     });
-    std::vector<int> own;
+    ShardList own;
     bool restricted = true;
     const Router* router = nullptr;
     if (cls[i] == Class::kFixed) {
@@ -435,7 +440,11 @@ absl::StatusOr<RoutePlan> Planner::PlanStatement(const QueryInfo& info,
     } else {
       router = rule[i]->router;
       restricted = sets[i].has_value();
-      own = restricted ? *sets[i] : router->Shards();
+      if (restricted) {
+        own = *sets[i];
+      } else {
+        own.assign(router->Shards().begin(), router->Shards().end());
+      }
     }
     if (g == groups.end()) {
       groups.push_back({root, std::move(own), restricted, static_cast<int>(i), router});
@@ -461,7 +470,7 @@ absl::StatusOr<RoutePlan> Planner::PlanStatement(const QueryInfo& info,
     return any(has_reference ? "reference tables only: any shard" : "no sharded table: any shard");
   }
 
-  std::vector<int> target;
+  ShardList target;
   if (groups.size() == 1) {
     target = groups[0].shards;
   } else {
@@ -495,7 +504,7 @@ absl::StatusOr<RoutePlan> Planner::PlanStatement(const QueryInfo& info,
     if (input.explain) why.push_back("no row can match");
     target = {candidates.front()};
   }
-  plan.shards = std::move(target);
+  plan.shards.assign(target.begin(), target.end());
   if (plan.shards.size() == 1) {
     plan.spread = RoutePlan::Spread::kOne;
   } else if (plan.shards.size() == static_cast<size_t>(m.shard_count())) {
@@ -529,7 +538,7 @@ absl::StatusOr<RoutePlan> Planner::Plan(const Analysis& analysis, const PlanInpu
   if (analysis.statements.empty()) {
     RoutePlan plan;
     plan.spread = RoutePlan::Spread::kAnyOne;
-    plan.shards = map_->all_shards();
+    plan.shards.assign(map_->all_shards().begin(), map_->all_shards().end());
     plan.reason = "empty query";
     plan.role = input.in_transaction ? Role::kPrimary : Role::kAny;
     return plan;

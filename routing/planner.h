@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/status/statusor.h"
 #include "routing/hints.h"
 #include "routing/query_info.h"
@@ -54,7 +55,9 @@ struct RoutePlan {
     kAnyOne,  // any single shard will do (no sharded table: reference tables, SELECT 1, SET)
   };
   Spread spread = Spread::kAnyOne;
-  std::vector<int> shards;  // ascending; for kAnyOne every candidate (pick one)
+  // Ascending; for kAnyOne every candidate (pick one). Inline: planning a one-shard statement
+  // allocates nothing for it.
+  absl::InlinedVector<int, 4> shards;
   Role role = Role::kPrimary;
   bool write = false;
   bool merge = false;  // several shards answer a read: results are merged per QueryInfo::merge
@@ -83,8 +86,11 @@ class Planner {
   std::shared_ptr<const ShardMap> map_;
 };
 
+// Key values of one condition: inline, planning a statement allocates nothing for them.
+using KeyList = absl::InlinedVector<KeyValue, 2>;
+
 // The key values a ValueRef stands for, converted to `type` (arrays expand; NULL gives none).
 absl::Status ResolveKeys(const ValueRef& ref, const QueryInfo& info, const PlanInput& input,
-                         KeyType type, std::vector<KeyValue>& out);
+                         KeyType type, KeyList& out);
 
 }  // namespace shardgate::routing

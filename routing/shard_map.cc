@@ -2,6 +2,8 @@
 // problem is collected so that `shardctl check` reports them all at once.
 #include "routing/shard_map.h"
 
+#include <cstring>
+
 #include "routing/text_util.h"
 
 namespace shardgate::routing {
@@ -89,12 +91,22 @@ const Router* ShardMap::router(std::string_view name) const {
 
 const ShardMap::Table* ShardMap::FindTable(std::string_view schema, std::string_view name) const {
   if (tables_.empty()) return nullptr;
+  // "schema.name" in a stack buffer (names are at most 63 bytes each in PostgreSQL; longer
+  // ones are built on the heap): this runs for every table of every statement.
+  char buf[160];
+  std::string heap;
+  auto qualified = [&](std::string_view s) -> std::string_view {
+    if (s.size() + 1 + name.size() > sizeof buf) return heap = Cat(s, ".", name);
+    std::memcpy(buf, s.data(), s.size());
+    buf[s.size()] = '.';
+    std::memcpy(buf + s.size() + 1, name.data(), name.size());
+    return std::string_view(buf, s.size() + 1 + name.size());
+  };
   if (!schema.empty()) {
-    std::string qualified = Cat(schema, ".", name);
-    if (auto it = tables_.find(qualified); it != tables_.end()) return &it->second;
+    if (auto it = tables_.find(qualified(schema)); it != tables_.end()) return &it->second;
     if (schema != "public") return nullptr;
   } else {
-    if (auto it = tables_.find(Cat("public.", name)); it != tables_.end()) return &it->second;
+    if (auto it = tables_.find(qualified("public")); it != tables_.end()) return &it->second;
   }
   auto it = tables_.find(name);
   return it == tables_.end() ? nullptr : &it->second;

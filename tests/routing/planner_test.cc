@@ -218,7 +218,7 @@ TEST_F(PlannerTest, BindParameters) {
   ParamValues text{values, {}, {}};
   auto p = Plan("SELECT * FROM events WHERE id = $1", text);
   ASSERT_TRUE(p.ok()) << p.status();
-  EXPECT_EQ(p->shards, std::vector<int>{1});
+  EXPECT_THAT(p->shards, ::testing::ElementsAre(1));
 
   std::string b500 = BigEndian(500, 8);
   std::vector<std::optional<std::string_view>> bvalues = {std::string_view(b500)};
@@ -226,7 +226,7 @@ TEST_F(PlannerTest, BindParameters) {
   std::vector<uint32_t> types = {oid::kInt8};
   p = Plan("SELECT * FROM events WHERE id = $1", ParamValues{bvalues, binary, types});
   ASSERT_TRUE(p.ok()) << p.status();
-  EXPECT_EQ(p->shards, std::vector<int>{2});
+  EXPECT_THAT(p->shards, ::testing::ElementsAre(2));
 
   std::vector<std::optional<std::string_view>> null_value = {std::nullopt};
   p = Plan("SELECT * FROM events WHERE id = $1", ParamValues{null_value, {}, {}});
@@ -238,21 +238,21 @@ TEST_F(PlannerTest, BindParameters) {
   std::vector<std::optional<std::string_view>> array = {std::string_view("{5,150}")};
   p = Plan("SELECT * FROM events WHERE id = ANY($1)", ParamValues{array, {}, {}});
   ASSERT_TRUE(p.ok()) << p.status();
-  EXPECT_EQ(p->shards, (std::vector<int>{0, 1}));
+  EXPECT_THAT(p->shards, ::testing::ElementsAre(0, 1));
 
   // The same prepared shape with other values: the cached analysis is re-used.
   std::vector<std::optional<std::string_view>> two = {std::string_view("5"),
                                                       std::string_view("x")};
   p = Plan("UPDATE events SET x = $2 WHERE id = $1", ParamValues{two, {}, {}});
   ASSERT_TRUE(p.ok());
-  EXPECT_EQ(p->shards, std::vector<int>{0});
+  EXPECT_THAT(p->shards, ::testing::ElementsAre(0));
   EXPECT_EQ(p->role, Role::kPrimary);
 }
 
 TEST_F(PlannerTest, MultiRowInsertIsSplitPerShard) {
   auto p = Plan("INSERT INTO events (id, x) VALUES (5, 1), (500, 2), (6, 3), (150, 4)");
   ASSERT_TRUE(p.ok()) << p.status();
-  EXPECT_EQ(p->shards, (std::vector<int>{0, 1, 2}));
+  EXPECT_THAT(p->shards, ::testing::ElementsAre(0, 1, 2));
   ASSERT_EQ(p->insert_rows.size(), 3u);
   EXPECT_THAT(p->insert_rows[0], ::testing::ElementsAre(0, 2));
   EXPECT_THAT(p->insert_rows[1], ::testing::ElementsAre(3));
@@ -295,7 +295,7 @@ TEST(PlannerMaps, SingleShardAndDefaultShard) {
   in.literals = a->literals;
   auto p = planner.Plan(*a->analysis, in);
   ASSERT_TRUE(p.ok()) << p.status();
-  EXPECT_EQ(p->shards, std::vector<int>{0});
+  EXPECT_THAT(p->shards, ::testing::ElementsAre(0));
   EXPECT_EQ(p->spread, RoutePlan::Spread::kOne);
 
   auto with_default = testing::LoadMap(testing::ThreeShards(
@@ -308,7 +308,7 @@ TEST(PlannerMaps, SingleShardAndDefaultShard) {
   in.literals = a->literals;
   p = p2.Plan(*a->analysis, in);
   ASSERT_TRUE(p.ok()) << p.status();
-  EXPECT_EQ(p->shards, std::vector<int>{1});
+  EXPECT_THAT(p->shards, ::testing::ElementsAre(1));
   EXPECT_EQ(p->role, Role::kPrimary);  // read_from: primary
   a = cache.Analyze("SELECT * FROM unlisted u JOIN t ON t.id = u.id");
   ASSERT_TRUE(a.ok());
@@ -324,7 +324,7 @@ TEST(PlannerMaps, SingleShardAndDefaultShard) {
     in.literals = a->literals;
     p = p2.Plan(*a->analysis, in);
     ASSERT_TRUE(p.ok()) << ddl << ": " << p.status();
-    EXPECT_EQ(p->shards, std::vector<int>{1}) << ddl;
+    EXPECT_THAT(p->shards, ::testing::ElementsAre(1)) << ddl;
   }
   for (const char* ddl : {"DROP TABLE t", "DROP TABLE IF EXISTS unlisted, t"}) {
     a = cache.Analyze(ddl);

@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
-# pgbench -S against direct PostgreSQL, PgBouncer and shardgate in one run, rounds interleaved
-# (so that machine noise hits all three alike), for -M simple, extended and prepared. Prints the
-# median TPS per target and mode and the ratios shardgate/direct and shardgate/pgbouncer.
+# Direct PostgreSQL, PgBouncer (transaction mode) and shardgate (routing and parsing on: a modulo
+# router on pgbench_accounts.aid over the one shard) side by side in one run, rounds interleaved
+# so that machine noise hits every target alike, medians reported:
+#   1. pgbench -S with --clients (16) for -M simple, extended and prepared: TPS, the ratios
+#      shardgate/direct and shardgate/pgbouncer, and the machine's CPU per transaction (busy
+#      jiffies of /proc/stat over the run / transactions) minus direct's: what the proxy adds;
+#   2. one client (-c 1, -M simple): the latency each proxy adds per round trip;
+#   3. connection churn (-C, a new connection per transaction, 4 clients): connections/s;
+#   4. --idle (10000) idle client connections held open (tools/bench/idle_client): the proxy's
+#      RSS growth per connection.
 #
-#   tools/bench/pgbench_compare.sh [--duration 10] [--rounds 3] [--clients 8] [--threads 2]
-#                                  [--scale 10] [--modes "simple extended prepared"]
+#   tools/bench/pgbench_compare.sh [--duration 10] [--rounds 3] [--clients 16] [--threads 2]
+#                                  [--scale 10] [--workers 2] [--idle 10000]
+#                                  [--modes "simple extended prepared"] [--only tps]
 #                                  [--shardgate build/release/proxy/shardgate]
 #
-# PgBouncer (1.18) runs in transaction mode, where -M prepared is expected to fail ("prepared
-# statement does not exist"): that cell is reported as FAILED, a known PgBouncer limit.
+# PgBouncer (1.18) in transaction mode cannot run -M prepared ("prepared statement does not
+# exist"): that cell is reported as FAILED, a known PgBouncer limit. --only tps skips parts 2-4.
 # Everything started here is stopped on exit, also on Ctrl-C.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-DURATION=10 ROUNDS=3 CLIENTS=8 THREADS=2 SCALE=10 MODES="simple extended prepared"
+DURATION=10 ROUNDS=3 CLIENTS=16 THREADS=2 SCALE=10 WORKERS=2 IDLE=10000 ONLY=""
+MODES="simple extended prepared"
 SHARDGATE=${SHARDGATE_BIN:-$ROOT/build/release/proxy/shardgate}
 while (($#)); do
   case $1 in
@@ -22,23 +31,41 @@ while (($#)); do
     --clients) CLIENTS=$2; shift 2 ;;
     --threads) THREADS=$2; shift 2 ;;
     --scale) SCALE=$2; shift 2 ;;
+    --workers) WORKERS=$2; shift 2 ;;
+    --idle) IDLE=$2; shift 2 ;;
     --modes) MODES=$2; shift 2 ;;
+    --only) ONLY=$2; shift 2 ;;
     --shardgate) SHARDGATE=$2; shift 2 ;;
-    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
 ((DURATION >= 1 && DURATION <= 600)) || { echo "--duration must be 1..600 s" >&2; exit 2; }
 ((ROUNDS >= 1 && ROUNDS <= 20)) || { echo "--rounds must be 1..20" >&2; exit 2; }
+((CLIENTS >= 1 && CLIENTS <= 200)) || { echo "--clients must be 1..200" >&2; exit 2; }
+((WORKERS >= 1 && WORKERS <= 64)) || { echo "--workers must be 1..64" >&2; exit 2; }
+((IDLE >= 0 && IDLE <= 50000)) || { echo "--idle must be 0..50000" >&2; exit 2; }
+[[ -z $ONLY || $ONLY == tps ]] || { echo "--only takes tps" >&2; exit 2; }
+[[ $ONLY == tps ]] && IDLE=0
 command -v pgbouncer >/dev/null || { echo "pgbouncer is not installed (tools/install_deps.sh)" >&2; exit 1; }
+IDLE_CLIENT=$(dirname "$SHARDGATE")/../tools/bench/idle_client
+if ((IDLE > 0)); then
+  [[ -x $IDLE_CLIENT ]] ||
+    { echo "no $IDLE_CLIENT (build the release preset); --idle 0 skips part 4" >&2; exit 1; }
+  # Every idle connection is a descriptor in the client and one in the proxy (each process has
+  # its own limit).
+  ulimit -n $((IDLE + 1024)) 2>/dev/null ||
+    { echo "cannot raise the descriptor limit to $((IDLE + 1024)) (hard limit $(ulimit -Hn)); pass a smaller --idle" >&2; exit 1; }
+fi
 
 as_pg() { if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sg-bench.XXXXXX")
 chmod 755 "$WORK"
-SG_PID=""
+SG_PID="" IDLE_PID=""
 cleanup() {
   set +e
+  if [[ -n $IDLE_PID ]]; then kill -TERM "$IDLE_PID" 2>/dev/null; wait "$IDLE_PID" 2>/dev/null; fi
   if [[ -n $SG_PID ]]; then kill -TERM "$SG_PID" 2>/dev/null; wait "$SG_PID" 2>/dev/null; fi
   if [[ -f $WORK/pgbouncer/pgbouncer.pid ]]; then
     kill -TERM "$(cat "$WORK/pgbouncer/pgbouncer.pid")" 2>/dev/null
@@ -56,14 +83,27 @@ source "$ROOT/tools/bench/lib.sh"
 SG_PORT=$(free_port)
 BOUNCER_PORT=$(free_port)
 echo "== starting PostgreSQL" >&2
-bash "$ROOT/tools/pg_cluster.sh" start --dir "$WORK/cluster" --shards 1 --listen-port "$SG_PORT" >/dev/null
+# Routing and parsing on: pgbench_accounts is routed by aid (to the one shard), the other tables
+# go to the default shard.
+cat >"$WORK/routed-db.yaml" <<'YAML'
+    default_shard: s0
+    routers:
+      by_aid: {type: modulo, hash: postgres, shards: [s0]}
+    tables:
+      pgbench_accounts: {key: aid, router: by_aid}
+YAML
+bash "$ROOT/tools/pg_cluster.sh" start --dir "$WORK/cluster" --shards 1 --listen-port "$SG_PORT" \
+  --extra-db-yaml "$WORK/routed-db.yaml" >/dev/null
 # shellcheck disable=SC1091
 . "$WORK/cluster/env"
 PG_PORT=${PG_PORT_s0:?}
+sed -i "s/^workers: .*/workers: $WORKERS/" "$WORK/cluster/shardgate.yaml"
+# Room for the idle connections (limits.max_client_conn refuses clients beyond it).
+printf 'limits: {max_client_conn: %d}\n' $((IDLE + 1000)) >>"$WORK/cluster/shardgate.yaml"
 
 echo "== starting PgBouncer on $BOUNCER_PORT" >&2
 mkdir -p "$WORK/pgbouncer"
-cat >"$WORK/pgbouncer/pgbouncer.ini" <<EOF
+cat >"$WORK/pgbouncer/pgbouncer.ini" <<INI
 [databases]
 app = host=127.0.0.1 port=$PG_PORT dbname=app
 [pgbouncer]
@@ -73,22 +113,23 @@ unix_socket_dir =
 auth_type = scram-sha-256
 auth_file = $WORK/pgbouncer/userlist.txt
 pool_mode = transaction
-max_client_conn = 500
+max_client_conn = $((IDLE + 1000))
 default_pool_size = 20
 ignore_startup_parameters = extra_float_digits
 logfile = $WORK/pgbouncer/pgbouncer.log
 pidfile = $WORK/pgbouncer/pgbouncer.pid
-EOF
+INI
 echo '"app" "app_pw"' >"$WORK/pgbouncer/userlist.txt"
 chmod 600 "$WORK/pgbouncer/userlist.txt"
 [[ $(id -u) -eq 0 ]] && chown -R postgres: "$WORK/pgbouncer"  # pgbouncer refuses to run as root
 as_pg pgbouncer -d "$WORK/pgbouncer/pgbouncer.ini" >/dev/null 2>&1 ||
   { cat "$WORK/pgbouncer/pgbouncer.log" >&2; exit 1; }
 wait_port "$BOUNCER_PORT" || { echo "pgbouncer did not start" >&2; cat "$WORK/pgbouncer/pgbouncer.log" >&2; exit 1; }
+BOUNCER_PID=$(cat "$WORK/pgbouncer/pgbouncer.pid")
 
 TARGETS="direct pgbouncer"
 if [[ -x $SHARDGATE ]]; then
-  echo "== starting shardgate on $SG_PORT ($SHARDGATE)" >&2
+  echo "== starting shardgate on $SG_PORT ($SHARDGATE, $WORKERS workers)" >&2
   "$SHARDGATE" --config "$WORK/cluster/shardgate.yaml" >"$WORK/shardgate.log" 2>&1 &
   SG_PID=$!
   if wait_port "$SG_PORT" "$SG_PID"; then
@@ -103,55 +144,135 @@ else
 fi
 
 port_of() { case $1 in direct) echo "$PG_PORT" ;; pgbouncer) echo "$BOUNCER_PORT" ;; shardgate) echo "$SG_PORT" ;; esac; }
+pid_of() { case $1 in pgbouncer) echo "$BOUNCER_PID" ;; shardgate) echo "$SG_PID" ;; esac; }
 
 echo "== pgbench -i -s $SCALE" >&2
 PGPASSWORD=app_pw pgbench -h 127.0.0.1 -p "$PG_PORT" -U app -i -s "$SCALE" -q app >/dev/null 2>&1
 
-RESULTS="$WORK/results"
+# The machine's busy CPU time in jiffies (everything but idle and iowait), from /proc/stat.
+busy_jiffies() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
+
+RESULTS="$WORK/results"  # lines: part mode target round value [cpu_us_per_txn]
 : >"$RESULTS"
-for mode in $MODES; do
+# run_pgbench PART MODE TARGET ROUND PGBENCH-ARGS...: one pgbench run, its figure appended to
+# $RESULTS (TPS, or the average latency in us for part "latency").
+run_pgbench() {
+  local part=$1 mode=$2 target=$3 round=$4 out="$WORK/pgbench-$1-$2-$3-$4.out" value cpu="-" b0 b1 txns
+  shift 4
+  b0=$(busy_jiffies)
+  if PGPASSWORD=app_pw timeout $((DURATION + 60)) pgbench -h 127.0.0.1 -p "$(port_of "$target")" \
+      -U app -n -S -T "$DURATION" -M "$mode" "$@" app >"$out" 2>&1 &&
+     ! grep -q '^number of failed transactions: [1-9]' "$out"; then
+    b1=$(busy_jiffies)
+    if [[ $part == latency ]]; then
+      value=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$out" | awk '{ printf "%.1f", $1 * 1000 }')
+    else
+      value=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$out" | head -n 1)
+    fi
+    txns=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$out")
+    if [[ -n $txns && $txns -gt 0 ]]; then
+      cpu=$(awk -v j=$((b1 - b0)) -v hz="$(getconf CLK_TCK)" -v n="$txns" 'BEGIN { printf "%.1f", j / hz * 1e6 / n }')
+    fi
+  fi
+  echo "$part $mode $target $round ${value:-FAILED} $cpu" >>"$RESULTS"
+  printf '  %-8s %-9s %-10s round %d: %s (cpu/txn %s us)\n' "$part" "$mode" "$target" "$round" "${value:-FAILED}" "$cpu" >&2
+}
+
+# Rounds interleaved, the order rotated each round so that no target always runs first or last.
+interleaved() {  # interleaved PART MODE PGBENCH-ARGS...
+  local part=$1 mode=$2 round k n target
+  shift 2
   for ((round = 1; round <= ROUNDS; round++)); do
-    # Rotate the order each round so that no target always runs first (cold) or last.
     read -r -a order <<<"$TARGETS"
     n=${#order[@]}
     for ((k = 0; k < n; k++)); do
       target=${order[$(((k + round) % n))]}
-      out="$WORK/pgbench-$mode-$target-$round.out"
-      if PGPASSWORD=app_pw timeout $((DURATION + 60)) pgbench -h 127.0.0.1 -p "$(port_of "$target")" \
-          -U app -n -S -c "$CLIENTS" -j "$THREADS" -T "$DURATION" -M "$mode" app >"$out" 2>&1 &&
-         ! grep -q '^number of failed transactions: [1-9]' "$out"; then
-        tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$out" | head -n 1)
-      else
-        tps=FAILED
-      fi
-      echo "$mode $target $round ${tps:-FAILED}" >>"$RESULTS"
-      printf '  %-9s %-10s round %d: %s\n' "$mode" "$target" "$round" "${tps:-FAILED}" >&2
+      run_pgbench "$part" "$mode" "$target" "$round" "$@"
     done
   done
+}
+
+for mode in $MODES; do
+  interleaved tps "$mode" -c "$CLIENTS" -j "$THREADS"
 done
+if [[ $ONLY != tps ]]; then
+  interleaved latency simple -c 1 -j 1
+  interleaved churn simple -C -c 4 -j 2
+fi
+
+# Part 4: RSS growth of each proxy holding $IDLE idle client connections.
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+if ((IDLE > 0)); then
+  for target in $TARGETS; do
+    [[ $target == direct ]] && continue
+    pid=$(pid_of "$target")
+    before=$(rss_kib "$pid")
+    mkfifo "$WORK/idle-$target.in"
+    "$IDLE_CLIENT" --conninfo "host=127.0.0.1 port=$(port_of "$target") user=app password=app_pw dbname=app" \
+      --count "$IDLE" <"$WORK/idle-$target.in" >"$WORK/idle-$target.out" 2>"$WORK/idle-$target.err" &
+    IDLE_PID=$!
+    exec 9>"$WORK/idle-$target.in"
+    for ((i = 0; i < 1200; i++)); do  # up to 10 minutes to connect them all
+      grep -q '^ready' "$WORK/idle-$target.out" 2>/dev/null && break
+      kill -0 "$IDLE_PID" 2>/dev/null || break
+      sleep 0.5
+    done
+    sleep 1
+    after=$(rss_kib "$pid")
+    read -r _ held failed <"$WORK/idle-$target.out" || held=0 failed=$IDLE
+    exec 9>&-
+    wait "$IDLE_PID" 2>/dev/null || true
+    IDLE_PID=""
+    if ((${held:-0} > 0)); then
+      kib=$(awk -v a="$after" -v b="$before" -v n="$held" 'BEGIN { printf "%.1f", (a - b) / n }')
+    else
+      kib=FAILED
+    fi
+    echo "idle - $target 1 $kib ${held:-0}/${failed:-?}" >>"$RESULTS"
+    printf '  idle     %-10s %s connections held (%s failed): RSS %s -> %s KiB, %s KiB each\n' \
+      "$target" "${held:-0}" "${failed:-?}" "$before" "$after" "$kib" >&2
+    if [[ -s $WORK/idle-$target.err ]]; then head -n 3 "$WORK/idle-$target.err" >&2; fi
+  done
+fi
 
 echo
-echo "pgbench -S -c $CLIENTS -j $THREADS -T $DURATION, scale $SCALE, $ROUNDS round(s) interleaved, median TPS"
-awk -v targets="direct pgbouncer shardgate" -v modes="$MODES" '
-  { v[$1 " " $2] = v[$1 " " $2] " " $4 }
-  function median(list,   a, n, i, j, t, ok) {
+echo "$(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1); $(uname -sr)"
+echo "pgbench -S -T $DURATION, scale $SCALE, $ROUNDS round(s) interleaved, medians; shardgate: $WORKERS workers, routing on"
+awk -v targets="$TARGETS" -v modes="$MODES" -v clients="$CLIENTS" '
+  function median(list,   a, b, n, i, j, t, ok) {
     n = split(list, a, " "); ok = 0
-    for (i = 1; i <= n; i++) if (a[i] != "FAILED") b[++ok] = a[i] + 0
-    if (ok < n || n == 0) return n == 0 ? "n/a" : "FAILED"
+    for (i = 1; i <= n; i++) if (a[i] != "FAILED" && a[i] != "-") b[++ok] = a[i] + 0
+    if (n == 0) return "n/a"
+    if (ok < n) return "FAILED"
     for (i = 1; i <= ok; i++) for (j = i + 1; j <= ok; j++) if (b[j] < b[i]) { t = b[i]; b[i] = b[j]; b[j] = t }
     return ok % 2 ? b[(ok + 1) / 2] : (b[ok / 2] + b[ok / 2 + 1]) / 2
   }
-  function ratio(x, y) { return (x ~ /^[0-9.]+$/ && y ~ /^[0-9.]+$/ && y > 0) ? sprintf("%.2f", x / y) : "-" }
+  function num(x) { return x ~ /^[0-9.]+$/ }
+  function ratio(x, y) { return (num(x) && num(y) && y > 0) ? sprintf("%.2f", x / y) : "-" }
+  function f0(x) { return num(x) ? sprintf("%.0f", x) : x }
+  function added(x, d) { return (num(x) && num(d)) ? sprintf("%+.1f", x - d) : "-" }
+  { key = $1 " " $2 " " $3; v[key] = v[key] " " $5; c[key] = c[key] " " $6; extra[key] = $6 }
   END {
-    printf "%-10s %12s %12s %12s %12s %14s\n", "mode", "direct", "pgbouncer", "shardgate", "sg/direct", "sg/pgbouncer"
+    printf "\n%d clients, TPS      %10s %10s %10s %10s %10s   proxy CPU us/txn added\n", clients,
+           "direct", "pgbouncer", "shardgate", "sg/direct", "sg/pgb"
     nm = split(modes, m, " ")
     for (i = 1; i <= nm; i++) {
-      d = median(v[m[i] " direct"]); p = median(v[m[i] " pgbouncer"]); s = median(v[m[i] " shardgate"])
-      fmt = "%-10s %12s %12s %12s %12s %14s\n"
-      printf fmt, m[i], (d ~ /^[0-9.]+$/ ? sprintf("%.0f", d) : d), (p ~ /^[0-9.]+$/ ? sprintf("%.0f", p) : p),
-             (s ~ /^[0-9.]+$/ ? sprintf("%.0f", s) : s), ratio(s, d), ratio(s, p)
+      d = median(v["tps " m[i] " direct"]); p = median(v["tps " m[i] " pgbouncer"]); s = median(v["tps " m[i] " shardgate"])
+      dc = median(c["tps " m[i] " direct"]); pc = median(c["tps " m[i] " pgbouncer"]); sc = median(c["tps " m[i] " shardgate"])
+      printf "  -M %-15s %10s %10s %10s %10s %10s   pgbouncer %s, shardgate %s\n", m[i], f0(d), f0(p), f0(s),
+             ratio(s, d), ratio(s, p), added(pc, dc), added(sc, dc)
+    }
+    if (("latency simple direct") in v) {
+      d = median(v["latency simple direct"]); p = median(v["latency simple pgbouncer"]); s = median(v["latency simple shardgate"])
+      printf "\n1 client, latency us %10s %10s %10s   added: pgbouncer %s, shardgate %s\n", d, p, s, added(p, d), added(s, d)
+      d = median(v["churn simple direct"]); p = median(v["churn simple pgbouncer"]); s = median(v["churn simple shardgate"])
+      printf "-C churn, conn/s     %10s %10s %10s   sg/pgbouncer %s\n", f0(d), f0(p), f0(s), ratio(s, p)
+    }
+    if (("idle - pgbouncer") in v) {
+      printf "idle connections, proxy RSS KiB each: pgbouncer %s (%s held/failed), shardgate %s (%s)\n",
+             median(v["idle - pgbouncer"]), extra["idle - pgbouncer"], median(v["idle - shardgate"]), extra["idle - shardgate"]
     }
   }' "$RESULTS"
-if grep -q "prepared pgbouncer .* FAILED" "$RESULTS"; then
+if grep -q "^tps prepared pgbouncer .* FAILED" "$RESULTS"; then
   echo "(pgbouncer -M prepared FAILED: expected, PgBouncer 1.18 in transaction mode has no prepared-statement support)"
 fi
