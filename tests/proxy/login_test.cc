@@ -26,6 +26,24 @@ TEST_F(LoginTest, ScramUserLogsIn) {
   EXPECT_TRUE(PQconnectionUsedPassword(conn.get())) << "the proxy must have asked for a password";
 }
 
+// The first login with a set of startup settings replays them on a server; later ones with the
+// same settings are answered from the pool's memory (issue 8) and replay with their first
+// transaction. Either way the client sees its settings, in ParameterStatus and in the session.
+TEST_F(LoginTest, RepeatedLoginsWithStartupSettingsSeeThem) {
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_OK_AND_ASSIGN(PgConn conn,
+                         env().Connect("application_name=known_login options='-c work_mem=7MB'"));
+    EXPECT_STREQ(PQparameterStatus(conn.get(), "application_name"), "known_login") << i;
+    EXPECT_NE(PQparameterStatus(conn.get(), "server_version"), nullptr) << i;
+    EXPECT_EQ(Text(conn.Scalar("show work_mem")), "7MB") << i;
+    EXPECT_EQ(Text(conn.Scalar("show application_name")), "known_login") << i;
+  }
+  // Other settings are a login of their own, with their own values.
+  ASSERT_OK_AND_ASSIGN(PgConn other,
+                       env().Connect("application_name=known_login options='-c work_mem=9MB'"));
+  EXPECT_EQ(Text(other.Scalar("show work_mem")), "9MB");
+}
+
 TEST_F(LoginTest, Md5UserLogsIn) {
   ASSERT_OK_AND_ASSIGN(PgConn conn, PgConn::Connect(env().ConnString("", kMd5User, kMd5Password)));
   EXPECT_EQ(Text(conn.Scalar("select current_user")), kMd5User);
