@@ -348,7 +348,9 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::Startup() {
   // the ParameterStatus set. In transaction pooling a login whose startup settings a server of
   // this pool already accepted skips that (its pool has a connection open): the answers come
   // from the pool's memory and the settings are replayed with the first transaction.
-  for (const auto& [name, stmt] : startup_settings_) absl::StrAppend(&startup_key_, name, "=", stmt, ";");
+  for (const auto& [name, stmt] : startup_settings_) {
+    absl::StrAppend(&startup_key_, name, "=", stmt, ";");
+  }
   const Pool::Parameters* known = nullptr;
   if (pool_mode_ == conf::PoolMode::kTransaction) {
     known = worker_.pools().Get(target_, db_->pool_size, config_->timeouts.connect)

@@ -62,7 +62,8 @@ std::vector<PGconn*> ConnectAll(const Options& o, size_t& failed) {
     }
     std::vector<pollfd> fds;
     for (auto& [c, st] : connecting) {
-      fds.push_back(pollfd{PQsocket(c), static_cast<short>(st == PGRES_POLLING_READING ? POLLIN : POLLOUT), 0});
+      const short events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT;
+      fds.push_back(pollfd{PQsocket(c), events, 0});
     }
     if (::poll(fds.data(), fds.size(), 10000) <= 0) {
       std::fprintf(stderr, "idle_client: no progress connecting for 10 s\n");
