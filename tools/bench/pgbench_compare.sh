@@ -175,6 +175,10 @@ run_pgbench() {
       cpu=$(awk -v j=$((b1 - b0)) -v hz="$(getconf CLK_TCK)" -v n="$txns" 'BEGIN { printf "%.1f", j / hz * 1e6 / n }')
     fi
   fi
+  if [[ -z ${value:-} && !($target == pgbouncer && $mode == prepared) ]]; then
+    echo "  $part -M $mode $target round $round failed:" >&2
+    grep -iE 'error|abort|fatal|failed' "$out" | head -n 5 >&2
+  fi
   echo "$part $mode $target $round ${value:-FAILED} $cpu" >>"$RESULTS"
   printf '  %-8s %-9s %-10s round %d: %s (cpu/txn %s us)\n' "$part" "$mode" "$target" "$round" "${value:-FAILED}" "$cpu" >&2
 }

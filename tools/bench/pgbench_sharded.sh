@@ -135,10 +135,12 @@ for mode in $MODES; do
       if [[ $target == sharded ]]; then
         sleep 1  # statistics reach pg_stat_user_tables within a second of a backend going idle
         SPLIT_S0=$((SPLIT_S0 + $(shard_scans s0) - b0)); SPLIT_S1=$((SPLIT_S1 + $(shard_scans s1) - b1))
-        if [[ ${tps:-FAILED} == FAILED ]]; then
-          SHARDED_FAILED=1
-          echo "  sharded -M $mode round $round failed:" >&2; tail -n 5 "$out" >&2
-        fi
+        if [[ ${tps:-FAILED} == FAILED ]]; then SHARDED_FAILED=1; fi
+      fi
+      if [[ ${tps:-FAILED} == FAILED ]]; then
+        echo "  $target -M $mode round $round failed:" >&2
+        grep -v '^progress' "$out" | grep -iE 'error|abort|fatal|failed' | head -n 5 >&2
+        tail -n 3 "$out" >&2
       fi
       echo "$mode $target $round ${tps:-FAILED}" >>"$RESULTS"
       printf '  %-9s %-8s round %d: %s\n' "$mode" "$target" "$round" "${tps:-FAILED}" >&2
