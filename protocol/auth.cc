@@ -346,8 +346,9 @@ absl::StatusOr<std::string> ScramServer::HandleClientFirst(std::string_view clie
     stored_key_ = std::move(k->stored_key);
     server_key_ = std::move(k->server_key);
   } else {
-    // A plain password gets a fresh salt. An md5 hash cannot drive SCRAM: like PostgreSQL we
-    // run the exchange against random keys, so the proof fails with the usual 28P01.
+    // A plain password gets its salt for this process (PlainPasswordSalt). An md5 hash cannot
+    // drive SCRAM: like PostgreSQL we run the exchange against random keys (not cached), so the
+    // proof fails with the usual 28P01.
     const bool md5 = IsMd5Hash(stored_);
     const std::string password = md5 ? RandomBytes(kKeyLen) : stored_;
     ScramKeys derived = DeriveKeys(password, kDefaultIterations,

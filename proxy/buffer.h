@@ -81,7 +81,9 @@ class RingQueue {
  private:
   void Grow() {
     std::vector<T> bigger(slots_.empty() ? 8 : slots_.size() * 2);
-    for (size_t i = 0; i < size_; ++i) bigger[i] = std::move(slots_[(head_ + i) % slots_.size()]);
+    for (size_t i = 0; i < size_; ++i) {
+      bigger[i] = std::move(slots_[(head_ + i) % slots_.size()]);
+    }
     slots_.swap(bigger);
     head_ = 0;
   }

@@ -84,15 +84,15 @@ void Pool::Release(std::unique_ptr<ServerConnection> conn) {
 }
 
 const Pool::Parameters* Pool::KnownLogin(const std::string& settings_key) const {
-  if (open_ == 0 || !known_logins_.contains(settings_key)) return nullptr;
-  return &login_parameters_;
+  if (open_ == 0) return nullptr;
+  auto it = known_logins_.find(settings_key);
+  return it == known_logins_.end() ? nullptr : &it->second;
 }
 
 void Pool::NoteLogin(const std::string& settings_key, const Parameters& parameters) {
   constexpr size_t kMaxKnownLogins = 1024;  // distinct startup-setting sets remembered
   if (known_logins_.size() >= kMaxKnownLogins) known_logins_.clear();
-  known_logins_.insert(settings_key);
-  login_parameters_ = parameters;
+  known_logins_.insert_or_assign(settings_key, parameters);
 }
 
 void Pool::WakeOne() {
@@ -106,7 +106,8 @@ void Pool::WakeOne() {
 void Pool::CloseIdle(std::chrono::milliseconds max_idle) {
   const auto now = Clock::now();
   for (auto it = idle_.begin(); it != idle_.end();) {
-    if (max_idle.count() == 0 || now - (*it)->last_used() > max_idle || !StillUsable(**it, true)) {
+    if (max_idle.count() == 0 || now - (*it)->last_used() > max_idle ||
+        !StillUsable(**it, true)) {
       (*it)->Close();
       it = idle_.erase(it);
       --open_;

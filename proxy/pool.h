@@ -12,7 +12,6 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "proxy/server_connection.h"
 
@@ -67,8 +66,8 @@ class Pool {
   int open_ = 0;
   std::deque<std::unique_ptr<ServerConnection>> idle_;  // most recently used at the back
   std::list<Waiter*> waiters_;
-  absl::flat_hash_set<std::string> known_logins_;
-  Parameters login_parameters_;
+  // Startup-settings key -> the ParameterStatus set a server reported after applying them.
+  absl::flat_hash_map<std::string, Parameters> known_logins_;
 };
 
 // All pools of one worker, by BackendTarget::Key().

@@ -42,6 +42,18 @@ TEST_F(LoginTest, RepeatedLoginsWithStartupSettingsSeeThem) {
   ASSERT_OK_AND_ASSIGN(PgConn other,
                        env().Connect("application_name=known_login options='-c work_mem=9MB'"));
   EXPECT_EQ(Text(other.Scalar("show work_mem")), "9MB");
+  // ParameterStatus too is per set of settings: a login without DateStyle after logins with
+  // one reports the server's default.
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_OK_AND_ASSIGN(PgConn german, env().Connect("options='-c DateStyle=German'"));
+    EXPECT_THAT(PQparameterStatus(german.get(), "DateStyle"), ::testing::StartsWith("German"))
+        << i;
+  }
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_OK_AND_ASSIGN(PgConn plain, env().Connect());
+    EXPECT_STREQ(PQparameterStatus(plain.get(), "DateStyle"), "ISO, MDY") << i;
+    EXPECT_EQ(Text(plain.Scalar("show DateStyle")), "ISO, MDY") << i;
+  }
 }
 
 TEST_F(LoginTest, Md5UserLogsIn) {
