@@ -9,17 +9,14 @@ namespace shardgate::proxy {
 
 namespace {
 
-// A connection released less than this long ago is handed out without the peek below: under
-// load connections come back within milliseconds and the peek would cost a system call per
-// transaction. A server that died within that window fails its next query with 08006, as it
-// would have failed the one before.
-constexpr std::chrono::milliseconds kPeekAfterIdle{100};
-
 // True when an idle connection can be reused: no unread bytes and no EOF from the server
-// (a server that restarted or was killed leaves EOF on every pooled connection).
-bool StillUsable(ServerConnection& conn, bool peek) {
+// (a server that restarted or was killed leaves EOF on every pooled connection). The peek costs
+// a system call per checkout, and is kept on purpose: skipping it for connections released a
+// moment ago handed a client a connection whose server had just been killed (its query then
+// failed with a bare closed socket instead of reconnecting); PgBouncer gets the same guarantee
+// from watching its idle server sockets.
+bool StillUsable(ServerConnection& conn) {
   if (!conn.Idle() || !conn.socket().is_open()) return false;
-  if (!peek) return true;
   char byte;
   ssize_t n = ::recv(conn.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
   return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
@@ -34,7 +31,7 @@ asio::awaitable<absl::StatusOr<std::unique_ptr<ServerConnection>>> Pool::Acquire
     while (!idle_.empty()) {
       std::unique_ptr<ServerConnection> conn = std::move(idle_.back());
       idle_.pop_back();
-      if (StillUsable(*conn, Clock::now() - conn->last_used() >= kPeekAfterIdle)) co_return conn;
+      if (StillUsable(*conn)) co_return conn;
       conn->MarkBroken();
       conn->Close();
       --open_;
@@ -106,8 +103,7 @@ void Pool::WakeOne() {
 void Pool::CloseIdle(std::chrono::milliseconds max_idle) {
   const auto now = Clock::now();
   for (auto it = idle_.begin(); it != idle_.end();) {
-    if (max_idle.count() == 0 || now - (*it)->last_used() > max_idle ||
-        !StillUsable(**it, true)) {
+    if (max_idle.count() == 0 || now - (*it)->last_used() > max_idle || !StillUsable(**it)) {
       (*it)->Close();
       it = idle_.erase(it);
       --open_;

@@ -57,8 +57,8 @@ absl::Status AddLiteral(const Literal& lit, bool array, bool negate, KeyType typ
   return absl::OkStatus();
 }
 
-// Shard lists while planning: inline for the usual few shards (the plan's own list is a
-// std::vector, filled once at the end).
+// Shard lists while planning: inline for the usual few shards (the plan's own list is filled
+// once at the end).
 using ShardList = absl::InlinedVector<int, 8>;
 
 void SortUnique(ShardList& v) {
