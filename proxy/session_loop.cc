@@ -412,7 +412,11 @@ void ClientSession::ProcessServerFrame(ServerConnection& conn, const protocol::F
       if (head.kind == Expect::kDescribe) expected_.pop_front();
       break;
     default:
-      if (!swallow_all) forward();
+      // ParameterStatus goes to the client even from a replay the client did not ask for: the
+      // replay moved the server to the client's settings, and the client's view of reported
+      // settings (DateStyle, TimeZone, ...) must follow, e.g. after a server that carried
+      // another client's DateStyle was reset for this one.
+      if (!swallow_all || type == p::be::kParameterStatus) forward();
       break;
   }
   DrainInjected();
