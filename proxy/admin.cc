@@ -410,7 +410,8 @@ asio::awaitable<absl::Status> Reshard(Runtime& runtime, const std::vector<std::s
       co_return PgStatus("22023", "unknown reshard phase \"" + words[3] + "\"",
                          "One of copying, catching_up, switched, done, aborted.");
     }
-    if (!absl::SimpleAtoi(words[4], &pr.rows_copied) || !absl::SimpleAtoi(words[5], &pr.source_rows) ||
+    if (!absl::SimpleAtoi(words[4], &pr.rows_copied) ||
+        !absl::SimpleAtoi(words[5], &pr.source_rows) ||
         !absl::SimpleAtoi(words[6], &pr.changes_applied) || pr.rows_copied < 0 ||
         pr.source_rows < 0 || pr.changes_applied < 0) {
       co_return PgStatus("22023", "reshard progress counts must be non-negative integers", usage);

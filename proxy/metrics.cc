@@ -99,8 +99,8 @@ void AddReshardProgress(Runtime& runtime, std::vector<MetricFamily>& out) {
   Family phase("shardgate_reshard_phase",
                "1 for the phase a database's reshard is in, as shardctl last reported it",
                MetricType::Gauge);
-  Family copied("shardgate_reshard_rows_copied", "Rows the reshard's copy has written to their new owners",
-                MetricType::Gauge);
+  Family copied("shardgate_reshard_rows_copied",
+                "Rows the reshard's copy has written to their new owners", MetricType::Gauge);
   Family source_rows("shardgate_reshard_source_rows",
                      "The planner's estimate of the rows the reshard's copy scans",
                      MetricType::Gauge);

@@ -65,18 +65,18 @@ class AllocTest : public ::testing::Test {
 
   // Allocations per transaction of `run(i)` over kTransactions, after kWarmup of them.
   double PerTransaction(const std::function<absl::Status(int)>& run) {
-    for (int i = 0; i < kWarmup; ++i) {
-      absl::Status st = run(i);
-      EXPECT_OK(st);
-      if (!st.ok()) return -1;
-    }
+    auto run_n = [&](int n) {
+      for (int i = 0; i < n; ++i) {
+        absl::Status st = run(i);
+        EXPECT_OK(st);
+        if (!st.ok()) return false;
+      }
+      return true;
+    };
+    if (!run_n(kWarmup)) return -1;
     auto before = SettledCount(report_);
     EXPECT_OK(before.status());
-    for (int i = 0; i < kTransactions; ++i) {
-      absl::Status st = run(i);
-      EXPECT_OK(st);
-      if (!st.ok()) return -1;
-    }
+    if (!run_n(kTransactions)) return -1;
     auto after = SettledCount(report_);
     EXPECT_OK(after.status());
     if (!before.ok() || !after.ok()) return -1;

@@ -254,6 +254,7 @@ awk -v targets="$TARGETS" -v modes="$MODES" -v clients="$CLIENTS" '
     for (i = 1; i <= ok; i++) for (j = i + 1; j <= ok; j++) if (b[j] < b[i]) { t = b[i]; b[i] = b[j]; b[j] = t }
     return ok % 2 ? b[(ok + 1) / 2] : (b[ok / 2] + b[ok / 2 + 1]) / 2
   }
+  function med(a, key, target) { return median(a[key " " target]) }  # a: v (figures) or c (CPU)
   function num(x) { return x ~ /^[0-9.]+$/ }
   function ratio(x, y) { return (num(x) && num(y) && y > 0) ? sprintf("%.2f", x / y) : "-" }
   function f0(x) { return num(x) ? sprintf("%.0f", x) : x }
@@ -264,20 +265,21 @@ awk -v targets="$TARGETS" -v modes="$MODES" -v clients="$CLIENTS" '
            "direct", "pgbouncer", "shardgate", "sg/direct", "sg/pgb"
     nm = split(modes, m, " ")
     for (i = 1; i <= nm; i++) {
-      d = median(v["tps " m[i] " direct"]); p = median(v["tps " m[i] " pgbouncer"]); s = median(v["tps " m[i] " shardgate"])
-      dc = median(c["tps " m[i] " direct"]); pc = median(c["tps " m[i] " pgbouncer"]); sc = median(c["tps " m[i] " shardgate"])
+      d = med(v, "tps " m[i], "direct"); p = med(v, "tps " m[i], "pgbouncer"); s = med(v, "tps " m[i], "shardgate")
+      dc = med(c, "tps " m[i], "direct"); pc = med(c, "tps " m[i], "pgbouncer"); sc = med(c, "tps " m[i], "shardgate")
       printf "  -M %-15s %10s %10s %10s %10s %10s   pgbouncer %s, shardgate %s\n", m[i], f0(d), f0(p), f0(s),
              ratio(s, d), ratio(s, p), added(pc, dc), added(sc, dc)
     }
     if (("latency simple direct") in v) {
-      d = median(v["latency simple direct"]); p = median(v["latency simple pgbouncer"]); s = median(v["latency simple shardgate"])
+      d = med(v, "latency simple", "direct"); p = med(v, "latency simple", "pgbouncer"); s = med(v, "latency simple", "shardgate")
       printf "\n1 client, latency us %10s %10s %10s   added: pgbouncer %s, shardgate %s\n", d, p, s, added(p, d), added(s, d)
-      d = median(v["churn simple direct"]); p = median(v["churn simple pgbouncer"]); s = median(v["churn simple shardgate"])
+      d = med(v, "churn simple", "direct"); p = med(v, "churn simple", "pgbouncer"); s = med(v, "churn simple", "shardgate")
       printf "-C churn, conn/s     %10s %10s %10s   sg/pgbouncer %s\n", f0(d), f0(p), f0(s), ratio(s, p)
     }
     if (("idle - pgbouncer") in v) {
       printf "idle connections, proxy RSS KiB each: pgbouncer %s (%s held/failed), shardgate %s (%s)\n",
-             median(v["idle - pgbouncer"]), extra["idle - pgbouncer"], median(v["idle - shardgate"]), extra["idle - shardgate"]
+             med(v, "idle -", "pgbouncer"), extra["idle - pgbouncer"], med(v, "idle -", "shardgate"),
+             extra["idle - shardgate"]
     }
   }' "$RESULTS"
 if grep -q "^tps prepared pgbouncer .* FAILED" "$RESULTS"; then

@@ -67,12 +67,7 @@ void ProgressFeed::Send(const std::string& phase, bool force) {
     last_connect_ = now;
     auto proxies = ConnectProxies(*config_, 2);
     if (!proxies.ok()) {
-      if (!warned_) {
-        r_.Event("warning", {{"message", JsonString(std::string(proxies.status().message()))}},
-                 absl::StrCat("WARNING: cannot report progress to the proxies: ",
-                              proxies.status().message()));
-      }
-      warned_ = true;
+      WarnOnce("", proxies.status());
       return;
     }
     proxies_ = std::move(*proxies);
@@ -90,16 +85,22 @@ void ProgressFeed::Send(const std::string& phase, bool force) {
   }
   for (Proxy& p : proxies_) {
     if (absl::Status st = p.conn.Exec(command).status(); !st.ok()) {
-      if (!warned_) {
-        r_.Event("warning",
-                 {{"proxy", JsonString(p.address)}, {"message", JsonString(std::string(st.message()))}},
-                 absl::StrCat("WARNING: cannot report progress to ", p.address, ": ", st.message()));
-      }
-      warned_ = true;
+      WarnOnce(p.address, st);
       proxies_.clear();  // connect again later
       return;
     }
   }
+}
+
+void ProgressFeed::WarnOnce(const std::string& proxy, const absl::Status& st) {
+  if (warned_) return;
+  warned_ = true;
+  std::vector<std::pair<std::string, std::string>> fields;
+  if (!proxy.empty()) fields.emplace_back("proxy", JsonString(proxy));
+  fields.emplace_back("message", JsonString(std::string(st.message())));
+  r_.Event("warning", fields,
+           absl::StrCat("WARNING: cannot report progress to ",
+                        proxy.empty() ? "the proxies" : proxy, ": ", st.message()));
 }
 
 void ReportPhase(const Plan& plan, const State& state, Report& r) {

@@ -259,6 +259,9 @@ class ProgressFeed {
   std::vector<Proxy> proxies_;
   Clock::time_point last_send_{}, last_connect_{};
   bool warned_ = false;
+  // The reshard goes on without the proxies: one warning per run (`proxy`: the address that
+  // failed, empty when connecting to them failed).
+  void WarnOnce(const std::string& proxy, const absl::Status& st);
 };
 
 // One forced report of the state's phase and counts (cutover, cleanup, abort).
