@@ -3,8 +3,10 @@
 // RELOAD, SHUTDOWN, PAUSE/RESUME [db] and the resharding hooks (RESHARD PAUSE/SWITCH/RESUME/
 // PROGRESS).
 #include <signal.h>
-#include <algorithm>
 #include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -115,10 +117,14 @@ void ShowShards(Runtime& runtime, std::string& out) {
 std::string Num(int64_t v) { return absl::StrCat(v); }
 
 // SHOW POOLS, with PgBouncer's columns: one row per logical database and server user, summed
-// over its servers (every shard and replica) and workers; `shards` says how many servers.
+// over its servers (every shard and replica) and workers; `servers` says how many servers.
+// maxwait/maxwait_us: the longest current wait for a server (seconds, and the microseconds
+// beyond). Always 0 here: the cancel-request columns (cancels are forwarded at once) and
+// sv_used/sv_tested (a pooled connection is checked on checkout, it has no such state).
 asio::awaitable<void> ShowPools(Runtime& runtime, std::string& out) {
   struct Row {
-    int64_t cl_active = 0, cl_waiting = 0, sv_active = 0, sv_idle = 0;
+    int64_t cl_active = 0, cl_waiting = 0, sv_active = 0, sv_idle = 0, sv_login = 0;
+    std::chrono::microseconds maxwait{0};
     std::set<std::string> servers;
     std::string pool_mode;
   };
@@ -130,7 +136,9 @@ asio::awaitable<void> ShowPools(Runtime& runtime, std::string& out) {
       Row& r = rows[{t.database, t.user}];
       r.cl_waiting += pool.waiting();
       r.sv_idle += pool.idle();
-      r.sv_active += pool.open() - pool.idle();
+      r.sv_login += pool.connecting();
+      r.sv_active += pool.open() - pool.idle() - pool.connecting();
+      r.maxwait = std::max(r.maxwait, pool.max_wait());
       r.servers.insert(t.Key());
     });
     for (ClientSession* s : w.sessions()) {
@@ -145,8 +153,10 @@ asio::awaitable<void> ShowPools(Runtime& runtime, std::string& out) {
   });
   std::vector<std::vector<std::string>> table;
   for (const auto& [key, r] : rows) {
+    const int64_t us = r.maxwait.count();
     table.push_back({key.first, key.second, Num(r.cl_active), Num(r.cl_waiting), "0", "0",
-                     Num(r.sv_active), "0", "0", Num(r.sv_idle), "0", "0", "0", "0", "0",
+                     Num(r.sv_active), "0", "0", Num(r.sv_idle), "0", "0", Num(r.sv_login),
+                     Num(us / 1000000), Num(us % 1000000),
                      r.pool_mode.empty() ? "transaction" : r.pool_mode,
                      Num(static_cast<int64_t>(r.servers.size()))});
   }
@@ -200,7 +210,7 @@ asio::awaitable<void> ShowClients(Runtime& runtime, bool servers, std::string& o
 asio::awaitable<void> ShowStats(Runtime& runtime, std::string& out) {
   std::map<std::string, DatabaseStats> totals;
   co_await VisitWorkers(runtime.workers, [&](Worker& w) {
-    for (const auto& [db, st] : w.all_stats()) totals[db].Add(st);
+    for (const auto& [key, st] : w.all_stats()) totals[key.first].Add(st);
   });
   std::vector<std::vector<std::string>> table;
   for (const auto& [db, t] : totals) {

@@ -310,7 +310,7 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::Startup() {
   }
   CO_RETURN_IF_ERROR(co_await Authenticate(*user_));
   pool_mode_ = user_->pool_mode;
-  stats_ = &worker_.stats(db_name_);
+  stats_ = &worker_.stats(db_name_, user_->name);
   gate_ = &worker_.runtime().gate(db_name_);
   if (db_->Sharded()) {
     map_version_ = worker_.runtime().map_version();

@@ -6,6 +6,9 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include <algorithm>
+#include <array>
+#include <chrono>
 #include <map>
 #include <tuple>
 
@@ -49,11 +52,16 @@ struct Family {
 
 // Everything summed over the workers.
 struct Snapshot {
-  std::map<std::string, DatabaseStats> stats;
+  std::map<Worker::StatsKey, DatabaseStats> stats;  // (database, user)
   std::map<std::string, int64_t, std::less<>> errors;
-  std::map<std::string, int64_t> clients;  // state -> count
-  // (database, shard, server) -> active, idle, waiting
-  std::map<std::tuple<std::string, std::string, std::string>, std::array<int64_t, 3>> pools;
+  // (database, user) -> client connections active (holding a server), idle
+  std::map<std::pair<std::string, std::string>, std::array<int64_t, 2>> clients;
+  struct PoolCounts {
+    int64_t active = 0, idle = 0, login = 0, waiting = 0;
+    double max_wait_s = 0;
+  };
+  // (database, user, shard, server) of the pools
+  std::map<std::tuple<std::string, std::string, std::string, std::string>, PoolCounts> pools;
 };
 
 void AddHealth(Runtime& runtime, std::vector<MetricFamily>& out) {
@@ -125,40 +133,60 @@ void AddReshardProgress(Runtime& runtime, std::vector<MetricFamily>& out) {
 asio::awaitable<std::string> RenderMetrics(Runtime& runtime) {
   Snapshot snap;
   co_await VisitWorkers(runtime.workers, [&](Worker& w) {
-    for (const auto& [db, st] : w.all_stats()) snap.stats[db].Add(st);
+    for (const auto& [key, st] : w.all_stats()) snap.stats[key].Add(st);
     for (const auto& [state, n] : w.errors()) snap.errors[state] += n;
-    for (ClientSession* s : w.sessions()) ++snap.clients[s->Describe().state];
+    for (ClientSession* s : w.sessions()) {
+      ClientSession::Info info = s->Describe();
+      ++snap.clients[{info.admin ? "shardgate" : info.database, info.user}]
+                    [info.state == "active" ? 0 : 1];
+    }
     w.pools().ForEach([&](const Pool& pool) {
       const BackendTarget& t = pool.target();
-      auto& p = snap.pools[{t.database, t.shard, absl::StrCat(t.host, ":", t.port)}];
-      p[0] += pool.open() - pool.idle();
-      p[1] += pool.idle();
-      p[2] += pool.waiting();
+      auto& p = snap.pools[{t.database, t.user, t.shard, absl::StrCat(t.host, ":", t.port)}];
+      p.active += pool.open() - pool.idle() - pool.connecting();
+      p.idle += pool.idle();
+      p.login += pool.connecting();
+      p.waiting += pool.waiting();
+      p.max_wait_s = std::max(p.max_wait_s, std::chrono::duration<double>(pool.max_wait()).count());
     });
   });
 
   std::vector<MetricFamily> out;
-  Family clients("shardgate_clients", "Client connections by state", MetricType::Gauge);
-  for (const char* state : {"active", "idle"}) {
-    clients.Add({{"state", state}}, static_cast<double>(snap.clients[state]));
+  Family clients("shardgate_clients", "Client connections by database, user and state",
+                 MetricType::Gauge);
+  for (const auto& [key, n] : snap.clients) {
+    const auto& [db, user] = key;
+    clients.Add({{"database", db}, {"user", user}, {"state", "active"}},
+                static_cast<double>(n[0]));
+    clients.Add({{"database", db}, {"user", user}, {"state", "idle"}}, static_cast<double>(n[1]));
   }
   out.push_back(std::move(clients.f));
 
-  Family servers("shardgate_pool_servers", "Server connections per pool, by state",
+  Family servers("shardgate_pool_servers",
+                 "Server connections per pool, by state (active, idle, login: connecting)",
                  MetricType::Gauge);
   Family waiting("shardgate_pool_waiting_clients", "Clients waiting for a server of the pool",
                  MetricType::Gauge);
-  for (const auto& [key, v] : snap.pools) {
-    const auto& [db, shard, server] = key;
-    servers.Add({{"database", db}, {"shard", shard}, {"server", server}, {"state", "active"}},
-                static_cast<double>(v[0]));
-    servers.Add({{"database", db}, {"shard", shard}, {"server", server}, {"state", "idle"}},
-                static_cast<double>(v[1]));
-    waiting.Add({{"database", db}, {"shard", shard}, {"server", server}},
-                static_cast<double>(v[2]));
+  Family max_wait("shardgate_pool_maxwait_seconds",
+                  "How long the longest-waiting client of the pool has waited (0: none waits)",
+                  MetricType::Gauge);
+  for (const auto& pool : snap.pools) {
+    const auto& [key, v] = pool;
+    auto labels = [&key = pool.first](std::vector<ClientMetric::Label> more) {
+      std::vector<ClientMetric::Label> l = {{"database", std::get<0>(key)},
+                                            {"user", std::get<1>(key)},
+                                            {"shard", std::get<2>(key)},
+                                            {"server", std::get<3>(key)}};
+      l.insert(l.end(), more.begin(), more.end());
+      return l;
+    };
+    servers.Add(labels({{"state", "active"}}), static_cast<double>(v.active));
+    servers.Add(labels({{"state", "idle"}}), static_cast<double>(v.idle));
+    servers.Add(labels({{"state", "login"}}), static_cast<double>(v.login));
+    waiting.Add(labels({}), static_cast<double>(v.waiting));
+    max_wait.Add(labels({}), v.max_wait_s);
   }
-  out.push_back(std::move(servers.f));
-  out.push_back(std::move(waiting.f));
+  for (Family* f : {&servers, &waiting, &max_wait}) out.push_back(std::move(f->f));
 
   Family queries("shardgate_queries_total", "Query and Execute messages from clients",
                  MetricType::Counter);
@@ -178,11 +206,16 @@ asio::awaitable<std::string> RenderMetrics(Runtime& runtime) {
   latency.name = "shardgate_server_round_trip_seconds";
   latency.help = "From a Query or Sync sent to a server to its ReadyForQuery";
   latency.type = MetricType::Histogram;
-  for (const auto& [db, st] : snap.stats) {
-    queries.Add({{"database", db}}, static_cast<double>(st.queries));
-    xacts.Add({{"database", db}}, static_cast<double>(st.xacts));
-    received.Add({{"database", db}}, static_cast<double>(st.received));
-    sent.Add({{"database", db}}, static_cast<double>(st.sent));
+  std::map<std::string, DatabaseStats> per_db;  // the histogram and statement spread
+  for (const auto& [key, st] : snap.stats) {
+    const auto& [db, user] = key;
+    per_db[db].Add(st);
+    queries.Add({{"database", db}, {"user", user}}, static_cast<double>(st.queries));
+    xacts.Add({{"database", db}, {"user", user}}, static_cast<double>(st.xacts));
+    received.Add({{"database", db}, {"user", user}}, static_cast<double>(st.received));
+    sent.Add({{"database", db}, {"user", user}}, static_cast<double>(st.sent));
+  }
+  for (const auto& [db, st] : per_db) {
     spread.Add({{"database", db}, {"spread", "direct"}}, static_cast<double>(st.direct));
     spread.Add({{"database", db}, {"spread", "cross_shard"}}, static_cast<double>(st.cross_shard));
     for (const auto& [key, n] : st.routed) {

@@ -3,6 +3,8 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 
 namespace shardgate::proxy {
@@ -26,7 +28,8 @@ bool StillUsable(ServerConnection& conn) {
 
 asio::awaitable<absl::StatusOr<std::unique_ptr<ServerConnection>>> Pool::Acquire(
     std::chrono::milliseconds wait) {
-  const auto deadline = Clock::now() + wait;
+  const auto start = Clock::now();
+  const auto deadline = start + wait;
   for (;;) {
     while (!idle_.empty()) {
       std::unique_ptr<ServerConnection> conn = std::move(idle_.back());
@@ -38,7 +41,9 @@ asio::awaitable<absl::StatusOr<std::unique_ptr<ServerConnection>>> Pool::Acquire
     }
     if (open_ < max_size_) {
       ++open_;
+      ++connecting_;
       auto conn = co_await ServerConnection::Connect(target_, connect_timeout_);
+      --connecting_;
       if (!conn.ok()) {
         --open_;
         WakeOne();
@@ -52,6 +57,7 @@ asio::awaitable<absl::StatusOr<std::unique_ptr<ServerConnection>>> Pool::Acquire
                          "Raise pool_size or lower the number of concurrent transactions.");
     }
     Waiter waiter(co_await asio::this_coro::executor);
+    waiter.since = start;
     waiter.timer.expires_at(deadline);
     auto it = waiters_.insert(waiters_.end(), &waiter);
     co_await waiter.timer.async_wait(kTuple);
@@ -78,6 +84,14 @@ void Pool::Release(std::unique_ptr<ServerConnection> conn) {
     return;
   }
   idle_.push_back(std::move(conn));
+}
+
+std::chrono::microseconds Pool::max_wait() const {
+  // A waiter woken for a free slot that another took queues again at the back: not FIFO by age.
+  const auto now = Clock::now();
+  auto oldest = now;
+  for (const Waiter* w : waiters_) oldest = std::min(oldest, w->since);
+  return std::chrono::duration_cast<std::chrono::microseconds>(now - oldest);
 }
 
 const Pool::Parameters* Pool::KnownLogin(const std::string& settings_key) const {

@@ -34,9 +34,12 @@ class Pool {
   void CloseIdle(std::chrono::milliseconds max_idle);
 
   const BackendTarget& target() const { return target_; }
-  int open() const { return open_; }
+  int open() const { return open_; }  // idle + checked out + connecting
   int idle() const { return static_cast<int>(idle_.size()); }
+  int connecting() const { return connecting_; }  // logging in to the server
   int waiting() const { return static_cast<int>(waiters_.size()); }
+  // How long the longest-waiting client has waited for a server (0 when none waits).
+  std::chrono::microseconds max_wait() const;
   int max_size() const { return max_size_; }
   template <typename F>
   void ForEachIdle(F&& f) const {
@@ -55,6 +58,7 @@ class Pool {
   struct Waiter {
     explicit Waiter(asio::any_io_executor ex) : timer(ex) {}
     asio::steady_timer timer;
+    Clock::time_point since;  // when its Acquire began
     std::unique_ptr<ServerConnection> conn;  // handed over by Release
     bool slot = false;                       // a slot freed up: connect anew
   };
@@ -64,6 +68,7 @@ class Pool {
   int max_size_;
   std::chrono::milliseconds connect_timeout_;
   int open_ = 0;
+  int connecting_ = 0;
   std::deque<std::unique_ptr<ServerConnection>> idle_;  // most recently used at the back
   std::list<Waiter*> waiters_;
   // Startup-settings key -> the ParameterStatus set a server reported after applying them.

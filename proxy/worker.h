@@ -23,7 +23,7 @@ namespace shardgate::proxy {
 
 class ClientSession;
 
-// What a worker's sessions of one logical database did (SHOW STATS). Written by the worker's
+// What a worker's sessions of one logical database and user did (SHOW STATS, /metrics). Written by the worker's
 // thread only; read by the admin console on that thread.
 struct DatabaseStats {
   int64_t xacts = 0;     // transactions ended (ReadyForQuery 'I' after a server's answer)
@@ -88,8 +88,12 @@ class Worker {
   routing::AnalysisCache& analysis_cache() { return analysis_cache_; }
   int index() const { return index_; }
   std::unordered_set<ClientSession*>& sessions() { return sessions_; }
-  DatabaseStats& stats(const std::string& database) { return stats_[database]; }
-  const std::map<std::string, DatabaseStats>& all_stats() const { return stats_; }
+  // Counters per (logical database, client user).
+  using StatsKey = std::pair<std::string, std::string>;
+  DatabaseStats& stats(const std::string& database, const std::string& user) {
+    return stats_[{database, user}];
+  }
+  const std::map<StatsKey, DatabaseStats>& all_stats() const { return stats_; }
   // Errors sent to clients, by SQLSTATE (the servers' and the proxy's own).
   std::map<std::string, int64_t, std::less<>>& errors() { return errors_; }
   int session_count() const { return session_count_.load(); }
@@ -107,7 +111,7 @@ class Worker {
   PoolSet pools_;
   routing::AnalysisCache analysis_cache_;
   std::unordered_set<ClientSession*> sessions_;
-  std::map<std::string, DatabaseStats> stats_;  // nodes are stable: sessions keep pointers
+  std::map<StatsKey, DatabaseStats> stats_;  // nodes are stable: sessions keep pointers
   std::map<std::string, int64_t, std::less<>> errors_;
   std::atomic<int> session_count_{0};
   std::thread thread_;

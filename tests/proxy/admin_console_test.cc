@@ -191,6 +191,10 @@ TEST_F(AdminConsoleTest, ShowCommandsReportAKnownWorkload) {
   EXPECT_EQ(pools["user"], "app");
   EXPECT_EQ(pools["cl_active"], "1");
   EXPECT_GE(std::stoi(pools["sv_active"]), 1);
+  EXPECT_EQ(pools["cl_waiting"], "0");
+  EXPECT_EQ(pools["sv_login"], "0");
+  EXPECT_EQ(pools["maxwait"], "0");
+  EXPECT_EQ(pools["maxwait_us"], "0");  // a waiting client: QueryTest.ShowPoolsReports...
   EXPECT_EQ(pools["pool_mode"], "transaction");
   EXPECT_GE(std::stoi(pools["servers"]), 2) << "s0 and s1 were used";
   ASSERT_OK(app.Exec("ROLLBACK"));
@@ -262,33 +266,54 @@ TEST_F(AdminConsoleTest, MetricsMatchAKnownWorkload) {
     ASSERT_OK(app.Exec(q)) << q;
   }
   EXPECT_FALSE(app.Exec("SELECT no_such_column FROM t WHERE id = 1").ok());
+  // Another user's two statements on s1, counted in its own series.
+  ASSERT_OK(env().ExecOnPrimaries("GRANT SELECT ON t TO app_md5"));
+  ASSERT_OK_AND_ASSIGN(PgConn md5,
+                       PgConn::Connect(proxy->ConnString("app", kMd5User, kMd5Password)));
+  ASSERT_OK(md5.Exec("SELECT 1 FROM t WHERE id = 2"));
+  ASSERT_OK(md5.Exec("SELECT 2 FROM t WHERE id = 2"));
 
   auto [status, text] = HttpGet(http, "/metrics");
   ASSERT_EQ(status, 200) << text;
   text = "\n" + text;
-  EXPECT_EQ(Sample(text, R"(shardgate_queries_total{database="app"})"), 6) << text;
-  EXPECT_EQ(Sample(text, R"(shardgate_statements_total{database="app",spread="direct"})"), 5);
+  EXPECT_EQ(Sample(text, R"(shardgate_queries_total{database="app",user="app"})"), 6) << text;
+  EXPECT_EQ(Sample(text, R"(shardgate_queries_total{database="app",user="app_md5"})"), 2);
+  EXPECT_EQ(Sample(text, R"(shardgate_transactions_total{database="app",user="app_md5"})"), 2);
+  // app_md5's server connection to s1's primary, idle in its own pool; nobody waits.
+  const std::string s1_pool = absl::StrCat(R"({database="app",user="app_md5",shard="s1",)",
+                                           R"(server="127.0.0.1:)", env().primary(1).port());
+  EXPECT_EQ(Sample(text, "shardgate_pool_servers" + s1_pool + R"(",state="idle"})"), 1);
+  EXPECT_EQ(Sample(text, "shardgate_pool_servers" + s1_pool + R"(",state="active"})"), 0);
+  EXPECT_EQ(Sample(text, "shardgate_pool_servers" + s1_pool + R"(",state="login"})"), 0);
+  EXPECT_EQ(Sample(text, "shardgate_pool_waiting_clients" + s1_pool + R"("})"), 0);
+  EXPECT_EQ(Sample(text, "shardgate_pool_maxwait_seconds" + s1_pool + R"("})"), 0);
+  // Per database: both users' statements.
+  EXPECT_EQ(Sample(text, R"(shardgate_statements_total{database="app",spread="direct"})"), 5 + 2);
   EXPECT_EQ(Sample(text, R"(shardgate_statements_total{database="app",spread="cross_shard"})"),
             1);
-  // Direct statements plus one leg per shard of the count; s0's reads on its replica.
+  // Direct statements plus one leg per shard of the count; s0's reads on its replica; s1 has
+  // none: app_md5's reads on its primary.
   EXPECT_EQ(Sample(text, R"(shardgate_routed_total{database="app",shard="s0",role="primary"})"),
             1);
   EXPECT_EQ(Sample(text, R"(shardgate_routed_total{database="app",shard="s0",role="replica"})"),
             3);
   EXPECT_EQ(Sample(text, R"(shardgate_routed_total{database="app",shard="s1",role="primary"})"),
-            3);
+            3 + 2);
   EXPECT_EQ(Sample(text, R"(shardgate_routed_total{database="app",shard="s2",role="primary"})"),
             1);
   EXPECT_EQ(Sample(text, R"(shardgate_errors_total{sqlstate="42703"})"), 1);
-  // One client (active for the moment it takes the proxy to release the server after the
-  // answer it already forwarded, idle otherwise).
-  EXPECT_EQ(Sample(text, R"(shardgate_clients{state="idle"})") +
-                Sample(text, R"(shardgate_clients{state="active"})"),
+  // One client per user (active for the moment it takes the proxy to release the server after
+  // the answer it already forwarded, idle otherwise).
+  EXPECT_EQ(Sample(text, R"(shardgate_clients{database="app",user="app",state="idle"})") +
+                Sample(text, R"(shardgate_clients{database="app",user="app",state="active"})"),
             1);
-  EXPECT_EQ(Sample(text, R"(shardgate_server_round_trip_seconds_count{database="app"})"), 5)
-      << "the five statements that went to one server (the count ran on legs)";
+  EXPECT_EQ(Sample(text, R"(shardgate_clients{database="app",user="app_md5",state="idle"})") +
+                Sample(text, R"(shardgate_clients{database="app",user="app_md5",state="active"})"),
+            1);
+  EXPECT_EQ(Sample(text, R"(shardgate_server_round_trip_seconds_count{database="app"})"), 5 + 2)
+      << "the seven statements that went to one server (the count ran on legs)";
   EXPECT_EQ(Sample(text, R"(shardgate_server_round_trip_seconds_bucket{database="app",le="+Inf"})"),
-            5);
+            5 + 2);
   EXPECT_EQ(Sample(text, "shardgate_reloads_total"), 0);
   for (int s = 0; s < 3; ++s) {
     EXPECT_EQ(Sample(text, absl::StrCat(R"(shardgate_server_up{database="app",shard="s)", s,

@@ -1,7 +1,9 @@
 // Transaction pooling with a tiny pool (2 servers, 4 clients): a client's named prepared
 // statements and SET state follow it onto whichever server serves its next transaction, and
-// never leak to other clients.
+// never leak to other clients. And SHOW POOLS while a client waits for one of them.
 #include <atomic>
+#include <chrono>
+#include <map>
 #include <mutex>
 #include <set>
 
@@ -254,6 +256,69 @@ TEST_F(QueryTest, SetLocalIsNotReplayedAfterItsTransaction) {
   }
   others.Stop();
   EXPECT_THAT(others.problems(), ::testing::IsEmpty());
+}
+
+// The admin console's SHOW POOLS row of database "app" (column -> value).
+std::map<std::string, std::string> PoolRow(PgConn& admin) {
+  PgResult res(PQexec(admin.get(), "SHOW POOLS"));
+  std::map<std::string, std::string> row;
+  if (PQresultStatus(res.get()) != PGRES_TUPLES_OK) return row;
+  for (int r = 0; r < PQntuples(res.get()); ++r) {
+    if (std::string(PQgetvalue(res.get(), r, PQfnumber(res.get(), "database"))) != "app") continue;
+    for (int c = 0; c < PQnfields(res.get()); ++c) {
+      row[PQfname(res.get(), c)] = PQgetvalue(res.get(), r, c);
+    }
+  }
+  return row;
+}
+
+TEST_F(QueryTest, ShowPoolsReportsAWaitingClientAndHowLongItWaits) {
+  ASSERT_OK_AND_ASSIGN(auto proxy, env().StartExtraProxy(TinyPool()));
+  const std::string conninfo = proxy->ConnString();
+  ASSERT_OK_AND_ASSIGN(PgConn admin,
+                       PgConn::Connect(proxy->ConnString("shardgate", "admin", "admin")));
+  // Both servers of the pool held in transactions; a third client's query waits for one.
+  ASSERT_OK_AND_ASSIGN(PgConn a, PgConn::Connect(conninfo));
+  ASSERT_OK_AND_ASSIGN(PgConn b, PgConn::Connect(conninfo));
+  ASSERT_OK_AND_ASSIGN(PgConn c, PgConn::Connect(conninfo));
+  for (PgConn* holder : {&a, &b}) {
+    ASSERT_OK(holder->Exec("begin"));
+    ASSERT_OK(holder->Exec("select 1"));
+  }
+  ASSERT_EQ(PQsendQuery(c.get(), "select 42"), 1);
+  const auto sent = std::chrono::steady_clock::now();
+  std::map<std::string, std::string> row;
+  for (int i = 0; i < 100; ++i) {  // until the proxy has queued it (bounded: 10 s)
+    row = PoolRow(admin);
+    if (row["cl_waiting"] == "1") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  row = PoolRow(admin);
+  const int64_t waited_bound = std::chrono::duration_cast<std::chrono::microseconds>(
+                                   std::chrono::steady_clock::now() - sent)
+                                   .count();
+  ASSERT_FALSE(row.empty()) << "no SHOW POOLS row for app";
+  EXPECT_EQ(row["cl_waiting"], "1");
+  EXPECT_EQ(row["sv_active"], "2");
+  EXPECT_EQ(row["sv_idle"], "0");
+  EXPECT_EQ(row["sv_login"], "0");
+  const int64_t maxwait = std::stoll(row["maxwait"]) * 1000000 + std::stoll(row["maxwait_us"]);
+  EXPECT_GE(maxwait, 300000) << "it has waited at least the 300 ms slept";
+  EXPECT_LE(maxwait, waited_bound) << "and not longer than since it was sent";
+  EXPECT_LT(std::stoll(row["maxwait_us"]), 1000000);
+
+  // A transaction ends: the waiting client gets that server, and nobody waits any more.
+  ASSERT_OK(a.Exec("commit"));
+  PgResult answer(PQgetResult(c.get()));
+  ASSERT_OK(ResultStatus(answer.get()));
+  EXPECT_EQ(Cell(answer.get(), 0, 0), "42");
+  while (PGresult* r = PQgetResult(c.get())) PQclear(r);
+  row = PoolRow(admin);
+  EXPECT_EQ(row["cl_waiting"], "0");
+  EXPECT_EQ(row["maxwait"], "0");
+  EXPECT_EQ(row["maxwait_us"], "0");
+  ASSERT_OK(b.Exec("commit"));
 }
 
 }  // namespace
