@@ -13,6 +13,7 @@
 #include <mutex>
 #include <thread>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "protocol/status.h"
@@ -190,8 +191,13 @@ absl::Status Preflight(const Plan& plan, Report& r) {
 // One copy: the rows of `t` that `source` holds and the new map gives another shard, read in
 // one scan from the snapshot (or a fresh one) with each row's new owner, and streamed to the
 // owners' COPY. What an interrupted copy left on the targets is deleted first, in the same
-// transaction. Returns the rows per target.
-absl::StatusOr<std::map<std::string, int64_t>> CopyTable(const Plan& plan, const MovingTable& t,
+// transaction. Returns the rows per target and the planner's estimate of the rows scanned.
+struct CopyResult {
+  std::map<std::string, int64_t> rows;  // target -> rows
+  int64_t estimate = 0;
+};
+
+absl::StatusOr<CopyResult> CopyTable(const Plan& plan, const MovingTable& t,
                                                          const std::string& source,
                                                          const std::string& snapshot, Report& r,
                                                          ProgressFeed& feed) {
@@ -205,10 +211,11 @@ absl::StatusOr<std::map<std::string, int64_t>> CopyTable(const Plan& plan, const
                        "SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) FROM "
                        "pg_attribute WHERE attrelid = ", Lit(t.QuotedName()),
                        "::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = ''")));
-  // For the progress bar only: the planner's estimate, not a second scan.
-  ASSIGN_OR_RETURN(std::string estimate,
-                   from.Value(absl::StrCat("SELECT greatest(reltuples, 0)::bigint FROM pg_class "
-                                           "WHERE oid = ", Lit(t.QuotedName()), "::regclass")));
+  // For the progress bar only: the planner's estimate, not a second scan. EXPLAIN's rather than
+  // pg_class.reltuples, which stays -1 until the table's first VACUUM or ANALYZE; the planner
+  // scales it to the table's current size.
+  ASSIGN_OR_RETURN(std::string plan_line,
+                   from.Value(absl::StrCat("EXPLAIN SELECT * FROM ", t.QuotedName())));
   std::map<std::string, PgConn> conns;
   std::map<std::string, PgConn*> targets;
   for (const auto& d : t.targets) {
@@ -222,7 +229,11 @@ absl::StatusOr<std::map<std::string, int64_t>> CopyTable(const Plan& plan, const
     targets[d] = &conns.emplace(d, std::move(to)).first->second;
   }
   const std::string what = absl::StrCat(t.name, " from ", source);
-  const int64_t total = std::stoll(estimate.empty() ? "0" : estimate);
+  int64_t total = 0;
+  if (const size_t at = plan_line.find(" rows="); at != std::string::npos) {
+    (void)absl::SimpleAtoi(plan_line.substr(at + 6, plan_line.find(' ', at + 6) - at - 6),
+                           &total);
+  }
   const std::string scan = ScanKey(t, source);
   feed.SourceRows(scan, total);
   const std::string owner = t.reference ? "'*'" : "(" + t.new_owner + ")";
@@ -241,7 +252,7 @@ absl::StatusOr<std::map<std::string, int64_t>> CopyTable(const Plan& plan, const
                               }));
   for (auto& [d, conn] : conns) RETURN_IF_ERROR(conn.Exec("COMMIT").status());
   RETURN_IF_ERROR(from.Exec("COMMIT").status());
-  return rows;
+  return CopyResult{std::move(rows), total};
 }
 
 // A source ready to copy from: its publication and slot exist; the snapshot the slot exported
@@ -326,23 +337,24 @@ absl::Status CopyAll(const Plan& plan, State& state, int jobs, Report& r, Progre
       const auto& [t, sc] = task;
       // A copy starts by deleting what an earlier attempt left: a failed one is simply retried
       // (a server restarting, a connection lost), up to three times.
-      auto rows = CopyTable(plan, *t, sc->source, sc->snapshot, r, feed);
-      for (int attempt = 1; !rows.ok() && attempt < 3; ++attempt) {
+      auto copy = CopyTable(plan, *t, sc->source, sc->snapshot, r, feed);
+      for (int attempt = 1; !copy.ok() && attempt < 3; ++attempt) {
         r.Event("retry",
                 {{"table", JsonString(t->name)}, {"from", JsonString(sc->source)},
-                 {"error", JsonString(std::string(rows.status().message()))}},
+                 {"error", JsonString(std::string(copy.status().message()))}},
                 absl::StrCat("copy of ", t->name, " from ", sc->source,
-                             " failed, retrying: ", rows.status().message()));
+                             " failed, retrying: ", copy.status().message()));
         std::this_thread::sleep_for(std::chrono::seconds(attempt));
-        rows = CopyTable(plan, *t, sc->source, sc->snapshot, r, feed);
+        copy = CopyTable(plan, *t, sc->source, sc->snapshot, r, feed);
       }
       std::lock_guard lock(mu);
-      if (!rows.ok()) {
-        failed = rows.status();
+      if (!copy.ok()) {
+        failed = copy.status();
         return;
       }
       feed.Rows(ScanKey(*t, sc->source), 0);  // now counted per target
-      for (const auto& [d, n] : *rows) {
+      state.estimates[ScanKey(*t, sc->source)] = copy->estimate;
+      for (const auto& [d, n] : copy->rows) {
         state.copied[TaskKey(*t, sc->source, d)] = n;
         feed.Rows(TaskKey(*t, sc->source, d), n);
         r.Event("copied",

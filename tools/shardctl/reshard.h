@@ -91,6 +91,7 @@ struct State {
   std::string id;        // names slots and publications: sg_rs_<id>
   std::string phase;     // copying | catching_up | switched | done | aborted
   std::map<std::string, int64_t> copied;        // "table S T" -> rows, when finished
+  std::map<std::string, int64_t> estimates;     // "table S" -> the planner's rows, when finished
   std::map<std::string, std::string> slots;     // source shard -> slot name
   std::map<std::string, uint64_t> applied_lsn;  // source -> slot position applied up to
   std::map<std::string, int64_t> changes;       // source -> changes applied

@@ -213,6 +213,8 @@ absl::StatusOr<State> State::Load(const std::string& path) {
       s.phase = w[1];
     } else if (w[0] == "copied" && w.size() == 5) {
       s.copied[absl::StrCat(w[1], " ", w[2], " ", w[3])] = num(4);
+    } else if (w[0] == "estimate" && w.size() == 4) {
+      s.estimates[absl::StrCat(w[1], " ", w[2])] = num(3);
     } else if (w[0] == "slot" && w.size() == 3) {
       s.slots[w[1]] = w[2];
     } else if (w[0] == "applied" && w.size() == 5) {
@@ -232,6 +234,7 @@ absl::Status State::Save() const {
   std::ostringstream o;
   o << "to " << to << "\ndatabase " << database << "\nid " << id << "\nphase " << phase << "\n";
   for (const auto& [k, v] : copied) o << "copied " << k << " " << v << "\n";
+  for (const auto& [k, v] : estimates) o << "estimate " << k << " " << v << "\n";
   for (const auto& [k, v] : slots) o << "slot " << k << " " << v << "\n";
   for (const auto& [k, v] : applied_lsn) {
     o << "applied " << k << " " << FormatLsn(v) << " " << changes.at(k) << " "

@@ -29,6 +29,7 @@ absl::StatusOr<std::vector<Proxy>> ConnectProxies(const conf::Config& config,
 void ProgressFeed::Seed(const State& state) {
   std::lock_guard lock(mu_);
   for (const auto& [task, n] : state.copied) rows_[task] = n;
+  for (const auto& [scan, n] : state.estimates) source_rows_[scan] = n;
   for (const auto& [source, n] : state.changes) changes_[source] = n;
 }
 

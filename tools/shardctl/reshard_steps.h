@@ -238,7 +238,8 @@ class ProgressFeed {
   ProgressFeed(std::shared_ptr<const conf::Config> config, std::string database, Report& r)
       : config_(std::move(config)), database_(std::move(database)), r_(r) {}
 
-  // The counts the state holds (finished copies, changes applied), as a resumed step starts.
+  // The counts the state holds (finished copies and their scans' estimates, changes applied),
+  // as a resumed step starts.
   void Seed(const State& state);
   // Rows a copy task (TaskKey, or ScanKey while it runs) has written so far / in all.
   void Rows(const std::string& task, int64_t rows);

@@ -402,6 +402,21 @@ class ReshardTest : public ::testing::Test {
                               "SHARDCTL_TEST_FAULT=apply_batches=2 ");
       EXPECT_EQ(killed.code, 70) << killed.out;
     }
+    // What shardctl reported to the proxy (RESHARD PROGRESS), as SHOW RESHARD shows it: after
+    // a resumed run too, the estimate of the rows scanned by copies an earlier run finished.
+    {
+      Conn admin(proxy_->ConnString("shardgate", "admin", "admin"));
+      std::vector<std::vector<std::string>> rows;
+      ASSERT_EQ(admin.Exec("SHOW RESHARD", &rows), "") << admin.last_error();
+      ASSERT_EQ(rows.size(), 1u);
+      ASSERT_EQ(rows[0].size(), 10u);
+      EXPECT_EQ(rows[0][5], "catching_up");
+      EXPECT_GT(std::stoll(rows[0][6]), 0) << "rows_copied";
+      // The planner's estimate of the rows scanned (every source row): not exact.
+      EXPECT_GE(std::stoll(rows[0][7]), preloaded / 2) << "source_rows";
+      EXPECT_GE(std::stoll(rows[0][8]), 0) << "changes_applied";
+      EXPECT_LT(std::stoll(rows[0][9]), 60) << "reported_s_ago";
+    }
     Shell status = Shardctl(Ctl("--json reshard status"));
     ASSERT_EQ(status.code, 0) << status.out;
     EXPECT_THAT(status.out, HasSubstr("\"lag_bytes\""));
