@@ -240,6 +240,7 @@ asio::awaitable<void> ClientSession::RunCrossShard(
                   "Set cross_shard.two_phase: true, or add a shard key condition."));
     co_return;
   }
+  const bool on_replicas = !dist_ && !plan.write && plan.role != routing::Role::kPrimary;
   Legs own;
   std::vector<FanOutLeg*> ptrs;
   auto give_up = [&](const absl::Status& st) {
@@ -258,8 +259,7 @@ asio::awaitable<void> ClientSession::RunCrossShard(
       leg->requests.clear();
     } else {
       Legs acquired;
-      absl::Status st = co_await AcquireLegs(
-          {shard}, !dist_ && !plan.write && plan.role != routing::Role::kPrimary, acquired);
+      absl::Status st = co_await AcquireLegs({shard}, on_replicas, acquired);
       if (!st.ok()) {
         ReleaseLegs(acquired);
         give_up(st);
@@ -278,6 +278,19 @@ asio::awaitable<void> ClientSession::RunCrossShard(
       (dist_ ? dist_->legs : own).push_back(std::move(acquired.front()));
     }
     ptrs.push_back(leg);
+  }
+  if (explain_) {  // as a one-shard statement's NOTICE: every shard, and the server role used
+    std::string shards;
+    for (const FanOutLeg* leg : ptrs) {
+      const BackendTarget& t = leg->pool->target();
+      const conf::Endpoint& primary = topology_->Primary(leg->shard);
+      absl::StrAppend(&shards, shards.empty() ? "" : ", ", t.shard, " [",
+                      t.host == primary.host && t.port == primary.port ? "primary" : "replica",
+                      "]");
+    }
+    p::AppendNotice(client_out_, PgError{"NOTICE", "00000",
+                                         absl::StrCat("shardgate: ", plan.reason, " -> ", shards),
+                                         "", ""});
   }
   for (size_t i = 0; i < ptrs.size(); ++i) {
     FanOutLeg& leg = *ptrs[i];

@@ -193,6 +193,18 @@ TEST_F(ShardedRoutingTest, ExplainOnAddsANoticeNamingTheShard) {
                                    ", 'x') ON CONFLICT DO NOTHING")));
   ASSERT_EQ(notices.messages().size(), 1u);
   EXPECT_THAT(notices.messages()[0], HasSubstr("s2"));
+  // A statement across shards: one NOTICE naming all of them, simple and extended protocol.
+  for (bool extended : {false, true}) {
+    notices.Clear();
+    const char* sql = "SELECT count(*) FROM rw_probe";
+    PgResult res(extended ? PQexecParams(conn.get(), sql, 0, nullptr, nullptr, nullptr, nullptr, 0)
+                          : PQexec(conn.get(), sql));
+    ASSERT_OK(ResultStatus(res.get())) << "extended " << extended;
+    ASSERT_EQ(notices.messages().size(), 1u) << "extended " << extended;
+    // s0 and s1 have replicas, s2 has none.
+    EXPECT_THAT(notices.messages()[0],
+                HasSubstr("-> s0 [replica], s1 [replica], s2 [primary]"));
+  }
 
   ASSERT_OK(conn.Exec("SET shardgate.explain = off"));
   notices.Clear();
