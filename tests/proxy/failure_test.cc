@@ -105,6 +105,45 @@ TEST_F(FailureTest, SigtermDrainsTransactionThenExitsZero) {
   EXPECT_EQ(*code, 0) << proxy->Log();
 }
 
+TEST_F(FailureTest, AdminShutdownDrainsLikeSigterm) {
+  ProxyEnvOptions options;
+  options.extra_top_yaml = "timeouts: {shutdown: 10s}\n";
+  ASSERT_OK_AND_ASSIGN(auto proxy, env().StartExtraProxy(options));
+  ASSERT_OK_AND_ASSIGN(PgConn busy, PgConn::Connect(proxy->ConnString()));
+  ASSERT_OK_AND_ASSIGN(PgConn idle, PgConn::Connect(proxy->ConnString()));
+  ASSERT_OK_AND_ASSIGN(PgConn admin,
+                       PgConn::Connect(proxy->ConnString("shardgate", "admin", "admin")));
+  ASSERT_OK(busy.Exec("begin"));
+  ASSERT_OK(busy.Exec("select 1"));
+  PgResult shutdown(PQexec(admin.get(), "SHUTDOWN"));
+  ASSERT_EQ(PQresultStatus(shutdown.get()), PGRES_COMMAND_OK) << PQerrorMessage(admin.get());
+  EXPECT_STREQ(PQcmdStatus(shutdown.get()), "SHUTDOWN");
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_FALSE(PgConn::Connect(proxy->ConnString()).ok()) << "a new client was let in";
+  // The idle client is told why it goes: libpq hands a FATAL that arrives between queries to
+  // the notice receiver, as it does for PostgreSQL's own 57P01.
+  std::string told;
+  PQsetNoticeReceiver(
+      idle.get(),
+      [](void* arg, const PGresult* r) {
+        const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        *static_cast<std::string*>(arg) += state != nullptr ? state : "?";
+      },
+      &told);
+  for (int i = 0; i < 100 && told.empty(); ++i) {  // bounded: 5 s
+    PQconsumeInput(idle.get());
+    PQisBusy(idle.get());  // parses what was read
+    if (told.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(told, "57P01");
+  EXPECT_FALSE(idle.Exec("select 1").ok());
+  // The open transaction may still commit.
+  EXPECT_OK(busy.Exec("commit"));
+  auto code = proxy->Wait(10000);
+  ASSERT_OK(code.status()) << proxy->Log();
+  EXPECT_EQ(*code, 0) << proxy->Log();
+}
+
 TEST_F(FailureTest, SigtermDeadlineEndsStuckTransaction) {
   ProxyEnvOptions options;
   options.extra_top_yaml = "timeouts: {shutdown: 2s}\n";
