@@ -77,6 +77,30 @@ TEST_F(FailureTest, ClientDisconnectDuringCopyLeavesNoDirtyServer) {
   EXPECT_EQ(Text(b.Scalar("select 'clean'")), "clean");
 }
 
+// A server that closes an idle pooled connection (pg_terminate_backend, idle_session_timeout, a
+// restart) leaves FATAL bytes and EOF on it: the next client to take it from the pool must get
+// another, not an error. Each round asks right after the termination, well inside the pool's
+// once-a-second sweep, so the checkout itself has to notice (Pool::Acquire's peek).
+TEST_F(FailureTest, PooledConnectionClosedByTheServerIsNotHandedOut) {
+  ProxyEnvOptions one;
+  one.workers = 1;
+  ASSERT_OK_AND_ASSIGN(auto proxy, env().StartExtraProxy(one));
+  ASSERT_OK_AND_ASSIGN(PgConn c, PgConn::Connect(proxy->ConnString()));
+  ASSERT_OK_AND_ASSIGN(std::string pid, c.Scalar("select pg_backend_pid()::text"));
+  for (int round = 0; round < 5; ++round) {
+    ASSERT_OK(env().primary().Query(absl::StrCat("select pg_terminate_backend(", pid, ")")));
+    ASSERT_TRUE(WaitFor([&] {
+      auto n = env().primary().Query(
+          absl::StrCat("select count(*) from pg_stat_activity where pid = ", pid));
+      return n.ok() && *n == "0";
+    })) << "backend " << pid << " did not go away";
+    auto next = c.Scalar("select pg_backend_pid()::text");
+    ASSERT_OK(next.status()) << "round " << round << "\n" << proxy->Log();
+    EXPECT_NE(*next, pid) << "round " << round;
+    pid = *next;
+  }
+}
+
 TEST_F(FailureTest, SigtermDrainsTransactionThenExitsZero) {
   ProxyEnvOptions options;
   options.extra_top_yaml = "timeouts: {shutdown: 10s}\n";
