@@ -699,7 +699,11 @@ asio::awaitable<void> ClientSession::Serve() {
     }
     if (next.status == p::FrameStatus::kError) error = next.error;
     if (!co_await FlushServer()) break;
-    if (!client_out_.empty() && !co_await FlushClient()) break;
+    // What the proxy answered itself (a ParseComplete for a statement the server already has,
+    // a NOTICE) goes out with the server's answer when one is coming: the pump flushes after
+    // each read, in order. One send to the client per round trip, not two.
+    const bool answer_coming = server_ && pumps_running_ > 0 && !expected_.empty();
+    if (!client_out_.empty() && !answer_coming && !co_await FlushClient()) break;
     if (!error.ok()) {
       co_await Fatal(error);
       break;

@@ -9,10 +9,13 @@
 #   3. connection churn (-C, a new connection per transaction, 4 clients, 1 thread): connections/s;
 #   4. --idle (10000) idle client connections held open (tools/bench/idle_client): the proxy's
 #      RSS growth per connection.
+# With --syscalls, part 1 also reports each proxy's own CPU (user and system, /proc/PID/stat)
+# and its recvfrom/sendto/epoll_wait calls per transaction (perf stat on the syscall
+# tracepoints, needs perf and tracefs: run as root).
 #
 #   tools/bench/pgbench_compare.sh [--duration 10] [--rounds 3] [--clients 16] [--threads 2]
 #                                  [--scale 10] [--workers 2] [--idle 10000]
-#                                  [--modes "simple extended prepared"] [--only tps]
+#                                  [--modes "simple extended prepared"] [--only tps] [--syscalls]
 #                                  [--shardgate build/release/proxy/shardgate]
 #
 # PgBouncer (1.18) in transaction mode cannot run -M prepared ("prepared statement does not
@@ -21,7 +24,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-DURATION=10 ROUNDS=3 CLIENTS=16 THREADS=2 SCALE=10 WORKERS=2 IDLE=10000 ONLY=""
+DURATION=10 ROUNDS=3 CLIENTS=16 THREADS=2 SCALE=10 WORKERS=2 IDLE=10000 ONLY="" SYSCALLS=0
 MODES="simple extended prepared"
 SHARDGATE=${SHARDGATE_BIN:-$ROOT/build/release/proxy/shardgate}
 while (($#)); do
@@ -35,8 +38,9 @@ while (($#)); do
     --idle) IDLE=$2; shift 2 ;;
     --modes) MODES=$2; shift 2 ;;
     --only) ONLY=$2; shift 2 ;;
+    --syscalls) SYSCALLS=1; shift ;;
     --shardgate) SHARDGATE=$2; shift 2 ;;
-    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -47,6 +51,11 @@ done
 ((IDLE >= 0 && IDLE <= 50000)) || { echo "--idle must be 0..50000" >&2; exit 2; }
 [[ -z $ONLY || $ONLY == tps ]] || { echo "--only takes tps" >&2; exit 2; }
 [[ $ONLY == tps ]] && IDLE=0
+if ((SYSCALLS)); then
+  ((DURATION >= 3)) || { echo "--syscalls needs --duration >= 3" >&2; exit 2; }
+  perf stat -e syscalls:sys_enter_sendto -- true >/dev/null 2>&1 ||
+    { echo "--syscalls: perf cannot count syscall tracepoints here (perf installed? root?)" >&2; exit 1; }
+fi
 command -v pgbouncer >/dev/null || { echo "pgbouncer is not installed (tools/install_deps.sh)" >&2; exit 1; }
 IDLE_CLIENT=$(dirname "$SHARDGATE")/../tools/bench/idle_client
 if ((IDLE > 0)); then
@@ -152,6 +161,9 @@ PGPASSWORD=app_pw pgbench -h 127.0.0.1 -p "$PG_PORT" -U app -i -s "$SCALE" -q ap
 
 # The machine's busy CPU time in jiffies (everything but idle and iowait), from /proc/stat.
 busy_jiffies() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
+# A process's user and system CPU in ticks, "USER SYS" (fields 14 and 15 of /proc/PID/stat; the
+# command name in field 2 has no spaces here).
+proc_ticks() { awk '{ print $14, $15 }' "/proc/$1/stat"; }
 
 RESULTS="$WORK/results"  # lines: part mode target round value [cpu_us_per_txn]
 : >"$RESULTS"
@@ -160,6 +172,15 @@ RESULTS="$WORK/results"  # lines: part mode target round value [cpu_us_per_txn]
 run_pgbench() {
   local part=$1 mode=$2 target=$3 round=$4 out="$WORK/pgbench-$1-$2-$3-$4.out" value cpu="-" b0 b1 txns
   shift 4
+  local perf_pid="" pid="" t0="" t1=""
+  if ((SYSCALLS)) && [[ $part == tps && $target != direct ]]; then
+    pid=$(pid_of "$target")
+    t0=$(proc_ticks "$pid")
+    # From the second second to the one before last: pgbench's connecting and ending stay out.
+    (sleep 1; exec perf stat -x, -e syscalls:sys_enter_recvfrom,syscalls:sys_enter_sendto,syscalls:sys_enter_epoll_wait \
+       -p "$pid" -o "$WORK/perf-$mode-$target-$round.csv" -- sleep $((DURATION - 2))) >/dev/null 2>&1 &
+    perf_pid=$!
+  fi
   b0=$(busy_jiffies)
   if PGPASSWORD=app_pw timeout $((DURATION + 60)) pgbench -h 127.0.0.1 -p "$(port_of "$target")" \
       -U app -n -S -T "$DURATION" -M "$mode" "$@" app >"$out" 2>&1 &&
@@ -173,6 +194,21 @@ run_pgbench() {
     txns=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$out")
     if [[ -n $txns && $txns -gt 0 ]]; then
       cpu=$(awk -v j=$((b1 - b0)) -v hz="$(getconf CLK_TCK)" -v n="$txns" 'BEGIN { printf "%.1f", j / hz * 1e6 / n }')
+    fi
+  fi
+  if [[ -n $perf_pid ]]; then
+    t1=$(proc_ticks "$pid")
+    wait "$perf_pid" 2>/dev/null || true
+    if [[ -n ${value:-} && -n $txns ]]; then
+      # Calls over DURATION-2 seconds at the run's rate; CPU over the whole run.
+      awk -F, -v tps="$value" -v secs=$((DURATION - 2)) -v n="$txns" -v hz="$(getconf CLK_TCK)" \
+        -v t0="$t0" -v t1="$t1" -v key="$mode $target $round" '
+        /sys_enter_recvfrom/ { r = $1 } /sys_enter_sendto/ { s = $1 } /sys_enter_epoll_wait/ { e = $1 }
+        END {
+          split(t0, a, " "); split(t1, b, " "); d = tps * secs
+          printf "%s %.2f %.2f %.2f %.1f %.1f\n", key, r / d, s / d, e / d,
+                 (b[1] - a[1]) / hz * 1e6 / n, (b[2] - a[2]) / hz * 1e6 / n
+        }' "$WORK/perf-$mode-$target-$round.csv" >>"$WORK/syscalls"
     fi
   fi
   if [[ -z ${value:-} && !($target == pgbouncer && $mode == prepared) ]]; then
@@ -284,4 +320,22 @@ awk -v targets="$TARGETS" -v modes="$MODES" -v clients="$CLIENTS" '
   }' "$RESULTS"
 if grep -q "^tps prepared pgbouncer .* FAILED" "$RESULTS"; then
   echo "(pgbouncer -M prepared FAILED: expected, PgBouncer 1.18 in transaction mode has no prepared-statement support)"
+fi
+if [[ -s $WORK/syscalls ]]; then
+  echo
+  echo "per transaction, medians (--syscalls): the proxy's own system calls and CPU"
+  printf "  %-20s %9s %8s %11s %10s %10s\n" "mode target" "recvfrom" "sendto" "epoll_wait" "user us" "sys us"
+  awk '
+    function median(list,   a, n, i, j, t) {
+      n = split(list, a, " ")
+      for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
+      return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+    }
+    { k = $1 " " $2; keys[k] = 1; for (f = 4; f <= 8; f++) v[k, f] = v[k, f] " " $f }
+    END {
+      for (k in keys) {
+        printf "  %-20s %9.2f %8.2f %11.2f %10.1f %10.1f\n", k, median(v[k, 4]), median(v[k, 5]),
+               median(v[k, 6]), median(v[k, 7]), median(v[k, 8])
+      }
+    }' "$WORK/syscalls" | sort
 fi
