@@ -118,6 +118,18 @@ ClientSession::~ClientSession() {
   if (gate_ && gate_epoch_) gate_->Leave(*gate_epoch_);
   if (cancel_pid_ != 0) CancelRegistry::Global().Unregister(cancel_pid_);
   if (counted_) worker_.runtime().clients.fetch_sub(1);
+  if (user_counted_) worker_.runtime().RemoveUserConnection(user_name_);
+}
+
+// After authentication, as PostgreSQL checks a role's connection limit: who may not log in
+// learns nothing about the limit.
+absl::Status ClientSession::CountUserConnection() {
+  if (!worker_.runtime().AddUserConnection(user_name_, user_->max_connections)) {
+    return PgStatus("53300", absl::StrCat("too many connections for role \"", user_name_, "\""),
+                    "Raise max_connections of the user in the shardgate config.");
+  }
+  user_counted_ = true;
+  return absl::OkStatus();
 }
 
 asio::awaitable<void> ClientSession::Run() {
@@ -294,6 +306,7 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::Startup() {
                          "List the user under admin.users in the config.");
     }
     CO_RETURN_IF_ERROR(co_await Authenticate(*user_));
+    CO_RETURN_IF_ERROR(CountUserConnection());
     p::AppendAuthentication(client_out_, p::AuthCode::kOk);
     p::AppendParameterStatus(client_out_, "server_version", "15.0 (shardgate)");
     p::AppendParameterStatus(client_out_, "client_encoding", "UTF8");
@@ -309,6 +322,7 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::Startup() {
     co_return PgStatus("3D000", absl::StrCat("database \"", db_name_, "\" does not exist"));
   }
   CO_RETURN_IF_ERROR(co_await Authenticate(*user_));
+  CO_RETURN_IF_ERROR(CountUserConnection());
   pool_mode_ = user_->pool_mode;
   stats_ = &worker_.stats(db_name_, user_->name);
   gate_ = &worker_.runtime().gate(db_name_);

@@ -120,6 +120,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
 
   // ---- serving (session_loop.cc)
   asio::awaitable<void> Serve();
+  // Counts the login against users[].max_connections: 53300 when the user has them all.
+  absl::Status CountUserConnection();
   asio::awaitable<absl::Status> Attach(const BackendTarget& target);
   asio::awaitable<void> WaitWhileSuspended();  // PAUSE <db> until RESUME
   BackendTarget MakeTarget(const conf::ShardConfig& shard, const conf::Endpoint& endpoint,
@@ -270,7 +272,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   BackendTarget target_;
   Pool* pool_ = nullptr;
   int32_t cancel_pid_ = 0, cancel_secret_ = 0;
-  bool counted_ = false;
+  bool counted_ = false;       // in Runtime::clients
+  bool user_counted_ = false;  // in Runtime's per-user count (users[].max_connections)
 
   ReadBuffer client_in_;
   std::string client_out_, client_sending_;

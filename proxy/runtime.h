@@ -94,6 +94,11 @@ class Runtime {
   std::string config_path;
 
   std::atomic<int> clients{0};
+  // Client connections per user (users[].max_connections), counted at login whatever the
+  // limit, so that a reload setting one finds the true count. AddUserConnection counts one
+  // more unless `limit` (> 0) is reached (then false, nothing counted).
+  bool AddUserConnection(const std::string& user, int limit);
+  void RemoveUserConnection(const std::string& user);
   std::atomic<int64_t> reloads{0};  // configurations installed after the first
   std::atomic<bool> shutting_down{false};
 
@@ -106,6 +111,21 @@ class Runtime {
   std::atomic<uint64_t> map_version_{0};
   std::map<std::string, std::unique_ptr<WriteGate>> gates_;
   std::map<std::string, ReshardProgress> progress_;
+  std::map<std::string, int, std::less<>> user_connections_;  // under mu_
 };
+
+inline bool Runtime::AddUserConnection(const std::string& user, int limit) {
+  std::lock_guard lock(mu_);
+  int& n = user_connections_[user];
+  if (limit > 0 && n >= limit) return false;
+  ++n;
+  return true;
+}
+
+inline void Runtime::RemoveUserConnection(const std::string& user) {
+  std::lock_guard lock(mu_);
+  auto it = user_connections_.find(user);
+  if (it != user_connections_.end() && --it->second <= 0) user_connections_.erase(it);
+}
 
 }  // namespace shardgate::proxy

@@ -6,6 +6,8 @@
 // C field off the wire for the exact code.
 #include <filesystem>
 #include <fstream>
+#include <memory>
+#include <optional>
 
 #include "tests/proxy/proxy_fixture.h"
 
@@ -129,6 +131,54 @@ TEST_F(LoginTest, RawLoginErrorsCarryTheDocumentedSqlStates) {
   EXPECT_EQ(RawLogin(env().proxy->port(), kMd5User, "app", "wrong"), "28P01");
   EXPECT_EQ(RawLogin(env().proxy->port(), "no_such_user", "app", "x"), "28000");
   EXPECT_EQ(RawLogin(env().proxy->port(), kMd5User, "no_such_db", kMd5Password), "3D000");
+}
+
+// users[].max_connections and limits.max_client_conn: the connection beyond either gets 53300
+// (PostgreSQL's texts), not a hang, and a slot comes back when a client leaves.
+TEST_F(LoginTest, ConnectionLimitsAnswer53300) {
+  const int port = FreePort();
+  ProxyEnvOptions options;
+  options.extra_top_yaml = "limits: {max_client_conn: 4}\n";
+  std::string yaml = ProxyYaml(*env().cluster, port, options);
+  const std::string md5 = "auth: md5}";
+  ASSERT_NE(yaml.find(md5), std::string::npos) << yaml;
+  yaml.replace(yaml.find(md5), md5.size(), "auth: md5, max_connections: 2}");
+  ASSERT_OK_AND_ASSIGN(auto proxy, ShardgateProcess::Start(yaml, port));
+  const std::string md5_conn = proxy->ConnString("app", kMd5User, kMd5Password);
+
+  auto a = std::make_unique<PgConn>(*PgConn::Connect(md5_conn));
+  ASSERT_OK_AND_ASSIGN(PgConn b, PgConn::Connect(md5_conn));
+  EXPECT_EQ(RawLogin(port, kMd5User, "app", kMd5Password), "53300") << "a third app_md5";
+  auto third = PgConn::Connect(md5_conn);
+  ASSERT_FALSE(third.ok());
+  EXPECT_THAT(std::string(third.status().message()),
+              HasSubstr("too many connections for role \"app_md5\""));
+  // Checked after authentication: a wrong password still hears only that.
+  EXPECT_EQ(RawLogin(port, kMd5User, "app", "wrong"), "28P01");
+  // Another user is not limited by app_md5's limit.
+  ASSERT_OK_AND_ASSIGN(PgConn c, PgConn::Connect(proxy->ConnString()));
+  EXPECT_OK(c.Exec("select 1"));
+  // One app_md5 client leaves: its slot is free again (the proxy sees the close a moment later).
+  a.reset();
+  EXPECT_TRUE(WaitFor([&] { return RawLogin(port, kMd5User, "app", kMd5Password) == "OK"; }));
+
+  // max_client_conn 4: b, c and two more (once the refused and raw clients above are gone);
+  // the fifth client is refused whoever it is.
+  std::optional<PgConn> d, e;
+  for (auto* slot : {&d, &e}) {
+    ASSERT_TRUE(WaitFor([&] {
+      auto conn = PgConn::Connect(proxy->ConnString());
+      if (conn.ok()) slot->emplace(std::move(*conn));
+      return slot->has_value();
+    }));
+  }
+  auto fifth = PgConn::Connect(proxy->ConnString());
+  ASSERT_FALSE(fifth.ok());
+  EXPECT_THAT(std::string(fifth.status().message()), HasSubstr("sorry, too many clients already"));
+  EXPECT_EQ(RawLogin(port, kMd5User, "app", kMd5Password), "53300");
+  // Those that are in keep working.
+  EXPECT_OK(b.Exec("select 1"));
+  EXPECT_OK(e->Exec("select 1"));
 }
 
 // ---------------------------------------------------------------------------------------------
