@@ -294,6 +294,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   bool shutdown_requested_ = false;
   std::string startup_key_;           // startup_settings_ as one string (Pool::KnownLogin)
   bool login_check_pending_ = false;  // the login's settings replay has not answered yet
+  bool login_failed_ = false;         // ... and it failed: the client got FATAL
   bool attach_failed_ = false;    // attaching failed mid-batch: answer locally until Sync
 
   absl::flat_hash_map<std::string, Prepared> prepared_;

@@ -317,6 +317,24 @@ void ClientSession::ProcessServerFrame(ServerConnection& conn, const protocol::F
         forward();
         break;
       }
+      if (swallow_all && login_check_pending_) {
+        // The login's own startup settings (options=-c name=value, DateStyle...) were refused:
+        // PostgreSQL fails such a login with FATAL and the same SQLSTATE (22023, 42704...), so
+        // does the proxy, in place of the ReadyForQuery the client waits for.
+        login_check_pending_ = false;
+        auto fields = p::ParseErrorFields(frame.body);
+        p::AppendError(client_out_,
+                       PgError{"FATAL", fields.ok() ? std::string(fields->SqlState()) : "22023",
+                               fields.ok() ? std::string(fields->Message())
+                                           : "invalid startup setting",
+                               fields.ok() ? std::string(fields->Get('D')) : "",
+                               fields.ok() ? std::string(fields->Get('H')) : ""});
+        CountError(fields.ok() ? fields->SqlState() : "22023");
+        closing_ = true;
+        login_failed_ = true;
+        conn.MarkBroken();
+        break;
+      }
       if (swallow_all) {
         spdlog::warn("replaying session settings failed on shard \"{}\"; the server will be closed",
                      conn.target().shard);
@@ -358,6 +376,7 @@ void ClientSession::ProcessServerFrame(ServerConnection& conn, const protocol::F
         if (!conn.broken() && pool_ != nullptr) pool_->NoteLogin(startup_key_, conn.parameters());
       }
       expected_.pop_front();
+      if (login_failed_) expected_.clear();  // no ReadyForQuery after the FATAL
       AfterReadyForQuery(conn, status);
       if (status == 'I') LeaveWriteGate();
       break;

@@ -58,6 +58,23 @@ TEST_F(LoginTest, RepeatedLoginsWithStartupSettingsSeeThem) {
   }
 }
 
+// A startup setting the server refuses fails the login as PostgreSQL does (FATAL with the
+// server's message), every time; the proxy goes on serving others.
+TEST_F(LoginTest, StartupSettingTheServerRefusesFailsTheLogin) {
+  for (int i = 0; i < 2; ++i) {
+    auto conn = env().Connect("options='-c work_mem=nonsense'");
+    ASSERT_FALSE(conn.ok()) << "logged in with a work_mem the server refuses, try " << i;
+    EXPECT_THAT(std::string(conn.status().message()),
+                HasSubstr("invalid value for parameter \"work_mem\""))
+        << i;
+  }
+  auto unknown = env().Connect("options='-c no_such.setting_x=1 -c nonexistent_guc=2'");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_THAT(std::string(unknown.status().message()), HasSubstr("nonexistent_guc"));
+  ASSERT_OK_AND_ASSIGN(PgConn fine, env().Connect("options='-c work_mem=8MB'"));
+  EXPECT_EQ(Text(fine.Scalar("show work_mem")), "8MB");
+}
+
 TEST_F(LoginTest, Md5UserLogsIn) {
   ASSERT_OK_AND_ASSIGN(PgConn conn, PgConn::Connect(env().ConnString("", kMd5User, kMd5Password)));
   EXPECT_EQ(Text(conn.Scalar("select current_user")), kMd5User);
