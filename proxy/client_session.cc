@@ -391,9 +391,14 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::Startup() {
                                   server_->pid(), server_->secret()});
   }
   p::AppendAuthentication(client_out_, p::AuthCode::kOk);
+  // A known login's set is what a server reported with these very settings applied (DateStyle
+  // "German, DMY" for "German"): as is. A server's current set is its previous client's: the
+  // client's own values go first, and the replay's ParameterStatus (forwarded before the
+  // ReadyForQuery) then brings the server's spelling of them.
   for (const auto& [name, value] : server_ ? server_->parameters() : *known) {
     auto it = startup_params_.find(name);
-    p::AppendParameterStatus(client_out_, name, it != startup_params_.end() ? it->second : value);
+    p::AppendParameterStatus(client_out_, name,
+                             server_ && it != startup_params_.end() ? it->second : value);
   }
   p::AppendBackendKeyData(client_out_, cancel_pid_, cancel_secret_);
   Push(Expect::kInjectReady);

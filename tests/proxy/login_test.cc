@@ -48,8 +48,8 @@ TEST_F(LoginTest, RepeatedLoginsWithStartupSettingsSeeThem) {
   // one reports the server's default.
   for (int i = 0; i < 2; ++i) {
     ASSERT_OK_AND_ASSIGN(PgConn german, env().Connect("options='-c DateStyle=German'"));
-    EXPECT_THAT(PQparameterStatus(german.get(), "DateStyle"), ::testing::StartsWith("German"))
-        << i;
+    // PostgreSQL's own spelling, whether this login went to a server or was known.
+    EXPECT_STREQ(PQparameterStatus(german.get(), "DateStyle"), "German, DMY") << i;
   }
   for (int i = 0; i < 2; ++i) {
     ASSERT_OK_AND_ASSIGN(PgConn plain, env().Connect());
