@@ -156,6 +156,7 @@ void ReadTimeouts(const Node& node, Timeouts& t, Problems& problems) {
   r.Dur("idle_in_transaction", &t.idle_in_transaction);
   r.Dur("server_idle", &t.server_idle);
   r.Dur("client_login", &t.client_login);
+  r.Dur("client_message", &t.client_message);
   r.Dur("shutdown", &t.shutdown);
   // A zero connect or login timeout would fail every attempt instantly, not disable the limit.
   for (std::string_view key : {"connect", "client_login"}) {

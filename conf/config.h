@@ -83,6 +83,9 @@ struct Timeouts {
   Duration idle_in_transaction{0};
   Duration server_idle{600000};  // pooled server closed after this idle time
   Duration client_login{15000};  // startup + auth must finish within this
+  // A client that stops in the middle of a message (no byte for this long while part of one is
+  // here) is disconnected with 08P01; 0 = never.
+  Duration client_message{30000};
   Duration shutdown{30000};      // SIGTERM drain deadline
 };
 

@@ -236,6 +236,8 @@ void ShowConfig(Runtime& runtime, std::string& out) {
       {"timeouts.connect", ms(c->timeouts.connect), ms(d.timeouts.connect), "yes"},
       {"timeouts.query", ms(c->timeouts.query), ms(d.timeouts.query), "yes"},
       {"timeouts.server_idle", ms(c->timeouts.server_idle), ms(d.timeouts.server_idle), "yes"},
+      {"timeouts.client_message", ms(c->timeouts.client_message), ms(d.timeouts.client_message),
+       "yes"},
       {"timeouts.shutdown", ms(c->timeouts.shutdown), ms(d.timeouts.shutdown), "yes"},
       {"limits.max_client_conn", Num(c->limits.max_client_conn), Num(d.limits.max_client_conn),
        "yes"},

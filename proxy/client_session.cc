@@ -213,7 +213,21 @@ asio::awaitable<absl::StatusOr<protocol::Frame>> ClientSession::ReadClientFrame(
     p::FrameResult r = p::ReadFrame(client_in_.Data(), max_size);
     if (r.status == p::FrameStatus::kFrame) co_return r.frame;
     if (r.status == p::FrameStatus::kError) co_return r.error;
+    // Part of a message is here: the rest must keep coming (timeouts.client_message). Nothing
+    // is armed between messages, the common case.
+    const std::chrono::milliseconds stall =
+        client_in_.Empty() ? std::chrono::milliseconds(0) : config_->timeouts.client_message;
+    Deadline deadline(worker_.io().get_executor(), stall, [this] {
+      boost::system::error_code ignored;
+      stream_.Socket().cancel(ignored);
+    });
     auto [ec, n] = co_await stream_.ReadSome(client_in_.Prepare(r.need));
+    if (deadline.expired()) {
+      co_return PgStatus("08P01",
+                         absl::StrCat("incomplete message from client: nothing more arrived within ",
+                                      stall.count(), " ms"),
+                         "A client stopped in the middle of a message (timeouts.client_message).");
+    }
     if (ec) co_return PgStatus("08006", "client closed the connection");
     client_in_.Commit(n);
   }

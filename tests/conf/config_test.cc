@@ -78,6 +78,7 @@ TEST(ConfigTest, MinimalConfigGetsEveryDefault) {
   EXPECT_EQ(config->timeouts.idle_in_transaction, milliseconds(0));
   EXPECT_EQ(config->timeouts.server_idle, milliseconds(600000));
   EXPECT_EQ(config->timeouts.client_login, milliseconds(15000));
+  EXPECT_EQ(config->timeouts.client_message, milliseconds(30000));
   EXPECT_EQ(config->timeouts.shutdown, milliseconds(30000));
   EXPECT_EQ(config->limits.max_client_conn, 10000);
   EXPECT_EQ(config->limits.max_message_size, 256u << 20);
@@ -129,6 +130,7 @@ timeouts:
   idle_in_transaction: 90s
   server_idle: 120000
   client_login: 3s
+  client_message: 4s
   shutdown: 10s
 limits: {max_client_conn: 5, max_message_size: 65536}
 )";
@@ -231,6 +233,7 @@ TEST(ConfigTest, EveryKeyIsRead) {
   EXPECT_EQ(config->timeouts.idle_in_transaction, milliseconds(90000));
   EXPECT_EQ(config->timeouts.server_idle, milliseconds(120000));
   EXPECT_EQ(config->timeouts.client_login, milliseconds(3000));
+  EXPECT_EQ(config->timeouts.client_message, milliseconds(4000));
   EXPECT_EQ(config->timeouts.shutdown, milliseconds(10000));
   EXPECT_EQ(config->limits.max_client_conn, 5);
   EXPECT_EQ(config->limits.max_message_size, 65536u);

@@ -121,6 +121,31 @@ TEST_F(StartupTest, HugeQueryMessageGets08P01AndClose) {
   ExpectServing();
 }
 
+// Half a message, then silence: after timeouts.client_message the client gets 08P01 and is
+// disconnected (its session would otherwise sit there for good); between messages nothing
+// times out.
+TEST_F(StartupTest, ClientStoppingMidMessageIsDisconnectedAfterTheTimeout) {
+  ProxyEnvOptions options;
+  options.extra_top_yaml = "timeouts: {client_message: 500ms}\n";
+  ASSERT_OK_AND_ASSIGN(auto proxy, env().StartExtraProxy(options));
+  ASSERT_OK_AND_ASSIGN(PgConn idle, PgConn::Connect(proxy->ConnString() +
+                                                    " sslmode=disable gssencmode=disable"));
+  ASSERT_OK_AND_ASSIGN(PgConn conn, PgConn::Connect(proxy->ConnString() +
+                                                    " sslmode=disable gssencmode=disable"));
+  auto sock = RawSocket::Borrow(PQsocket(conn.get()));
+  std::string query = "Q";
+  PutInt32(query, 4 + 20);
+  query += "select 1";  // 8 of the 20 bytes announced
+  const auto sent = Clock::now();
+  sock->Send(query);
+  ASSERT_TRUE(sock->ReadToEof(kWait)) << "connection still open";
+  EXPECT_GE(Clock::now() - sent, std::chrono::milliseconds(400)) << "closed before the timeout";
+  EXPECT_THAT(SqlStatesIn(sock->buffer()), Contains("08P01"));
+  sock->Release();
+  // The client that sent nothing for as long is still there.
+  EXPECT_OK(idle.Exec("select 1")) << proxy->Log();
+}
+
 TEST_F(StartupTest, MessageLengthBelowFourGets08P01AndClose) {
   AuthenticatedRaw session(env());
   ASSERT_OK(session.status());
