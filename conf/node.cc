@@ -3,9 +3,11 @@
 // caught here and becomes a Status.
 #include "conf/node.h"
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <exception>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -107,19 +109,69 @@ class Converter {
 
 }  // namespace
 
+// Counts the documents of a YAML text with yaml-cpp's event parser, up to two, and where the
+// second one's content begins. LoadAll is not used for that: yaml-cpp 0.7 (Debian 12) never ends
+// it on a stray ',' outside a flow collection (", b:"), returning empty documents forever while
+// its memory grows (found by tests/fuzz/yaml_fuzz.cc).
+class DocumentCounter : public YAML::EventHandler {
+ public:
+  int documents = 0;
+  YAML::Mark second;  // the second document's first node (or its start)
+  bool second_has_node = false;
+
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    if (++documents == 2) second = mark;
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { Node(mark); }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { Node(mark); }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    Node(mark);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    Node(mark);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    Node(mark);
+  }
+  void OnMapEnd() override {}
+
+ private:
+  void Node(const YAML::Mark& mark) {
+    if (documents == 2 && !second_has_node) {
+      second_has_node = true;
+      second = mark;
+    }
+  }
+};
+
 absl::StatusOr<Node> ParseYaml(std::string_view yaml, const std::string& file) {
   internal::Problems problems;
   Node root;
   root.mark = Mark{file, 1, 1};  // an empty file has no document, but errors still need a place
   try {
-    // LoadAll, not Load: Load silently ignores every document after the first, and a stray
-    // "---" would then drop half a configuration without a word.
-    std::vector<YAML::Node> docs = YAML::LoadAll(std::string(yaml));
-    Converter converter(file, problems);
-    if (!docs.empty()) root = converter.Convert(docs[0], Mark{file, 1, 1}, 0);
-    for (size_t i = 1; i < docs.size(); ++i) {
-      Node extra = converter.Convert(docs[i], Mark{file, 1, 1}, 0);
-      problems.Add(extra.mark, "only one YAML document is allowed (a second begins here)");
+    // Load alone silently ignores every document after the first, and a stray "---" would then
+    // drop half a configuration without a word: count them first (DocumentCounter).
+    const std::string text(yaml);
+    DocumentCounter counter;
+    {
+      std::istringstream in(text);
+      YAML::Parser parser(in);
+      while (counter.documents < 2 && parser.HandleNextDocument(counter)) {
+      }
+    }
+    if (counter.documents > 1) {
+      problems.Add(Mark{file, counter.second.line + 1, counter.second.column + 1},
+                   counter.second_has_node
+                       ? "only one YAML document is allowed (a second begins here)"
+                       : "unexpected text after the document (a stray ',' outside [ ] or { }?)");
+    } else if (counter.documents == 1) {
+      Converter converter(file, problems);
+      root = converter.Convert(YAML::Load(text), Mark{file, 1, 1}, 0);
     }
   } catch (const YAML::Exception& e) {
     Mark mark{file, e.mark.line < 0 ? 1 : e.mark.line + 1,

@@ -103,6 +103,17 @@ TEST(NodeTest, SecondDocumentIsAnError) {
   EXPECT_OK(ParseYaml("---\na: 1\n", "one.yaml"));
 }
 
+// yaml-cpp 0.7's LoadAll never returns on these (found by the yaml fuzz target): an error, at
+// once, at the comma's line.
+TEST(NodeTest, StrayCommaIsAnErrorNotAHang) {
+  EXPECT_THAT(ParseYaml(", b:\n", "comma.yaml"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("comma.yaml:1:1:")));
+  EXPECT_THAT(ParseYaml("- a\n,b\n", "comma.yaml"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("comma.yaml:2:1:")));
+  EXPECT_THAT(ParseYaml("users:\n  - {name: a}\n,  databases:\n", "comma.yaml"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("comma.yaml:3:")));
+}
+
 TEST(NodeTest, DefaultFileName) {
   EXPECT_THAT(ParseYaml("a: [\n"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("<string>:")));
