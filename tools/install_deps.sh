@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PACKAGES=(
-  build-essential clang cmake ninja-build pkg-config git
+  build-essential clang libclang-rt-14-dev cmake ninja-build pkg-config git
   libboost1.81-dev libpq-dev libpg-query-dev libprotobuf-c-dev
   libyaml-cpp-dev libabsl-dev libspdlog-dev libfmt-dev libcli11-dev
   prometheus-cpp-dev libsystemd-dev libssl-dev

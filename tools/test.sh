@@ -7,6 +7,8 @@
 # cache settings (e.g. "-DSHARDGATE_DIRS=protocol;conf"), $SHARDGATE_JOBS overrides -j2.
 # Works as root (servers run as the `postgres` OS user) and as a sudoer (apt-get through sudo).
 # Everything the tests start lives under one temp dir; whatever still runs from it is killed.
+# After a full run (no extra ctest arguments), every libFuzzer target runs for
+# $SHARDGATE_FUZZ_SECONDS (60; 0 skips) through tools/fuzz.sh; a finding fails the run.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -20,7 +22,7 @@ while (($#)); do
     --tsan) PRESET=tsan; shift ;;
     --debug) PRESET=debug; shift ;;
     --release) PRESET=release; shift ;;
-    -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) CTEST_ARGS+=("$1"); shift ;;
   esac
 done
@@ -71,4 +73,13 @@ TMPDIR="$TEST_TMP" ctest --test-dir "$BUILD_DIR" -j "$JOBS" --output-on-failure 
   "${CTEST_ARGS[@]}"
 rc=$?
 log "ctest exit code $rc"
+
+FUZZ_SECONDS=${SHARDGATE_FUZZ_SECONDS:-60}
+if ((${#CTEST_ARGS[@]} == 0 && FUZZ_SECONDS > 0)) && [[ $PRESET == release ]]; then
+  log "fuzzing: each target for ${FUZZ_SECONDS}s (tools/fuzz.sh)"
+  TMPDIR="$TEST_TMP" bash "$ROOT/tools/fuzz.sh" --seconds "$FUZZ_SECONDS"
+  fuzz_rc=$?
+  log "fuzz exit code $fuzz_rc"
+  ((rc == 0)) && rc=$fuzz_rc
+fi
 exit $rc
