@@ -1,6 +1,7 @@
 // Things going away under shardgate: a client leaving mid-query or mid-transaction (its server
 // is cancelled/reset, never handed on dirty), the primary killed mid-query (a clean 08006 for
-// that client, others fine after a restart), and SIGTERM draining a transaction in flight.
+// that client, others fine after a restart), a pooled connection the server closed, and SIGTERM
+// or the admin console's SHUTDOWN draining a transaction in flight.
 #include <future>
 
 #include "tests/proxy/proxy_fixture.h"
@@ -20,7 +21,37 @@ std::string ActiveWithMarker(const PgServer& server, const std::string& marker) 
   return r.ok() ? *r : std::string(r.status().message());
 }
 
-class FailureTest : public ProxySuite<FailureTest> {};
+class FailureTest : public ProxySuite<FailureTest> {
+ protected:
+  // A proxy of its own (it is stopped by the test) with timeouts.shutdown = `shutdown`.
+  static absl::StatusOr<std::unique_ptr<ShardgateProcess>> StartWithShutdown(
+      const std::string& shutdown) {
+    ProxyEnvOptions options;
+    options.extra_top_yaml = absl::StrCat("timeouts: {shutdown: ", shutdown, "}\n");
+    return env().StartExtraProxy(options);
+  }
+};
+
+// The SQLSTATE of the FATAL a server (or the proxy) sends `conn` between queries, waiting up to
+// 5 s; "" when none came. libpq hands such an error to the notice receiver, as it does for
+// PostgreSQL's own 57P01.
+std::string FatalBetweenQueries(PgConn& conn) {
+  std::string told;
+  PQsetNoticeReceiver(
+      conn.get(),
+      [](void* arg, const PGresult* r) {
+        const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        *static_cast<std::string*>(arg) += state != nullptr ? state : "?";
+      },
+      &told);
+  for (int i = 0; i < 100 && told.empty(); ++i) {
+    PQconsumeInput(conn.get());
+    PQisBusy(conn.get());  // parses what was read
+    if (told.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  PQsetNoticeReceiver(conn.get(), [](void*, const PGresult*) {}, nullptr);
+  return told;
+}
 
 TEST_F(FailureTest, ClientDisconnectMidQueryStopsItsServerQuery) {
   ASSERT_OK_AND_ASSIGN(PgConn client, env().Connect());
@@ -102,9 +133,7 @@ TEST_F(FailureTest, PooledConnectionClosedByTheServerIsNotHandedOut) {
 }
 
 TEST_F(FailureTest, SigtermDrainsTransactionThenExitsZero) {
-  ProxyEnvOptions options;
-  options.extra_top_yaml = "timeouts: {shutdown: 10s}\n";
-  ASSERT_OK_AND_ASSIGN(auto proxy, env().StartExtraProxy(options));
+  ASSERT_OK_AND_ASSIGN(auto proxy, StartWithShutdown("10s"));
   ASSERT_OK_AND_ASSIGN(PgConn busy, PgConn::Connect(proxy->ConnString()));
   ASSERT_OK_AND_ASSIGN(PgConn idle, PgConn::Connect(proxy->ConnString()));
   ASSERT_OK(busy.Exec("begin"));
@@ -114,8 +143,9 @@ TEST_F(FailureTest, SigtermDrainsTransactionThenExitsZero) {
   ASSERT_OK(proxy->Signal(SIGTERM));
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
 
-  // Draining: no new clients.
+  // Draining: no new clients, and the idle one is told why it goes.
   EXPECT_FALSE(PgConn::Connect(proxy->ConnString()).ok()) << "a new client was let in";
+  EXPECT_EQ(FatalBetweenQueries(idle), "57P01");
 
   PgResult res(PQgetResult(busy.get()));
   ASSERT_OK(ResultStatus(res.get(), busy.get())) << proxy->Log();
@@ -130,9 +160,7 @@ TEST_F(FailureTest, SigtermDrainsTransactionThenExitsZero) {
 }
 
 TEST_F(FailureTest, AdminShutdownDrainsLikeSigterm) {
-  ProxyEnvOptions options;
-  options.extra_top_yaml = "timeouts: {shutdown: 10s}\n";
-  ASSERT_OK_AND_ASSIGN(auto proxy, env().StartExtraProxy(options));
+  ASSERT_OK_AND_ASSIGN(auto proxy, StartWithShutdown("10s"));
   ASSERT_OK_AND_ASSIGN(PgConn busy, PgConn::Connect(proxy->ConnString()));
   ASSERT_OK_AND_ASSIGN(PgConn idle, PgConn::Connect(proxy->ConnString()));
   ASSERT_OK_AND_ASSIGN(PgConn admin,
@@ -144,22 +172,7 @@ TEST_F(FailureTest, AdminShutdownDrainsLikeSigterm) {
   EXPECT_STREQ(PQcmdStatus(shutdown.get()), "SHUTDOWN");
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   EXPECT_FALSE(PgConn::Connect(proxy->ConnString()).ok()) << "a new client was let in";
-  // The idle client is told why it goes: libpq hands a FATAL that arrives between queries to
-  // the notice receiver, as it does for PostgreSQL's own 57P01.
-  std::string told;
-  PQsetNoticeReceiver(
-      idle.get(),
-      [](void* arg, const PGresult* r) {
-        const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-        *static_cast<std::string*>(arg) += state != nullptr ? state : "?";
-      },
-      &told);
-  for (int i = 0; i < 100 && told.empty(); ++i) {  // bounded: 5 s
-    PQconsumeInput(idle.get());
-    PQisBusy(idle.get());  // parses what was read
-    if (told.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  EXPECT_EQ(told, "57P01");
+  EXPECT_EQ(FatalBetweenQueries(idle), "57P01") << "the idle client is told why it goes";
   EXPECT_FALSE(idle.Exec("select 1").ok());
   // The open transaction may still commit.
   EXPECT_OK(busy.Exec("commit"));
@@ -169,9 +182,7 @@ TEST_F(FailureTest, AdminShutdownDrainsLikeSigterm) {
 }
 
 TEST_F(FailureTest, SigtermDeadlineEndsStuckTransaction) {
-  ProxyEnvOptions options;
-  options.extra_top_yaml = "timeouts: {shutdown: 2s}\n";
-  ASSERT_OK_AND_ASSIGN(auto proxy, env().StartExtraProxy(options));
+  ASSERT_OK_AND_ASSIGN(auto proxy, StartWithShutdown("2s"));
   ASSERT_OK_AND_ASSIGN(PgConn stuck, PgConn::Connect(proxy->ConnString()));
   ASSERT_OK(stuck.Exec("begin"));
   ASSERT_OK(stuck.Exec("select 1"));
