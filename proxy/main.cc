@@ -1,7 +1,9 @@
 // shardgate: the daemon's entry point. Flags, config check, workers, signals, shutdown order.
+#include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -49,6 +51,25 @@ absl::StatusOr<std::shared_ptr<const sg::conf::Config>> Load(const std::string& 
   return *loaded;
 }
 
+// A config with passwords in it that every user of the machine may read: worth a warning at
+// every load (the package installs it root:shardgate 0640).
+void WarnIfReadableByAll(const std::string& path, const sg::conf::Config& config) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || (st.st_mode & S_IROTH) == 0) return;
+  bool passwords = std::any_of(config.users.begin(), config.users.end(),
+                               [](const auto& u) { return !u.password.empty(); });
+  for (const auto& [name, db] : config.databases) {
+    for (const auto& shard : db.shards) {
+      passwords = passwords || !shard.primary.password.empty();
+      for (const auto& replica : shard.replicas) passwords = passwords || !replica.password.empty();
+    }
+  }
+  if (!passwords) return;
+  spdlog::warn("{} holds passwords and every user of this machine may read it (mode {:o}); "
+               "chmod o-r it (the package installs it root:shardgate 0640)",
+               path, st.st_mode & 07777);
+}
+
 // Load() with the problems on stderr; null on failure.
 std::shared_ptr<const sg::conf::Config> LoadAndValidate(const std::string& path) {
   auto loaded = Load(path);
@@ -56,6 +77,7 @@ std::shared_ptr<const sg::conf::Config> LoadAndValidate(const std::string& path)
     std::cerr << loaded.status().message() << "\n";
     return nullptr;
   }
+  WarnIfReadableByAll(path, **loaded);
   return *loaded;
 }
 

@@ -1,7 +1,10 @@
 // `shardgate --config F --check`: exit 0 on a good file; exit 1 with FILE:LINE:COLUMN: lines on
 // a bad one. The binary is run as a child process, as an operator's script would.
+#include <sys/stat.h>
+
 #include <filesystem>
 #include <fstream>
+#include <tuple>
 
 #include "tests/proxy/proxy_fixture.h"
 
@@ -59,6 +62,20 @@ TEST_F(CheckConfigTest, GoodFileExitsZero) {
   TempYaml file(kGoodYaml);
   auto [code, output] = RunShell(absl::StrCat(Binary(), " --config ", file.path(), " --check"));
   EXPECT_EQ(code, 0) << output;
+}
+
+// Passwords in a file every user may read: a warning (not an error), gone once it is 0640.
+TEST_F(CheckConfigTest, WorldReadableFileWithPasswordsIsWarnedAbout) {
+  TempYaml file(kGoodYaml);
+  ASSERT_EQ(chmod(file.path().c_str(), 0644), 0);
+  auto [code, output] = RunShell(absl::StrCat(Binary(), " --config ", file.path(), " --check"));
+  EXPECT_EQ(code, 0) << output;
+  EXPECT_THAT(output, HasSubstr("holds passwords and every user of this machine may read it"));
+  ASSERT_EQ(chmod(file.path().c_str(), 0640), 0);
+  std::tie(code, output) =
+      RunShell(absl::StrCat(Binary(), " --config ", file.path(), " --check"));
+  EXPECT_EQ(code, 0) << output;
+  EXPECT_THAT(output, ::testing::Not(HasSubstr("holds passwords")));
 }
 
 TEST_F(CheckConfigTest, BadValueExitsOneWithFileLineColumn) {
