@@ -28,7 +28,7 @@ command -v clang++ >/dev/null || { echo "clang++ not found (tools/install_deps.s
 
 BUILD="$ROOT/build/fuzz"
 echo "== building the fuzz targets ($BUILD)" >&2
-cmake --preset fuzz -S "$ROOT" >/dev/null
+(cd "$ROOT" && cmake --preset fuzz >/dev/null)
 ninja -C "$BUILD" -j "$(nproc)" $(printf 'fuzz_%s ' "${TARGETS[@]}") >/dev/null
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sg-fuzz.XXXXXX")
