@@ -32,6 +32,10 @@ class TwoPhaseTest : public ShardedSuite<TwoPhaseTest> {
   }
 
  protected:
+  static void TearDownTestSuite() {
+    ShardedSuite::TearDownTestSuite();  // the proxy stops first: then its log can go
+    std::remove(DecisionLogFile().c_str());
+  }
   static void SetUpTestSuite() {
     std::remove(DecisionLogFile().c_str());
     ShardedSuite::SetUpTestSuite();
