@@ -361,6 +361,13 @@ absl::StatusOr<ErrorFields> ParseErrorFields(std::string_view body) {
   return e;
 }
 
+absl::Status ErrorResponseStatus(std::string_view body) {
+  auto fields = ParseErrorFields(body);
+  if (!fields.ok()) return fields.status();
+  return PgStatus(fields->SqlState().empty() ? "XX000" : fields->SqlState(), fields->Message(),
+                  fields->Get('H'), fields->Get('D'));
+}
+
 absl::StatusOr<RowDescription> ParseRowDescription(std::string_view body) {
   Reader r(body);
   RowDescription d;

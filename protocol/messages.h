@@ -149,6 +149,9 @@ struct ErrorFields {
   std::string_view Message() const { return Get('M'); }
 };
 absl::StatusOr<ErrorFields> ParseErrorFields(std::string_view body);
+// An ErrorResponse body as a status carrying its SQLSTATE (XX000 when it has none), message,
+// hint and detail; the parse error when the body is malformed.
+absl::Status ErrorResponseStatus(std::string_view body);
 
 struct FieldDescription {
   std::string_view name;

@@ -28,14 +28,6 @@ void BackendTarget::AppendKey(std::string& out) const {
 
 namespace {
 
-// An ErrorResponse from the server as a status carrying its SQLSTATE and texts.
-absl::Status ServerError(std::string_view body) {
-  auto fields = p::ParseErrorFields(body);
-  if (!fields.ok()) return fields.status();
-  return PgStatus(fields->SqlState().empty() ? "XX000" : fields->SqlState(), fields->Message(),
-                  fields->Get('H'), fields->Get('D'));
-}
-
 // Connects `socket` to host:port: an IP literal directly, a name through the resolver.
 asio::awaitable<boost::system::error_code> ConnectTcp(tcp::socket& socket, const std::string& host,
                                                      int port) {
@@ -161,7 +153,7 @@ asio::awaitable<absl::Status> ServerConnection::Login() {
         break;
       }
       case p::be::kErrorResponse:
-        st = ServerError(body);
+        st = p::ErrorResponseStatus(body);
         break;
       case p::be::kReadyForQuery:
         in_.Consume(frame->whole.size());
@@ -222,7 +214,7 @@ ServerConnection::SimpleQuery(std::string_view sql) {
         have_row = true;
       }
     } else if (type == p::be::kErrorResponse) {
-      error = ServerError(frame->body);
+      error = p::ErrorResponseStatus(frame->body);
     } else if (type == p::be::kReadyForQuery) {
       tx_status_ = frame->body.empty() ? 'I' : frame->body[0];
       in_.Consume(frame->whole.size());

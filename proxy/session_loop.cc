@@ -322,14 +322,9 @@ void ClientSession::ProcessServerFrame(ServerConnection& conn, const protocol::F
         // PostgreSQL fails such a login with FATAL and the same SQLSTATE (22023, 42704...), so
         // does the proxy, in place of the ReadyForQuery the client waits for.
         login_check_pending_ = false;
-        auto fields = p::ParseErrorFields(frame.body);
-        p::AppendError(client_out_,
-                       PgError{"FATAL", fields.ok() ? std::string(fields->SqlState()) : "22023",
-                               fields.ok() ? std::string(fields->Message())
-                                           : "invalid startup setting",
-                               fields.ok() ? std::string(fields->Get('D')) : "",
-                               fields.ok() ? std::string(fields->Get('H')) : ""});
-        CountError(fields.ok() ? fields->SqlState() : "22023");
+        const absl::Status refused = p::ErrorResponseStatus(frame.body);
+        p::AppendError(client_out_, ToPgError(refused, "FATAL"));
+        CountError(SqlState(refused));
         closing_ = true;
         login_failed_ = true;
         conn.MarkBroken();
