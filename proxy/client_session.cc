@@ -224,8 +224,8 @@ asio::awaitable<absl::StatusOr<protocol::Frame>> ClientSession::ReadClientFrame(
     auto [ec, n] = co_await stream_.ReadSome(client_in_.Prepare(r.need));
     if (deadline.expired()) {
       co_return PgStatus("08P01",
-                         absl::StrCat("incomplete message from client: nothing more arrived within ",
-                                      stall.count(), " ms"),
+                         absl::StrCat("incomplete message from client: nothing more arrived "
+                                      "within ", stall.count(), " ms"),
                          "A client stopped in the middle of a message (timeouts.client_message).");
     }
     if (ec) co_return PgStatus("08006", "client closed the connection");

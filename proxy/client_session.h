@@ -114,14 +114,14 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // ---- startup and auth (client_session.cc)
   asio::awaitable<absl::StatusOr<bool>> Startup();
   asio::awaitable<absl::Status> Authenticate(const conf::UserConfig& user);
+  // Counts the login against users[].max_connections: 53300 when the user has them all.
+  absl::Status CountUserConnection();
   asio::awaitable<absl::StatusOr<protocol::Frame>> ReadClientFrame(uint32_t max_size);
   asio::awaitable<void> Fatal(const absl::Status& status);
   asio::awaitable<bool> FlushClient();
 
   // ---- serving (session_loop.cc)
   asio::awaitable<void> Serve();
-  // Counts the login against users[].max_connections: 53300 when the user has them all.
-  absl::Status CountUserConnection();
   asio::awaitable<absl::Status> Attach(const BackendTarget& target);
   asio::awaitable<void> WaitWhileSuspended();  // PAUSE <db> until RESUME
   BackendTarget MakeTarget(const conf::ShardConfig& shard, const conf::Endpoint& endpoint,

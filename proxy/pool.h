@@ -46,8 +46,8 @@ class Pool {
     for (const auto& c : idle_) f(*c);
   }
 
-  // Logins without a server round trip (ClientSession::Startup): the startup settings (as a
-  // key, see ClientSession::StartupKey) that this pool's servers accepted, and the
+  // Logins without a server round trip (ClientSession::Startup): the startup settings (as one
+  // "name=value;..." key, ClientSession::startup_key_) that this pool's servers accepted, and the
   // ParameterStatus set a server reported then. A login with known settings is answered from
   // here while the pool has a connection open.
   using Parameters = std::map<std::string, std::string, std::less<>>;

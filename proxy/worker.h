@@ -23,8 +23,8 @@ namespace shardgate::proxy {
 
 class ClientSession;
 
-// What a worker's sessions of one logical database and user did (SHOW STATS, /metrics). Written by the worker's
-// thread only; read by the admin console on that thread.
+// What a worker's sessions of one logical database and user did (SHOW STATS, /metrics).
+// Written by the worker's thread only; read by the admin console and /metrics on that thread.
 struct DatabaseStats {
   int64_t xacts = 0;     // transactions ended (ReadyForQuery 'I' after a server's answer)
   int64_t queries = 0;   // Query and Execute messages from clients
