@@ -184,6 +184,11 @@ DatabaseConfig ReadDatabase(const std::string& name, const Mark& name_mark, cons
     problems.Add(r.Get("health_check_interval")->mark,
                  "'health_check_interval' must be greater than 0");
   }
+  if (r.Dur("health_check_timeout", &db.health_check_timeout) &&
+      db.health_check_timeout.count() == 0) {
+    problems.Add(r.Get("health_check_timeout")->mark,
+                 "'health_check_timeout' must be greater than 0");
+  }
   std::string default_shard;
   bool has_default = r.String("default_shard", &default_shard);
   if (const Node* shards = r.List("shards"); shards != nullptr) ReadShards(*shards, db, problems);

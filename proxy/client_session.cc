@@ -75,6 +75,7 @@ ClientSession::ClientSession(Worker& worker, tcp::socket socket)
       stream_(std::move(socket)),
       writer_done_(worker.io()),
       pump_done_(worker.io()),
+      query_timer_(worker.io()),
       progress_(worker.io()) {
   writer_done_.expires_at(asio::steady_timer::time_point::max());
   progress_.expires_at(asio::steady_timer::time_point::max());
@@ -150,6 +151,14 @@ asio::awaitable<void> ClientSession::Run() {
     }
   }
   if (!started.ok()) {
+    // As PostgreSQL logs a failed login (never the password: the status carries none). A
+    // connection closed before its startup packet (a TCP health probe) is not worth a line.
+    const auto remote = stream_.Socket().remote_endpoint(ec);
+    if (!user_name_.empty()) {
+      spdlog::info("login failed for user \"{}\", database \"{}\" from {}: {} ({})", user_name_,
+                   db_name_, ec ? std::string("?") : remote.address().to_string(),
+                   std::string(started.status().message()), SqlState(started.status()));
+    }
     co_await Fatal(started.status());
   } else if (*started) {
     if (db_ == nullptr) {
@@ -349,13 +358,19 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::Startup() {
     pool_mode_ = conf::PoolMode::kTransaction;
   }
 
-  const conf::ShardConfig* first = &db_->shards.front();
+  // The login's server: the first shard's (or default_shard's) primary. In a sharded database
+  // the other shards follow as fallbacks, so that one dead or hung shard does not stop every
+  // login: a shard whose primary is known to be down (the breaker) is passed over, one that
+  // cannot be reached now opens its breaker and the next is tried.
+  std::vector<const conf::ShardConfig*> login_shards = {&db_->shards.front()};
   if (db_->default_shard) {
-    if (const auto* s = db_->FindShard(*db_->default_shard)) first = s;
+    if (const auto* s = db_->FindShard(*db_->default_shard)) login_shards[0] = s;
   }
-  absl::Status target_error;
-  target_ = MakeTarget(*first, first->primary, &target_error);
-  CO_RETURN_IF_ERROR(target_error);
+  if (topology_) {
+    for (const auto& s : db_->shards) {
+      if (&s != login_shards[0]) login_shards.push_back(&s);
+    }
+  }
 
   // Settings the client asked for at startup are session state replayed onto every server.
   for (const auto& [name, value] : startup_params_) {
@@ -380,13 +395,33 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::Startup() {
     absl::StrAppend(&startup_key_, name, "=", stmt, ";");
   }
   const Pool::Parameters* known = nullptr;
-  if (pool_mode_ == conf::PoolMode::kTransaction) {
-    known = worker_.pools().Get(target_, db_->pool_size, config_->timeouts.connect)
-                .KnownLogin(startup_key_);
+  absl::Status login_status;
+  for (size_t i = 0; i < login_shards.size(); ++i) {
+    const conf::ShardConfig& shard = *login_shards[i];
+    const int index = topology_ ? topology_->map()->FindShard(shard.name).value_or(0) : 0;
+    if (topology_) {
+      login_status = topology_->WriteServerAvailable(index);
+      if (!login_status.ok()) continue;
+    }
+    absl::Status target_error;
+    target_ = MakeTarget(shard, topology_ ? topology_->Primary(index) : shard.primary,
+                         &target_error);
+    CO_RETURN_IF_ERROR(target_error);
+    if (pool_mode_ == conf::PoolMode::kTransaction) {
+      known = worker_.pools().Get(target_, db_->pool_size, config_->timeouts.connect)
+                  .KnownLogin(startup_key_);
+    }
+    if (known != nullptr) break;
+    login_status = co_await Attach(target_);
+    if (login_status.ok()) {
+      if (topology_) attached_shard_ = index;
+      break;
+    }
+    if (!topology_ || SqlState(login_status) != "08001") co_return login_status;
+    topology_->PrimaryFailed(index, std::string(login_status.message()));
   }
+  CO_RETURN_IF_ERROR(login_status);
   if (known == nullptr) {
-    CO_RETURN_IF_ERROR(co_await Attach(target_));
-    if (topology_) attached_shard_ = topology_->map()->FindShard(target_.shard).value_or(0);
     // Attach appended the replay of the startup settings to server_out_ and queued what to
     // expect; the client's login answers go out first, its ReadyForQuery after the replay,
     // whose success ProcessServerFrame notes in the pool (at once when there is none).

@@ -237,6 +237,12 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   void RefreshMap();
   asio::awaitable<void> ServeAdmin();
   asio::awaitable<void> Pump(ServerConnection* conn, uint64_t generation);
+  // (Re)starts timeouts.query's clock while the attached server owes an answer; stops it when
+  // it owes none. Nothing happens without timeouts.query.
+  void ArmQueryTimer();
+  // After timeouts.query cancelled a request: when the attached server has sent nothing for
+  // health_check_timeout more, it is hung; the pump's read is cancelled and the server lost.
+  asio::awaitable<void> GiveUpIfHung(uint64_t generation, uint64_t reads);
   asio::awaitable<void> Detach();
   asio::awaitable<void> StopPump();
   asio::awaitable<bool> FlushServer();
@@ -286,8 +292,12 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   int server_writes_ = 0;   // client-loop writes to the server in flight
   int pumps_running_ = 0;
   uint64_t attach_generation_ = 0;
+  uint64_t server_reads_ = 0;  // reads that got bytes from the attached server (GiveUpIfHung)
+  bool server_hung_ = false;   // GiveUpIfHung cancelled the pump's read
   bool detaching_ = false;  // the client loop is taking the server away from the pump
   asio::steady_timer pump_done_;
+  asio::steady_timer query_timer_;  // timeouts.query (ArmQueryTimer)
+  bool query_timer_armed_ = false;
   RingQueue<Item> expected_;
   bool skip_until_sync_ = false;  // the server discards messages until Sync after an error
   bool closing_ = false;          // the client is being disconnected

@@ -7,7 +7,9 @@
 
 #include <boost/asio/steady_timer.hpp>
 
+#include "absl/strings/str_cat.h"
 #include "protocol/auth.h"
+#include "proxy/io.h"
 #include "proxy/runtime.h"
 #include "proxy/server_connection.h"
 #include "spdlog/spdlog.h"
@@ -55,6 +57,7 @@ struct Probe {
   bool ok = false;
   bool in_recovery = false;
   uint64_t lsn = 0;
+  std::string error;  // why not ok
 };
 
 class Checker {
@@ -81,19 +84,31 @@ class Checker {
                                bool replica_query) {
     auto config = runtime_.config();
     BackendTarget target = HealthTarget(*config, database_, shard, ep);
+    // A server that accepts the connection but never answers (stopped, hung) must not stall
+    // the checker: the connection and the query each get health_check_timeout.
+    const std::chrono::milliseconds timeout = topology_->db().health_check_timeout;
     auto& conn = conns_[target.Key()];
     if (!conn || conn->broken()) {
-      auto fresh = co_await ServerConnection::Connect(target, config->timeouts.connect);
-      if (!fresh.ok()) co_return Probe{};
+      auto fresh = co_await ServerConnection::Connect(
+          target, std::min<std::chrono::milliseconds>(config->timeouts.connect, timeout));
+      if (!fresh.ok()) co_return Probe{.error = std::string(fresh.status().message())};
       conn = std::move(*fresh);
     }
+    Deadline deadline(co_await asio::this_coro::executor, timeout, [&conn] {
+      boost::system::error_code ignored;
+      conn->socket().cancel(ignored);
+    });
     // Works on both roles: a promoted replica answers the primary's question.
     auto row = co_await conn->SimpleQuery(
         "SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() "
         "THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END");
+    deadline.Disarm();
     if (!row.ok() || row->size() < 2) {
       conn.reset();
-      co_return Probe{};
+      co_return Probe{.error = deadline.expired()
+                                   ? absl::StrCat("no answer within ", timeout.count(), " ms")
+                                   : row.ok() ? std::string("unexpected answer")
+                                              : std::string(row.status().message())};
     }
     Probe probe;
     probe.ok = true;
@@ -109,8 +124,8 @@ class Checker {
       const conf::ShardConfig& shard = topology_->shard(s);
       Probe primary = co_await Check(shard.name, shard.primary, false);
       if (primary.ok != topology_->PrimaryHealthy(s)) {
-        spdlog::warn("shard \"{}\": primary {}:{} is {}", shard.name, shard.primary.host,
-                     shard.primary.port, primary.ok ? "back" : "down");
+        spdlog::warn("shard \"{}\": primary {}:{} is {}{}", shard.name, shard.primary.host,
+                     shard.primary.port, primary.ok ? "back" : "down: ", primary.error);
       }
       topology_->SetPrimaryHealthy(s, primary.ok);
       // The primary's LSN over time: a replica lags when it has not replayed what the primary

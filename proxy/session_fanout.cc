@@ -141,6 +141,9 @@ asio::awaitable<absl::Status> ClientSession::AcquireLegs(absl::Span<const int> s
     bool replica = false;
     const conf::Endpoint& ep =
         read ? topology_->ForRead(shard, &replica) : topology_->Primary(shard);
+    if (!replica) {
+      if (absl::Status open = topology_->WriteServerAvailable(shard); !open.ok()) co_return open;
+    }
     absl::Status target_error;
     BackendTarget target = MakeTarget(topology_->shard(shard), ep, &target_error);
     if (!target_error.ok()) co_return target_error;
@@ -148,13 +151,19 @@ asio::awaitable<absl::Status> ClientSession::AcquireLegs(absl::Span<const int> s
     auto conn = co_await leg->pool->Acquire(kLegPoolWait);
     if (!conn.ok() && replica) {
       topology_->ReplicaFailed(shard, ep);
+      replica = false;
+      if (absl::Status open = topology_->WriteServerAvailable(shard); !open.ok()) co_return open;
       BackendTarget primary = MakeTarget(topology_->shard(shard), topology_->Primary(shard),
                                          &target_error);
       leg->pool = &worker_.pools().Get(primary, db_->pool_size, config_->timeouts.connect);
       conn = co_await leg->pool->Acquire(kLegPoolWait);
-      replica = false;
     }
-    if (!conn.ok()) co_return conn.status();
+    if (!conn.ok()) {
+      if (!replica && SqlState(conn.status()) == "08001") {
+        topology_->PrimaryFailed(shard, std::string(conn.status().message()));
+      }
+      co_return conn.status();
+    }
     leg->conn = std::move(*conn);
     if (stats_) {
       ++stats_->routed[{topology_->map()->shard_name(shard), replica ? "replica" : "primary"}];

@@ -173,6 +173,7 @@ asio::awaitable<bool> ClientSession::FlushServer() {
   --server_writes_;
   server_out_.clear();
   if (server_out_.capacity() > (1u << 20)) std::string().swap(server_out_);
+  if (!ec) ArmQueryTimer();
   if (ec && server_.get() == conn) {
     ServerLost(LostConnection(*conn, ec.message()));
     co_return false;
@@ -201,6 +202,10 @@ std::unique_ptr<ServerConnection> ClientSession::TakeServer() {
   }
   attached_replica_index_ = -1;
   attached_shard_ = -1;
+  if (query_timer_armed_) {
+    query_timer_.cancel();
+    query_timer_armed_ = false;
+  }
   if (cancel_pid_ != 0) CancelRegistry::Global().SetTarget(cancel_pid_, std::nullopt);
   return std::move(server_);
 }
@@ -240,27 +245,32 @@ asio::awaitable<void> ClientSession::Pump(ServerConnection* conn, uint64_t gener
       ReleaseServer();
       break;
     }
-    // timeouts.query: a request that gets no answer for that long is cancelled on the server,
-    // which then answers 57014 like for a client's own cancel.
-    const std::chrono::milliseconds query_timeout =
-        expected_.empty() ? std::chrono::milliseconds(0) : config_->timeouts.query;
-    Deadline deadline(worker_.io().get_executor(), query_timeout,
-                      [this, host = conn->target().host, port = conn->target().port,
-                       pid = conn->pid(), secret = conn->secret()] {
-                        spdlog::info("client {}@{}: query timeout, cancelling", user_name_,
-                                     db_name_);
-                        asio::co_spawn(worker_.io(), SendCancel(host, port, pid, secret),
-                                       asio::detached);
-                      });
     auto [ec, n] = co_await conn->socket().async_read_some(conn->in().Prepare(need), kTuple);
-    deadline.Disarm();
     if (detaching_ || generation != attach_generation_) break;
+    if (ec && server_hung_) {
+      server_hung_ = false;
+      const std::string why = absl::StrCat(
+          "no answer for ", (config_->timeouts.query + db_->health_check_timeout).count(),
+          " ms, not even to the cancel after timeouts.query");
+      if (topology_ && attached_shard_ >= 0) {
+        if (!attached_replica_) {
+          topology_->PrimaryFailed(attached_shard_, why);
+        } else if (attached_replica_index_ >= 0) {
+          topology_->SetReplicaHealthy(attached_shard_, attached_replica_index_, false);
+        }
+      }
+      ServerLost(PgStatus("08006", absl::StrCat("server of shard \"", conn->target().shard,
+                                                "\" stopped answering (", why,
+                                                "); the connection to it was closed")));
+      break;
+    }
     if (ec) {
       ServerLost(PgStatus("08006", absl::StrCat("server connection to shard \"",
                                                 conn->target().shard, "\" was lost: ",
                                                 ec == asio::error::eof ? "server closed the connection" : ec.message())));
       break;
     }
+    ++server_reads_;
     conn->in().Commit(n);
     need = 0;
     for (;;) {
@@ -278,6 +288,7 @@ asio::awaitable<void> ClientSession::Pump(ServerConnection* conn, uint64_t gener
       conn->in().Consume(r.frame.whole.size());
     }
     if (generation != attach_generation_ || !server_) break;  // lost
+    ArmQueryTimer();  // the answer is progressing: the timeout counts from here
     conn->in().ShrinkIfIdle();
     progress_.cancel();  // wake a client loop waiting for this server to become idle
     progress_.expires_at(asio::steady_timer::time_point::max());
@@ -295,6 +306,45 @@ asio::awaitable<void> ClientSession::Pump(ServerConnection* conn, uint64_t gener
   progress_.expires_at(asio::steady_timer::time_point::max());
   pump_done_.cancel();
   pump_done_.expires_at(asio::steady_timer::time_point::max());
+}
+
+void ClientSession::ArmQueryTimer() {
+  // timeouts.query: a request that gets no answer for that long is cancelled on the server,
+  // which then answers 57014 like for a client's own cancel. A server that does not answer
+  // the cancel either is hung and given up (GiveUpIfHung).
+  const std::chrono::milliseconds timeout = config_->timeouts.query;
+  if (timeout.count() <= 0) return;
+  if (expected_.empty() || !server_) {
+    if (query_timer_armed_) query_timer_.cancel();
+    query_timer_armed_ = false;
+    return;
+  }
+  query_timer_armed_ = true;
+  query_timer_.expires_after(timeout);
+  query_timer_.async_wait([this, self = shared_from_this(), generation = attach_generation_](
+                              const boost::system::error_code& ec) {
+    if (ec) return;  // re-armed or cancelled
+    query_timer_armed_ = false;
+    if (generation != attach_generation_ || !server_ || expected_.empty()) return;
+    spdlog::info("client {}@{}: query timeout, cancelling", user_name_, db_name_);
+    const BackendTarget& t = server_->target();
+    asio::co_spawn(worker_.io(), SendCancel(t.host, t.port, server_->pid(), server_->secret()),
+                   asio::detached);
+    asio::co_spawn(worker_.io(), GiveUpIfHung(generation, server_reads_),
+                   [self](std::exception_ptr) {});
+  });
+}
+
+asio::awaitable<void> ClientSession::GiveUpIfHung(uint64_t generation, uint64_t reads) {
+  asio::steady_timer timer(worker_.io(), db_->health_check_timeout);
+  co_await timer.async_wait(kTuple);
+  // Anything read since, or another attachment: the server is alive.
+  if (generation != attach_generation_ || !server_ || server_reads_ != reads) co_return;
+  spdlog::warn("client {}@{}: shard \"{}\" did not answer the cancel either, giving it up",
+               user_name_, db_name_, server_->target().shard);
+  server_hung_ = true;
+  boost::system::error_code ignored;
+  server_->socket().cancel(ignored);  // wakes the pump
 }
 
 void ClientSession::ProcessServerFrame(ServerConnection& conn, const protocol::Frame& frame) {

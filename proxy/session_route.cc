@@ -230,6 +230,11 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::Target(const routing::Route
       bool replica = false;
       const conf::Endpoint& ep =
           want_replica ? topology_->ForRead(shard, &replica) : topology_->Primary(shard);
+      if (!replica) {
+        // The breaker: a primary known to be down fails the statement now.
+        st = topology_->WriteServerAvailable(shard);
+        if (!st.ok()) break;
+      }
       absl::Status target_error;
       BackendTarget target = MakeTarget(config, ep, &target_error);
       if (!target_error.ok()) co_return target_error;
@@ -241,7 +246,10 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::Target(const routing::Route
         if (attached_replica_index_ >= 0) topology_->Attached(shard, attached_replica_index_);
         break;
       }
-      if (!replica) break;
+      if (!replica) {
+        if (SqlState(st) == "08001") topology_->PrimaryFailed(shard, std::string(st.message()));
+        break;
+      }
       // A replica that cannot be reached gets no more reads until the checker sees it healthy.
       spdlog::warn("shard \"{}\": replica {}:{} unreachable, trying another server", config.name,
                    ep.host, ep.port);

@@ -1,6 +1,10 @@
 // Topology: endpoint choice for reads (round robin over healthy replicas) and writes.
 #include "proxy/topology.h"
 
+#include "absl/strings/str_cat.h"
+#include "protocol/status.h"
+#include "spdlog/spdlog.h"
+
 namespace shardgate::proxy {
 
 absl::StatusOr<std::shared_ptr<Topology>> Topology::Build(const conf::DatabaseConfig& db) {
@@ -74,7 +78,46 @@ bool Topology::ReplicaHealthy(int shard, int replica) const {
   return shards_[shard]->replica_ok[replica].load(std::memory_order_relaxed);
 }
 void Topology::SetPrimaryHealthy(int shard, bool healthy) {
-  shards_[shard]->primary_ok.store(healthy, std::memory_order_relaxed);
+  ShardState& state = *shards_[shard];
+  if (healthy) {
+    state.primary_down_since.store(0, std::memory_order_relaxed);
+  } else {
+    int64_t up = 0;
+    state.primary_down_since.compare_exchange_strong(
+        up, std::chrono::steady_clock::now().time_since_epoch().count(),
+        std::memory_order_relaxed);
+  }
+  state.primary_ok.store(healthy, std::memory_order_relaxed);
+}
+
+absl::Status Topology::WriteServerAvailable(int shard) const {
+  const ShardState& state = *shards_[shard];
+  if (state.primary_ok.load(std::memory_order_relaxed) ||
+      state.promoted.load(std::memory_order_relaxed) >= 0) {
+    return absl::OkStatus();
+  }
+  const conf::ShardConfig& config = db_.shards[shard];
+  const int64_t since = state.primary_down_since.load(std::memory_order_relaxed);
+  const auto down_for = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now().time_since_epoch() -
+      std::chrono::steady_clock::duration(since));
+  return PgStatus(
+      "08001",
+      absl::StrCat("shard \"", config.name, "\" is unavailable: its primary ", config.primary.host,
+                   ":", config.primary.port, " has been down for ",
+                   since == 0 ? 0 : down_for.count(), " ms"),
+      absl::StrCat("shardgate stops sending to a server that failed its health check; it is "
+                   "checked again every ",
+                   db_.health_check_interval.count(), " ms (health_check_interval)."));
+}
+
+void Topology::PrimaryFailed(int shard, std::string_view why) {
+  if (!shards_[shard]->primary_ok.load(std::memory_order_relaxed)) return;
+  const conf::ShardConfig& config = db_.shards[shard];
+  spdlog::warn("shard \"{}\": primary {}:{} is down ({}); its statements fail until a health "
+               "check passes",
+               config.name, config.primary.host, config.primary.port, why);
+  SetPrimaryHealthy(shard, false);
 }
 bool Topology::PrimaryHealthy(int shard) const {
   return shards_[shard]->primary_ok.load(std::memory_order_relaxed);

@@ -37,6 +37,13 @@ class Topology {
   void SetPrimaryHealthy(int shard, bool healthy);
   bool PrimaryHealthy(int shard) const;
   void SetPromoted(int shard, int replica);  // -1: the configured primary
+  // The circuit breaker of a shard's write server: open while the configured primary is marked
+  // down (a failed or timed-out health check, or a session that could not reach it) and no
+  // replica took over; the next good health check closes it. While open, statements that need
+  // the server fail at once with 08001 instead of piling up on a hung or dead server.
+  absl::Status WriteServerAvailable(int shard) const;
+  // A session could not connect to the primary, or it stopped answering: opens the breaker.
+  void PrimaryFailed(int shard, std::string_view why);
   int Promoted(int shard) const;
   // What the checker last measured of a replica: bytes of the primary's WAL it has not
   // replayed, and for how long it has been missing some (ms); -1 when unknown (down).
@@ -71,6 +78,7 @@ class Topology {
     std::vector<std::atomic<int>> outstanding;
     std::vector<std::atomic<int64_t>> lag_bytes, lag_ms;
     std::atomic<bool> primary_ok{true};
+    std::atomic<int64_t> primary_down_since{0};  // steady_clock ticks; 0 while up
     std::atomic<int> promoted{-1};
     std::atomic<uint32_t> next{0};
   };

@@ -55,6 +55,7 @@ TEST(ConfigTest, MinimalConfigGetsEveryDefault) {
   EXPECT_EQ(db->replica_balance, ReplicaBalance::kRoundRobin);
   EXPECT_EQ(db->max_replica_lag, milliseconds(5000));
   EXPECT_EQ(db->health_check_interval, milliseconds(1000));
+  EXPECT_EQ(db->health_check_timeout, milliseconds(2000));
   EXPECT_FALSE(db->default_shard.has_value());
   EXPECT_TRUE(db->routers.empty());
   EXPECT_TRUE(db->tables.empty());
@@ -104,6 +105,7 @@ databases:
     replica_balance: least_outstanding
     max_replica_lag: 250ms
     health_check_interval: 2s
+    health_check_timeout: 700ms
     default_shard: s1
     shards:
       - name: s0
@@ -167,6 +169,7 @@ TEST(ConfigTest, EveryKeyIsRead) {
   EXPECT_EQ(shop->replica_balance, ReplicaBalance::kLeastOutstanding);
   EXPECT_EQ(shop->max_replica_lag, milliseconds(250));
   EXPECT_EQ(shop->health_check_interval, milliseconds(2000));
+  EXPECT_EQ(shop->health_check_timeout, milliseconds(700));
   EXPECT_EQ(shop->default_shard, "s1");
   EXPECT_TRUE(shop->Sharded());
   ASSERT_EQ(shop->shards.size(), 2u);
@@ -184,7 +187,7 @@ TEST(ConfigTest, EveryKeyIsRead) {
   EXPECT_EQ(s0.replicas[0].dbname, "Shop");
   EXPECT_EQ(s0.replicas[0].zone, "z1");
   EXPECT_EQ(s0.replicas[1].port, 5432);
-  EXPECT_EQ(s0.replicas[1].mark.line, 25);
+  EXPECT_EQ(s0.replicas[1].mark.line, 26);
   EXPECT_EQ(shop->shards[1].primary.host, "db1");
   EXPECT_EQ(shop->shards[1].primary.dbname, "Shop");
 
@@ -192,7 +195,7 @@ TEST(ConfigTest, EveryKeyIsRead) {
   const RouterConfig& r1 = shop->routers.at("r1");
   EXPECT_EQ(r1.name, "r1");
   EXPECT_EQ(r1.type, "modulo");
-  EXPECT_EQ(r1.mark.line, 29);
+  EXPECT_EQ(r1.mark.line, 30);
   ASSERT_NE(r1.settings.Find("type"), nullptr);
   ASSERT_NE(r1.settings.Find("hash"), nullptr);
   EXPECT_EQ(r1.settings.Find("hash")->scalar, "postgres");
@@ -210,7 +213,7 @@ TEST(ConfigTest, EveryKeyIsRead) {
   EXPECT_EQ(orders.key, "user_id");
   EXPECT_EQ(orders.router, "r1");
   EXPECT_FALSE(orders.reference);
-  EXPECT_EQ(orders.mark.line, 32);
+  EXPECT_EQ(orders.mark.line, 33);
   EXPECT_EQ(orders.mark.column, 7);
   const TableConfig& items = shop->tables.at("public.items");
   EXPECT_EQ(items.router, "r2");

@@ -146,6 +146,8 @@ std::vector<ErrorCase> Cases() {
        "unknown replica_balance 'random'"},
       {"ZeroHealthCheckInterval", Base("    health_check_interval: 0\n"), "5:28",
        "'health_check_interval' must be greater than 0"},
+      {"ZeroHealthCheckTimeout", Base("    health_check_timeout: 0\n"), "5:27",
+       "'health_check_timeout' must be greater than 0"},
       {"DefaultShardUnknown", Sharded("    default_shard: s3\n"), "7:20",
        "'default_shard' names unknown shard 's3' in database 'app'"},
       {"DefaultShardTypo", Sharded("    default_shard: S1\n"), "7:20",

@@ -11,6 +11,7 @@
 
 #include "tests/proxy/proxy_fixture.h"
 
+#include "absl/strings/str_join.h"
 #include "protocol/auth.h"
 
 namespace shardgate::testing {
@@ -148,6 +149,54 @@ TEST_F(LoginTest, RawLoginErrorsCarryTheDocumentedSqlStates) {
   EXPECT_EQ(RawLogin(env().proxy->port(), kMd5User, "app", "wrong"), "28P01");
   EXPECT_EQ(RawLogin(env().proxy->port(), "no_such_user", "app", "x"), "28000");
   EXPECT_EQ(RawLogin(env().proxy->port(), kMd5User, "no_such_db", kMd5Password), "3D000");
+}
+
+// Logins of every kind at the most verbose log level: no password, right or wrong, client's or
+// server's, ever reaches the log or the admin console.
+TEST_F(LoginTest, PasswordsNeverReachTheLogOrTheConsole) {
+  ProxyEnvOptions options;
+  options.args = {"--log-level", "trace"};
+  ASSERT_OK_AND_ASSIGN(auto proxy, env().StartExtraProxy(options));
+  constexpr char kWrong[] = "wr0ng-pa55word";
+  for (int round = 0; round < 2; ++round) {  // the second round logs in from known logins
+    for (const auto& [user, password] :
+         {std::pair{kScramUser, kScramPassword}, std::pair{kMd5User, kMd5Password}}) {
+      ASSERT_OK_AND_ASSIGN(PgConn c, PgConn::Connect(proxy->ConnString("app", user, password)));
+      EXPECT_OK(c.Exec("select 1"));
+      EXPECT_FALSE(PgConn::Connect(proxy->ConnString("app", user, kWrong)).ok());
+      EXPECT_FALSE(PgConn::Connect(proxy->ConnString("no_such_db", user, password)).ok());
+    }
+  }
+  // A cleartext password where SCRAM's first message belongs: refused without echoing it.
+  {
+    ASSERT_OK_AND_ASSIGN(auto sock, RawSocket::Connect(proxy->port()));
+    sock->Send(StartupPacket({{"user", kScramUser}, {"database", "app"}}));
+    auto sasl = sock->ReadMessage();
+    ASSERT_TRUE(sasl && sasl->first == 'R');
+    std::string reply = "p";
+    PutInt32(reply, static_cast<uint32_t>(sizeof(kWrong) + 4));
+    reply.append(kWrong).push_back('\0');
+    sock->Send(reply);
+    auto error = sock->ReadMessage();
+    ASSERT_TRUE(error && error->first == 'E');
+    EXPECT_THAT(error->second, ::testing::Not(HasSubstr(kWrong)));
+  }
+  ASSERT_OK_AND_ASSIGN(PgConn admin, PgConn::Connect(proxy->ConnString("shardgate", "admin",
+                                                                        "admin")));
+  ASSERT_OK_AND_ASSIGN(auto config_rows, admin.Rows("SHOW CONFIG"));
+  ASSERT_OK_AND_ASSIGN(auto client_rows, admin.Rows("SHOW CLIENTS"));
+  ASSERT_OK_AND_ASSIGN(auto server_rows, admin.Rows("SHOW SERVERS"));
+  std::string console;
+  for (const auto* rows : {&config_rows, &client_rows, &server_rows}) {
+    for (const auto& row : *rows) absl::StrAppend(&console, absl::StrJoin(row, "|"), "\n");
+  }
+  const std::string log = proxy->Log();
+  // The log is not empty: the failures above were logged (so the check below means something).
+  EXPECT_THAT(log, HasSubstr(kMd5User));
+  for (const char* secret : {kScramPassword, kMd5Password, kWrong}) {
+    EXPECT_THAT(log, ::testing::Not(HasSubstr(secret))) << "the log holds a password";
+    EXPECT_THAT(console, ::testing::Not(HasSubstr(secret))) << "the console shows a password";
+  }
 }
 
 // users[].max_connections and limits.max_client_conn: the connection beyond either gets 53300

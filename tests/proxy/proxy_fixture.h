@@ -200,6 +200,7 @@ struct ProxyEnvOptions {
   int workers = 0;    // 0 = the fixture's default (2)
   std::string extra_database_yaml;
   std::string extra_top_yaml;
+  std::vector<std::string> args;  // shardgate's command line after --config FILE
 };
 
 // The YAML for `cluster` with the options applied. ShardgateYaml fixes pool_size and workers,
@@ -259,7 +260,7 @@ struct ProxyEnv {
   absl::StatusOr<std::unique_ptr<ShardgateProcess>> StartExtraProxy(
       const ProxyEnvOptions& o) const {
     const int port = FreePort();
-    return ShardgateProcess::Start(ProxyYaml(*cluster, port, o), port);
+    return ShardgateProcess::Start(ProxyYaml(*cluster, port, o), port, o.args);
   }
 
   // True while the shardgate process has not exited (a crash reaps it here: Wait(0) returns

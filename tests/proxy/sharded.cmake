@@ -21,6 +21,11 @@ endfunction()
 shardgate_sharded_test(sharded_routing sharded_routing_test.cc sharded_readwrite_test.cc)
 # Replica killed under a read load, lagging replica, dead primary, promoted replica.
 shardgate_sharded_test(sharded_failover sharded_failover_test.cc)
+# A hung primary (SIGSTOP: timeouts.query, the circuit breaker) and a primary killed under a
+# write load (no acknowledged write lost), the other shard serving throughout.
+shardgate_sharded_test(sharded_faults sharded_faults_test.cc)
+# A routing hint never reaches a server database the client's user may not connect to.
+shardgate_sharded_test(sharded_security sharded_security_test.cc)
 # Two-phase commit of writes on several shards; the proxy killed between the phases.
 shardgate_sharded_test(sharded_2pc two_phase_test.cc)
 # The same queries on one reference PostgreSQL and through shardgate over three shards.

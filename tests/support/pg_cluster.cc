@@ -310,6 +310,7 @@ absl::Status StartPostmaster(const std::string& data_dir, const std::string& tem
 
 PgServer::~PgServer() {
   if (!temp_root_.empty()) {
+    if (frozen_) (void)Thaw();  // a stopped postmaster would not stop
     if (pid() != 0) {
       // Immediate: the data dir is deleted next, a clean checkpoint is wasted time.
       (void)RunCommand(
@@ -507,6 +508,20 @@ absl::Status PgServer::Kill() {
   return absl::OkStatus();
 }
 
+absl::Status PgServer::Freeze() { return SignalAll(SIGSTOP); }
+
+absl::Status PgServer::Thaw() { return SignalAll(SIGCONT); }
+
+absl::Status PgServer::SignalAll(int sig) {
+  const int pm = pid();
+  if (pm == 0) return absl::FailedPreconditionError("server is not running");
+  // The postmaster first (it forks no new child while stopped), then every child.
+  if (kill(pm, sig) != 0) return absl::ErrnoToStatus(errno, "kill postmaster");
+  for (int c : ChildrenOf(pm)) kill(c, sig);
+  frozen_ = sig == SIGSTOP;
+  return absl::OkStatus();
+}
+
 absl::Status PgServer::Promote() {
   return RunCommand({PgBinDir() + "/pg_ctl", "-D", data_dir_, "-w", "-t", "60", "promote"},
                     temp_root_ + "/commands.log", true, temp_root_);
@@ -614,8 +629,8 @@ ShardgateProcess::~ShardgateProcess() {
   }
 }
 
-absl::StatusOr<std::unique_ptr<ShardgateProcess>> ShardgateProcess::Start(const std::string& yaml,
-                                                                          int port) {
+absl::StatusOr<std::unique_ptr<ShardgateProcess>> ShardgateProcess::Start(
+    const std::string& yaml, int port, const std::vector<std::string>& extra_args) {
   std::string binary = SHARDGATE_BINARY;
   if (const char* b = getenv("SHARDGATE_BIN"); b != nullptr && *b != '\0') binary = b;
   if (access(binary.c_str(), X_OK) != 0) {
@@ -634,6 +649,7 @@ absl::StatusOr<std::unique_ptr<ShardgateProcess>> ShardgateProcess::Start(const 
   RETURN_IF_ERROR(WriteFile(p->config_path_, yaml));
 
   std::vector<std::string> argv = {binary, "--config", p->config_path_};
+  argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   std::vector<char*> args;
   for (auto& a : argv) args.push_back(a.data());
   args.push_back(nullptr);

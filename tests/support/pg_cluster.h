@@ -51,6 +51,10 @@ class PgServer {
   absl::Status Stop();     // pg_ctl stop -m fast
   absl::Status Restart();  // start again on the same port and data dir
   absl::Status Kill();     // SIGKILL the postmaster (and it children)
+  // SIGSTOP / SIGCONT the postmaster and every child: a hung server that still holds its
+  // connections open (the kernel even accepts new ones into the listen backlog).
+  absl::Status Freeze();
+  absl::Status Thaw();
   absl::Status Promote();  // pg_ctl promote (replicas)
 
   // Runs SQL through libpq as the superuser; returns the first column of the first row
@@ -63,6 +67,8 @@ class PgServer {
   int port_ = 0;
   std::string data_dir_, temp_root_;
   bool running_ = false;
+  bool frozen_ = false;
+  absl::Status SignalAll(int sig);
 };
 
 struct ShardServers {
@@ -96,8 +102,9 @@ class PgCluster {
 class ShardgateProcess {
  public:
   ~ShardgateProcess();  // SIGTERM, waits (max 10 s), then SIGKILL
-  static absl::StatusOr<std::unique_ptr<ShardgateProcess>> Start(const std::string& yaml,
-                                                                  int port);
+  // `extra_args` follow "--config FILE" (e.g. "--log-level", "trace").
+  static absl::StatusOr<std::unique_ptr<ShardgateProcess>> Start(
+      const std::string& yaml, int port, const std::vector<std::string>& extra_args = {});
   int port() const { return port_; }
   int pid() const { return pid_; }
   const std::string& config_path() const { return config_path_; }
