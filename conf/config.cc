@@ -240,6 +240,7 @@ absl::StatusOr<std::shared_ptr<const Config>> Build(const Node& root, const std:
     ReadListen(*listen, "listen", &config->listen, problems);
   }
   r.Int("workers", &config->workers, 0, 1024);
+  r.String("zone", &config->zone);
   // Users first: admin users are checked against them.
   if (const Node* users = r.List("users"); users != nullptr) {
     ReadUsers(*users, *config, problems);

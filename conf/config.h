@@ -152,6 +152,9 @@ struct Config {
   std::string path;  // the file it was loaded from
   ListenConfig listen;
   int workers = 0;  // 0 = one per core
+  // This proxy's zone (availability zone, rack): replica reads prefer healthy replicas whose
+  // endpoint has the same `zone:`, and use the others only when none of those is healthy.
+  std::string zone;
   AdminConfig admin;
   TlsConfig tls;
   std::vector<UserConfig> users;

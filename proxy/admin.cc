@@ -96,7 +96,7 @@ void ShowShards(Runtime& runtime, std::string& out) {
       rows.push_back({name, shard.name, "primary",
                       absl::StrCat(shard.primary.host, ":", shard.primary.port),
                       topology && !topology->PrimaryHealthy(static_cast<int>(s)) ? "down" : "up",
-                      promoted < 0 ? "yes" : "no", "", ""});
+                      promoted < 0 ? "yes" : "no", "", "", shard.primary.zone});
       for (size_t r = 0; r < shard.replicas.size(); ++r) {
         const int si = static_cast<int>(s), ri = static_cast<int>(r);
         const bool ok = !topology || topology->ReplicaHealthy(si, ri);
@@ -105,12 +105,13 @@ void ShowShards(Runtime& runtime, std::string& out) {
         rows.push_back({name, shard.name, "replica",
                         absl::StrCat(shard.replicas[r].host, ":", shard.replicas[r].port),
                         ok ? "up" : "skipped", promoted == ri ? "yes" : "no",
-                        bytes < 0 ? "" : absl::StrCat(bytes), ms < 0 ? "" : absl::StrCat(ms)});
+                        bytes < 0 ? "" : absl::StrCat(bytes), ms < 0 ? "" : absl::StrCat(ms),
+                        shard.replicas[r].zone});
       }
     }
   }
   AppendTable(out, {"database", "shard", "role", "address", "state", "takes_writes",
-                    "lag_bytes", "lag_ms"},
+                    "lag_bytes", "lag_ms", "zone"},
               rows);
 }
 

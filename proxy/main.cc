@@ -154,7 +154,7 @@ void StartTopologies(sg::proxy::Runtime& runtime, sg::proxy::Worker& worker,
   std::map<std::string, std::shared_ptr<sg::proxy::Topology>> topologies;
   for (const auto& [name, db] : config.databases) {
     if (!db.Sharded()) continue;
-    auto topology = sg::proxy::Topology::Build(db);
+    auto topology = sg::proxy::Topology::Build(db, config.zone);
     if (!topology.ok()) continue;  // validated before; cannot fail here
     topologies[name] = *topology;
   }

@@ -1,15 +1,18 @@
 // Topology: endpoint choice for reads (round robin over healthy replicas) and writes.
 #include "proxy/topology.h"
 
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
 #include "protocol/status.h"
 #include "spdlog/spdlog.h"
 
 namespace shardgate::proxy {
 
-absl::StatusOr<std::shared_ptr<Topology>> Topology::Build(const conf::DatabaseConfig& db) {
+absl::StatusOr<std::shared_ptr<Topology>> Topology::Build(const conf::DatabaseConfig& db,
+                                                         std::string zone) {
   auto topology = std::make_shared<Topology>();
   topology->db_ = db;
+  topology->zone_ = std::move(zone);
   auto map = routing::ShardMap::Build(topology->db_);
   if (!map.ok()) return map.status();
   topology->map_ = *map;
@@ -26,49 +29,58 @@ const conf::Endpoint& Topology::Primary(int shard) const {
 }
 
 const conf::Endpoint& Topology::ForRead(int shard, bool* replica) {
+  // One step of the rotation per read, whichever pass picks.
+  const uint32_t start = shards_[shard]->next.fetch_add(1, std::memory_order_relaxed);
+  if (!zone_.empty()) {
+    if (const conf::Endpoint* ep = Pick(shard, /*local_only=*/true, start, replica)) return *ep;
+  }
+  if (const conf::Endpoint* ep = Pick(shard, /*local_only=*/false, start, replica)) return *ep;
+  *replica = false;
+  return Primary(shard);
+}
+
+const conf::Endpoint* Topology::Pick(int shard, bool local_only, uint32_t start,
+                                     bool* replica) {
   const conf::ShardConfig& config = db_.shards[shard];
   ShardState& state = *shards_[shard];
   const size_t n = config.replicas.size();
+  if (db_.read_from == conf::ReadFrom::kPrimary || n == 0) return nullptr;
   const int promoted = state.promoted.load(std::memory_order_relaxed);
-  if (db_.read_from != conf::ReadFrom::kPrimary && n > 0) {
-    // kAny counts the primary as one more candidate.
-    const size_t candidates = db_.read_from == conf::ReadFrom::kAny ? n + 1 : n;
-    const uint32_t start = state.next.fetch_add(1, std::memory_order_relaxed);
-    if (db_.replica_balance == conf::ReplicaBalance::kLeastOutstanding &&
-        db_.read_from == conf::ReadFrom::kReplicas) {
-      // The healthy replica with the fewest sessions on it; ties rotate from `start`.
-      int best = -1, best_load = 0;
-      for (size_t i = 0; i < n; ++i) {
-        const size_t pick = (start + i) % n;
-        if (static_cast<int>(pick) == promoted ||
-            !state.replica_ok[pick].load(std::memory_order_relaxed)) {
-          continue;
-        }
-        const int load = state.outstanding[pick].load(std::memory_order_relaxed);
-        if (best < 0 || load < best_load) {
-          best = static_cast<int>(pick);
-          best_load = load;
-        }
-      }
-      if (best >= 0) {
-        *replica = true;
-        return config.replicas[best];
-      }
-      *replica = false;
-      return Primary(shard);
-    }
-    for (size_t i = 0; i < candidates; ++i) {
-      const size_t pick = (start + i) % candidates;
-      if (pick == n) break;  // the primary's turn
-      if (static_cast<int>(pick) == promoted) continue;  // now the primary
-      if (state.replica_ok[pick].load(std::memory_order_relaxed)) {
-        *replica = true;
-        return config.replicas[pick];
+  auto usable = [&](size_t r) {
+    return static_cast<int>(r) != promoted &&  // a promoted replica is the primary now
+           state.replica_ok[r].load(std::memory_order_relaxed) &&
+           (!local_only || config.replicas[r].zone == zone_);
+  };
+  if (db_.replica_balance == conf::ReplicaBalance::kLeastOutstanding &&
+      db_.read_from == conf::ReadFrom::kReplicas) {
+    // The usable replica with the fewest sessions on it; ties rotate from `start`.
+    int best = -1, best_load = 0;
+    for (size_t i = 0; i < n; ++i) {
+      const size_t pick = (start + i) % n;
+      if (!usable(pick)) continue;
+      const int load = state.outstanding[pick].load(std::memory_order_relaxed);
+      if (best < 0 || load < best_load) {
+        best = static_cast<int>(pick);
+        best_load = load;
       }
     }
+    if (best < 0) return nullptr;
+    *replica = true;
+    return &config.replicas[best];
   }
-  *replica = false;
-  return Primary(shard);
+  // Round robin over the usable candidates (so that a subset, one zone's or the healthy ones,
+  // shares the reads evenly); `read_from: any` counts the primary as one more (-1).
+  absl::InlinedVector<int, 8> candidates;
+  for (size_t r = 0; r < n; ++r) {
+    if (usable(r)) candidates.push_back(static_cast<int>(r));
+  }
+  if (db_.read_from == conf::ReadFrom::kAny && (!local_only || Primary(shard).zone == zone_)) {
+    candidates.push_back(-1);
+  }
+  if (candidates.empty()) return nullptr;
+  const int pick = candidates[start % candidates.size()];
+  *replica = pick >= 0;
+  return pick >= 0 ? &config.replicas[pick] : &Primary(shard);
 }
 
 void Topology::SetReplicaHealthy(int shard, int replica, bool healthy) {

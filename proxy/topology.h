@@ -17,7 +17,9 @@ namespace shardgate::proxy {
 // Contract: thread-safe; every field a session reads is atomic. Built once per config snapshot.
 class Topology {
  public:
-  static absl::StatusOr<std::shared_ptr<Topology>> Build(const conf::DatabaseConfig& db);
+  // `zone`: the proxy's own (conf::Config::zone); empty = no zone preference.
+  static absl::StatusOr<std::shared_ptr<Topology>> Build(const conf::DatabaseConfig& db,
+                                                         std::string zone = {});
 
   const conf::DatabaseConfig& db() const { return db_; }
   const std::shared_ptr<const routing::ShardMap>& map() const { return map_; }
@@ -28,8 +30,10 @@ class Topology {
   // promoted while the configured primary was down.
   const conf::Endpoint& Primary(int shard) const;
   // A healthy replica (round robin), or the primary when there is none or reads must not use
-  // replicas (`read_from: primary`). `*replica` tells which.
+  // replicas (`read_from: primary`). `*replica` tells which. Replicas in the proxy's zone come
+  // first: another zone's only while none of them is healthy.
   const conf::Endpoint& ForRead(int shard, bool* replica);
+  const std::string& zone() const { return zone_; }
 
   // Health state, written by the checker and by sessions that fail to reach a replica.
   void SetReplicaHealthy(int shard, int replica, bool healthy);
@@ -83,7 +87,13 @@ class Topology {
     std::atomic<uint32_t> next{0};
   };
 
+  // ForRead's choice among the replicas (and the primary for `read_from: any`) of `shard`,
+  // only those in the proxy's zone when `local_only`; nullptr when there is no candidate.
+  // `start`: the read's step of the round robin.
+  const conf::Endpoint* Pick(int shard, bool local_only, uint32_t start, bool* replica);
+
   conf::DatabaseConfig db_;  // a copy: endpoints stay valid as long as the topology
+  std::string zone_;
   std::shared_ptr<const routing::ShardMap> map_;
   std::vector<std::unique_ptr<ShardState>> shards_;
 };

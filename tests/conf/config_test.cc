@@ -263,6 +263,13 @@ TEST(ConfigTest, SingleShardWithoutRoutersIsAPlainProxy) {
   EXPECT_FALSE(config->FindDatabase("app")->Sharded());
 }
 
+TEST(ConfigTest, ProxyZone) {
+  ASSERT_OK_AND_ASSIGN(auto none, LoadString(kMinimal));
+  EXPECT_EQ(none->zone, "");
+  ASSERT_OK_AND_ASSIGN(auto zoned, LoadString(std::string(kMinimal) + "zone: eu-1a\n"));
+  EXPECT_EQ(zoned->zone, "eu-1a");
+}
+
 TEST(ConfigTest, NullSectionsMeanDefaults) {
   std::string yaml = std::string(kMinimal) + "tls:\ntimeouts:\nlimits:\nadmin:\n";
   ASSERT_OK_AND_ASSIGN(auto config, LoadString(yaml));

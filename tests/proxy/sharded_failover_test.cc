@@ -4,6 +4,7 @@
 // it); a promoted replica takes the writes without a restart of shardgate.
 // Cluster: s0 with two replicas (the kill), s1 with one (the lag), s2 with one (the promotion).
 #include <atomic>
+#include <map>
 #include <mutex>
 
 #include "tests/proxy/sharded_fixture.h"
@@ -310,6 +311,60 @@ TEST_F(ShardedFailoverTest, PromotedReplicaTakesWrites) {
   ASSERT_OK_AND_ASSIGN(PgConn conn, env().Connect());
   EXPECT_EQ(Text(conn.Scalar(absl::StrCat("SELECT v FROM probe WHERE id = ", keys[0]))),
             absl::StrCat("w", keys[0]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Zone-aware reads (issue 10): a second proxy in zone "b" reads s0 from its replica 1 (zone b)
+// only, from replica 0 (zone a) while replica 1 is down, and from replica 1 again once back.
+
+TEST_F(ShardedFailoverTest, ReadsPreferTheProxysZoneAndFallBackToAnother) {
+  PgServer& local = env().Server({0, 1});
+  PgServer& remote = env().Server({0, 0});
+  for (PgServer* server : {&local, &remote}) {
+    if (server->pid() == 0) ASSERT_OK(server->Restart());
+  }
+  ASSERT_OK(env().CatchUp());
+  const int port = FreePort();
+  std::string yaml = absl::StrCat("zone: b\n", env().Yaml(port));
+  for (const auto& [server, zone] : {std::pair{&remote, "a"}, std::pair{&local, "b"}}) {
+    const std::string endpoint = absl::StrCat("port: ", server->port(), ", dbname: app}");
+    const size_t at = yaml.find(endpoint);
+    ASSERT_NE(at, std::string::npos) << yaml;
+    yaml.replace(at, endpoint.size(),
+                 absl::StrCat("port: ", server->port(), ", dbname: app, zone: ", zone, "}"));
+  }
+  ASSERT_OK_AND_ASSIGN(auto proxy, ShardgateProcess::Start(yaml, port));
+  const std::vector<int64_t> keys = Keys(0);
+  // The port of the server each keyed read of s0 ran on, over `n` reads.
+  auto servers = [&](int n) {
+    std::map<std::string, int> seen;
+    auto conn = PgConn::Connect(proxy->ConnString("app", kScramUser, kScramPassword));
+    if (!conn.ok()) return seen;
+    for (int i = 0; i < n; ++i) {
+      const Outcome o = RunSql(*conn, absl::StrCat("SELECT inet_server_port() FROM probe WHERE id = ",
+                                                  keys[i % keys.size()]));
+      ++seen[o.ok ? o.Scalar() : o.Describe()];
+    }
+    return seen;
+  };
+  const std::string local_port = absl::StrCat(local.port());
+  const std::string remote_port = absl::StrCat(remote.port());
+  // Both replicas healthy (the new proxy's first health checks may not have run yet).
+  ASSERT_TRUE(WaitFor([&] { return servers(4)[local_port] == 4; }));
+  auto seen = servers(20);
+  EXPECT_EQ(seen[local_port], 20) << "reads left the proxy's zone with its replica healthy";
+
+  ASSERT_OK(local.Kill());
+  std::map<std::string, int> during;
+  EXPECT_TRUE(WaitFor([&] {
+    during = servers(10);
+    return during[remote_port] == 10;
+  })) << "the other zone's replica took no reads with the local one down";
+
+  ASSERT_OK(local.Restart());
+  ASSERT_OK(env().CatchUp());
+  EXPECT_TRUE(WaitFor([&] { return servers(10)[local_port] == 10; }, std::chrono::seconds(20)))
+      << "reads did not come back to the proxy's zone";
 }
 
 }  // namespace
