@@ -241,6 +241,7 @@ absl::StatusOr<std::shared_ptr<const Config>> Build(const Node& root, const std:
   }
   r.Int("workers", &config->workers, 0, 1024);
   r.String("zone", &config->zone);
+  r.Int("node_id", &config->node_id, 0, 1023);
   // Users first: admin users are checked against them.
   if (const Node* users = r.List("users"); users != nullptr) {
     ReadUsers(*users, *config, problems);

@@ -155,6 +155,9 @@ struct Config {
   // This proxy's zone (availability zone, rack): replica reads prefer healthy replicas whose
   // endpoint has the same `zone:`, and use the others only when none of those is healthy.
   std::string zone;
+  // Names this proxy in the ids `SELECT shardgate.next_id()` answers (0..1023): proxies that
+  // must not hand out the same id need distinct node ids.
+  int node_id = 0;
   AdminConfig admin;
   TlsConfig tls;
   std::vector<UserConfig> users;

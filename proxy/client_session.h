@@ -237,6 +237,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   void RefreshMap();
   asio::awaitable<void> ServeAdmin();
   asio::awaitable<void> Pump(ServerConnection* conn, uint64_t generation);
+  // `SELECT shardgate.next_id()` (simple protocol): answered here with the next cluster-unique
+  // id, in order with whatever else is in flight. False for any other Query.
+  bool AnswerNextId(const protocol::Frame& query);
   // (Re)starts timeouts.query's clock while the attached server owes an answer; stops it when
   // it owes none. Nothing happens without timeouts.query.
   void ArmQueryTimer();

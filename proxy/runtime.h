@@ -13,6 +13,7 @@
 #include <boost/asio/ssl/context.hpp>
 
 #include "conf/config.h"
+#include "proxy/ids.h"
 #include "proxy/topology.h"
 #include "proxy/two_phase.h"
 #include "proxy/write_gate.h"
@@ -24,6 +25,8 @@ namespace shardgate::proxy {
 class Runtime {
  public:
   explicit Runtime(std::shared_ptr<const conf::Config> config) : config_(std::move(config)) {}
+
+  IdGenerator ids;  // SELECT shardgate.next_id()
 
   std::shared_ptr<const conf::Config> config() const {
     std::lock_guard lock(mu_);

@@ -6,6 +6,8 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <thread>
+#include <vector>
 
 #include "tests/proxy/proxy_fixture.h"
 
@@ -80,6 +82,42 @@ ProxyEnvOptions TinyPool() {
 
 std::string PidOnly(const std::vector<std::string>& row) {
   return row.size() == 1 ? "" : "unexpected row shape";
+}
+
+// SELECT shardgate.next_id(): answered by the proxy (a server would say schema "shardgate"
+// does not exist), increasing per
+// connection, unique across concurrent clients, int8 named as the alias; inside a transaction too.
+TEST_F(QueryTest, NextIdIsAnsweredByTheProxyAndNeverRepeats) {
+  std::vector<std::vector<int64_t>> got(4);
+  std::vector<std::thread> clients;
+  for (int c = 0; c < 4; ++c) {
+    clients.emplace_back([&, c] {
+      auto conn = env().Connect();
+      if (!conn.ok()) return;
+      for (int i = 0; i < 200; ++i) {
+        auto v = conn->Scalar("SELECT shardgate.next_id()");
+        if (!v.ok()) return;
+        got[c].push_back(std::stoll(*v));
+      }
+    });
+  }
+  for (auto& t : clients) t.join();
+  std::set<int64_t> all;
+  for (const auto& g : got) {
+    ASSERT_EQ(g.size(), 200u) << "a client's next_id failed";
+    for (size_t i = 1; i < g.size(); ++i) ASSERT_GT(g[i], g[i - 1]);
+    all.insert(g.begin(), g.end());
+  }
+  EXPECT_EQ(all.size(), 800u) << "an id was handed out twice";
+
+  ASSERT_OK_AND_ASSIGN(PgConn conn, env().Connect());
+  ASSERT_OK(conn.Exec("BEGIN"));
+  PgResult res(PQexec(conn.get(), "select shardgate.next_id() as order_id;"));
+  ASSERT_EQ(PQresultStatus(res.get()), PGRES_TUPLES_OK) << PQerrorMessage(conn.get());
+  EXPECT_STREQ(PQfname(res.get(), 0), "order_id");
+  EXPECT_EQ(PQftype(res.get(), 0), 20u);  // int8
+  EXPECT_EQ(PQtransactionStatus(conn.get()), PQTRANS_INTRANS);
+  ASSERT_OK(conn.Exec("COMMIT"));
 }
 
 TEST_F(QueryTest, PreparedStatementFollowsClientAcrossServers) {
