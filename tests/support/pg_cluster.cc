@@ -30,6 +30,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "gtest/gtest.h"
 #include "protocol/status.h"
 
 extern char** environ;
@@ -621,6 +622,20 @@ ShardgateProcess::~ShardgateProcess() {
       int status = 0;
       waitpid(pid_, &status, 0);
       pid_ = 0;
+    }
+  }
+  // In a sanitizer build the daemon reports into its log, which is deleted below: a report there
+  // (a leak at exit included) fails the test that ran the daemon.
+  if (!log_path_.empty()) {
+    const std::string log = Log();
+    for (const char* marker : {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                               "WARNING: ThreadSanitizer"}) {
+      if (const size_t at = log.find(marker); at != std::string::npos) {
+        const size_t from = log.rfind('\n', at);  // the start of the report's line
+        ADD_FAILURE() << "sanitizer report in the shardgate log:\n"
+                      << log.substr(from == std::string::npos ? 0 : from + 1, 16000);
+        break;
+      }
     }
   }
   if (!temp_root_.empty()) {

@@ -130,6 +130,12 @@ else
     before=$FAILED
     run_suite "shardgate/$mode"
     stop_proxy
+    # A sanitizer build reports (leaks at exit included) into the log, not the exit status here.
+    if grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:|WARNING: ThreadSanitizer' \
+      "$WORK/shardgate-$mode.log"; then
+      echo "FAIL shardgate ($mode): sanitizer report in its log" >&2
+      FAILED=$((FAILED + 1))
+    fi
     if ((FAILED > before)); then
       echo "--- shardgate ($mode) log tail:" >&2
       tail -n 40 "$WORK/shardgate-$mode.log" >&2
