@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "proxy/runtime.h"
 
 namespace shardgate::proxy {
 
@@ -42,7 +43,10 @@ asio::awaitable<absl::StatusOr<std::unique_ptr<ServerConnection>>> Pool::Acquire
     if (open_ < max_size_) {
       ++open_;
       ++connecting_;
-      auto conn = co_await ServerConnection::Connect(target_, connect_timeout_);
+      // The TLS context is the current config snapshot's: a reload that changes server_tls
+      // applies to every connection opened after it.
+      auto conn = co_await ServerConnection::Connect(
+          target_, connect_timeout_, runtime_ != nullptr ? runtime_->server_tls() : nullptr);
       --connecting_;
       if (!conn.ok()) {
         --open_;
@@ -134,7 +138,7 @@ Pool& PoolSet::Get(const BackendTarget& target, int max_size,
   target.AppendKey(key_);
   if (auto it = pools_.find(key_); it != pools_.end()) return *it->second;
   auto& slot = pools_[key_];
-  slot = std::make_unique<Pool>(target, max_size, connect_timeout);
+  slot = std::make_unique<Pool>(target, max_size, connect_timeout, runtime_);
   return *slot;
 }
 

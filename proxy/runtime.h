@@ -13,6 +13,7 @@
 #include <boost/asio/ssl/context.hpp>
 
 #include "conf/config.h"
+#include "proxy/server_tls.h"
 #include "proxy/topology.h"
 #include "proxy/two_phase.h"
 #include "proxy/write_gate.h"
@@ -83,6 +84,17 @@ class Runtime {
   boost::asio::ssl::context* tls() const { return tls_.get(); }
   void set_tls(std::unique_ptr<boost::asio::ssl::context> tls) { tls_ = std::move(tls); }
 
+  // The client context for connections to the servers (`server_tls:`), built with each config
+  // snapshot; null when sslmode is disable. Read when a connection is opened.
+  std::shared_ptr<const ServerTls> server_tls() const {
+    std::lock_guard lock(mu_);
+    return server_tls_;
+  }
+  void set_server_tls(std::shared_ptr<const ServerTls> tls) {
+    std::lock_guard lock(mu_);
+    server_tls_ = std::move(tls);
+  }
+
   // The two-phase commit decision log; null when cross_shard.two_phase is off. Set once at
   // start, before the workers run.
   DecisionLog* decision_log() const { return decision_log_.get(); }
@@ -107,6 +119,7 @@ class Runtime {
   std::shared_ptr<const conf::Config> config_;
   std::map<std::string, std::shared_ptr<Topology>> topologies_;
   std::unique_ptr<boost::asio::ssl::context> tls_;
+  std::shared_ptr<const ServerTls> server_tls_;  // under mu_
   std::unique_ptr<DecisionLog> decision_log_;
   std::atomic<uint64_t> map_version_{0};
   std::map<std::string, std::unique_ptr<WriteGate>> gates_;
