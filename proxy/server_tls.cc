@@ -88,9 +88,9 @@ asio::awaitable<absl::Status> NegotiateTls(ServerStream& stream, const ServerTls
   }
   if (answer == 'N') {
     if (mode == conf::SslMode::kPrefer) co_return absl::OkStatus();
-    co_return absl::UnavailableError(absl::StrCat(
-        "server does not support SSL, but sslmode ", AbslView(conf::SslModeName(mode)),
-        " requires it"));
+    co_return absl::UnavailableError(absl::StrCat("server does not support SSL, but sslmode ",
+                                                  AbslView(conf::SslModeName(mode)),
+                                                  " requires it"));
   }
   if (answer != 'S') {
     co_return absl::UnavailableError(

@@ -40,9 +40,7 @@ class ServerTlsTest : public ::testing::Test {
  protected:
   // Three servers: `tls_` (ssl on, certificate for 127.0.0.1 and localhost), `elsewhere_` (ssl
   // on, a certificate for other.example only, same CA) and `plain_` (ssl off).
-  static void SetUpTestSuite() {
-    start_status_ = Start();
-  }
+  static void SetUpTestSuite() { start_status_ = Start(); }
   static absl::Status Start() {
     ASSIGN_OR_RETURN(ca_, TestCa::Create("shardgate test CA"));
     ASSIGN_OR_RETURN(other_ca_, TestCa::Create("some other CA"));
@@ -61,8 +59,7 @@ class ServerTlsTest : public ::testing::Test {
     RETURN_IF_ERROR(tls_->Query("CREATE DATABASE app2 OWNER app", "postgres").status());
     for (const char* db : {"app", "app2"}) {
       RETURN_IF_ERROR(
-          tls_->Query("CREATE TABLE t (id int PRIMARY KEY, v text); ALTER TABLE t OWNER TO app",
-                      db)
+          tls_->Query("CREATE TABLE t (id int PRIMARY KEY, v text); ALTER TABLE t OWNER TO app", db)
               .status());
     }
     return absl::OkStatus();
@@ -80,21 +77,21 @@ class ServerTlsTest : public ::testing::Test {
   // `sharded`) two shards (databases app and app2 of the server) with a table `t` spread by id.
   static absl::StatusOr<std::unique_ptr<ShardgateProcess>> StartProxy(
       const PgServer& server, const std::string& host, const std::string& server_tls,
-      bool sharded = false) {
+      bool sharded = false, const std::string& timeouts = "{connect: 5s}") {
     const int port = FreePort();
     std::string y = absl::StrCat(
         "listen: {host: 127.0.0.1, port: ", port, "}\n", "workers: 2\n",
         "admin: {users: [admin]}\n", "users:\n", "  - {name: app, password: app_pw}\n",
         "  - {name: admin, password: admin}\n", "databases:\n  app:\n    pool_size: 4\n",
-        "    health_check_interval: 200ms\n    shards:\n", "      - {name: s0, primary: {host: ",
-        host, ", port: ", server.port(), ", dbname: app}}\n");
+        "    health_check_interval: 200ms\n    shards:\n",
+        "      - {name: s0, primary: {host: ", host, ", port: ", server.port(),
+        ", dbname: app}}\n");
     if (sharded) {
       absl::StrAppend(&y, "      - {name: s1, primary: {host: ", host, ", port: ", server.port(),
-                      ", dbname: app2}}\n",
-                      "    routers: {r: {type: modulo, shards: [s0, s1]}}\n",
+                      ", dbname: app2}}\n", "    routers: {r: {type: modulo, shards: [s0, s1]}}\n",
                       "    tables: {t: {key: id, router: r}}\n", "    default_shard: s0\n");
     }
-    absl::StrAppend(&y, "server_tls: ", server_tls, "\n", "timeouts: {connect: 5s}\n");
+    absl::StrAppend(&y, "server_tls: ", server_tls, "\n", "timeouts: ", timeouts, "\n");
     return ShardgateProcess::Start(y, port);
   }
 
@@ -130,7 +127,8 @@ TEST_F(ServerTlsTest, VerifyFullEncryptsQueriesFanOutAndHealthChecks) {
   EXPECT_EQ(Text(conn.Scalar("SELECT length(string_agg(md5(i::text), '')) "
                              "FROM generate_series(1, 20000) i")),
             "640000");
-  ASSERT_OK_AND_ASSIGN(auto big, conn.Rows("SELECT repeat('x', 100000) FROM generate_series(1, 30)"));
+  ASSERT_OK_AND_ASSIGN(auto big,
+                       conn.Rows("SELECT repeat('x', 100000) FROM generate_series(1, 30)"));
   ASSERT_EQ(big.size(), 30u);
   EXPECT_EQ(big.back().front().size(), 100000u);
   ASSERT_OK(conn.Exec("BEGIN"));
@@ -147,8 +145,8 @@ TEST_F(ServerTlsTest, VerifyFullEncryptsQueriesFanOutAndHealthChecks) {
   EXPECT_EQ(Text(tls_->Query("SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s "
                              "USING (pid) WHERE a.usename = 'app' AND NOT s.ssl")),
             "0");
-  ASSERT_OK_AND_ASSIGN(PgConn admin, PgConn::Connect(proxy->ConnString("shardgate", "admin",
-                                                                       "admin")));
+  ASSERT_OK_AND_ASSIGN(PgConn admin,
+                       PgConn::Connect(proxy->ConnString("shardgate", "admin", "admin")));
   ASSERT_OK_AND_ASSIGN(auto shards, admin.Rows("SHOW SHARDS"));
   for (const auto& row : shards) {
     EXPECT_THAT(absl::StrJoin(row, "|"), Not(HasSubstr("down"))) << "SHOW SHARDS";
@@ -162,6 +160,35 @@ TEST_F(ServerTlsTest, VerifyFullEncryptsQueriesFanOutAndHealthChecks) {
     }
   }
   EXPECT_TRUE(shown) << "SHOW CONFIG has no server_tls.sslmode";
+}
+
+// A cancelled query (timeouts.query: the CancelRequest goes in plain TCP, as libpq sends it)
+// leaves the TLS connection usable; a server connection killed mid-query gives that client
+// 08006 and nothing else (the session drops it while its pump waits on a TLS read).
+TEST_F(ServerTlsTest, CancelAndLostServerUnderTls) {
+  ASSERT_OK_AND_ASSIGN(auto proxy, StartProxy(*tls_, "127.0.0.1", VerifyFull(*ca_), false,
+                                              "{connect: 5s, query: 300ms}"));
+  ASSERT_OK_AND_ASSIGN(PgConn conn, PgConn::Connect(proxy->ConnString()));
+  absl::Status timed_out = conn.Exec("SELECT pg_sleep(5)");
+  EXPECT_EQ(SqlState(timed_out), "57014") << timed_out;
+  EXPECT_EQ(Text(conn.Scalar("SELECT 'after the cancel'")), "after the cancel");
+  EXPECT_EQ(BackendSsl(conn), "t");
+
+  ASSERT_OK_AND_ASSIGN(PgConn victim, PgConn::Connect(proxy->ConnString()));
+  ASSERT_EQ(
+      PQsendQuery(victim.get(), "SELECT 'victim', pg_sleep(0.25) FROM generate_series(1, 40)"), 1);
+  ASSERT_TRUE(WaitFor([&] {
+    return Text(tls_->Query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE query LIKE '%''victim''%' AND pid <> pg_backend_pid()")) == "t";
+  }));
+  PgResult res(PQgetResult(victim.get()));
+  EXPECT_THAT(SqlState(ResultStatus(res.get(), victim.get())),
+              ::testing::AnyOf("08006", "57P01", kNoSqlState));
+  while (PGresult* more = PQgetResult(victim.get())) PQclear(more);
+  // The proxy is alive and serves others over TLS.
+  ASSERT_OK_AND_ASSIGN(PgConn after, PgConn::Connect(proxy->ConnString()));
+  EXPECT_EQ(BackendSsl(after), "t") << proxy->Log();
+  EXPECT_EQ(Text(conn.Scalar("SELECT 1")), "1");
 }
 
 TEST_F(ServerTlsTest, VerifyFullByDnsName) {
@@ -195,10 +222,10 @@ TEST_F(ServerTlsTest, VerifyFullChecksTheName) {
     EXPECT_THAT(error, HasSubstr("mismatch")) << host;
   }
   // verify-ca checks the chain only: the same server is accepted.
-  ASSERT_OK_AND_ASSIGN(auto proxy,
-                       StartProxy(*elsewhere_, "127.0.0.1",
-                                  absl::StrCat("{sslmode: verify-ca, root_cert: ",
-                                               ca_->cert_path(), "}")));
+  ASSERT_OK_AND_ASSIGN(
+      auto proxy,
+      StartProxy(*elsewhere_, "127.0.0.1",
+                 absl::StrCat("{sslmode: verify-ca, root_cert: ", ca_->cert_path(), "}")));
   ASSERT_OK_AND_ASSIGN(PgConn conn, PgConn::Connect(proxy->ConnString()));
   EXPECT_EQ(BackendSsl(conn), "t");
 }
@@ -240,7 +267,9 @@ TEST_F(ServerTlsTest, CheckRejectsARootCertThatIsNotPem) {
   // Readable (conf/ accepts it) but not a certificate: --check and the daemon refuse it.
   const std::string yaml = absl::StrCat(
       "users: [{name: app, password: pw}]\n"
-      "databases: {app: {shards: [{name: s0, primary: {port: ", plain_->port(), "}}]}}\n"
+      "databases: {app: {shards: [{name: s0, primary: {port: ",
+      plain_->port(),
+      "}}]}}\n"
       "server_tls: {sslmode: verify-ca, root_cert: /etc/passwd}\n");
   char path[] = "/tmp/sg-tls-check-XXXXXX.yaml";
   const int fd = mkstemps(path, 5);
@@ -248,8 +277,8 @@ TEST_F(ServerTlsTest, CheckRejectsARootCertThatIsNotPem) {
   ASSERT_EQ(write(fd, yaml.data(), yaml.size()), static_cast<ssize_t>(yaml.size()));
   close(fd);
   const char* bin = getenv("SHARDGATE_BIN");
-  auto [code, out] = RunShell(absl::StrCat(bin != nullptr ? bin : SHARDGATE_BINARY,
-                                           " --config ", path, " --check"));
+  auto [code, out] = RunShell(
+      absl::StrCat(bin != nullptr ? bin : SHARDGATE_BINARY, " --config ", path, " --check"));
   unlink(path);
   EXPECT_EQ(code, 1) << out;
   EXPECT_THAT(out, HasSubstr("server_tls: cannot load root_cert /etc/passwd")) << out;
