@@ -90,10 +90,24 @@ class Runtime {
     std::lock_guard lock(mu_);
     return server_tls_;
   }
+  // A new context (every reload: renewed files are read again). When its settings differ from
+  // the previous ones (mode, paths) the version moves on and pools drop the connections opened
+  // before: after a switch to verify-full no plain connection is handed out again. An unchanged
+  // section keeps pooled connections (a reload or a resharding cutover must not empty pools).
   void set_server_tls(std::shared_ptr<const ServerTls> tls) {
     std::lock_guard lock(mu_);
+    const conf::ServerTlsConfig none;
+    const conf::ServerTlsConfig& before = server_tls_ ? server_tls_->config : none;
+    const conf::ServerTlsConfig& after = tls ? tls->config : none;
+    if (before.sslmode != after.sslmode || before.root_cert != after.root_cert ||
+        before.cert != after.cert || before.key != after.key) {
+      server_tls_version_.fetch_add(1);
+    }
     server_tls_ = std::move(tls);
   }
+  // Read it before server_tls() when opening a connection: a reload in between then makes the
+  // connection look older than it is (dropped at its next checkout), never newer.
+  uint64_t server_tls_version() const { return server_tls_version_.load(); }
 
   // The two-phase commit decision log; null when cross_shard.two_phase is off. Set once at
   // start, before the workers run.
@@ -120,6 +134,7 @@ class Runtime {
   std::map<std::string, std::shared_ptr<Topology>> topologies_;
   std::unique_ptr<boost::asio::ssl::context> tls_;
   std::shared_ptr<const ServerTls> server_tls_;  // under mu_
+  std::atomic<uint64_t> server_tls_version_{0};
   std::unique_ptr<DecisionLog> decision_log_;
   std::atomic<uint64_t> map_version_{0};
   std::map<std::string, std::unique_ptr<WriteGate>> gates_;

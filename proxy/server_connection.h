@@ -54,6 +54,9 @@ class ServerConnection {
   // operation fails too), peek at it, read its fd.
   tcp::socket& socket() { return stream_.socket(); }
   bool tls() const { return stream_.IsTls(); }
+  // Runtime::server_tls_version() when the pool opened it (see Pool).
+  uint64_t tls_version() const { return tls_version_; }
+  void set_tls_version(uint64_t v) { tls_version_ = v; }
   ReadBuffer& in() { return in_; }
   const BackendTarget& target() const { return target_; }
   int32_t pid() const { return pid_; }
@@ -101,6 +104,7 @@ class ServerConnection {
   absl::flat_hash_set<std::string> prepared_;
   std::map<std::string, std::string, std::less<>> settings_;
   char tx_status_ = 'I';
+  uint64_t tls_version_ = 0;
   bool broken_ = false;
   Clock::time_point last_used_ = Clock::now();
 };

@@ -4,6 +4,9 @@
 // connections encrypted (pg_stat_ssl), health checks and cross-shard statements included.
 #include <poll.h>
 
+#include <fstream>
+#include <sstream>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "tests/proxy/proxy_fixture.h"
@@ -189,6 +192,48 @@ TEST_F(ServerTlsTest, CancelAndLostServerUnderTls) {
   ASSERT_OK_AND_ASSIGN(PgConn after, PgConn::Connect(proxy->ConnString()));
   EXPECT_EQ(BackendSsl(after), "t") << proxy->Log();
   EXPECT_EQ(Text(conn.Scalar("SELECT 1")), "1");
+}
+
+// SIGHUP: an unchanged server_tls keeps the pooled connections (a reload or a resharding
+// cutover must not empty the pools); a switch from disable to verify-full drops the plain ones,
+// so that no statement runs on an unencrypted connection after it.
+TEST_F(ServerTlsTest, ReloadKeepsOrDropsPooledConnections) {
+  ASSERT_OK_AND_ASSIGN(auto proxy, StartProxy(*tls_, "127.0.0.1", "{sslmode: disable}"));
+  ASSERT_OK_AND_ASSIGN(PgConn conn, PgConn::Connect(proxy->ConnString()));
+  EXPECT_EQ(BackendSsl(conn), "f");
+  const std::string pid = Text(conn.Scalar("SELECT pg_backend_pid()"));
+  ASSERT_OK_AND_ASSIGN(PgConn admin,
+                       PgConn::Connect(proxy->ConnString("shardgate", "admin", "admin")));
+  auto sslmode = [&] {
+    auto rows = admin.Rows("SHOW CONFIG");
+    if (!rows.ok()) return std::string("error");
+    for (const auto& row : *rows) {
+      if (row.size() > 1 && row[0] == "server_tls.sslmode") return row[1];
+    }
+    return std::string("none");
+  };
+  auto rewrite = [&](const std::string& from, const std::string& to) {
+    std::ifstream in(proxy->config_path());
+    std::stringstream text;
+    text << in.rdbuf();
+    std::ofstream out(proxy->config_path(), std::ios::trunc);
+    out << absl::StrReplaceAll(text.str(), {{from, to}});
+  };
+
+  // Same settings (one more comment line): the same server connection serves on.
+  rewrite("server_tls: {sslmode: disable}", "# reloaded\nserver_tls: {sslmode: disable}");
+  ASSERT_OK(admin.Exec("RELOAD"));
+  EXPECT_EQ(Text(conn.Scalar("SELECT pg_backend_pid()")), pid);
+
+  rewrite("server_tls: {sslmode: disable}", VerifyFull(*ca_).insert(0, "server_tls: "));
+  ASSERT_OK(proxy->Signal(SIGHUP));
+  ASSERT_TRUE(WaitFor([&] { return sslmode() == "verify-full"; })) << proxy->Log();
+  EXPECT_EQ(BackendSsl(conn), "t");
+  EXPECT_NE(Text(conn.Scalar("SELECT pg_backend_pid()")), pid);
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_OK_AND_ASSIGN(PgConn other, PgConn::Connect(proxy->ConnString()));
+    EXPECT_EQ(BackendSsl(other), "t") << i;
+  }
 }
 
 TEST_F(ServerTlsTest, VerifyFullByDnsName) {
