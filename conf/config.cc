@@ -38,6 +38,17 @@ const DatabaseConfig* Config::FindDatabase(std::string_view name) const {
   return nullptr;
 }
 
+std::string_view SslModeName(SslMode mode) {
+  switch (mode) {
+    case SslMode::kDisable: return "disable";
+    case SslMode::kPrefer: return "prefer";
+    case SslMode::kRequire: return "require";
+    case SslMode::kVerifyCa: return "verify-ca";
+    case SslMode::kVerifyFull: return "verify-full";
+  }
+  return "disable";
+}
+
 bool Config::IsAdmin(std::string_view user) const {
   return std::find(admin.users.begin(), admin.users.end(), user) != admin.users.end();
 }
@@ -148,6 +159,55 @@ void ReadTls(const Node& node, Config& config, Problems& problems) {
   }
 }
 
+// A PEM file named in the config must be readable now: finding out at the first server
+// connection would turn a typo into an outage.
+void CheckReadable(MapReader& r, std::string_view key, const std::string& path,
+                   Problems& problems) {
+  if (path.empty()) return;
+  std::ifstream in(path, std::ios::binary);
+  const int error = errno;
+  std::error_code ec;
+  std::string why;
+  if (std::filesystem::is_directory(path, ec)) {
+    why = "is a directory";
+  } else if (!in) {
+    why = std::strerror(error);
+  } else {
+    return;
+  }
+  problems.Add(r.Get(key)->mark, absl::StrCat("server_tls: cannot read '", internal::Av(key),
+                                              "' file ", path, ": ", why));
+}
+
+void ReadServerTls(const Node& node, Config& config, Problems& problems) {
+  ServerTlsConfig& t = config.server_tls;
+  MapReader r(node, problems, "server_tls");
+  r.Enum("sslmode", &t.sslmode,
+         {{"disable", SslMode::kDisable},
+          {"prefer", SslMode::kPrefer},
+          {"require", SslMode::kRequire},
+          {"verify-ca", SslMode::kVerifyCa},
+          {"verify-full", SslMode::kVerifyFull}});
+  r.String("root_cert", &t.root_cert);
+  r.String("cert", &t.cert);
+  r.String("key", &t.key);
+  if (!r.IsMap()) return;
+  if (t.Verifies() && t.root_cert.empty()) {
+    problems.Add(node.mark,
+                 absl::StrCat("server_tls: sslmode ", internal::Av(SslModeName(t.sslmode)),
+                              " needs 'root_cert' (the CA that signed the servers' "
+                              "certificates)"));
+  }
+  if (!t.cert.empty() && t.key.empty()) {
+    problems.Add(node.mark, "server_tls: 'cert' is set but 'key' is missing");
+  } else if (t.cert.empty() && !t.key.empty()) {
+    problems.Add(node.mark, "server_tls: 'key' is set but 'cert' is missing");
+  }
+  CheckReadable(r, "root_cert", t.root_cert, problems);
+  CheckReadable(r, "cert", t.cert, problems);
+  CheckReadable(r, "key", t.key, problems);
+}
+
 void ReadTimeouts(const Node& node, Timeouts& t, Problems& problems) {
   MapReader r(node, problems, "timeouts");
   r.Dur("connect", &t.connect);
@@ -248,6 +308,9 @@ absl::StatusOr<std::shared_ptr<const Config>> Build(const Node& root, const std:
   }
   if (const Node* admin = r.Map("admin"); admin != nullptr) ReadAdmin(*admin, *config, problems);
   if (const Node* tls = r.Map("tls"); tls != nullptr) ReadTls(*tls, *config, problems);
+  if (const Node* tls = r.Map("server_tls"); tls != nullptr) {
+    ReadServerTls(*tls, *config, problems);
+  }
   if (const Node* dbs = r.Map("databases"); dbs != nullptr) {
     ReadDatabases(*dbs, *config, problems);
   }

@@ -38,6 +38,28 @@ struct TlsConfig {
   bool Enabled() const { return !cert.empty() && !key.empty(); }
 };
 
+// How the proxy secures its connections to the servers, with libpq's sslmode meanings.
+enum class SslMode {
+  kDisable,     // plain TCP (the default)
+  kPrefer,      // TLS when the server accepts the SSLRequest, else plain; no certificate check
+  kRequire,     // TLS or fail; the certificate is not checked
+  kVerifyCa,    // TLS, the server's chain checked against root_cert
+  kVerifyFull,  // verify-ca, and the endpoint's host matched against the certificate's SAN/CN
+};
+
+// `server_tls:`: one setting for every server connection (pools, health checks, recovery).
+struct ServerTlsConfig {
+  SslMode sslmode = SslMode::kDisable;
+  std::string root_cert;  // PEM CA certificate(s); required for verify-ca and verify-full
+  std::string cert;       // optional client certificate (PEM) and its key
+  std::string key;
+  bool Enabled() const { return sslmode != SslMode::kDisable; }
+  bool Verifies() const { return sslmode == SslMode::kVerifyCa || sslmode == SslMode::kVerifyFull; }
+};
+
+// The YAML spelling of a mode ("verify-full").
+std::string_view SslModeName(SslMode mode);
+
 enum class PoolMode { kTransaction, kSession };
 enum class AuthMethod { kScram, kMd5, kTrust };  // how the proxy asks a client to prove itself
 
@@ -160,6 +182,7 @@ struct Config {
   int node_id = 0;
   AdminConfig admin;
   TlsConfig tls;
+  ServerTlsConfig server_tls;
   std::vector<UserConfig> users;
   std::map<std::string, DatabaseConfig> databases;
   Timeouts timeouts;

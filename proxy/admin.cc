@@ -234,6 +234,12 @@ void ShowConfig(Runtime& runtime, std::string& out) {
       {"workers", Num(c->workers), Num(d.workers), "no"},
       {"admin.users", absl::StrJoin(c->admin.users, ","), "", "yes"},
       {"tls", c->tls.Enabled() ? "on" : "off", "off", "no"},
+      // Paths only (never file contents); the key's path is not shown either.
+      {"server_tls.sslmode", std::string(conf::SslModeName(c->server_tls.sslmode)), "disable",
+       "yes"},
+      {"server_tls.root_cert", c->server_tls.root_cert, "", "yes"},
+      {"server_tls.cert", c->server_tls.cert, "", "yes"},
+      {"server_tls.key", c->server_tls.key.empty() ? "" : "(set)", "", "yes"},
       {"timeouts.connect", ms(c->timeouts.connect), ms(d.timeouts.connect), "yes"},
       {"timeouts.query", ms(c->timeouts.query), ms(d.timeouts.query), "yes"},
       {"timeouts.server_idle", ms(c->timeouts.server_idle), ms(d.timeouts.server_idle), "yes"},

@@ -93,7 +93,7 @@ asio::awaitable<void> RunLeg(std::shared_ptr<Shared> s, FanOutLeg* leg, int inde
   std::string out;
   for (const FanOutRequest& r : leg->requests) out += r.messages;
   {
-    auto [ec, n] = co_await asio::async_write(conn.socket(), asio::buffer(out), kTuple);
+    auto [ec, n] = co_await asio::async_write(conn.stream(), asio::buffer(out), kTuple);
     if (ec) {
       fail(LostConnection(conn, ec.message()));
       --s->running;
@@ -116,7 +116,7 @@ asio::awaitable<void> RunLeg(std::shared_ptr<Shared> s, FanOutLeg* leg, int inde
         boost::system::error_code ignored;
         conn.socket().cancel(ignored);
       });
-      auto [ec, n] = co_await conn.socket().async_read_some(in.Prepare(r.need), kTuple);
+      auto [ec, n] = co_await conn.stream().async_read_some(in.Prepare(r.need), kTuple);
       if (deadline.expired()) {
         fail(PgStatus("57014", "canceling statement due to statement timeout"));
         break;

@@ -90,7 +90,8 @@ class Checker {
     auto& conn = conns_[target.Key()];
     if (!conn || conn->broken()) {
       auto fresh = co_await ServerConnection::Connect(
-          target, std::min<std::chrono::milliseconds>(config->timeouts.connect, timeout));
+          target, std::min<std::chrono::milliseconds>(config->timeouts.connect, timeout),
+          runtime_.server_tls());
       if (!fresh.ok()) co_return Probe{.error = std::string(fresh.status().message())};
       conn = std::move(*fresh);
     }

@@ -175,6 +175,12 @@ int Run(const std::string& config_path) {
     spdlog::critical("{}", tls_error);
     return 1;
   }
+  auto server_tls = sg::proxy::MakeServerTls(config->server_tls);
+  if (!server_tls.ok()) {
+    spdlog::critical("{}", std::string(server_tls.status().message()));
+    return 1;
+  }
+  runtime.set_server_tls(*server_tls);
 
   if (config->cross_shard.two_phase &&
       std::any_of(config->databases.begin(), config->databases.end(),
@@ -186,7 +192,7 @@ int Run(const std::string& config_path) {
       spdlog::critical("{}", std::string(log.status().message()));
       return 1;
     }
-    absl::Status recovered = sg::proxy::RecoverInDoubt(*config, **log);
+    absl::Status recovered = sg::proxy::RecoverInDoubt(*config, **log, runtime.server_tls());
     if (!recovered.ok()) spdlog::error("{}", std::string(recovered.message()));
     runtime.set_decision_log(std::move(*log));
   }
@@ -218,6 +224,10 @@ int Run(const std::string& config_path) {
     std::lock_guard lock(install_mu);
     auto loaded = Load(path);
     if (!loaded.ok()) return loaded.status();
+    // A new context per snapshot: a reload picks up renewed CA or client certificate files.
+    auto reloaded_tls = sg::proxy::MakeServerTls((*loaded)->server_tls);
+    if (!reloaded_tls.ok()) return reloaded_tls.status();
+    runtime.set_server_tls(*reloaded_tls);
     runtime.set_config(*loaded);
     StartTopologies(runtime, *workers.front(), **loaded);
     runtime.reloads.fetch_add(1);
@@ -296,7 +306,13 @@ int main(int argc, char** argv) {
 
   try {
     if (check) {
-      if (!LoadAndValidate(config_path)) return 1;
+      auto checked = LoadAndValidate(config_path);
+      if (!checked) return 1;
+      // The PEM files must also parse, not only be readable (conf/ checked that).
+      if (auto tls = sg::proxy::MakeServerTls(checked->server_tls); !tls.ok()) {
+        std::cerr << config_path << ":1:1: " << tls.status().message() << "\n";
+        return 1;
+      }
       std::cout << config_path << ": OK\n";
       return 0;
     }

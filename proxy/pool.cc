@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "proxy/runtime.h"
 
 namespace shardgate::proxy {
 
@@ -17,8 +18,10 @@ namespace {
 // moment ago handed a client a connection whose server had just been killed (its query then
 // failed with a bare closed socket instead of reconnecting); PgBouncer gets the same guarantee
 // from watching its idle server sockets.
-bool StillUsable(ServerConnection& conn) {
+// Also false for a connection opened under other server_tls settings than the current ones.
+bool StillUsable(ServerConnection& conn, const Runtime* runtime) {
   if (!conn.Idle() || !conn.socket().is_open()) return false;
+  if (runtime != nullptr && conn.tls_version() != runtime->server_tls_version()) return false;
   char byte;
   ssize_t n = ::recv(conn.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
   return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
@@ -34,7 +37,7 @@ asio::awaitable<absl::StatusOr<std::unique_ptr<ServerConnection>>> Pool::Acquire
     while (!idle_.empty()) {
       std::unique_ptr<ServerConnection> conn = std::move(idle_.back());
       idle_.pop_back();
-      if (StillUsable(*conn)) co_return conn;
+      if (StillUsable(*conn, runtime_)) co_return conn;
       conn->MarkBroken();
       conn->Close();
       --open_;
@@ -42,7 +45,12 @@ asio::awaitable<absl::StatusOr<std::unique_ptr<ServerConnection>>> Pool::Acquire
     if (open_ < max_size_) {
       ++open_;
       ++connecting_;
-      auto conn = co_await ServerConnection::Connect(target_, connect_timeout_);
+      // The TLS context is the current config snapshot's: a reload that changes server_tls
+      // applies to every connection opened after it.
+      const uint64_t tls_version = runtime_ != nullptr ? runtime_->server_tls_version() : 0;
+      auto conn = co_await ServerConnection::Connect(
+          target_, connect_timeout_, runtime_ != nullptr ? runtime_->server_tls() : nullptr);
+      if (conn.ok()) (*conn)->set_tls_version(tls_version);
       --connecting_;
       if (!conn.ok()) {
         --open_;
@@ -69,7 +77,8 @@ asio::awaitable<absl::StatusOr<std::unique_ptr<ServerConnection>>> Pool::Acquire
 
 void Pool::Release(std::unique_ptr<ServerConnection> conn) {
   if (!conn) return;
-  if (!conn->Idle()) {
+  if (!conn->Idle() ||
+      (runtime_ != nullptr && conn->tls_version() != runtime_->server_tls_version())) {
     conn->Close();
     --open_;
     WakeOne();
@@ -117,7 +126,8 @@ void Pool::WakeOne() {
 void Pool::CloseIdle(std::chrono::milliseconds max_idle) {
   const auto now = Clock::now();
   for (auto it = idle_.begin(); it != idle_.end();) {
-    if (max_idle.count() == 0 || now - (*it)->last_used() > max_idle || !StillUsable(**it)) {
+    if (max_idle.count() == 0 || now - (*it)->last_used() > max_idle ||
+        !StillUsable(**it, runtime_)) {
       (*it)->Close();
       it = idle_.erase(it);
       --open_;
@@ -134,7 +144,7 @@ Pool& PoolSet::Get(const BackendTarget& target, int max_size,
   target.AppendKey(key_);
   if (auto it = pools_.find(key_); it != pools_.end()) return *it->second;
   auto& slot = pools_[key_];
-  slot = std::make_unique<Pool>(target, max_size, connect_timeout);
+  slot = std::make_unique<Pool>(target, max_size, connect_timeout, runtime_);
   return *slot;
 }
 

@@ -17,12 +17,19 @@
 
 namespace shardgate::proxy {
 
+class Runtime;
+
 // Contract: used only from its worker's thread. At most `max_size` connections exist at once
 // (idle + checked out + connecting); callers beyond that wait in FIFO order up to a deadline.
 class Pool {
  public:
-  Pool(BackendTarget target, int max_size, std::chrono::milliseconds connect_timeout)
-      : target_(std::move(target)), max_size_(max_size), connect_timeout_(connect_timeout) {}
+  // New connections use `runtime`'s server_tls context of the moment (none when null).
+  Pool(BackendTarget target, int max_size, std::chrono::milliseconds connect_timeout,
+       const Runtime* runtime = nullptr)
+      : target_(std::move(target)),
+        max_size_(max_size),
+        connect_timeout_(connect_timeout),
+        runtime_(runtime) {}
 
   // An idle connection, a new one, or one released by another client within `wait`. Errors:
   // 08001 (cannot connect), 53300 (pool exhausted for `wait`).
@@ -67,6 +74,7 @@ class Pool {
   BackendTarget target_;
   int max_size_;
   std::chrono::milliseconds connect_timeout_;
+  const Runtime* runtime_;
   int open_ = 0;
   int connecting_ = 0;
   std::deque<std::unique_ptr<ServerConnection>> idle_;  // most recently used at the back
@@ -78,6 +86,7 @@ class Pool {
 // All pools of one worker, by BackendTarget::Key().
 class PoolSet {
  public:
+  explicit PoolSet(const Runtime* runtime = nullptr) : runtime_(runtime) {}
   Pool& Get(const BackendTarget& target, int max_size, std::chrono::milliseconds connect_timeout);
   void CloseIdle(std::chrono::milliseconds max_idle);
   template <typename F>
@@ -86,6 +95,7 @@ class PoolSet {
   }
 
  private:
+  const Runtime* runtime_;
   absl::flat_hash_map<std::string, std::unique_ptr<Pool>> pools_;
   std::string key_;  // Get's lookup key, reused: no allocation per transaction
 };

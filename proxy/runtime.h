@@ -14,6 +14,7 @@
 
 #include "conf/config.h"
 #include "proxy/ids.h"
+#include "proxy/server_tls.h"
 #include "proxy/topology.h"
 #include "proxy/two_phase.h"
 #include "proxy/write_gate.h"
@@ -86,6 +87,31 @@ class Runtime {
   boost::asio::ssl::context* tls() const { return tls_.get(); }
   void set_tls(std::unique_ptr<boost::asio::ssl::context> tls) { tls_ = std::move(tls); }
 
+  // The client context for connections to the servers (`server_tls:`), built with each config
+  // snapshot; null when sslmode is disable. Read when a connection is opened.
+  std::shared_ptr<const ServerTls> server_tls() const {
+    std::lock_guard lock(mu_);
+    return server_tls_;
+  }
+  // A new context (every reload: renewed files are read again). When its settings differ from
+  // the previous ones (mode, paths) the version moves on and pools drop the connections opened
+  // before: after a switch to verify-full no plain connection is handed out again. An unchanged
+  // section keeps pooled connections (a reload or a resharding cutover must not empty pools).
+  void set_server_tls(std::shared_ptr<const ServerTls> tls) {
+    std::lock_guard lock(mu_);
+    const conf::ServerTlsConfig none;
+    const conf::ServerTlsConfig& before = server_tls_ ? server_tls_->config : none;
+    const conf::ServerTlsConfig& after = tls ? tls->config : none;
+    if (before.sslmode != after.sslmode || before.root_cert != after.root_cert ||
+        before.cert != after.cert || before.key != after.key) {
+      server_tls_version_.fetch_add(1);
+    }
+    server_tls_ = std::move(tls);
+  }
+  // Read it before server_tls() when opening a connection: a reload in between then makes the
+  // connection look older than it is (dropped at its next checkout), never newer.
+  uint64_t server_tls_version() const { return server_tls_version_.load(); }
+
   // The two-phase commit decision log; null when cross_shard.two_phase is off. Set once at
   // start, before the workers run.
   DecisionLog* decision_log() const { return decision_log_.get(); }
@@ -110,6 +136,8 @@ class Runtime {
   std::shared_ptr<const conf::Config> config_;
   std::map<std::string, std::shared_ptr<Topology>> topologies_;
   std::unique_ptr<boost::asio::ssl::context> tls_;
+  std::shared_ptr<const ServerTls> server_tls_;  // under mu_
+  std::atomic<uint64_t> server_tls_version_{0};
   std::unique_ptr<DecisionLog> decision_log_;
   std::atomic<uint64_t> map_version_{0};
   std::map<std::string, std::unique_ptr<WriteGate>> gates_;

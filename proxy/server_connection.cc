@@ -47,15 +47,18 @@ asio::awaitable<boost::system::error_code> ConnectTcp(tcp::socket& socket, const
 }  // namespace
 
 asio::awaitable<absl::StatusOr<std::unique_ptr<ServerConnection>>> ServerConnection::Connect(
-    const BackendTarget& target, std::chrono::milliseconds timeout) {
+    const BackendTarget& target, std::chrono::milliseconds timeout,
+    std::shared_ptr<const ServerTls> tls) {
   auto executor = co_await asio::this_coro::executor;
-  std::unique_ptr<ServerConnection> conn(new ServerConnection(tcp::socket(executor), target));
+  std::unique_ptr<ServerConnection> conn(
+      new ServerConnection(tcp::socket(executor), target, std::move(tls)));
   ServerConnection* raw = conn.get();
   absl::Status st;
   {
+    // Closing the socket also ends an SSL negotiation or TLS handshake that stalls.
     Deadline deadline(executor, timeout, [raw] {
       boost::system::error_code ignored;
-      raw->socket_.close(ignored);
+      raw->socket().close(ignored);
     });
     st = co_await conn->ConnectAndLogin();
     if (deadline.expired()) {
@@ -73,14 +76,25 @@ asio::awaitable<absl::StatusOr<std::unique_ptr<ServerConnection>>> ServerConnect
 }
 
 asio::awaitable<absl::Status> ServerConnection::ConnectAndLogin() {
-  boost::system::error_code ec = co_await ConnectTcp(socket_, target_.host, target_.port);
+  tcp::socket& socket = stream_.socket();
+  boost::system::error_code ec = co_await ConnectTcp(socket, target_.host, target_.port);
   if (ec) {
     co_return PgStatus("08001", absl::StrCat("could not connect to shard \"", target_.shard,
                                              "\" at ", target_.host, ":", target_.port, ": ",
                                              ec.message()));
   }
-  socket_.set_option(tcp::no_delay(true), ec);
-  socket_.non_blocking(true, ec);  // writes try the kernel directly (io.h WriteAll)
+  socket.set_option(tcp::no_delay(true), ec);
+  // Plain streams: writes try the kernel directly (io.h TrySend). Harmless under TLS, whose
+  // operations are asynchronous anyway.
+  socket.non_blocking(true, ec);
+  if (tls_config_) {
+    absl::Status st = co_await NegotiateTls(stream_, *tls_config_, target_.host);
+    if (!st.ok()) {
+      co_return PgStatus("08001", absl::StrCat("could not connect to shard \"", target_.shard,
+                                               "\" at ", target_.host, ":", target_.port, ": ",
+                                               st.message()));
+    }
+  }
   co_return co_await Login();
 }
 
@@ -89,12 +103,12 @@ asio::awaitable<absl::Status> ServerConnection::Login() {
   std::array<std::pair<std::string_view, std::string_view>, 2> params{{
       {"user", target_.user}, {"database", target_.dbname}}};
   p::AppendStartup(out, params);
-  auto [wec, wn] = co_await asio::async_write(socket_, asio::buffer(out), kTuple);
+  auto [wec, wn] = co_await asio::async_write(stream_, asio::buffer(out), kTuple);
   if (wec) co_return PgStatus("08001", "could not send startup packet: " + wec.message());
 
   std::optional<p::ScramClient> scram;
   for (;;) {
-    auto frame = co_await ReadTypedFrame(socket_, in_, p::kDefaultMaxMessageSize);
+    auto frame = co_await ReadTypedFrame(stream_, in_, p::kDefaultMaxMessageSize);
     if (!frame.ok()) {
       co_return PgStatus("08001", absl::StrCat("shard \"", target_.shard,
                                                "\" closed the connection during login"));
@@ -165,16 +179,16 @@ asio::awaitable<absl::Status> ServerConnection::Login() {
     in_.Consume(frame->whole.size());
     if (!st.ok()) co_return st;
     if (!out.empty()) {
-      auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(out), kTuple);
+      auto [ec, n] = co_await asio::async_write(stream_, asio::buffer(out), kTuple);
       if (ec) co_return PgStatus("08001", "could not send authentication: " + ec.message());
     }
   }
 }
 
 asio::awaitable<absl::Status> ServerConnection::Reset(std::chrono::milliseconds timeout) {
-  Deadline deadline(socket_.get_executor(), timeout, [this] {
+  Deadline deadline(stream_.get_executor(), timeout, [this] {
     boost::system::error_code ignored;
-    socket_.cancel(ignored);
+    socket().cancel(ignored);
   });
   auto result = co_await SimpleQuery("DISCARD ALL");
   if (!result.ok()) {
@@ -190,7 +204,7 @@ asio::awaitable<absl::StatusOr<std::vector<std::optional<std::string>>>>
 ServerConnection::SimpleQuery(std::string_view sql) {
   std::string out;
   p::AppendQuery(out, sql);
-  auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(out), kTuple);
+  auto [ec, n] = co_await asio::async_write(stream_, asio::buffer(out), kTuple);
   if (ec) {
     MarkBroken();
     co_return PgStatus("08006", ec.message());
@@ -199,7 +213,7 @@ ServerConnection::SimpleQuery(std::string_view sql) {
   bool have_row = false;
   absl::Status error;
   for (;;) {
-    auto frame = co_await ReadTypedFrame(socket_, in_, p::kDefaultMaxMessageSize);
+    auto frame = co_await ReadTypedFrame(stream_, in_, p::kDefaultMaxMessageSize);
     if (!frame.ok()) {
       MarkBroken();
       co_return frame.status();
@@ -228,13 +242,22 @@ ServerConnection::SimpleQuery(std::string_view sql) {
 
 void ServerConnection::Close() {
   boost::system::error_code ignored;
-  if (socket_.is_open() && !broken_) {
+  tcp::socket& socket = stream_.socket();
+  if (socket.is_open() && !broken_) {
+    // Best effort, non-blocking enough: 5 bytes (one small record under TLS). A TLS close
+    // is not awaited (no close_notify exchange): the server takes Terminate as the end.
     std::string out;
     p::AppendTerminate(out);
-    socket_.write_some(asio::buffer(out), ignored);  // best effort, non-blocking enough: 5 bytes
+    if (stream_.IsTls()) {
+      // Only when idle: no pump may have a TLS read pending, whose engine state a synchronous
+      // write would share.
+      if (Idle()) stream_.tls()->write_some(asio::buffer(out), ignored);
+    } else {
+      socket.write_some(asio::buffer(out), ignored);
+    }
   }
-  socket_.shutdown(tcp::socket::shutdown_both, ignored);
-  socket_.close(ignored);
+  socket.shutdown(tcp::socket::shutdown_both, ignored);
+  socket.close(ignored);
   broken_ = true;
 }
 

@@ -1,5 +1,6 @@
-// One connection from the proxy to a PostgreSQL server: TCP connect, startup and password
-// authentication (SCRAM-SHA-256, md5, cleartext, trust), and the state the proxy tracks on it.
+// One connection from the proxy to a PostgreSQL server: TCP connect, TLS when `server_tls:`
+// asks for it, startup and password authentication (SCRAM-SHA-256, md5, cleartext, trust), and
+// the state the proxy tracks on it.
 #pragma once
 
 #include <cstdint>
@@ -16,6 +17,8 @@
 #include "absl/status/statusor.h"
 #include "proxy/buffer.h"
 #include "proxy/io.h"
+#include "proxy/server_stream.h"
+#include "proxy/server_tls.h"
 
 namespace shardgate::proxy {
 
@@ -38,12 +41,22 @@ struct BackendTarget {
 // returns it to its pool only when `Idle()`; anything else closes it.
 class ServerConnection {
  public:
-  // Connects and logs in within `timeout`. Errors: 08001 (unreachable, naming the shard) or the
+  // Connects, negotiates TLS per `tls` (null: plain TCP) and logs in within `timeout`. Errors:
+  // 08001 (unreachable, or TLS refused or failed: naming the shard and the reason) or the
   // server's own ErrorResponse (e.g. 28P01, 3D000) passed through.
   static asio::awaitable<absl::StatusOr<std::unique_ptr<ServerConnection>>> Connect(
-      const BackendTarget& target, std::chrono::milliseconds timeout);
+      const BackendTarget& target, std::chrono::milliseconds timeout,
+      std::shared_ptr<const ServerTls> tls = nullptr);
 
-  tcp::socket& socket() { return socket_; }
+  // All reads and writes go through the stream (plain or TLS).
+  ServerStream& stream() { return stream_; }
+  // The TCP socket under the stream: cancel/close it to bound an operation (a pending TLS
+  // operation fails too), peek at it, read its fd.
+  tcp::socket& socket() { return stream_.socket(); }
+  bool tls() const { return stream_.IsTls(); }
+  // Runtime::server_tls_version() when the pool opened it (see Pool).
+  uint64_t tls_version() const { return tls_version_; }
+  void set_tls_version(uint64_t v) { tls_version_ = v; }
   ReadBuffer& in() { return in_; }
   const BackendTarget& target() const { return target_; }
   int32_t pid() const { return pid_; }
@@ -76,19 +89,22 @@ class ServerConnection {
   void Close();
 
  private:
-  explicit ServerConnection(tcp::socket socket, BackendTarget target)
-      : socket_(std::move(socket)), target_(std::move(target)) {}
+  explicit ServerConnection(tcp::socket socket, BackendTarget target,
+                            std::shared_ptr<const ServerTls> tls)
+      : stream_(std::move(socket)), target_(std::move(target)), tls_config_(std::move(tls)) {}
   asio::awaitable<absl::Status> Login();
   asio::awaitable<absl::Status> ConnectAndLogin();
 
-  tcp::socket socket_;
+  ServerStream stream_;
   BackendTarget target_;
+  std::shared_ptr<const ServerTls> tls_config_;  // keeps the SSL_CTX alive while we use it
   ReadBuffer in_;
   int32_t pid_ = 0, secret_ = 0;
   std::map<std::string, std::string, std::less<>> parameters_;
   absl::flat_hash_set<std::string> prepared_;
   std::map<std::string, std::string, std::less<>> settings_;
   char tx_status_ = 'I';
+  uint64_t tls_version_ = 0;
   bool broken_ = false;
   Clock::time_point last_used_ = Clock::now();
 };

@@ -523,13 +523,13 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::StartCopyIn(
   for (FanOutLeg* leg : in->ptrs) {
     std::string q;
     p::AppendQuery(q, sql);
-    auto [ec, n] = co_await asio::async_write(leg->conn->socket(), asio::buffer(q), kTuple);
+    auto [ec, n] = co_await asio::async_write(leg->conn->stream(), asio::buffer(q), kTuple);
     if (ec) {
       failed = LostConnection(*leg->conn, ec.message());
       break;
     }
     for (;;) {
-      auto f = co_await ReadTypedFrame(leg->conn->socket(), leg->conn->in(), 1u << 30);
+      auto f = co_await ReadTypedFrame(leg->conn->stream(), leg->conn->in(), 1u << 30);
       if (!f.ok()) {
         failed = f.status();
         break;
@@ -567,7 +567,7 @@ asio::awaitable<bool> ClientSession::FlushCopyLegs(size_t threshold) {
     std::string& out = copy_in_->out[i];
     if (out.size() < threshold || out.empty()) continue;
     ServerConnection& conn = *copy_in_->ptrs[i]->conn;
-    auto [ec, n] = co_await asio::async_write(conn.socket(), asio::buffer(out), kTuple);
+    auto [ec, n] = co_await asio::async_write(conn.stream(), asio::buffer(out), kTuple);
     out.clear();
     if (ec) {
       conn.MarkBroken();

@@ -164,9 +164,9 @@ asio::awaitable<bool> ClientSession::FlushServer() {
   ServerConnection* conn = server_.get();
   ++server_writes_;
   boost::system::error_code ec;
-  const size_t sent = TrySend(conn->socket(), asio::buffer(server_out_), ec);
+  const size_t sent = TrySend(conn->stream(), asio::buffer(server_out_), ec);
   if (!ec && sent < server_out_.size()) {
-    auto [wec, n] = co_await asio::async_write(conn->socket(), asio::buffer(server_out_) + sent,
+    auto [wec, n] = co_await asio::async_write(conn->stream(), asio::buffer(server_out_) + sent,
                                                kTuple);
     ec = wec;
   }
@@ -245,7 +245,7 @@ asio::awaitable<void> ClientSession::Pump(ServerConnection* conn, uint64_t gener
       ReleaseServer();
       break;
     }
-    auto [ec, n] = co_await conn->socket().async_read_some(conn->in().Prepare(need), kTuple);
+    auto [ec, n] = co_await conn->stream().async_read_some(conn->in().Prepare(need), kTuple);
     if (detaching_ || generation != attach_generation_) break;
     if (ec && server_hung_) {
       server_hung_ = false;

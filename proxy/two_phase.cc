@@ -149,9 +149,10 @@ namespace {
 // Resolves this node's prepared transactions on one shard primary.
 asio::awaitable<absl::Status> RecoverShard(const conf::Config& config, const std::string& db,
                                            const conf::ShardConfig& shard, DecisionLog& log,
+                                           const std::shared_ptr<const ServerTls>& tls,
                                            int* resolved) {
   BackendTarget admin = HealthTarget(config, db, shard.name, shard.primary);
-  auto conn = co_await ServerConnection::Connect(admin, config.timeouts.connect);
+  auto conn = co_await ServerConnection::Connect(admin, config.timeouts.connect, tls);
   if (!conn.ok()) co_return conn.status();
   const std::string prefix = log.GidPrefix();
   auto row = co_await (*conn)->SimpleQuery(absl::StrCat(
@@ -176,7 +177,7 @@ asio::awaitable<absl::Status> RecoverShard(const conf::Config& config, const std
       as.user = user->name;
       as.password = user->password;
     }
-    auto owner_conn = co_await ServerConnection::Connect(as, config.timeouts.connect);
+    auto owner_conn = co_await ServerConnection::Connect(as, config.timeouts.connect, tls);
     if (!owner_conn.ok()) co_return owner_conn.status();
     auto done = co_await (*owner_conn)->SimpleQuery(
         absl::StrCat(commit ? "COMMIT PREPARED '" : "ROLLBACK PREPARED '", gid, "'"));
@@ -192,7 +193,8 @@ asio::awaitable<absl::Status> RecoverShard(const conf::Config& config, const std
 
 }  // namespace
 
-absl::Status RecoverInDoubt(const conf::Config& config, DecisionLog& log) {
+absl::Status RecoverInDoubt(const conf::Config& config, DecisionLog& log,
+                            std::shared_ptr<const ServerTls> tls) {
   asio::io_context io;
   bool all_reached = true;
   int resolved = 0;
@@ -202,7 +204,7 @@ absl::Status RecoverInDoubt(const conf::Config& config, DecisionLog& log) {
         for (const auto& [name, db] : config.databases) {
           if (!db.Sharded()) continue;
           for (const conf::ShardConfig& shard : db.shards) {
-            absl::Status st = co_await RecoverShard(config, name, shard, log, &resolved);
+            absl::Status st = co_await RecoverShard(config, name, shard, log, tls, &resolved);
             if (!st.ok()) {
               all_reached = false;
               spdlog::error("two-phase recovery: shard \"{}\" of \"{}\": {}", shard.name, name,

@@ -21,6 +21,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "conf/config.h"
+#include "proxy/server_tls.h"
 
 namespace shardgate::proxy {
 
@@ -72,7 +73,9 @@ std::string NodeName(const conf::Config& config);
 // At start: for every sharded database and shard primary, COMMIT PREPARED the transactions the
 // log decided and ROLLBACK PREPARED every other prepared transaction of this node; then compacts
 // the log. Shards that cannot be reached are logged and retried by the next start (their
-// decisions stay in the log). Runs its own io_context; call before serving.
-absl::Status RecoverInDoubt(const conf::Config& config, DecisionLog& log);
+// decisions stay in the log). Runs its own io_context; call before serving. Connections use
+// `tls` (the config's server_tls context; null: plain).
+absl::Status RecoverInDoubt(const conf::Config& config, DecisionLog& log,
+                            std::shared_ptr<const ServerTls> tls = nullptr);
 
 }  // namespace shardgate::proxy

@@ -70,7 +70,7 @@ struct DatabaseStats {
 // BeginShutdown, which post onto it.
 class Worker {
  public:
-  Worker(int index, Runtime& runtime) : index_(index), runtime_(runtime) {}
+  Worker(int index, Runtime& runtime) : index_(index), runtime_(runtime), pools_(&runtime) {}
 
   // Opens this worker's acceptor on `endpoint` (SO_REUSEPORT, so every worker has its own and
   // the kernel spreads connections) and starts the accept and maintenance loops.

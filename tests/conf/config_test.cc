@@ -37,6 +37,8 @@ TEST(ConfigTest, MinimalConfigGetsEveryDefault) {
   EXPECT_TRUE(config->admin.users.empty());
   EXPECT_FALSE(config->admin.http.has_value());
   EXPECT_FALSE(config->tls.Enabled());
+  EXPECT_EQ(config->server_tls.sslmode, SslMode::kDisable);
+  EXPECT_FALSE(config->server_tls.Enabled());
   ASSERT_EQ(config->users.size(), 1u);
   const UserConfig& user = config->users[0];
   EXPECT_EQ(user.name, "app");
@@ -257,6 +259,33 @@ INSTANTIATE_TEST_SUITE_P(ConfDurations, DurationTest,
                                            std::pair{"1h", 3600000}, std::pair{"1500", 1500},
                                            std::pair{"0", 0}, std::pair{"0s", 0},
                                            std::pair{"\"10s\"", 10000}));
+
+// Every mode by its libpq name; the files only need to be readable here (/dev/null is), the
+// daemon parses them at start.
+TEST(ConfigTest, ServerTlsIsRead) {
+  ASSERT_OK_AND_ASSIGN(
+      auto config,
+      LoadString(std::string(kMinimal) +
+                     "server_tls: {sslmode: verify-full, root_cert: /dev/null, cert: /dev/null, "
+                     "key: /dev/null}\n",
+                 "tls.yaml"));
+  EXPECT_EQ(config->server_tls.sslmode, SslMode::kVerifyFull);
+  EXPECT_TRUE(config->server_tls.Verifies());
+  EXPECT_EQ(config->server_tls.root_cert, "/dev/null");
+  EXPECT_EQ(config->server_tls.cert, "/dev/null");
+  EXPECT_EQ(config->server_tls.key, "/dev/null");
+  for (auto [name, mode] : std::vector<std::pair<std::string, SslMode>>{
+           {"disable", SslMode::kDisable},
+           {"prefer", SslMode::kPrefer},
+           {"require", SslMode::kRequire},
+           {"verify-ca", SslMode::kVerifyCa},
+           {"verify-full", SslMode::kVerifyFull}}) {
+    ASSERT_OK_AND_ASSIGN(auto c, LoadString(std::string(kMinimal) + "server_tls: {sslmode: " +
+                                                name + ", root_cert: /dev/null}\n"));
+    EXPECT_EQ(c->server_tls.sslmode, mode) << name;
+    EXPECT_EQ(SslModeName(mode), name);
+  }
+}
 
 TEST(ConfigTest, SingleShardWithoutRoutersIsAPlainProxy) {
   ASSERT_OK_AND_ASSIGN(auto config, LoadString(kMinimal));

@@ -379,6 +379,22 @@ absl::StatusOr<std::unique_ptr<PgServer>> PgServer::StartPrimary(const std::stri
   for (const auto& line : options.extra_conf) absl::StrAppend(&conf, line, "\n");
   RETURN_IF_ERROR(WriteFile(s->data_dir_ + "/postgresql.conf", conf, /*append=*/true));
   RETURN_IF_ERROR(WriteFile(s->data_dir_ + "/pg_hba.conf", kHba));
+  if (!options.ssl_cert_pem.empty() && !options.ssl_key_pem.empty()) {
+    // postgres refuses a key that others can read, or that its user does not own.
+    for (const auto& [name, pem] : {std::pair{"server.crt", &options.ssl_cert_pem},
+                                    std::pair{"server.key", &options.ssl_key_pem}}) {
+      const std::string path = s->data_dir_ + "/" + name;
+      RETURN_IF_ERROR(WriteFile(path, *pem));
+      if (chmod(path.c_str(), 0600) != 0) {
+        return absl::InternalError(absl::StrCat("chmod ", path, ": ", strerror(errno)));
+      }
+      ChownToServerUser(path);
+    }
+    RETURN_IF_ERROR(WriteFile(s->data_dir_ + "/postgresql.conf",
+                              "ssl = on\nssl_cert_file = 'server.crt'\n"
+                              "ssl_key_file = 'server.key'\n",
+                              /*append=*/true));
+  }
 
   absl::Status started;
   for (int attempt = 0; attempt < 4; ++attempt) {
@@ -414,6 +430,51 @@ absl::StatusOr<std::unique_ptr<PgServer>> PgServer::StartPrimary(const std::stri
   RETURN_IF_ERROR(
       exec(absl::StrCat("GRANT ALL ON SCHEMA public TO ", kScramUser, ", ", kMd5User), dbname));
   return s;
+}
+
+TestCa::~TestCa() {
+  std::error_code ec;
+  if (!dir_.empty()) fs::remove_all(dir_, ec);
+}
+
+absl::Status TestCa::Openssl(const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {"/usr/bin/openssl"};
+  if (!fs::exists(argv[0])) {
+    return absl::FailedPreconditionError(
+        "/usr/bin/openssl not found (Debian package openssl, see tools/install_deps.sh)");
+  }
+  argv.insert(argv.end(), args.begin(), args.end());
+  return RunCommand(argv, dir_ + "/openssl.log", /*as_server_user=*/false, dir_, {}, 30000);
+}
+
+absl::StatusOr<std::unique_ptr<TestCa>> TestCa::Create(const std::string& name) {
+  std::unique_ptr<TestCa> ca(new TestCa());
+  ASSIGN_OR_RETURN(ca->dir_, MakeTempRoot("sg-ca-", /*for_server=*/false));
+  ca->cert_path_ = ca->dir_ + "/ca.crt";
+  RETURN_IF_ERROR(ca->Openssl({"req", "-x509", "-newkey", "ec", "-pkeyopt",
+                               "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "ca.key",
+                               "-out", "ca.crt", "-days", "2", "-subj", "/CN=" + name}));
+  return ca;
+}
+
+absl::StatusOr<TestCa::Issued> TestCa::Issue(const std::string& common_name,
+                                             const std::string& san) {
+  const std::string base = absl::StrCat("server", ++issued_);
+  std::string ext = "basicConstraints=CA:FALSE\n";
+  if (!san.empty()) absl::StrAppend(&ext, "subjectAltName=", san, "\n");
+  RETURN_IF_ERROR(WriteFile(dir_ + "/" + base + ".ext", ext));
+  RETURN_IF_ERROR(Openssl({"req", "-new", "-newkey", "ec", "-pkeyopt",
+                           "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", base + ".key",
+                           "-out", base + ".csr", "-subj", "/CN=" + common_name}));
+  RETURN_IF_ERROR(Openssl({"x509", "-req", "-in", base + ".csr", "-CA", "ca.crt", "-CAkey",
+                           "ca.key", "-CAcreateserial", "-days", "2", "-out", base + ".crt",
+                           "-extfile", base + ".ext"}));
+  Issued issued{ReadFileOrEmpty(dir_ + "/" + base + ".crt"),
+                ReadFileOrEmpty(dir_ + "/" + base + ".key")};
+  if (issued.cert_pem.empty() || issued.key_pem.empty()) {
+    return absl::InternalError("openssl wrote no certificate or key in " + dir_);
+  }
+  return issued;
 }
 
 absl::StatusOr<std::unique_ptr<PgServer>> PgServer::StartReplica(const PgServer& primary) {

@@ -27,6 +27,32 @@ std::string PgBinDir();
 
 struct ServerOptions {
   std::vector<std::string> extra_conf;  // lines appended to postgresql.conf
+  // Both set: `ssl = on` with this certificate and key (PEM text), written into the data dir
+  // with mode 0600 and owned by the server's OS user, as postgres requires of a key.
+  std::string ssl_cert_pem, ssl_key_pem;
+};
+
+// A throwaway certificate authority for TLS tests, made at run time with the `openssl` command
+// line tool (EC P-256 keys: fast) in a temp dir that the destructor removes.
+class TestCa {
+ public:
+  ~TestCa();
+  static absl::StatusOr<std::unique_ptr<TestCa>> Create(const std::string& name = "test CA");
+  // The CA certificate (PEM file): what a client trusts as root_cert / sslrootcert.
+  const std::string& cert_path() const { return cert_path_; }
+
+  struct Issued {
+    std::string cert_pem, key_pem;
+  };
+  // A server certificate signed by this CA: subject CN=`common_name`, subjectAltName `san`
+  // (e.g. "IP:127.0.0.1,DNS:localhost"; empty: none).
+  absl::StatusOr<Issued> Issue(const std::string& common_name, const std::string& san);
+
+ private:
+  TestCa() = default;
+  absl::Status Openssl(const std::vector<std::string>& args);
+  std::string dir_, cert_path_;
+  int issued_ = 0;
 };
 
 // One postgres process with its data dir.

@@ -124,8 +124,16 @@ absl::Status CreateTableFrom(const Plan& plan, const MovingTable& t, const std::
   if (std::filesystem::exists("/usr/lib/postgresql/15/bin/pg_dump")) {
     pg_dump = "/usr/lib/postgresql/15/bin/pg_dump";
   }
+  // libpq's environment carries what ShardParams adds beyond these flags (server_tls).
+  std::string env = p.count("password") ? "PGPASSWORD=" + ShellQuote(p["password"]) + " " : "";
+  for (const auto& [key, var] : {std::pair{"sslmode", "PGSSLMODE"},
+                                 std::pair{"sslrootcert", "PGSSLROOTCERT"},
+                                 std::pair{"sslcert", "PGSSLCERT"},
+                                 std::pair{"sslkey", "PGSSLKEY"}}) {
+    if (p.count(key)) absl::StrAppend(&env, var, "=", ShellQuote(p[key]), " ");
+  }
   std::string cmd = absl::StrCat(
-      p.count("password") ? "PGPASSWORD=" + ShellQuote(p["password"]) + " " : "", pg_dump,
+      env, pg_dump,
       " --schema-only --no-publications --no-subscriptions",
       " --table=", ShellQuote(t.schema + "." + t.relname), " -h ", ShellQuote(p["host"]), " -p ",
       ShellQuote(p["port"]), " -U ", ShellQuote(p["user"]), " -d ", ShellQuote(p["dbname"]));

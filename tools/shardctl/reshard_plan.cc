@@ -98,6 +98,15 @@ absl::StatusOr<PgConn::Params> Plan::ShardParams(const std::string& shard) const
     }
   }
   if (!password.empty()) p["password"] = password;
+  // The proxies' server_tls applies to shardctl's own connections too (libpq's sslmode has the
+  // same meaning: verify-full matches the endpoint's host against the certificate).
+  const conf::ServerTlsConfig& tls = old_config->server_tls;
+  if (tls.Enabled()) {
+    p["sslmode"] = std::string(conf::SslModeName(tls.sslmode));
+    if (!tls.root_cert.empty()) p["sslrootcert"] = tls.root_cert;
+    if (!tls.cert.empty()) p["sslcert"] = tls.cert;
+    if (!tls.key.empty()) p["sslkey"] = tls.key;
+  }
   return p;
 }
 
