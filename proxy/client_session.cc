@@ -418,7 +418,7 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::Startup() {
       break;
     }
     if (!topology_ || SqlState(login_status) != "08001") co_return login_status;
-    topology_->PrimaryFailed(index, std::string(login_status.message()));
+    topology_->PrimaryConnectFailed(index, login_status);
   }
   CO_RETURN_IF_ERROR(login_status);
   if (known == nullptr) {

@@ -159,9 +159,7 @@ asio::awaitable<absl::Status> ClientSession::AcquireLegs(absl::Span<const int> s
       conn = co_await leg->pool->Acquire(kLegPoolWait);
     }
     if (!conn.ok()) {
-      if (!replica && SqlState(conn.status()) == "08001") {
-        topology_->PrimaryFailed(shard, std::string(conn.status().message()));
-      }
+      if (!replica) topology_->PrimaryConnectFailed(shard, conn.status());
       co_return conn.status();
     }
     leg->conn = std::move(*conn);

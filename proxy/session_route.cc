@@ -247,7 +247,7 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::Target(const routing::Route
         break;
       }
       if (!replica) {
-        if (SqlState(st) == "08001") topology_->PrimaryFailed(shard, std::string(st.message()));
+        topology_->PrimaryConnectFailed(shard, st);
         break;
       }
       // A replica that cannot be reached gets no more reads until the checker sees it healthy.

@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "conf/config.h"
+#include "protocol/status.h"
 #include "routing/shard_map.h"
 
 namespace shardgate::proxy {
@@ -48,6 +49,11 @@ class Topology {
   absl::Status WriteServerAvailable(int shard) const;
   // A session could not connect to the primary, or it stopped answering: opens the breaker.
   void PrimaryFailed(int shard, std::string_view why);
+  // Connecting to the primary failed with `status`: opens the breaker when the server could not
+  // be reached (08001), not for refusals such as a wrong password or too many connections.
+  void PrimaryConnectFailed(int shard, const absl::Status& status) {
+    if (SqlState(status) == "08001") PrimaryFailed(shard, std::string(status.message()));
+  }
   int Promoted(int shard) const;
   // What the checker last measured of a replica: bytes of the primary's WAL it has not
   // replayed, and for how long it has been missing some (ms); -1 when unknown (down).
