@@ -257,6 +257,12 @@ absl::StatusOr<RoutePlan> Planner::PlanStatement(const QueryInfo& info,
     }
     ASSIGN_OR_RETURN(KeyValue key, ParseKeyText(*input.hints.key, router->key_type()));
     ASSIGN_OR_RETURN(int shard, router->Route(key));
+    for (size_t i = 0; i < n; ++i) {
+      if (cls[i] == Class::kSharded && rule[i]->router == router) {
+        plan.keys.push_back({rule[i], key});
+        break;
+      }
+    }
     return one(shard, Cat("hint key=", *input.hints.key, " -> ", m.shard_name(shard), " (",
                           router->type(), " ", router->name(), ")"));
   }
@@ -268,6 +274,13 @@ absl::StatusOr<RoutePlan> Planner::PlanStatement(const QueryInfo& info,
     std::string s;
     for (int sh : shards) s += Cat(s.empty() ? "" : ", ", m.shard_name(sh));
     return s.empty() ? std::string("(none)") : s;
+  };
+  auto note_key = [&](const ShardMap::Table* table, const KeyValue& key) {
+    if (plan.keys.size() < RoutePlan::kMaxKeys) {
+      plan.keys.push_back({table, key});
+    } else {
+      plan.keys_complete = false;
+    }
   };
   auto restrict = [&](size_t t, ShardList shards) {
     sets[t] = sets[t] ? Intersect(*sets[t], shards) : std::move(shards);
@@ -286,6 +299,7 @@ absl::StatusOr<RoutePlan> Planner::PlanStatement(const QueryInfo& info,
       for (const KeyValue& key : keys) {
         ASSIGN_OR_RETURN(int s, router->Route(key));
         shards.push_back(s);
+        note_key(rule[t], key);
       }
       SortUnique(shards);
       if (input.explain) {
@@ -335,6 +349,7 @@ absl::StatusOr<RoutePlan> Planner::PlanStatement(const QueryInfo& info,
         return PgStatus("23502", Cat("shard key ", r.key, " of ", tname, " must not be NULL"));
       }
       ASSIGN_OR_RETURN(int s, r.router->Route(keys[0]));
+      note_key(&r, keys[0]);
       row_shard.push_back(s);
       shards.push_back(s);
     }
@@ -373,6 +388,7 @@ absl::StatusOr<RoutePlan> Planner::PlanStatement(const QueryInfo& info,
       return PgStatus("0A000", "COPY FROM in binary format into a sharded table is not supported",
                       "use FORMAT text or csv");
     }
+    plan.keys_complete = false;  // the rows' keys are seen only as the COPY streams
     plan.copy_router = r.router;
     plan.copy_key_column = static_cast<int>(col - info.copy->columns.begin());
     plan.spread = r.router->Shards().size() == static_cast<size_t>(m.shard_count())
@@ -492,6 +508,7 @@ absl::StatusOr<RoutePlan> Planner::PlanStatement(const QueryInfo& info,
     }
   }
   for (const Group& g : groups) {
+    if (!g.restricted && g.router != nullptr) plan.keys_complete = false;
     if (input.explain && !g.restricted && g.router != nullptr) {
       why.push_back(Cat("no key condition on ", group_tables(g), ": ", g.router->type(), " ",
                         g.router->name(), " spans ", g.shards.size(), " shards"));
@@ -545,8 +562,19 @@ absl::StatusOr<RoutePlan> Planner::Plan(const Analysis& analysis, const PlanInpu
   }
   if (analysis.statements.size() == 1) return PlanStatement(analysis.statements[0], input);
   std::optional<RoutePlan> combined;
+  // Every statement's keys, whichever plan the combination keeps.
+  absl::InlinedVector<RoutedKey, 1> keys;
+  bool keys_complete = true;
   for (const QueryInfo& info : analysis.statements) {
     ASSIGN_OR_RETURN(RoutePlan p, PlanStatement(info, input));
+    keys_complete = keys_complete && p.keys_complete;
+    for (RoutedKey& k : p.keys) {
+      if (keys.size() < RoutePlan::kMaxKeys) {
+        keys.push_back(std::move(k));
+      } else {
+        keys_complete = false;
+      }
+    }
     if (!combined) {
       combined = std::move(p);
       continue;
@@ -570,6 +598,8 @@ absl::StatusOr<RoutePlan> Planner::Plan(const Analysis& analysis, const PlanInpu
     combined->reason += Cat("; ", p.reason);
   }
   if (combined->write) combined->role = Role::kPrimary;
+  combined->keys = std::move(keys);
+  combined->keys_complete = keys_complete;
   return std::move(*combined);
 }
 

@@ -47,7 +47,16 @@ struct PlanInput {
   bool explain = true;
 };
 
+// A shard-key value a plan routed by, and the sharded table it belongs to (owned by the map).
+struct RoutedKey {
+  const ShardMap::Table* table = nullptr;
+  KeyValue key;
+};
+
 struct RoutePlan {
+  // At most this many keys are kept in `keys` (an IN list of thousands is not copied).
+  static constexpr size_t kMaxKeys = 16;
+
   enum class Spread {
     kOne,     // exactly one shard (the key decided, or a hint)
     kSome,    // several, not all
@@ -62,6 +71,11 @@ struct RoutePlan {
   bool write = false;
   bool merge = false;  // several shards answer a read: results are merged per QueryInfo::merge
   std::string reason;  // "users.id = 42 -> s1 (hash_ring by_user)"
+  // The keys it routed by (key conditions, INSERT rows, a key= hint), in statement order, for
+  // the hot-key sketch and the query cache. `keys_complete` is false when some were left out
+  // (more than kMaxKeys) or when a sharded table was reached without a key condition.
+  absl::InlinedVector<RoutedKey, 1> keys;
+  bool keys_complete = true;
 
   // Multi-row INSERT spanning shards: for shards[i], the VALUES rows (0-based) it receives.
   std::vector<std::vector<int>> insert_rows;

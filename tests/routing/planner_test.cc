@@ -283,6 +283,34 @@ TEST_F(PlannerTest, TransactionsAndReasons) {
   EXPECT_FALSE(shardgate::Hint(refused.status()).empty());
 }
 
+// The keys a plan routed by feed the hot-key sketch and the query cache's invalidation.
+TEST_F(PlannerTest, PlansCarryTheKeysTheyRoutedBy) {
+  auto keys_of = [&](const std::string& sql) {
+    auto p = Plan(sql);
+    EXPECT_TRUE(p.ok()) << sql << ": " << p.status();
+    std::string s;
+    if (!p.ok()) return s;
+    for (const RoutedKey& k : p->keys) s += k.table->name + "=" + k.key.ToString() + " ";
+    return s + (p->keys_complete ? "complete" : "partial");
+  };
+  EXPECT_EQ(keys_of("SELECT * FROM users WHERE id = 42"), "users=42 complete");
+  EXPECT_EQ(keys_of("SELECT * FROM accounts WHERE tenant IN ('acme', 'globex')"),
+            "accounts=acme accounts=globex complete");
+  EXPECT_EQ(keys_of("INSERT INTO users (id, name) VALUES (7, 'a'), (8, 'b')"),
+            "users=7 users=8 complete");
+  EXPECT_EQ(keys_of("UPDATE users SET name = 'x' WHERE id = 9; DELETE FROM users WHERE id = 9"),
+            "users=9 users=9 complete");
+  EXPECT_EQ(keys_of("/* shardgate: key=5 */ SELECT count(*) FROM orders"), "orders=5 complete");
+  EXPECT_EQ(keys_of("SELECT * FROM users"), "partial");
+  EXPECT_EQ(keys_of("SELECT * FROM countries"), "complete");
+  std::string many = "SELECT * FROM users WHERE id IN (0";
+  for (int i = 1; i < 40; ++i) many += ", " + std::to_string(i);
+  auto p = Plan(many + ")");
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->keys.size(), RoutePlan::kMaxKeys);
+  EXPECT_FALSE(p->keys_complete);
+}
+
 TEST(PlannerMaps, SingleShardAndDefaultShard) {
   auto single = testing::LoadMap(
       "    shards:\n      - {name: only, primary: {host: 127.0.0.1, port: 5432}}\n");
