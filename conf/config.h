@@ -95,7 +95,18 @@ struct TableConfig {
   std::string key;     // shard-key column; empty for reference tables
   std::string router;  // router name; empty for reference tables
   bool reference = false;
+  // Query cache: reads of this table (alone or with other cached tables) are cached this long;
+  // 0 = not cached unless a /* shardgate: cache=30s */ hint asks.
+  Duration cache{0};
   Mark mark;
+};
+
+// `query_cache:` of a database: the result cache's memory bound. The cache is on when the
+// section is present or a table sets `cache:`.
+struct QueryCacheConfig {
+  bool enabled = false;
+  uint64_t memory = 64u << 20;    // bytes of cached answers, at most (LRU beyond)
+  uint64_t max_entry = 1u << 20;  // a larger answer is not cached
 };
 
 struct Timeouts {
@@ -125,6 +136,7 @@ struct DatabaseConfig {
   std::vector<ShardConfig> shards;
   std::map<std::string, RouterConfig> routers;
   std::map<std::string, TableConfig> tables;  // key: table name, lower-cased
+  QueryCacheConfig query_cache;
   Mark mark;
 
   const ShardConfig* FindShard(std::string_view name) const;

@@ -124,6 +124,10 @@ void ReadTables(const Node& map, const Node& routers, DatabaseConfig& db, Proble
     r.String("key", &table.key);
     r.String("router", &table.router);
     r.Bool("reference", &table.reference);
+    if (r.Dur("cache", &table.cache) && table.cache.count() == 0) {
+      problems.Add(r.Get("cache")->mark, absl::StrCat(what, ": cache must be greater than 0 "
+                                                            "(leave it out to not cache)"));
+    }
     r.Finish();
     if (!r.IsMap()) continue;
     if (table.reference) {
@@ -197,6 +201,22 @@ DatabaseConfig ReadDatabase(const std::string& name, const Mark& name_mark, cons
   if (routers != nullptr) ReadRouters(*routers, db, problems);
   if (const Node* tables = r.Map("tables"); tables != nullptr) {
     ReadTables(*tables, routers != nullptr ? *routers : no_routers, db, problems);
+  }
+  if (const Node* cache = r.Get("query_cache"); cache != nullptr) {
+    MapReader c(*cache, problems, absl::StrCat(what, " query_cache"));
+    int64_t memory = static_cast<int64_t>(db.query_cache.memory);
+    if (c.Int("memory", &memory, 1 << 16, int64_t{1} << 40)) {
+      db.query_cache.memory = static_cast<uint64_t>(memory);
+    }
+    int64_t max_entry = static_cast<int64_t>(db.query_cache.max_entry);
+    if (c.Int("max_entry", &max_entry, 1, int64_t{1} << 40)) {
+      db.query_cache.max_entry = static_cast<uint64_t>(max_entry);
+    }
+    c.Finish();
+    db.query_cache.enabled = c.IsMap();
+  }
+  for (const auto& [table_name, table] : db.tables) {
+    if (table.cache.count() > 0) db.query_cache.enabled = true;
   }
   r.Finish();
   if (!r.IsMap() && !node.IsNull()) return db;

@@ -346,6 +346,23 @@ void ShowReshard(Runtime& runtime, std::string& out) {
               rows);
 }
 
+// SHOW CACHE: each database's query cache, as /metrics reports it.
+void ShowCache(Runtime& runtime, std::string& out) {
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& [name, cache] : runtime.query_caches()) {
+    const QueryCache::Stats st = cache->stats();
+    const QueryCache::Limits limits = cache->limits();
+    rows.push_back({name, absl::StrCat(st.entries), absl::StrCat(st.bytes),
+                    absl::StrCat(limits.memory), absl::StrCat(st.hits), absl::StrCat(st.misses),
+                    absl::StrCat(st.stores), absl::StrCat(st.invalidated),
+                    absl::StrCat(st.evicted), absl::StrCat(st.raced)});
+  }
+  AppendTable(out,
+              {"database", "entries", "bytes", "max_bytes", "hits", "misses", "stores",
+               "invalidated", "evicted", "raced"},
+              rows);
+}
+
 // The resharding hooks shardctl drives on every proxy during a cutover:
 //   RESHARD PAUSE <db> <table>[,<table>...] [<max_ms>]  writes to the tables wait (at most
 //       max_ms, default 5000); answers once every transaction that wrote before is over
@@ -486,6 +503,8 @@ asio::awaitable<void> ClientSession::ServeAdmin() {
       } else if (lower == "pause" || lower.rfind("pause ", 0) == 0 || lower == "resume" ||
                  lower.rfind("resume ", 0) == 0) {
         st = co_await PauseDatabases(runtime, Words(sql), lower[0] == 'p', client_out_);
+      } else if (lower == "show cache") {
+        ShowCache(runtime, client_out_);
       } else if (lower == "show reshard") {
         ShowReshard(runtime, client_out_);
       } else if (lower.rfind("reshard ", 0) == 0) {
@@ -496,7 +515,7 @@ asio::awaitable<void> ClientSession::ServeAdmin() {
       } else {
         st = PgStatus("0A000", "unknown admin console command: " + sql,
                       "Try SHOW VERSION, SHOW SHARDS, SHOW POOLS, SHOW CLIENTS, SHOW SERVERS, SHOW STATS, "
-                      "SHOW CONFIG, SHOW ROUTE <sql>, SHOW RESHARD, RELOAD, PAUSE, RESUME, SHUTDOWN or "
+                      "SHOW CONFIG, SHOW ROUTE <sql>, SHOW RESHARD, SHOW CACHE, RELOAD, PAUSE, RESUME, SHUTDOWN or "
                       "RESHARD.");
       }
       if (!st.ok()) p::AppendError(client_out_, ToPgError(st));

@@ -64,6 +64,7 @@ class RingQueue {
   bool empty() const { return size_ == 0; }
   size_t size() const { return size_; }
   T& front() { return slots_[head_]; }
+  T& back() { return slots_[(head_ + size_ - 1) % slots_.size()]; }
   void push_back(T value) {
     if (size_ == slots_.size()) Grow();
     slots_[(head_ + size_) % slots_.size()] = std::move(value);

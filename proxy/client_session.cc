@@ -117,6 +117,7 @@ ClientSession::Info ClientSession::Describe() const {
 
 ClientSession::~ClientSession() {
   if (gate_ && gate_epoch_) gate_->Leave(*gate_epoch_);
+  EndCacheWrites(true);
   if (cancel_pid_ != 0) CancelRegistry::Global().Unregister(cancel_pid_);
   if (counted_) worker_.runtime().clients.fetch_sub(1);
   if (user_counted_) worker_.runtime().RemoveUserConnection(user_name_);
@@ -356,6 +357,9 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::Startup() {
     planner_.emplace(topology_->map());
     // A sharded client talks to a different server per transaction by nature.
     pool_mode_ = conf::PoolMode::kTransaction;
+    if (db_->query_cache.enabled) {
+      cache_ = &worker_.runtime().query_cache(db_name_, db_->query_cache);
+    }
   }
 
   // The login's server: the first shard's (or default_shard's) primary. In a sharded database

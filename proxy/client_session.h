@@ -20,6 +20,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/types/span.h"
 #include "conf/config.h"
 #include "routing/analysis_cache.h"
@@ -33,6 +34,7 @@
 #include "proxy/server_connection.h"
 #include "proxy/copy_split.h"
 #include "proxy/fanout.h"
+#include "proxy/query_cache.h"
 #include "proxy/write_gate.h"
 
 namespace shardgate::proxy {
@@ -96,6 +98,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
     Expect kind;
     std::string name;  // kParse/kSwallowParse: the server statement name
     std::chrono::steady_clock::time_point at{};  // kQuery/kSync: when sent (latency metric)
+    bool fill = false;  // its answer goes to the query cache too (fill_)
   };
   // A client's named prepared statement, and how to recreate it on any server.
   struct Prepared {
@@ -107,6 +110,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
     std::vector<routing::Literal> literals;
     std::vector<uint32_t> param_types;
     std::string sql;
+    std::optional<std::chrono::milliseconds> cache_hint;  // /* shardgate: cache=30s */
   };
   // A session setting changed by the client: the statement that sets it on a server.
   using Settings = std::map<std::string, std::string, std::less<>>;
@@ -225,6 +229,49 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   asio::awaitable<absl::Status> CommitTwoPhase(std::span<FanOutLeg* const> legs);
   // The SET/RESET statements that give `conn` this client's settings (and records them).
   std::string ReplaySql(ServerConnection& conn) const;
+  // ---- the query cache (session_cache.cc)
+  // A cacheable read's answer on its way from the primary: captured as it is forwarded.
+  struct CacheFill {
+    std::string key;
+    std::vector<CacheTag> tags;
+    std::chrono::milliseconds ttl{0};
+    uint64_t token = 0;  // QueryCache::BeginFill
+    bool extended = false;
+    bool open = true;    // items of its request are still being pushed (Push marks them)
+    bool failed = false;  // something not cacheable came back (an error, a notice, too big)
+    bool complete = false;  // CommandComplete seen
+    int binds = 0, executes = 0;
+    std::string answer;  // [RowDescription] DataRow... CommandComplete
+  };
+  // The answer of a Bind that hit the cache: its Describe and Execute are answered from it.
+  struct CachedPortal {
+    std::string name;
+    std::shared_ptr<const std::string> answer;
+    size_t offset = 0;  // where Execute goes on (after RowDescription, after rows sent)
+  };
+  // The TTL a read planned as `plan` may be cached for (0: not cacheable here): `hint`, else
+  // the shortest of its tables' `cache:` (every table must have one).
+  std::chrono::milliseconds CacheTtl(const routing::Analysis& analysis,
+                                     const routing::RoutePlan& plan,
+                                     std::optional<std::chrono::milliseconds> hint) const;
+  std::vector<CacheTag> CacheTags(const routing::Analysis& analysis,
+                                  const routing::RoutePlan& plan, bool write) const;
+  std::string CacheKey(char kind, std::string_view sql, std::string_view extra) const;
+  // A cacheable read: a hit is answered now (true, nothing to forward); a miss prepares the
+  // fill (armed by ArmCacheFill once the read is routed) and sends the plan to the primary.
+  bool CacheLookup(std::string key, const routing::Analysis& analysis,
+                   routing::RoutePlan& plan, std::chrono::milliseconds ttl, bool extended,
+                   std::string_view portal);
+  void ArmCacheFill();
+  // A write planned as `plan`: invalidates what it touches now and when its transaction ends.
+  void NoteCacheWrite(const routing::Analysis& analysis, const routing::RoutePlan& plan);
+  // Ends the writes of the transaction that just ended (or of a session that leaves: `force`).
+  void EndCacheWrites(bool force);
+  // The pump's half: the frame answers `head`, an item of the fill.
+  void CaptureForCache(const Item& head, const protocol::Frame& frame);
+  // Extended protocol: Describe/Execute/Close of the cached portal. false: not that portal.
+  bool AnswerCachedPortal(const protocol::Frame& frame);
+
   // ---- resharding (session_route.cc)
   // Before a write: waits while a cutover pauses the tables it writes, and checks that the
   // shard map is the one the transaction started with (40001 otherwise). true: the map was
@@ -311,6 +358,14 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   bool attach_failed_ = false;    // attaching failed mid-batch: answer locally until Sync
 
   absl::flat_hash_map<std::string, Prepared> prepared_;
+
+  // The query cache (databases with it on): the cache, the writes of the open transaction, the
+  // fill in flight (one at a time) and the Bind answered from the cache.
+  QueryCache* cache_ = nullptr;
+  absl::flat_hash_set<CacheTag> cache_writes_;
+  std::optional<CacheFill> fill_;
+  std::optional<CacheFill> fill_pending_;  // made by CacheLookup, armed once routed
+  std::optional<CachedPortal> cached_portal_;
 
   // Sharded databases only (topology_ set).
   std::shared_ptr<Topology> topology_;

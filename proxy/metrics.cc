@@ -128,6 +128,33 @@ void AddReshardProgress(Runtime& runtime, std::vector<MetricFamily>& out) {
   for (Family* f : {&phase, &copied, &source_rows, &changes, &age}) out.push_back(std::move(f->f));
 }
 
+// The query caches of the databases that have used one.
+void AddQueryCache(Runtime& runtime, std::vector<MetricFamily>& out) {
+  Family lookups("shardgate_query_cache_lookups_total",
+                 "Cacheable reads looked up in the query cache, by result (hit or miss)",
+                 MetricType::Counter);
+  Family stores("shardgate_query_cache_stores_total", "Answers stored in the query cache",
+                MetricType::Counter);
+  Family dropped("shardgate_query_cache_dropped_total",
+                 "Query cache entries removed by a write (invalidated), for memory (evicted), "
+                 "or not stored because a write overlapped the read (raced)",
+                 MetricType::Counter);
+  Family entries("shardgate_query_cache_entries", "Entries in the query cache", MetricType::Gauge);
+  Family bytes("shardgate_query_cache_bytes", "Bytes the query cache holds", MetricType::Gauge);
+  for (const auto& [db, cache] : runtime.query_caches()) {
+    const QueryCache::Stats st = cache->stats();
+    lookups.Add({{"database", db}, {"result", "hit"}}, static_cast<double>(st.hits));
+    lookups.Add({{"database", db}, {"result", "miss"}}, static_cast<double>(st.misses));
+    stores.Add({{"database", db}}, static_cast<double>(st.stores));
+    dropped.Add({{"database", db}, {"reason", "invalidated"}}, static_cast<double>(st.invalidated));
+    dropped.Add({{"database", db}, {"reason", "evicted"}}, static_cast<double>(st.evicted));
+    dropped.Add({{"database", db}, {"reason", "raced"}}, static_cast<double>(st.raced));
+    entries.Add({{"database", db}}, static_cast<double>(st.entries));
+    bytes.Add({{"database", db}}, static_cast<double>(st.bytes));
+  }
+  for (Family* f : {&lookups, &stores, &dropped, &entries, &bytes}) out.push_back(std::move(f->f));
+}
+
 }  // namespace
 
 asio::awaitable<std::string> RenderMetrics(Runtime& runtime) {
@@ -262,6 +289,7 @@ asio::awaitable<std::string> RenderMetrics(Runtime& runtime) {
   }
   out.push_back(std::move(paused.f));
   AddReshardProgress(runtime, out);
+  AddQueryCache(runtime, out);
   co_return prometheus::TextSerializer().Serialize(out);
 }
 

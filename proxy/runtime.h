@@ -14,6 +14,7 @@
 
 #include "conf/config.h"
 #include "proxy/ids.h"
+#include "proxy/query_cache.h"
 #include "proxy/server_tls.h"
 #include "proxy/topology.h"
 #include "proxy/two_phase.h"
@@ -59,6 +60,28 @@ class Runtime {
     auto& g = gates_[database];
     if (!g) g = std::make_unique<WriteGate>();
     return *g;
+  }
+
+  // The query cache of `database` (created on first use, never freed: sessions keep a pointer,
+  // and writes begun under one config must end on the same cache after a reload).
+  QueryCache& query_cache(const std::string& database, const conf::QueryCacheConfig& config) {
+    std::lock_guard lock(mu_);
+    auto& cache = caches_[database];
+    const QueryCache::Limits limits{config.memory, config.max_entry};
+    if (!cache) {
+      cache = std::make_unique<QueryCache>(limits);
+    } else if (cache->limits().memory != limits.memory ||
+               cache->limits().max_entry != limits.max_entry) {
+      cache->Configure(limits);
+    }
+    return *cache;
+  }
+  // Every database's cache that was ever used (SHOW CACHE, /metrics).
+  std::vector<std::pair<std::string, const QueryCache*>> query_caches() const {
+    std::lock_guard lock(mu_);
+    std::vector<std::pair<std::string, const QueryCache*>> out;
+    for (const auto& [name, cache] : caches_) out.emplace_back(name, cache.get());
+    return out;
   }
 
   // How a database's reshard goes, as shardctl last reported it (RESHARD PROGRESS): for SHOW
@@ -141,6 +164,7 @@ class Runtime {
   std::unique_ptr<DecisionLog> decision_log_;
   std::atomic<uint64_t> map_version_{0};
   std::map<std::string, std::unique_ptr<WriteGate>> gates_;
+  std::map<std::string, std::unique_ptr<QueryCache>> caches_;
   std::map<std::string, ReshardProgress> progress_;
   std::map<std::string, int, std::less<>> user_connections_;  // under mu_
 };

@@ -74,7 +74,27 @@ void ClientSession::Push(Expect kind, std::string name) {
                            kind == Expect::kQuery || kind == Expect::kSync
                                ? std::chrono::steady_clock::now()
                                : std::chrono::steady_clock::time_point{}});
-  if (IsInject(static_cast<uint8_t>(kind))) DrainInjected();
+  if (IsInject(static_cast<uint8_t>(kind))) {
+    DrainInjected();
+  } else if (fill_ && fill_->open && kind != Expect::kSwallowQuery &&
+             kind != Expect::kSwallowParse) {
+    // The items of a cache fill's request: its answer is captured as it is forwarded (what the
+    // proxy adds, a settings replay or a Parse, is not part of it). Anything else in the
+    // request (a second Bind or Execute, a Parse) makes it not cacheable.
+    CacheFill& fill = *fill_;
+    Item& item = expected_.back();
+    if (!fill.extended) {
+      item.fill = kind == Expect::kQuery;
+      fill.failed |= !item.fill;
+      fill.open = !item.fill;
+    } else if (kind == Expect::kDescribe || kind == Expect::kSync ||
+               (kind == Expect::kExecute && ++fill.executes == 1)) {
+      item.fill = true;
+      fill.open = kind != Expect::kSync;
+    } else if (kind != Expect::kBind || ++fill.binds > 1) {
+      fill.failed = true;
+    }
+  }
 }
 
 void ClientSession::CountError(std::string_view sqlstate) {
@@ -207,6 +227,7 @@ std::unique_ptr<ServerConnection> ClientSession::TakeServer() {
     query_timer_armed_ = false;
   }
   if (cancel_pid_ != 0) CancelRegistry::Global().SetTarget(cancel_pid_, std::nullopt);
+  fill_.reset();  // a fill's answer comes from this server or not at all
   return std::move(server_);
 }
 
@@ -383,6 +404,7 @@ void ClientSession::ProcessServerFrame(ServerConnection& conn, const protocol::F
     return;
   }
   Item& head = expected_.front();
+  if (head.fill && fill_) CaptureForCache(head, frame);
   const bool swallow_all = head.kind == Expect::kSwallowQuery || head.kind == Expect::kRaise;
   switch (type) {
     case p::be::kErrorResponse: {
@@ -446,7 +468,10 @@ void ClientSession::ProcessServerFrame(ServerConnection& conn, const protocol::F
       expected_.pop_front();
       if (login_failed_) expected_.clear();  // no ReadyForQuery after the FATAL
       AfterReadyForQuery(conn, status);
-      if (status == 'I') LeaveWriteGate();
+      if (status == 'I') {
+        LeaveWriteGate();
+        EndCacheWrites(false);
+      }
       break;
     }
     case p::be::kCommandComplete: {
@@ -803,10 +828,12 @@ asio::awaitable<void> ClientSession::Serve() {
     if (terminate) break;
     co_await ReleaseIfIdle();
     LeaveWriteGate();
+    EndCacheWrites(false);
     client_in_.ShrinkIfIdle();
   }
   closing_ = true;
   co_await Detach();
+  EndCacheWrites(true);
 }
 
 asio::awaitable<void> ClientSession::Detach() {

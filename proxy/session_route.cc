@@ -387,6 +387,12 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteQuery(std::string_view
     absl::StatusOr<bool> again = co_await PassWriteGate(analysis);
     if (!again.ok()) co_return RefuseStatement(again.status(), false);
     if (*again) co_return co_await RouteQuery(sql);
+    if (cache_) NoteCacheWrite(analysis, *plan);
+  } else if (cache_ && !InTransaction() && !dist_) {
+    const std::chrono::milliseconds ttl = CacheTtl(analysis, *plan, input.hints.cache);
+    if (ttl.count() > 0 && CacheLookup(CacheKey('Q', sql, {}), analysis, *plan, ttl, false, {})) {
+      co_return false;
+    }
   }
   const bool spans = plan->spread == routing::RoutePlan::Spread::kSome ||
                      plan->spread == routing::RoutePlan::Spread::kAll;
@@ -419,7 +425,10 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteQuery(std::string_view
                                    plan->write && OnlyReferenceTables(analysis,
                                                                       *topology_->map()));
   }
-  co_return co_await Target(*plan, false);
+  absl::StatusOr<bool> routed = co_await Target(*plan, false);
+  if (fill_pending_ && routed.ok() && *routed) ArmCacheFill();
+  fill_pending_.reset();
+  co_return routed;
 }
 
 void ClientSession::NoteParseSharded(const p::Parse& parse) {
@@ -439,6 +448,11 @@ void ClientSession::NoteParseSharded(const p::Parse& parse) {
     prepared.literals = std::move(analysis->literals);
   }
   prepared.sql = std::string(parse.sql);
+  if (cache_ && parse.sql.find("shardgate") != std::string_view::npos) {
+    if (auto hints = routing::ParseCommentHints(parse.sql); hints.ok()) {
+      prepared.cache_hint = hints->cache;
+    }
+  }
   prepared.server_name = ServerStatementNameFor(parse);
   p::AppendParse(prepared.parse_msg, prepared.server_name, parse.sql, parse.param_types);
   prepared_[std::string(parse.name)] = std::move(prepared);
@@ -447,6 +461,8 @@ void ClientSession::NoteParseSharded(const p::Parse& parse) {
 asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteBind(const p::Frame& frame) {
   auto bind = p::ParseBind(frame.body);
   if (!bind.ok()) co_return bind.status();
+  // A new portal of that name replaces the one the cache answered.
+  if (cached_portal_ && cached_portal_->name == bind->portal) cached_portal_.reset();
   auto it = prepared_.find(Av(bind->statement));
   if (it == prepared_.end() || !it->second.analysis) {
     // Unknown statement or one that does not parse: a server says so, in its own words.
@@ -522,6 +538,22 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteBind(const p::Frame& f
     absl::StatusOr<bool> again = co_await PassWriteGate(*prepared.analysis);
     if (!again.ok()) co_return RefuseStatement(again.status(), true);
     if (*again) co_return co_await RouteBind(frame);
+    if (cache_) NoteCacheWrite(*prepared.analysis, *plan);
+  } else if (cache_ && !InTransaction() && !dist_ && !cached_portal_) {
+    const std::chrono::milliseconds ttl = CacheTtl(*prepared.analysis, *plan, prepared.cache_hint);
+    if (ttl.count() > 0) {
+      // Keyed by the statement, its parameter types and the Bind past the names: parameter
+      // values and formats, result formats.
+      const std::string_view rest =
+          frame.body.substr(bind->portal.size() + 1 + bind->statement.size() + 1);
+      std::string extra(reinterpret_cast<const char*>(prepared.param_types.data()),
+                        prepared.param_types.size() * sizeof(uint32_t));
+      extra.append(rest);
+      if (CacheLookup(CacheKey('B', prepared.sql, extra), *prepared.analysis, *plan, ttl, true,
+                      bind->portal)) {
+        co_return false;
+      }
+    }
   }
   if (dist_ || NeedsDistributed(*plan)) {
     absl::Status entered = dist_ ? absl::OkStatus() : co_await EnterDistributed();
@@ -546,7 +578,10 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteBind(const p::Frame& f
     fanout_portal(std::move(*plan));
     co_return false;
   }
-  co_return co_await Target(*plan, true);
+  absl::StatusOr<bool> routed = co_await Target(*plan, true);
+  if (fill_pending_ && routed.ok() && *routed) ArmCacheFill();
+  fill_pending_.reset();
+  co_return routed;
 }
 
 asio::awaitable<absl::StatusOr<bool>> ClientSession::PassWriteGate(
@@ -623,6 +658,11 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteFrame(const p::Frame& 
         Push(Expect::kInjectCloseComplete);
         co_return false;
       }
+      if (cached_portal_ && cached_portal_->name == close->name) {
+        cached_portal_.reset();
+        Push(Expect::kInjectCloseComplete);
+        co_return false;
+      }
       if (fanout_portal_ && fanout_portal_->name == close->name) {
         fanout_portal_.reset();
         Push(Expect::kInjectCloseComplete);
@@ -640,6 +680,7 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteFrame(const p::Frame& 
         if (!described.ok()) co_return described.status();
       }
       fanout_portal_.reset();
+      cached_portal_.reset();
       if (server_) co_return true;
       Push(Expect::kInjectReady);
       co_return false;
@@ -649,6 +690,10 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteFrame(const p::Frame& 
     case p::fe::kCopyFail:
       co_return server_ != nullptr;
     default:  // Describe, Execute, FunctionCall: the attached server, else the default shard
+      if (cached_portal_ && (type == p::fe::kDescribe || type == p::fe::kExecute) &&
+          AnswerCachedPortal(frame)) {
+        co_return false;
+      }
       if (fanout_portal_ && (type == p::fe::kDescribe || type == p::fe::kExecute)) {
         if (type == p::fe::kDescribe) {
           auto d = p::ParseDescribe(frame.body);

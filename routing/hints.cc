@@ -53,6 +53,34 @@ std::vector<Comment> TrailingComments(std::string_view sql) {
   return out;
 }
 
+// "30s", "250ms", "2m", "1h", "45" (seconds), "off" or "0" (0: never cache); nullopt when
+// malformed or longer than a day.
+std::optional<std::chrono::milliseconds> ParseCacheTtl(std::string_view text) {
+  const std::string value = Lower(text);
+  if (value == "off" || value == "no" || value == "false") return std::chrono::milliseconds(0);
+  size_t digits = 0;
+  while (digits < value.size() && digits < 9 && value[digits] >= '0' && value[digits] <= '9') {
+    ++digits;
+  }
+  if (digits == 0) return std::nullopt;
+  const int64_t n = std::stoll(value.substr(0, digits));
+  const std::string unit = value.substr(digits);
+  int64_t ms = 0;
+  if (unit == "ms") {
+    ms = n;
+  } else if (unit.empty() || unit == "s") {
+    ms = n * 1000;
+  } else if (unit == "m" || unit == "min") {
+    ms = n * 60000;
+  } else if (unit == "h") {
+    ms = n * 3600000;
+  } else {
+    return std::nullopt;
+  }
+  if (ms > 86400000) return std::nullopt;
+  return std::chrono::milliseconds(ms);
+}
+
 absl::Status ApplyHintWords(std::string_view body, Hints& hints) {
   // body is "shardgate: shard=s1, primary"
   std::string_view rest = Strip(body);
@@ -87,9 +115,16 @@ absl::Status ApplyHintWords(std::string_view body, Hints& hints) {
         hints.shard = std::move(value);
       } else if (word == "key") {
         hints.key = std::move(value);
+      } else if (word == "cache") {
+        std::optional<std::chrono::milliseconds> ttl = ParseCacheTtl(value);
+        if (!ttl) {
+          return PgStatus("42601", Cat("invalid shardgate hint cache=", value),
+                          "write cache=30s (ms, s, m or h) or cache=off");
+        }
+        hints.cache = *ttl;
       } else {
         return PgStatus("42601", Cat("unknown shardgate hint \"", word, "\""),
-                        "hints are shard=NAME, key=VALUE, primary, replica, any");
+                        "hints are shard=NAME, key=VALUE, cache=TTL, primary, replica, any");
       }
     } else if (word == "primary") {
       hints.role = Role::kPrimary;
@@ -99,7 +134,7 @@ absl::Status ApplyHintWords(std::string_view body, Hints& hints) {
       hints.role = Role::kAny;
     } else {
       return PgStatus("42601", Cat("unknown shardgate hint \"", word, "\""),
-                      "hints are shard=NAME, key=VALUE, primary, replica, any");
+                      "hints are shard=NAME, key=VALUE, cache=TTL, primary, replica, any");
     }
   }
   return absl::OkStatus();

@@ -6,6 +6,7 @@
 // API: ParseCommentHints(sql) -> Hints; ParseSessionHint(sql) -> nullopt | SessionHint | error.
 #pragma once
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -26,8 +27,11 @@ struct Hints {
   std::optional<std::string> shard;  // shard name, checked against the map by the planner
   std::optional<std::string> key;    // key text, converted to the router's key type
   std::optional<Role> role;
+  // `cache=30s` (ms, s, m, h; a bare number is seconds): cache this read's answer that long;
+  // `cache=off` (0): never cache it, even when its tables are cached. Statement hints only.
+  std::optional<std::chrono::milliseconds> cache;
 
-  bool empty() const { return !shard && !key && !role; }
+  bool empty() const { return !shard && !key && !role && !cache; }
   // Fills what `this` lacks from `fallback` (statement hints win over session hints).
   void MergeFrom(const Hints& fallback);
 };

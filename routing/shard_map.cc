@@ -49,6 +49,7 @@ absl::StatusOr<std::shared_ptr<const ShardMap>> ShardMap::Build(
     Table table;
     table.name = Lower(name);
     table.reference = t.reference;
+    table.cache = t.cache;
     table.key = Lower(t.key);
     if (!t.reference) {
       auto it = map->routers_by_name_.find(t.router);

@@ -6,6 +6,7 @@
 // FindShard(name); router(name).
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <optional>
@@ -26,6 +27,7 @@ class ShardMap {
     std::string key;   // lower-case key column; empty for reference tables
     const Router* router = nullptr;
     bool reference = false;
+    std::chrono::milliseconds cache{0};  // the query cache's TTL for reads of it (0: none)
   };
 
   static absl::StatusOr<std::shared_ptr<const ShardMap>> Build(

@@ -24,6 +24,9 @@ shardgate_sharded_test(sharded_failover sharded_failover_test.cc)
 # A hung primary (SIGSTOP: timeouts.query, the circuit breaker) and a primary killed under a
 # write load (no acknowledged write lost), the other shard serving throughout.
 shardgate_sharded_test(sharded_faults sharded_faults_test.cc)
+# The query cache: hits, invalidation by writes (also under concurrent readers), the extended
+# protocol, and what is never cached.
+shardgate_sharded_test(sharded_cache sharded_cache_test.cc)
 # A routing hint never reaches a server database the client's user may not connect to.
 shardgate_sharded_test(sharded_security sharded_security_test.cc)
 # Two-phase commit of writes on several shards; the proxy killed between the phases.

@@ -51,6 +51,23 @@ TEST(CommentHints, ErrorsOnTyposAndConflicts) {
   EXPECT_THAT(ParseCommentHints("/* shardgate: key='4 */ SELECT 1"), HasSqlState("42601"));
 }
 
+TEST(CommentHints, CacheTtl) {
+  auto ttl = [](const std::string& sql) -> int64_t {
+    auto h = ParseCommentHints(sql);
+    if (!h.ok() || !h->cache) return -1;
+    return h->cache->count();
+  };
+  EXPECT_EQ(ttl("/* shardgate: cache=30s */ SELECT 1"), 30000);
+  EXPECT_EQ(ttl("SELECT 1 /* shardgate: cache=250ms, replica */"), 250);
+  EXPECT_EQ(ttl("/* shardgate: cache=2m */ SELECT 1"), 120000);
+  EXPECT_EQ(ttl("/* shardgate: cache=45 */ SELECT 1"), 45000);
+  EXPECT_EQ(ttl("/* shardgate: cache=off */ SELECT 1"), 0);
+  EXPECT_EQ(ttl("SELECT 1"), -1);
+  EXPECT_THAT(ParseCommentHints("/* shardgate: cache=soon */ SELECT 1"), HasSqlState("42601"));
+  EXPECT_THAT(ParseCommentHints("/* shardgate: cache=30x */ SELECT 1"), HasSqlState("42601"));
+  EXPECT_THAT(ParseCommentHints("/* shardgate: cache=48h */ SELECT 1"), HasSqlState("42601"));
+}
+
 struct SetCase {
   std::string sql;
   bool recognized;
