@@ -24,8 +24,7 @@ std::string SlotKey(std::string_view table, std::string_view what) {
 
 }  // namespace
 
-std::shared_ptr<const std::string> QueryCache::Lookup(std::string_view key,
-                                                      Clock::time_point now) {
+std::shared_ptr<const std::string> QueryCache::Lookup(std::string_view key, Clock::time_point now) {
   std::lock_guard lock(mutex_);
   auto it = entries_.find(Av(key));
   if (it == entries_.end()) {

@@ -59,8 +59,7 @@ std::chrono::milliseconds ClientSession::CacheTtl(
 }
 
 std::vector<CacheTag> ClientSession::CacheTags(const routing::Analysis& analysis,
-                                               const routing::RoutePlan& plan,
-                                               bool write) const {
+                                               const routing::RoutePlan& plan, bool write) const {
   std::vector<CacheTag> tags;
   auto add = [&](CacheTag tag) {
     if (std::find(tags.begin(), tags.end(), tag) == tags.end()) tags.push_back(std::move(tag));
@@ -87,8 +86,7 @@ std::vector<CacheTag> ClientSession::CacheTags(const routing::Analysis& analysis
   return tags;
 }
 
-std::string ClientSession::CacheKey(char kind, std::string_view sql,
-                                    std::string_view extra) const {
+std::string ClientSession::CacheKey(char kind, std::string_view sql, std::string_view extra) const {
   // The answer depends on who asks (privileges, row security) and on the session's settings
   // (DateStyle, TimeZone, search_path...), as well as on the statement.
   std::string key(1, kind);
@@ -118,7 +116,7 @@ bool ClientSession::CacheLookup(std::string key, const routing::Analysis& analys
     return true;
   }
   if (fill_ && !fill_->open && expected_.empty()) fill_.reset();  // never finished: stale
-  if (fill_ || fill_pending_) return false;  // one fill at a time
+  if (fill_ || fill_pending_) return false;                       // one fill at a time
   CacheFill fill;
   fill.key = std::move(key);
   fill.tags = CacheTags(analysis, plan, false);

@@ -66,8 +66,9 @@ class QueryCacheTest : public ShardedSuite<QueryCacheTest> {
     if (!admin.ok()) return "";
     auto rows = admin->Rows("SHOW CACHE");
     if (!rows.ok() || rows->empty()) return "";
-    const std::vector<std::string> names = {"database", "entries", "bytes", "max_bytes", "hits",
-                                            "misses", "stores", "invalidated", "evicted", "raced"};
+    const std::vector<std::string> names = {"database", "entries", "bytes",  "max_bytes",
+                                            "hits",     "misses",  "stores", "invalidated",
+                                            "evicted",  "raced"};
     const size_t i = std::find(names.begin(), names.end(), column) - names.begin();
     return i < rows->front().size() ? rows->front()[i] : "";
   }
@@ -77,14 +78,16 @@ TEST_F(QueryCacheTest, ARepeatedReadIsAnsweredFromTheCache) {
   ASSERT_OK_AND_ASSIGN(PgConn conn, env().Connect());
   const int64_t k = FreshKey();
   ASSERT_OK(conn.Exec(absl::StrCat("INSERT INTO accounts (id, balance) VALUES (", k, ", 100)")));
-  const std::string read = absl::StrCat("SELECT balance" + Cols(2) + " FROM accounts WHERE id = ", k);
+  const std::string read =
+      absl::StrCat("SELECT balance" + Cols(2) + " FROM accounts WHERE id = ", k);
   const int64_t hits_before = std::stoll(CacheColumn("hits"));
   for (int i = 0; i < 5; ++i) {
     Outcome o = RunSql(conn, read);
     ASSERT_TRUE(o.ok) << o.Describe();
     EXPECT_EQ(o.Scalar(), "100");
   }
-  EXPECT_EQ(PrimaryCalls(Pattern("balance", 2, "accounts")), 1) << "only the first read reached a server";
+  EXPECT_EQ(PrimaryCalls(Pattern("balance", 2, "accounts")), 1)
+      << "only the first read reached a server";
   EXPECT_EQ(ReplicaCalls(Pattern("balance", 2, "accounts")), 0) << "a fill reads the primary";
   EXPECT_GE(std::stoll(CacheColumn("hits")) - hits_before, 4);
 
@@ -119,8 +122,8 @@ TEST_F(QueryCacheTest, NoStaleReadAfterAWriteThroughTheProxy) {
   // A keyed UPDATE, in the simple and the extended protocol.
   ASSERT_OK(writer.Exec(absl::StrCat("UPDATE accounts SET balance = 2 WHERE id = ", k)));
   EXPECT_EQ(balance(), "2");
-  Outcome o = RunParams(writer, "UPDATE accounts SET balance = $2 WHERE id = $1",
-                        {absl::StrCat(k), "3"});
+  Outcome o =
+      RunParams(writer, "UPDATE accounts SET balance = $2 WHERE id = $1", {absl::StrCat(k), "3"});
   ASSERT_TRUE(o.ok) << o.Describe();
   EXPECT_EQ(balance(), "3");
 
@@ -184,7 +187,8 @@ TEST_F(QueryCacheTest, ConcurrentReadersNeverSeeAnAcknowledgedWriteUndone) {
   int writes = 0;
   for (; writes < 150 && std::chrono::steady_clock::now() < deadline; ++writes) {
     Outcome w = RunSql(writer, absl::StrCat("UPDATE accounts SET balance = balance + 1 WHERE id "
-                                            "= ", k, " RETURNING balance"));
+                                            "= ",
+                                            k, " RETURNING balance"));
     ASSERT_TRUE(w.ok) << w.Describe();
     const int64_t written = std::stoll(w.Scalar());
     Outcome c = RunSql(checker, read);
@@ -241,9 +245,8 @@ TEST_F(QueryCacheTest, TheExtendedProtocolIsServedFromTheCacheToo) {
   for (int i = 0; i < 3; ++i) {
     ASSERT_EQ(PQsendQueryPrepared(conn.get(), "ext_read", 1, values, nullptr, nullptr, 0), 1);
     const std::string other = absl::StrCat("SELECT ", i, " AS pipe_other");
-    ASSERT_EQ(PQsendQueryParams(conn.get(), other.c_str(), 0, nullptr, nullptr, nullptr,
-                                nullptr, 0),
-              1);
+    ASSERT_EQ(
+        PQsendQueryParams(conn.get(), other.c_str(), 0, nullptr, nullptr, nullptr, nullptr, 0), 1);
   }
   ASSERT_EQ(PQpipelineSync(conn.get()), 1);
   for (int i = 0; i < 3; ++i) {
@@ -286,8 +289,10 @@ TEST_F(QueryCacheTest, WhatIsNeverCached) {
   ASSERT_OK(conn.Exec(absl::StrCat("UPDATE plain SET v = 'q' WHERE id = ", k)));
   EXPECT_EQ(RunSql(conn, hinted).Scalar(), "q");
   // cache=off on a cached table.
-  twice(absl::StrCat("/* shardgate: cache=off */ SELECT balance" + Cols(4) + " FROM accounts "
-                     "WHERE id = ", k));
+  twice(absl::StrCat("/* shardgate: cache=off */ SELECT balance" + Cols(4) +
+                         " FROM accounts "
+                         "WHERE id = ",
+                     k));
   EXPECT_EQ(Calls(Pattern("balance", 4, "accounts")), 2);
   // Inside a transaction.
   ASSERT_OK(conn.Exec("BEGIN"));
@@ -297,7 +302,8 @@ TEST_F(QueryCacheTest, WhatIsNeverCached) {
   // An error.
   for (int i = 0; i < 2; ++i) {
     Outcome o = RunSql(conn, absl::StrCat("SELECT balance / 0 AS never_err FROM accounts WHERE "
-                                          "id = ", k));
+                                          "id = ",
+                                          k));
     EXPECT_EQ(o.sqlstate, "22012") << o.Describe();
   }
   // A read that writes (nextval, FOR UPDATE).
@@ -315,7 +321,8 @@ TEST_F(QueryCacheTest, WhatIsNeverCached) {
   ASSERT_OK(env().ExecOnPrimaries("GRANT SELECT ON accounts TO app_md5"));
   ASSERT_OK_AND_ASSIGN(PgConn md5,
                        PgConn::Connect(env().proxy->ConnString("app", kMd5User, kMd5Password)));
-  const std::string shared = absl::StrCat("SELECT balance" + Cols(8) + " FROM accounts WHERE id = ", k);
+  const std::string shared =
+      absl::StrCat("SELECT balance" + Cols(8) + " FROM accounts WHERE id = ", k);
   twice(shared);
   EXPECT_EQ(RunSql(md5, shared).Scalar(), "5");
   EXPECT_EQ(Calls(Pattern("balance", 8, "accounts")), 2);
