@@ -94,6 +94,9 @@ std::string ClientSession::CacheKey(char kind, std::string_view sql, std::string
   for (const auto& [name, statement] : settings_) {
     absl::StrAppend(&key, Av(statement), absl::string_view("\0", 1));
   }
+  // SET shardgate.shard / shardgate.key route the same text elsewhere.
+  absl::StrAppend(&key, "\x02", Av(session_hints_.shard.value_or("")), absl::string_view("\0", 1),
+                  Av(session_hints_.key.value_or("")));
   absl::StrAppend(&key, "\x01", Av(sql), absl::string_view("\0", 1), Av(extra));
   return key;
 }

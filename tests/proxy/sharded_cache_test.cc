@@ -326,6 +326,18 @@ TEST_F(QueryCacheTest, WhatIsNeverCached) {
   twice(shared);
   EXPECT_EQ(RunSql(md5, shared).Scalar(), "5");
   EXPECT_EQ(Calls(Pattern("balance", 8, "accounts")), 2);
+  // A session routing hint sends the same text to another shard: not the same entry.
+  ASSERT_OK(conn.Exec(absl::StrCat("INSERT INTO accounts (id, balance) VALUES (",
+                                   env().KeysOn("accounts", 1, 1)[0], ", 6)")));
+  const std::string count = "SELECT count(*) FROM accounts /* shardgate: cache=30s */";
+  ASSERT_OK(conn.Exec("SET shardgate.shard = 's0'"));
+  const std::string on_s0 = RunSql(conn, count).Scalar();
+  ASSERT_OK(conn.Exec("SET shardgate.shard = 's1'"));
+  const std::string on_s1 = RunSql(conn, count).Scalar();
+  ASSERT_OK(conn.Exec("RESET shardgate.shard"));
+  ASSERT_OK_AND_ASSIGN(PgConn direct1, env().ConnectDirect({1, -1}));
+  EXPECT_EQ(on_s1, direct1.Scalar("SELECT count(*) FROM accounts").value_or("?"));
+  EXPECT_NE(on_s0, on_s1);
   // A bad hint is the client's error, not a silent miss.
   Outcome bad = RunSql(conn, "/* shardgate: cache=soon */ SELECT 1");
   EXPECT_EQ(bad.sqlstate, "42601") << bad.Describe();
