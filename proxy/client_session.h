@@ -110,7 +110,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
     std::vector<routing::Literal> literals;
     std::vector<uint32_t> param_types;
     std::string sql;
-    std::optional<std::chrono::milliseconds> cache_hint;  // /* shardgate: cache=30s */
+    // Its /* shardgate: ... */ comment hints (cache= included), or why they are malformed.
+    routing::Hints hints;
+    absl::Status hint_error;
   };
   // A session setting changed by the client: the statement that sets it on a server.
   using Settings = std::map<std::string, std::string, std::less<>>;

@@ -163,8 +163,10 @@ void ClientSession::CaptureForCache(const Item& head, const p::Frame& frame) {
   if (type == p::be::kReadyForQuery) {
     if (head.kind != Expect::kQuery && head.kind != Expect::kSync) return;
     const char status = frame.body.empty() ? 'I' : frame.body[0];
+    // Extended protocol: the key says whether the portal was described (CacheKey's last byte).
     const bool described = !fill.answer.empty() && fill.answer[0] == p::be::kRowDescription;
-    if (!fill.failed && fill.complete && status == 'I' && (!fill.extended || described)) {
+    const bool wanted = !fill.key.empty() && fill.key.back() == 'D';
+    if (!fill.failed && fill.complete && status == 'I' && (!fill.extended || described == wanted)) {
       cache_->Store(std::move(fill.key), std::move(fill.answer), std::move(fill.tags), fill.ttl,
                     fill.token, QueryCache::Clock::now());
     }
@@ -217,33 +219,36 @@ bool ClientSession::AnswerCachedPortal(const p::Frame& frame) {
   }
   auto e = p::ParseExecute(frame.body);
   if (!e.ok() || e->portal != portal.name) return false;
+  // As a server runs a portal: with a row limit, that many rows and PortalSuspended (also when
+  // they were the last: the server learns that only at the next Execute); then CommandComplete
+  // counting the rows of that Execute. A portal run in one go gets the cached answer as it is.
+  const bool resumed = portal.offset > row_description;
   size_t pos = std::max(portal.offset, row_description);
   const size_t start = pos;
-  if (start >= answer.size()) {
-    std::string done;  // run to its end already: like PostgreSQL, no more rows
-    p::AppendCommandComplete(done, "SELECT 0");
-    LocalAnswer(std::move(done));
-    return true;
-  }
   int32_t rows = 0;
   std::string out;
   while (pos < answer.size()) {
     const size_t size = MessageSize(std::string_view(answer).substr(pos));
-    if (size == 0) break;
-    if (answer[pos] == p::be::kDataRow && e->max_rows > 0 && rows == e->max_rows) {
-      // As a server does: the rows asked for, then PortalSuspended; the next Execute goes on.
+    if (size == 0 || answer[pos] != p::be::kDataRow) break;
+    pos += size;
+    ++rows;
+    if (e->max_rows > 0 && rows == e->max_rows) {
       out.assign(answer, start, pos - start);
       out.append("s\0\0\0\4", 5);
       portal.offset = pos;
       LocalAnswer(std::move(out));
       return true;
     }
-    if (answer[pos] == p::be::kDataRow) ++rows;
-    pos += size;
-    if (answer[pos - size] == p::be::kCommandComplete) break;
   }
   out.assign(answer, start, pos - start);
-  portal.offset = pos;
+  const size_t complete =
+      MessageSize(std::string_view(answer).substr(std::min(pos, answer.size())));
+  if (!resumed && complete > 0) {
+    out.append(answer, pos, complete);
+  } else {
+    p::AppendCommandComplete(out, absl::StrCat("SELECT ", rows));
+  }
+  portal.offset = answer.size();
   LocalAnswer(std::move(out));
   return true;
 }

@@ -448,9 +448,11 @@ void ClientSession::NoteParseSharded(const p::Parse& parse) {
     prepared.literals = std::move(analysis->literals);
   }
   prepared.sql = std::string(parse.sql);
-  if (cache_ && parse.sql.find("shardgate") != std::string_view::npos) {
+  if (parse.sql.find("shardgate") != std::string_view::npos) {
     if (auto hints = routing::ParseCommentHints(parse.sql); hints.ok()) {
-      prepared.cache_hint = hints->cache;
+      prepared.hints = *std::move(hints);
+    } else {
+      prepared.hint_error = hints.status();  // the Bind gets it, as a Query would at once
     }
   }
   prepared.server_name = ServerStatementNameFor(parse);
@@ -524,12 +526,14 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteBind(const p::Frame& f
   if (map_version_ != worker_.runtime().map_version() && !InTransaction() && !server_) {
     RefreshMap();
   }
+  if (!prepared.hint_error.ok()) co_return RefuseStatement(prepared.hint_error, true);
   routing::PlanInput input;
   input.literals = prepared.literals;
   input.params.values = bind->params;
   input.params.formats = bind->param_formats;
   input.params.types = prepared.param_types;
-  input.hints = session_hints_;
+  input.hints = prepared.hints;
+  input.hints.MergeFrom(session_hints_);
   input.in_transaction = InTransaction();
   input.explain = explain_;
   auto plan = planner_->Plan(*prepared.analysis, input);
@@ -540,7 +544,7 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteBind(const p::Frame& f
     if (*again) co_return co_await RouteBind(frame);
     if (cache_) NoteCacheWrite(*prepared.analysis, *plan);
   } else if (cache_ && !InTransaction() && !dist_ && !cached_portal_) {
-    const std::chrono::milliseconds ttl = CacheTtl(*prepared.analysis, *plan, prepared.cache_hint);
+    const std::chrono::milliseconds ttl = CacheTtl(*prepared.analysis, *plan, prepared.hints.cache);
     if (ttl.count() > 0) {
       // Keyed by the statement, its parameter types and the Bind past the names: parameter
       // values and formats, result formats.
@@ -549,6 +553,20 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteBind(const p::Frame& f
       std::string extra(reinterpret_cast<const char*>(prepared.param_types.data()),
                         prepared.param_types.size() * sizeof(uint32_t));
       extra.append(rest);
+      // Whether the client describes the portal (libpq does; JDBC and pgx skip it for
+      // statements they know): an answer is cached with or without its RowDescription, as
+      // asked, so the Describe that follows a hit can always be answered.
+      bool describes = false;
+      if (client_in_.Data().data() == frame.whole.data()) {
+        const p::FrameResult next = p::ReadFrame(client_in_.Data().substr(frame.whole.size()),
+                                                 config_->limits.max_message_size);
+        describes = next.status == p::FrameStatus::kFrame &&
+                    next.frame.type == p::fe::kDescribe && !next.frame.body.empty() &&
+                    next.frame.body[0] == 'P' &&
+                    next.frame.body.substr(1, bind->portal.size() + 1) ==
+                        std::string(bind->portal) + '\0';
+      }
+      extra.push_back(describes ? 'D' : 'N');
       if (CacheLookup(CacheKey('B', prepared.sql, extra), *prepared.analysis, *plan, ttl, true,
                       bind->portal)) {
         co_return false;

@@ -5,6 +5,7 @@
 // a table without `cache:` (unless a hint asks) or past the TTL.
 // Cluster: two shards, s0 with a replica (fills must read the primary).
 #include "tests/proxy/sharded_fixture.h"
+#include "tests/support/bytes.h"
 
 namespace shardgate::testing {
 namespace {
@@ -264,6 +265,87 @@ TEST_F(QueryCacheTest, TheExtendedProtocolIsServedFromTheCacheToo) {
   PgResult sync(PQgetResult(conn.get()));
   EXPECT_EQ(PQresultStatus(sync.get()), PGRES_PIPELINE_SYNC);
   ASSERT_EQ(PQexitPipelineMode(conn.get()), 1);
+  EXPECT_EQ(RunSql(conn, "SELECT 1").Scalar(), "1");
+}
+
+// Drivers such as JDBC and pgx skip Describe for statements they know, and may fetch a portal
+// in parts: the cache answers each as a server would (raw protocol on a libpq-authenticated
+// socket).
+TEST_F(QueryCacheTest, RawExtendedRequestsWithAndWithoutDescribe) {
+  ASSERT_OK_AND_ASSIGN(PgConn conn, env().Connect("sslmode=disable gssencmode=disable"));
+  const int64_t k = FreshKey();
+  ASSERT_OK(conn.Exec(absl::StrCat("INSERT INTO accounts (id, balance) VALUES (", k, ", 42)")));
+  auto sock = RawSocket::Borrow(PQsocket(conn.get()));
+  // Replies up to ReadyForQuery as "type:payload-summary" (DataRow: its first value).
+  auto exchange = [&](const std::string& request) {
+    std::string out;
+    if (!sock->Send(request)) return std::string("(send failed)");
+    for (int i = 0; i < 50; ++i) {
+      auto m = sock->ReadMessage();
+      if (!m) return out + "(timeout)";
+      out += m->first;
+      if (m->first == 'D' && m->second.size() >= 6) {
+        const uint32_t len = GetInt32(m->second, 2);
+        out += "(" + m->second.substr(6, len) + ")";
+      }
+      if (m->first == 'C') out += "(" + m->second.substr(0, m->second.find('\0')) + ")";
+      if (m->first == 'Z') return out;
+    }
+    return out + "(too many)";
+  };
+  const std::string sql = "SELECT balance" + Cols(9) + " FROM accounts WHERE id = $1";
+  ASSERT_EQ(exchange(Msg('P', Body().CStr("raw_s").CStr(sql).Int16(0)) + Msg('S', Body())), "1Z");
+  const std::string key = absl::StrCat(k);
+  const std::string bind =
+      Msg('B', Body().CStr("").CStr("raw_s").Int16(0).Int16(1).Value(key).Int16(0));
+  const std::string execute = Msg('E', Body().CStr("").Int32(0)) + Msg('S', Body());
+  const std::string describe = Msg('D', Body().Char('P').CStr(""));
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(exchange(bind + execute), "2D(42)C(SELECT 1)Z") << "without Describe, round " << i;
+  }
+  EXPECT_EQ(Calls(Pattern("balance", 9, "accounts")), 1);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(exchange(bind + describe + execute), "2TD(42)C(SELECT 1)Z")
+        << "with Describe, round " << i;
+  }
+  EXPECT_EQ(Calls(Pattern("balance", 9, "accounts")), 2) << "one entry per shape of request";
+
+  // Several rows fetched one at a time from a cached portal: PortalSuspended in between.
+  const std::string many = "SELECT g" + Cols(0) +
+                           " FROM accounts, generate_series(1, 3) g "
+                           "WHERE id = $1 ORDER BY g";
+  ASSERT_EQ(exchange(Msg('P', Body().CStr("raw_m").CStr(many).Int16(0)) + Msg('S', Body())), "1Z");
+  const std::string bind_many =
+      Msg('B', Body().CStr("").CStr("raw_m").Int16(0).Int16(1).Value(key).Int16(0));
+  const std::string one_row = Msg('E', Body().CStr("").Int32(1));
+  for (int i = 0; i < 2; ++i) {  // the first fills the cache, the second is answered from it
+    EXPECT_EQ(
+        exchange(bind_many + describe + Msg('E', Body().CStr("").Int32(0)) + Msg('S', Body())),
+        "2TD(1)D(2)D(3)C(SELECT 3)Z");
+  }
+  // Without Describe: one fill, then the same portal in parts from the cache.
+  const int64_t before = Calls("%generate_series%");
+  EXPECT_EQ(exchange(bind_many + Msg('E', Body().CStr("").Int32(0)) + Msg('S', Body())),
+            "2D(1)D(2)D(3)C(SELECT 3)Z");
+  const std::string parts = bind_many + one_row + one_row + one_row + one_row + Msg('S', Body());
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EQ(exchange(parts), "2D(1)sD(2)sD(3)sC(SELECT 0)Z");
+  }
+  EXPECT_EQ(Calls("%generate_series%"), before + 1) << "the parts came from the cache";
+  // The server's own answer to the same requests (the statement with cache=off, on the
+  // primary: the replica may not have replayed the row yet) is the same.
+  ASSERT_EQ(
+      exchange(
+          Msg('P',
+              Body().CStr("raw_o").CStr("/* shardgate: cache=off, primary */ " + many).Int16(0)) +
+          Msg('S', Body())),
+      "1Z");
+  const std::string server_parts =
+      exchange(Msg('B', Body().CStr("").CStr("raw_o").Int16(0).Int16(1).Value(key).Int16(0)) +
+               one_row + one_row + one_row + one_row + Msg('S', Body()));
+  EXPECT_EQ(server_parts, "2D(1)sD(2)sD(3)sC(SELECT 0)Z");
+  EXPECT_EQ(Calls("%generate_series%"), before + 2);
+  sock->Release();
   EXPECT_EQ(RunSql(conn, "SELECT 1").Scalar(), "1");
 }
 

@@ -100,5 +100,29 @@ TEST_F(HintPermissionTest, AHintReachesOnlyServersTheUserMayConnectTo) {
   EXPECT_THAT(o.message, HasSubstr("unknown shard")) << o.Describe();
 }
 
+// Regression: hints in a statement sent with the extended protocol (PQexecParams, prepared
+// statements) were ignored; such a statement went where its key or the default sent it.
+TEST_F(HintPermissionTest, HintsInPreparedStatementsRouteThemToo) {
+  ASSERT_OK_AND_ASSIGN(PgConn owner, env().Connect());
+  for (int shard : {0, 1}) {
+    Outcome o = RunParams(
+        owner, absl::StrCat("SELECT count(*) FROM t /* shardgate: shard=s", shard, " */"), {});
+    ASSERT_TRUE(o.ok) << o.Describe();
+    EXPECT_EQ(o.Scalar(), absl::StrCat(OnShard(shard))) << "shard s" << shard;
+  }
+  const int64_t on_s1 = env().KeysOn("t", 1, 1).at(0);
+  Outcome o =
+      RunParams(owner, absl::StrCat("/* shardgate: key=", on_s1, " */ SELECT count(*) FROM t"), {});
+  EXPECT_EQ(o.Scalar(), absl::StrCat(OnShard(1))) << o.Describe();
+  // A malformed hint is the client's error, and the session goes on.
+  o = RunParams(owner, "SELECT 1 /* shardgate: shrad=s1 */", {});
+  EXPECT_EQ(o.sqlstate, "42601") << o.Describe();
+  EXPECT_EQ(RunParams(owner, "SELECT 2", {}).Scalar(), "2");
+  // And the permission check holds for them as for a Query.
+  ASSERT_OK_AND_ASSIGN(PgConn limited, ConnectMd5());
+  o = RunParams(limited, "SELECT count(*) FROM t /* shardgate: shard=s1 */", {});
+  EXPECT_EQ(o.sqlstate, "42501") << o.Describe();
+}
+
 }  // namespace
 }  // namespace shardgate::testing
