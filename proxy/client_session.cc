@@ -357,9 +357,7 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::Startup() {
     planner_.emplace(topology_->map());
     // A sharded client talks to a different server per transaction by nature.
     pool_mode_ = conf::PoolMode::kTransaction;
-    if (db_->query_cache.enabled) {
-      cache_ = &worker_.runtime().query_cache(db_name_, db_->query_cache);
-    }
+    UpdateCache(*db_);
   }
 
   // The login's server: the first shard's (or default_shard's) primary. In a sharded database

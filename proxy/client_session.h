@@ -265,6 +265,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
                    routing::RoutePlan& plan, std::chrono::milliseconds ttl, bool extended,
                    std::string_view portal);
   void ArmCacheFill();
+  // At login and with each new shard map: whether the cache is on, and its limits.
+  void UpdateCache(const conf::DatabaseConfig& db);
   // A write planned as `plan`: invalidates what it touches now and when its transaction ends.
   void NoteCacheWrite(const routing::Analysis& analysis, const routing::RoutePlan& plan);
   // Ends the writes of the transaction that just ended (or of a session that leaves: `force`).
@@ -363,7 +365,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
 
   // The query cache (databases with it on): the cache, the writes of the open transaction, the
   // fill in flight (one at a time) and the Bind answered from the cache.
-  QueryCache* cache_ = nullptr;
+  QueryCache* cache_ = nullptr;  // kept when a reload turns the cache off: writes end there
+  bool cache_on_ = false;
   absl::flat_hash_set<CacheTag> cache_writes_;
   std::optional<CacheFill> fill_;
   std::optional<CacheFill> fill_pending_;  // made by CacheLookup, armed once routed

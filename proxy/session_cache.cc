@@ -133,6 +133,11 @@ bool ClientSession::CacheLookup(std::string key, const routing::Analysis& analys
   return false;
 }
 
+void ClientSession::UpdateCache(const conf::DatabaseConfig& db) {
+  cache_on_ = db.query_cache.enabled;
+  if (cache_on_) cache_ = &worker_.runtime().query_cache(db_name_, db.query_cache);
+}
+
 void ClientSession::ArmCacheFill() {
   fill_ = std::move(fill_pending_);
   fill_pending_.reset();

@@ -387,8 +387,8 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteQuery(std::string_view
     absl::StatusOr<bool> again = co_await PassWriteGate(analysis);
     if (!again.ok()) co_return RefuseStatement(again.status(), false);
     if (*again) co_return co_await RouteQuery(sql);
-    if (cache_) NoteCacheWrite(analysis, *plan);
-  } else if (cache_ && !InTransaction() && !dist_) {
+    if (cache_on_) NoteCacheWrite(analysis, *plan);
+  } else if (cache_on_ && !InTransaction() && !dist_) {
     const std::chrono::milliseconds ttl = CacheTtl(analysis, *plan, input.hints.cache);
     if (ttl.count() > 0 && CacheLookup(CacheKey('Q', sql, {}), analysis, *plan, ttl, false, {})) {
       co_return false;
@@ -542,8 +542,8 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteBind(const p::Frame& f
     absl::StatusOr<bool> again = co_await PassWriteGate(*prepared.analysis);
     if (!again.ok()) co_return RefuseStatement(again.status(), true);
     if (*again) co_return co_await RouteBind(frame);
-    if (cache_) NoteCacheWrite(*prepared.analysis, *plan);
-  } else if (cache_ && !InTransaction() && !dist_ && !cached_portal_) {
+    if (cache_on_) NoteCacheWrite(*prepared.analysis, *plan);
+  } else if (cache_on_ && !InTransaction() && !dist_ && !cached_portal_) {
     const std::chrono::milliseconds ttl = CacheTtl(*prepared.analysis, *plan, prepared.hints.cache);
     if (ttl.count() > 0) {
       // Keyed by the statement, its parameter types and the Bind past the names: parameter
@@ -646,6 +646,10 @@ void ClientSession::RefreshMap() {
   topology_ = std::move(topology);
   planner_.emplace(topology_->map());
   map_version_ = version;
+  const std::shared_ptr<const conf::Config> config = worker_.runtime().config();
+  if (const conf::DatabaseConfig* db = config->FindDatabase(db_name_); db != nullptr) {
+    UpdateCache(*db);
+  }
 }
 
 asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteFrame(const p::Frame& frame) {

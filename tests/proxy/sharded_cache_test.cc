@@ -349,6 +349,47 @@ TEST_F(QueryCacheTest, RawExtendedRequestsWithAndWithoutDescribe) {
   EXPECT_EQ(RunSql(conn, "SELECT 1").Scalar(), "1");
 }
 
+// A reload that turns the cache on: sessions logged in before it track their writes too (else
+// their writes would leave stale entries), and one that turns it off stops answering from it.
+TEST_F(QueryCacheTest, AReloadTurnsTheCacheOnAndOffForEverySession) {
+  std::string off_yaml = Options().extra_database_yaml;
+  off_yaml.erase(off_yaml.find("    query_cache:"), off_yaml.find('\n') + 1);
+  const std::string cached_table = ", cache: 30s}";
+  off_yaml.replace(off_yaml.find(cached_table), cached_table.size(), "}");
+  ASSERT_EQ(off_yaml.find("cache"), std::string::npos) << off_yaml;
+  const int port = FreePort();
+  ASSERT_OK_AND_ASSIGN(auto proxy, ShardgateProcess::Start(env().Yaml(port, off_yaml), port));
+  ASSERT_OK_AND_ASSIGN(PgConn before, PgConn::Connect(proxy->ConnString()));
+  const int64_t k = FreshKey();
+  ASSERT_OK(before.Exec(absl::StrCat("INSERT INTO accounts (id, balance) VALUES (", k, ", 1)")));
+
+  auto reload = [&](const std::string& db_yaml) {
+    std::FILE* f = std::fopen(proxy->config_path().c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    const std::string text = env().Yaml(port, db_yaml);
+    std::fwrite(text.data(), 1, text.size(), f);
+    std::fclose(f);
+    ASSERT_OK_AND_ASSIGN(PgConn admin,
+                         PgConn::Connect(proxy->ConnString("shardgate", "admin", "admin")));
+    ASSERT_OK(admin.Exec("RELOAD"));
+  };
+  reload(Options().extra_database_yaml);
+  ASSERT_OK_AND_ASSIGN(PgConn after, PgConn::Connect(proxy->ConnString()));
+  const std::string read =
+      absl::StrCat("SELECT balance" + Cols(10) + " FROM accounts WHERE id = ", k);
+  EXPECT_EQ(RunSql(after, read).Scalar(), "1");
+  EXPECT_EQ(RunSql(after, read).Scalar(), "1");
+  EXPECT_EQ(Calls(Pattern("balance", 10, "accounts")), 1) << "the cache is on after the reload";
+  ASSERT_OK(before.Exec(absl::StrCat("UPDATE accounts SET balance = 2 WHERE id = ", k)));
+  EXPECT_EQ(RunSql(after, read).Scalar(), "2") << "a write of a session older than the reload";
+
+  reload(off_yaml);
+  ASSERT_OK(env().CatchUp());  // reads go to the replica again
+  EXPECT_EQ(RunSql(after, read).Scalar(), "2");
+  EXPECT_EQ(RunSql(after, read).Scalar(), "2");
+  EXPECT_EQ(Calls(Pattern("balance", 10, "accounts")), 4) << "the cache is off again";
+}
+
 TEST_F(QueryCacheTest, WhatIsNeverCached) {
   ASSERT_OK_AND_ASSIGN(PgConn conn, env().Connect());
   const int64_t k = FreshKey();
