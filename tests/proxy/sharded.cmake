@@ -5,6 +5,12 @@
 # from elsewhere too. One cluster per binary (SetUpTestSuite), hence add_test, not discovery.
 # Links shardgate_routing: the tests ask the routing library itself which shard owns a key.
 function(shardgate_sharded_test name)
+  if(COMMAND shardgate_test_wanted)
+    shardgate_test_wanted(${name} wanted)
+    if(NOT wanted)
+      return()
+    endif()
+  endif()
   set(sources ${ARGN})
   list(TRANSFORM sources PREPEND ${CMAKE_CURRENT_FUNCTION_LIST_DIR}/)
   add_executable(proxy_${name}_test ${sources})
