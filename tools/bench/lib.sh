@@ -21,3 +21,17 @@ wait_port() {  # wait_port PORT PID: up to 15 s, fails early if PID died
   done
   return 1
 }
+
+# shardgate processes started by start_shardgate, stopped by stop_shardgates (from a trap).
+SG_PIDS=()
+start_shardgate() {  # start_shardgate NAME CONFIG PORT: log in $WORK/NAME.log; exits on failure
+  "$SHARDGATE" --config "$2" >"$WORK/$1.log" 2>&1 &
+  local pid=$!
+  SG_PIDS+=("$pid")
+  wait_port "$3" "$pid" || { echo "shardgate ($1) did not start:" >&2; tail -n 20 "$WORK/$1.log" >&2; exit 1; }
+}
+stop_shardgates() {
+  local pid
+  for pid in "${SG_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
+  SG_PIDS=()
+}

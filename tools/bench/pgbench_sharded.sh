@@ -42,25 +42,16 @@ command -v pgbench >/dev/null || { echo "pgbench is not installed (tools/install
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sg-bench-sharded.XXXXXX")
 chmod 755 "$WORK"
-SG_PIDS=()
+# shellcheck source=tools/bench/lib.sh
+source "$ROOT/tools/bench/lib.sh"
 cleanup() {
   set +e
-  local pid
-  for pid in "${SG_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
+  stop_shardgates
   bash "$ROOT/tools/pg_cluster.sh" stop --dir "$WORK/cluster" >/dev/null 2>&1
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-# shellcheck source=tools/bench/lib.sh
-source "$ROOT/tools/bench/lib.sh"
-start_shardgate() {  # start_shardgate NAME CONFIG PORT
-  "$SHARDGATE" --config "$2" >"$WORK/$1.log" 2>&1 &
-  local pid=$!
-  SG_PIDS+=("$pid")
-  wait_port "$3" "$pid" || { echo "shardgate ($1) did not start:" >&2; tail -n 20 "$WORK/$1.log" >&2; exit 1; }
-}
 
 SHARDED_PORT=$(free_port)
 SINGLE_PORT=$(free_port)
