@@ -197,6 +197,7 @@ asio::awaitable<bool> ClientSession::FlushClient() {
   client_writing_ = true;
   while (!client_out_.empty() && client_ok_) {
     client_sending_.swap(client_out_);
+    ++client_flushes_;
     if (stats_) stats_->sent += static_cast<int64_t>(client_sending_.size());
     auto ec = co_await stream_.WriteAll(asio::buffer(client_sending_));
     client_sending_.clear();

@@ -253,9 +253,14 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   };
   // The TTL a read planned as `plan` may be cached for (0: not cacheable here): `hint`, else
   // the shortest of its tables' `cache:` (every table must have one).
+  // `fan_out`: a read across shards may be cached too (simple protocol: its merged answer).
   std::chrono::milliseconds CacheTtl(const routing::Analysis& analysis,
                                      const routing::RoutePlan& plan,
-                                     std::optional<std::chrono::milliseconds> hint) const;
+                                     std::optional<std::chrono::milliseconds> hint,
+                                     bool fan_out) const;
+  // A fan-out read's merged answer, appended to client_out_ since `start` while the client was
+  // flushed `flushes` times, goes to the cache.
+  void StoreFanOutAnswer(CacheFill fill, size_t start, uint64_t flushes);
   std::vector<CacheTag> CacheTags(const routing::Analysis& analysis,
                                   const routing::RoutePlan& plan, bool write) const;
   std::string CacheKey(char kind, std::string_view sql, std::string_view extra) const;
@@ -338,6 +343,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   ReadBuffer client_in_;
   std::string client_out_, client_sending_;
   bool client_writing_ = false;
+  uint64_t client_flushes_ = 0;  // writes of client_out_ begun (StoreFanOutAnswer)
   bool client_ok_ = true;
   asio::steady_timer writer_done_;
 

@@ -36,16 +36,16 @@ size_t MessageSize(std::string_view bytes) {
 
 }  // namespace
 
-std::chrono::milliseconds ClientSession::CacheTtl(
-    const routing::Analysis& analysis, const routing::RoutePlan& plan,
-    std::optional<std::chrono::milliseconds> hint) const {
+std::chrono::milliseconds ClientSession::CacheTtl(const routing::Analysis& analysis,
+                                                  const routing::RoutePlan& plan,
+                                                  std::optional<std::chrono::milliseconds> hint,
+                                                  bool fan_out) const {
   using std::chrono::milliseconds;
   if (analysis.statements.size() != 1 || plan.write) return milliseconds(0);
   const routing::QueryInfo& info = analysis.statements[0];
-  // One shard's answer only: a fan-out's merged answer is not cached (yet).
-  if (info.kind != routing::StatementKind::kSelect || info.write ||
-      plan.spread == routing::RoutePlan::Spread::kSome ||
-      plan.spread == routing::RoutePlan::Spread::kAll) {
+  const bool spans = plan.spread == routing::RoutePlan::Spread::kSome ||
+                     plan.spread == routing::RoutePlan::Spread::kAll;
+  if (info.kind != routing::StatementKind::kSelect || info.write || (spans && !fan_out)) {
     return milliseconds(0);
   }
   if (hint) return *hint;
@@ -136,6 +136,30 @@ bool ClientSession::CacheLookup(std::string key, const routing::Analysis& analys
 void ClientSession::UpdateCache(const conf::DatabaseConfig& db) {
   cache_on_ = db.query_cache.enabled;
   if (cache_on_) cache_ = &worker_.runtime().query_cache(db_name_, db.query_cache);
+}
+
+void ClientSession::StoreFanOutAnswer(CacheFill fill, size_t start, uint64_t flushes) {
+  // The merged answer is all in client_out_ from `start` (nothing was flushed meanwhile), up to
+  // the ReadyForQuery FanOutQuery added: stored when it is rows and one CommandComplete only.
+  if (flushes != client_flushes_ || closing_ || start > client_out_.size()) return;
+  std::string_view answer = std::string_view(client_out_).substr(start);
+  size_t pos = 0;
+  bool complete = false;
+  while (pos < answer.size()) {
+    const size_t size = MessageSize(answer.substr(pos));
+    const char type = answer[pos];
+    if (size == 0) return;
+    if (type == p::be::kReadyForQuery && complete && pos + size == answer.size()) break;
+    if (complete || (type != p::be::kRowDescription && type != p::be::kDataRow &&
+                     type != p::be::kCommandComplete)) {
+      return;  // an error, a notice, an empty query: not cached
+    }
+    complete = type == p::be::kCommandComplete;
+    pos += size;
+  }
+  if (!complete || pos == answer.size()) return;
+  cache_->Store(std::move(fill.key), std::string(answer.substr(0, pos)), std::move(fill.tags),
+                fill.ttl, fill.token, QueryCache::Clock::now());
 }
 
 void ClientSession::ArmCacheFill() {

@@ -268,6 +268,39 @@ TEST_F(QueryCacheTest, TheExtendedProtocolIsServedFromTheCacheToo) {
   EXPECT_EQ(RunSql(conn, "SELECT 1").Scalar(), "1");
 }
 
+// A read across shards (simple protocol) caches its merged answer; a write of any key of the
+// table invalidates it.
+TEST_F(QueryCacheTest, AFanOutReadIsCachedAsOneAnswer) {
+  ASSERT_OK_AND_ASSIGN(PgConn conn, env().Connect());
+  const std::string count = "SELECT count(*), count(*), count(*) FROM accounts";
+  auto calls = [&](int shard) {
+    return env().Calls({shard, -1}, "%count(*), count(*), count(*)%");
+  };
+  Outcome first = RunSql(conn, count);
+  ASSERT_TRUE(first.ok) << first.Describe();
+  for (int i = 0; i < 3; ++i) {
+    Outcome again = RunSql(conn, count);
+    ASSERT_TRUE(again.ok) << again.Describe();
+    EXPECT_EQ(again.rows, first.rows);
+  }
+  EXPECT_EQ(calls(0), 1) << "a fill reads every shard's primary once";
+  EXPECT_EQ(calls(1), 1);
+  const int64_t on_s1 = env().KeysOn("accounts", 1, 30).back();
+  ASSERT_OK(conn.Exec(absl::StrCat("INSERT INTO accounts (id, balance) VALUES (", on_s1, ", 0)")));
+  Outcome after = RunSql(conn, count);
+  ASSERT_TRUE(after.ok) << after.Describe();
+  EXPECT_EQ(std::stoll(after.Scalar()), std::stoll(first.Scalar()) + 1);
+  EXPECT_EQ(calls(1), 2);
+  // An error from the shards is not stored (pg_stat_statements does not count failed
+  // statements, so the cache's own count tells).
+  const std::string stores = CacheColumn("stores");
+  for (int i = 0; i < 2; ++i) {
+    Outcome o = RunSql(conn, "/* shardgate: cache=30s */ SELECT balance / 0 FROM accounts");
+    EXPECT_EQ(o.sqlstate, "22012") << o.Describe();
+  }
+  EXPECT_EQ(CacheColumn("stores"), stores);
+}
+
 // Drivers such as JDBC and pgx skip Describe for statements they know, and may fetch a portal
 // in parts: the cache answers each as a server would (raw protocol on a libpq-authenticated
 // socket).
