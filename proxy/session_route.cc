@@ -75,9 +75,8 @@ absl::StatusOr<std::string> DistributedTransactionTag(const routing::QueryInfo* 
       return std::string("ROLLBACK");
     default:
       return PgStatus("0A000",
-                      absl::StrCat(txn->command,
-                                   " inside a transaction that spans shards is "
-                                   "not supported"),
+                      absl::StrCat(txn->command, " inside a transaction that spans shards is "
+                                                 "not supported"),
                       "Savepoints and PREPARE TRANSACTION need the transaction on one shard.");
   }
 }
@@ -129,11 +128,10 @@ bool ClientSession::LocalError(const absl::Status& status, bool extended) {
 // error, so its transaction is aborted exactly as PostgreSQL would abort it (25P02 afterwards).
 void ClientSession::RaiseOnServer(const absl::Status& status, bool extended) {
   const PgError e = ToPgError(status);
-  std::string sql = absl::StrCat(
-      "DO ",
-      QuoteDollar(absl::StrCat("BEGIN RAISE EXCEPTION USING ERRCODE = '", Av(e.sqlstate),
-                               "', MESSAGE = ", QuoteDollar(e.message),
-                               e.hint.empty() ? "" : ", HINT = " + QuoteDollar(e.hint), "; END")));
+  std::string sql = absl::StrCat("DO ", QuoteDollar(absl::StrCat(
+      "BEGIN RAISE EXCEPTION USING ERRCODE = '", Av(e.sqlstate), "', MESSAGE = ",
+      QuoteDollar(e.message), e.hint.empty() ? "" : ", HINT = " + QuoteDollar(e.hint),
+      "; END")));
   p::AppendQuery(server_out_, sql);
   if (extended) {
     Push(Expect::kRaise);
@@ -208,14 +206,14 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::Target(const routing::Route
     if (shard == attached_shard_ && (started || attached_replica_ == want_replica)) {
       // Stay on the attached server.
     } else if (server_->tx_status() != 'I' || (in_txn && held_begin_.empty())) {
-      absl::Status refusal =
-          PgStatus("0A000",
-                   absl::StrCat("statement routes to shard \"", topology_->map()->shard_name(shard),
-                                "\" but this transaction runs on shard \"",
-                                attached_shard_ >= 0 ? topology_->map()->shard_name(attached_shard_)
-                                                     : std::string("?"),
-                                "\"; transactions spanning shards are not supported yet"),
-                   kCrossShardHint);
+      absl::Status refusal = PgStatus(
+          "0A000",
+          absl::StrCat("statement routes to shard \"", topology_->map()->shard_name(shard),
+                       "\" but this transaction runs on shard \"",
+                       attached_shard_ >= 0 ? topology_->map()->shard_name(attached_shard_)
+                                            : std::string("?"),
+                       "\"; transactions spanning shards are not supported yet"),
+          kCrossShardHint);
       RaiseOnServer(refusal, extended);
       co_return false;
     } else {
@@ -289,8 +287,8 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteQuery(std::string_view
       // Only the head matters here; lowering a whole statement would copy it.
       const std::string lower = Lower(rest.substr(0, 64));
       std::string_view value = std::string_view(lower).substr(21);
-      while (!value.empty() &&
-             (IsSpace(value.front()) || value.front() == '=' || value.front() == '\'')) {
+      while (!value.empty() && (IsSpace(value.front()) || value.front() == '=' ||
+                                value.front() == '\'')) {
         value.remove_prefix(1);
       }
       if (value.rfind("to", 0) == 0) value = StripSpace(value.substr(2));
@@ -339,11 +337,11 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteQuery(std::string_view
   const routing::Analysis& analysis = *analyzed->analysis;
   if (dist_) {
     // Transaction statements of a transaction spanning shards are the proxy's.
-    const routing::QueryInfo* txn =
-        analysis.statements.size() == 1 &&
-                analysis.statements[0].kind == routing::StatementKind::kTransaction
-            ? &analysis.statements[0]
-            : nullptr;
+    const routing::QueryInfo* txn = analysis.statements.size() == 1 &&
+                                            analysis.statements[0].kind ==
+                                                routing::StatementKind::kTransaction
+                                        ? &analysis.statements[0]
+                                        : nullptr;
     if (absl::StatusOr<std::string> tag = DistributedTransactionTag(txn); !tag.ok()) {
       co_return LocalError(tag.status(), false);
     } else if (*tag == "BEGIN") {
@@ -427,9 +425,9 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteQuery(std::string_view
     fill_pending_.reset();
     const size_t start = client_out_.size();
     const uint64_t flushes = client_flushes_;
-    absl::StatusOr<bool> done =
-        co_await FanOutQuery(sql, analysis.statements[0], *plan,
-                             plan->write && OnlyReferenceTables(analysis, *topology_->map()));
+    absl::StatusOr<bool> done = co_await FanOutQuery(
+        sql, analysis.statements[0], *plan,
+        plan->write && OnlyReferenceTables(analysis, *topology_->map()));
     if (fill && done.ok()) StoreFanOutAnswer(std::move(*fill), start, flushes);
     co_return done;
   }
@@ -497,11 +495,11 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteBind(const p::Frame& f
     LocalAnswer(std::move(out));
   };
   if (dist_) {
-    const routing::QueryInfo* txn =
-        prepared.analysis->statements.size() == 1 &&
-                prepared.analysis->statements[0].kind == routing::StatementKind::kTransaction
-            ? &prepared.analysis->statements[0]
-            : nullptr;
+    const routing::QueryInfo* txn = prepared.analysis->statements.size() == 1 &&
+                                            prepared.analysis->statements[0].kind ==
+                                                routing::StatementKind::kTransaction
+                                        ? &prepared.analysis->statements[0]
+                                        : nullptr;
     absl::StatusOr<std::string> tag = DistributedTransactionTag(txn);
     if (!tag.ok()) co_return LocalError(tag.status(), true);
     if (!tag->empty()) {
@@ -515,11 +513,11 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteBind(const p::Frame& f
     // BEGIN is held and COMMIT/ROLLBACK of a held BEGIN answered here, as in RouteQuery.
     const routing::QueryInfo& info = prepared.analysis->statements[0];
     const bool begin = info.txn == routing::TxnOp::kBegin && !InTransaction();
-    const bool end =
-        (info.txn == routing::TxnOp::kCommit || info.txn == routing::TxnOp::kRollback) &&
-        !server_ && (!held_begin_.empty() || held_failed_);
+    const bool end = (info.txn == routing::TxnOp::kCommit ||
+                      info.txn == routing::TxnOp::kRollback) &&
+                     !server_ && (!held_begin_.empty() || held_failed_);
     if (info.kind == routing::StatementKind::kTransaction && (begin || end)) {
-      local_portal_tag_ = begin                                                  ? "BEGIN"
+      local_portal_tag_ = begin ? "BEGIN"
                           : info.txn == routing::TxnOp::kCommit && !held_failed_ ? "COMMIT"
                                                                                  : "ROLLBACK";
       local_portal_sql_ = prepared.sql;
@@ -569,10 +567,11 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteBind(const p::Frame& f
       if (client_in_.Data().data() == frame.whole.data()) {
         const p::FrameResult next = p::ReadFrame(client_in_.Data().substr(frame.whole.size()),
                                                  config_->limits.max_message_size);
-        describes =
-            next.status == p::FrameStatus::kFrame && next.frame.type == p::fe::kDescribe &&
-            !next.frame.body.empty() && next.frame.body[0] == 'P' &&
-            next.frame.body.substr(1, bind->portal.size() + 1) == std::string(bind->portal) + '\0';
+        describes = next.status == p::FrameStatus::kFrame &&
+                    next.frame.type == p::fe::kDescribe && !next.frame.body.empty() &&
+                    next.frame.body[0] == 'P' &&
+                    next.frame.body.substr(1, bind->portal.size() + 1) ==
+                        std::string(bind->portal) + '\0';
       }
       extra.push_back(describes ? 'D' : 'N');
       if (CacheLookup(CacheKey('B', prepared.sql, extra), *prepared.analysis, *plan, ttl, true,
@@ -763,7 +762,8 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteFrame(const p::Frame& 
           }
         }
       }
-      if (!local_portal_tag_.empty() && (type == p::fe::kDescribe || type == p::fe::kExecute)) {
+      if (!local_portal_tag_.empty() &&
+          (type == p::fe::kDescribe || type == p::fe::kExecute)) {
         std::string out;
         if (type == p::fe::kDescribe) {
           p::AppendNoData(out);
