@@ -136,6 +136,38 @@ TEST_F(ShardedSequenceTest, EveryGeneratedKeyIsOnItsShardAndUnique) {
   }
 }
 
+// COPY with a column list that leaves the key out: one shard takes it, the shard's keys.
+TEST_F(ShardedSequenceTest, CopyWithoutTheKeyGoesToOneShard) {
+  Shell install = Shardctl(Ctl("sequence install t_range"));
+  ASSERT_EQ(install.code, 0) << install.out;
+  auto count_all = [] {
+    int64_t n = 0;
+    for (int shard = 0; shard < 3; ++shard) {
+      auto c = env().ConnectDirect({shard, -1});
+      if (!c.ok()) return int64_t{-1};
+      n += std::stoll(Text(c->Scalar("SELECT count(*) FROM t_range")));
+    }
+    return n;
+  };
+  const int64_t before = count_all();
+  ASSERT_GE(before, 0);
+  ASSERT_OK_AND_ASSIGN(PgConn conn, env().Connect());
+  PgResult start(PQexec(conn.get(), "COPY t_range (v) FROM STDIN"));
+  ASSERT_EQ(PQresultStatus(start.get()), PGRES_COPY_IN) << PQerrorMessage(conn.get());
+  const std::string data = "c1\nc2\nc3\nc4\nc5\n";
+  ASSERT_EQ(PQputCopyData(conn.get(), data.data(), static_cast<int>(data.size())), 1);
+  ASSERT_EQ(PQputCopyEnd(conn.get(), nullptr), 1);
+  PgResult done(PQgetResult(conn.get()));
+  ASSERT_EQ(PQresultStatus(done.get()), PGRES_COMMAND_OK) << PQerrorMessage(conn.get());
+  EXPECT_STREQ(PQcmdStatus(done.get()), "COPY 5");
+  EXPECT_EQ(count_all(), before + 5);
+  for (int shard = 0; shard < 3; ++shard) {
+    ASSERT_OK_AND_ASSIGN(PgConn direct, env().ConnectDirect({shard, -1}));
+    ASSERT_OK_AND_ASSIGN(auto rows, direct.Rows("SELECT id FROM t_range WHERE v LIKE 'c_'"));
+    for (const auto& row : rows) EXPECT_EQ(env().ShardOf("t_range", std::stoll(row[0])), shard);
+  }
+}
+
 TEST_F(ShardedSequenceTest, StatusAndRemove) {
   Shell install = Shardctl(Ctl("sequence install t_ring --column id"));
   ASSERT_EQ(install.code, 0) << install.out;
