@@ -182,9 +182,21 @@ TEST_F(ShardedSequenceTest, StatusAndRemove) {
   ASSERT_OK_AND_ASSIGN(PgConn direct, env().ConnectDirect({1, -1}));
   EXPECT_EQ(Text(direct.Scalar("SELECT count(*) FROM pg_proc WHERE proname = 't_ring_id_sg_next'")),
             "0");
-  // Installed again for the other test, whichever order they run in.
+  // Installed again: the new sequences start past the keys each shard holds (the first test's
+  // rows, when it ran first; a few written with explicit keys here in any case).
+  for (int shard = 0; shard < 3; ++shard) {
+    for (int64_t k : env().KeysOn("t_ring", shard, 3, 1)) {
+      ASSERT_OK_AND_ASSIGN(PgConn direct, env().ConnectDirect({shard, -1}));
+      ASSERT_OK(direct.Exec(absl::StrCat("INSERT INTO t_ring (id, v) VALUES (", k,
+                                         ", 'explicit') ON CONFLICT DO NOTHING")));
+    }
+  }
   Shell back = Shardctl(Ctl("sequence install t_ring"));
   ASSERT_EQ(back.code, 0) << back.out;
+  ASSERT_OK_AND_ASSIGN(PgConn conn, env().Connect());
+  for (int i = 0; i < 12; ++i) {
+    EXPECT_OK(conn.Exec("INSERT INTO t_ring (v) VALUES ('after reinstall')"));
+  }
 }
 
 TEST_F(ShardedSequenceTest, RefusesWhatCannotHaveASequence) {

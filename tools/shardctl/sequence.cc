@@ -176,6 +176,16 @@ absl::Status Install(PgConn& conn, const TableName& t, const std::string& column
                                      conn.Literal(t.Qualified(t.name)), "::regclass)); END $sg$"))
                         .status();
   if (st.ok()) st = conn.Exec(create).status();
+  if (st.ok()) {
+    // Past the keys the shard already holds (rows written with explicit keys, or a sequence
+    // removed and installed again); they are the shard's own, so the step stays in its keys.
+    st = conn.Exec(StrCat("SELECT setval(", conn.Literal(seq), ", m) FROM (SELECT max(",
+                          QuoteIdent(column), ")::int8 AS m FROM ", t.Qualified(t.name),
+                          ") k, (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 "
+                          "END AS l FROM ",
+                          seq, ") s WHERE k.m >= ", s.start, " AND k.m > s.l"))
+             .status();
+  }
   if (st.ok()) st = conn.Exec(function).status();
   if (st.ok()) {
     st = conn.Exec(StrCat("ALTER TABLE ", t.Qualified(t.name), " ALTER COLUMN ", QuoteIdent(column),
