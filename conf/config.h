@@ -95,6 +95,9 @@ struct TableConfig {
   std::string key;     // shard-key column; empty for reference tables
   std::string router;  // router name; empty for reference tables
   bool reference = false;
+  // The shards generate the key (`shardctl sequence install`): an INSERT without the key column
+  // (or with DEFAULT for it) goes to one of the router's shards, round robin per session.
+  bool generated_key = false;
   // Query cache: reads of this table (alone or with other cached tables) are cached this long;
   // 0 = not cached unless a /* shardgate: cache=30s */ hint asks.
   Duration cache{0};

@@ -124,6 +124,7 @@ void ReadTables(const Node& map, const Node& routers, DatabaseConfig& db, Proble
     r.String("key", &table.key);
     r.String("router", &table.router);
     r.Bool("reference", &table.reference);
+    r.Bool("generated_key", &table.generated_key);
     if (r.Dur("cache", &table.cache) && table.cache.count() == 0) {
       problems.Add(r.Get("cache")->mark, absl::StrCat(what, ": cache must be greater than 0 "
                                                             "(leave it out to not cache)"));
@@ -136,6 +137,11 @@ void ReadTables(const Node& map, const Node& routers, DatabaseConfig& db, Proble
       }
       if (!table.router.empty()) {
         problems.Add(mark, absl::StrCat(what, " has both a router and reference: true"));
+      }
+      if (table.generated_key) {
+        problems.Add(r.Get("generated_key")->mark,
+                     absl::StrCat(what, ": generated_key needs a sharded table (a key and a "
+                                        "router), not reference: true"));
       }
     } else {
       if (table.key.empty()) {

@@ -296,6 +296,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // `SELECT shardgate.next_id()` (simple protocol): answered here with the next cluster-unique
   // id, in order with whatever else is in flight. False for any other Query.
   bool AnswerNextId(const protocol::Frame& query);
+  // The same in the extended protocol: Parse of that statement, then its Bind, Describe,
+  // Execute and Close, and the Sync of a batch answered here. True when answered here.
+  bool AnswerNextIdExtended(const protocol::Frame& frame);
   // (Re)starts timeouts.query's clock while the attached server owes an answer; stops it when
   // it owes none. Nothing happens without timeouts.query.
   void ArmQueryTimer();
@@ -368,6 +371,15 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   bool attach_failed_ = false;    // attaching failed mid-batch: answer locally until Sync
 
   absl::flat_hash_map<std::string, Prepared> prepared_;
+  // next_id in the extended protocol: statement name -> result column, the one portal.
+  struct NextIdPortal {
+    std::string name, column;
+    bool binary = false;    // result format 1: the 8-byte big-endian value
+    bool executed = false;  // a second Execute gets no row, as from a server
+  };
+  absl::flat_hash_map<std::string, std::string> next_id_statements_;
+  std::optional<NextIdPortal> next_id_portal_;
+  bool next_id_batch_ = false;  // answered a message since the last Sync
 
   // The query cache (databases with it on): the cache, the writes of the open transaction, the
   // fill in flight (one at a time) and the Bind answered from the cache.

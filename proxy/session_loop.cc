@@ -352,6 +352,137 @@ bool ClientSession::AnswerNextId(const protocol::Frame& query) {
   return true;
 }
 
+bool ClientSession::AnswerNextIdExtended(const protocol::Frame& frame) {
+  // Messages after an error the proxy raised are dropped up to Sync: by RouteFrame for a
+  // sharded database, here for a single-shard one (its server never saw the batch's start).
+  if (drop_until_sync_ && frame.type != p::fe::kSync) return !topology_;
+  switch (frame.type) {
+    case p::fe::kParse: {
+      if (next_id_statements_.empty() && frame.body.find("next_id") == std::string_view::npos) {
+        return false;
+      }
+      auto parse = p::ParseParse(frame.body);
+      if (!parse.ok()) return false;
+      std::optional<std::string> column;
+      if (parse->param_types.empty()) column = MatchNextIdCall(parse->sql);
+      if (!column) {
+        next_id_statements_.erase(Av(parse->name));  // the name now means another statement
+        return false;
+      }
+      next_id_statements_[std::string(parse->name)] = *std::move(column);
+      Push(Expect::kInjectParseComplete);
+      break;
+    }
+    case p::fe::kBind: {
+      if (next_id_statements_.empty() && !next_id_portal_) return false;
+      auto bind = p::ParseBind(frame.body);
+      if (!bind.ok()) return false;
+      auto it = next_id_statements_.find(Av(bind->statement));
+      if (it == next_id_statements_.end()) {
+        if (next_id_portal_ && next_id_portal_->name == bind->portal) next_id_portal_.reset();
+        return false;
+      }
+      if (!bind->params.empty() || bind->result_formats.size() > 1) {
+        next_id_batch_ = true;
+        LocalError(PgStatus("08P01", !bind->params.empty()
+                                         ? absl::StrCat("bind message supplies ",
+                                                        bind->params.size(),
+                                                        " parameters, but prepared statement \"",
+                                                        Av(bind->statement), "\" requires 0")
+                                         : absl::StrCat("bind message has ",
+                                                        bind->result_formats.size(),
+                                                        " result formats but query has 1 "
+                                                        "columns")),
+                   true);
+        return true;
+      }
+      next_id_portal_ = NextIdPortal{.name = std::string(bind->portal),
+                                     .column = it->second,
+                                     .binary = !bind->result_formats.empty() &&
+                                               bind->result_formats[0] == 1};
+      std::string out;
+      p::AppendBindComplete(out);
+      LocalAnswer(std::move(out));
+      break;
+    }
+    case p::fe::kDescribe: {
+      if (next_id_statements_.empty() && !next_id_portal_) return false;
+      auto d = p::ParseDescribe(frame.body);
+      if (!d.ok()) return false;
+      p::FieldDescription field{.type_oid = 20, .type_size = 8, .type_modifier = -1};
+      std::string out;
+      if (d->kind == 'S') {
+        auto it = next_id_statements_.find(Av(d->name));
+        if (it == next_id_statements_.end()) return false;
+        p::MessageWriter(out).Begin(p::be::kParameterDescription).Int16(0).End();
+        field.name = it->second;
+      } else {
+        if (!next_id_portal_ || next_id_portal_->name != d->name) return false;
+        field.name = next_id_portal_->column;
+        field.format = next_id_portal_->binary ? 1 : 0;
+      }
+      p::AppendRowDescription(out, std::span(&field, 1));
+      LocalAnswer(std::move(out));
+      break;
+    }
+    case p::fe::kExecute: {
+      if (!next_id_portal_) return false;
+      auto e = p::ParseExecute(frame.body);
+      if (!e.ok() || e->portal != next_id_portal_->name) return false;
+      std::string out;
+      const bool row = !next_id_portal_->executed;
+      if (row) {
+        const auto now = std::chrono::system_clock::now().time_since_epoch();
+        const int64_t id = worker_.runtime().ids.Next(
+            config_->node_id, std::chrono::duration_cast<std::chrono::milliseconds>(now).count());
+        std::string value;
+        if (next_id_portal_->binary) {
+          for (int shift = 56; shift >= 0; shift -= 8) {
+            value.push_back(static_cast<char>((static_cast<uint64_t>(id) >> shift) & 0xff));
+          }
+        } else {
+          value = absl::StrCat(id);
+        }
+        const std::optional<std::string_view> cell = value;
+        p::AppendDataRow(out, std::span(&cell, 1));
+        next_id_portal_->executed = true;
+      }
+      p::AppendCommandComplete(out, row ? "SELECT 1" : "SELECT 0");
+      LocalAnswer(std::move(out));
+      break;
+    }
+    case p::fe::kClose: {
+      if (next_id_statements_.empty() && !next_id_portal_) return false;
+      auto c = p::ParseClose(frame.body);
+      if (!c.ok()) return false;
+      if (c->kind == 'S') {
+        if (next_id_statements_.erase(Av(c->name)) == 0) return false;
+      } else {
+        if (!next_id_portal_ || next_id_portal_->name != c->name) return false;
+        next_id_portal_.reset();
+      }
+      Push(Expect::kInjectCloseComplete);
+      break;
+    }
+    case p::fe::kSync:
+      if (!next_id_batch_) return false;
+      next_id_batch_ = false;
+      // Portals end with the transaction; outside one that is now (named ones included).
+      if (next_id_portal_ && (next_id_portal_->name.empty() || !InTransaction())) {
+        next_id_portal_.reset();
+      }
+      if (topology_) return false;  // RouteFrame answers the Sync
+      drop_until_sync_ = false;
+      if (server_) return false;  // the server answers it, after what it still owes
+      Push(Expect::kInjectReady);
+      return true;
+    default:
+      return false;
+  }
+  next_id_batch_ = true;
+  return true;
+}
+
 void ClientSession::ArmQueryTimer() {
   // timeouts.query: a request that gets no answer for that long is cancelled on the server,
   // which then answers 57014 like for a client's own cancel. A server that does not answer
@@ -481,6 +612,7 @@ void ClientSession::ProcessServerFrame(ServerConnection& conn, const protocol::F
         conn.prepared().clear();
         conn.settings().clear();
         prepared_.clear();
+        next_id_statements_.clear();
         settings_ = startup_settings_;
         pending_settings_.clear();
       } else if (tag == "DEALLOCATE ALL") {
@@ -774,7 +906,7 @@ asio::awaitable<void> ClientSession::Serve() {
         stats_->received += static_cast<int64_t>(f.whole.size());
         if (f.type == p::fe::kQuery || f.type == p::fe::kExecute) ++stats_->queries;
       }
-      if (f.type == p::fe::kQuery && AnswerNextId(f)) {
+      if (f.type == p::fe::kQuery ? AnswerNextId(f) : AnswerNextIdExtended(f)) {
         client_in_.Consume(f.whole.size());
         next = p::ReadFrame(client_in_.Data(), max_size);
         continue;

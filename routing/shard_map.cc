@@ -50,6 +50,7 @@ absl::StatusOr<std::shared_ptr<const ShardMap>> ShardMap::Build(
     table.name = Lower(name);
     table.reference = t.reference;
     table.cache = t.cache;
+    table.generated_key = t.generated_key;
     table.key = Lower(t.key);
     if (!t.reference) {
       auto it = map->routers_by_name_.find(t.router);

@@ -27,6 +27,7 @@ class ShardMap {
     std::string key;   // lower-case key column; empty for reference tables
     const Router* router = nullptr;
     bool reference = false;
+    bool generated_key = false;  // an INSERT may leave the key to the shard (any one)
     std::chrono::milliseconds cache{0};  // the query cache's TTL for reads of it (0: none)
   };
 

@@ -174,6 +174,11 @@ std::vector<ErrorCase> Cases() {
       {"TableRouterAndReference",
        Sharded("    routers: {r: {type: modulo}}\n    tables: {t: {router: r, reference: true}}\n"),
        "8:14", "table 't' has both a router and reference: true"},
+      {"GeneratedKeyOnReferenceTable",
+       Sharded("    routers: {r: {type: modulo}}\n    tables: {t: {reference: true, "
+               "generated_key: true}}\n"),
+       "8:50", "table 't': generated_key needs a sharded table (a key and a router), not "
+               "reference: true"},
       {"ShardedTableWithoutKey",
        Sharded("    routers: {r: {type: modulo}}\n    tables: {t: {router: r}}\n"), "8:14",
        "table 't' is sharded but has no key"},

@@ -42,3 +42,13 @@ shardgate_sharded_test(sharded_differential differential_test.cc)
 # The admin console's SHOW commands after a known workload; RELOAD and SIGHUP with a broken file
 # and with a shard added.
 shardgate_sharded_test(admin_console admin_console_test.cc)
+# SELECT shardgate.next_id() in the extended protocol on a sharded database (issue 10).
+shardgate_sharded_test(sharded_next_id sharded_next_id_test.cc)
+# shardctl sequence install on every router type, INSERTs without the key (generated_key:
+# true) through shardgate, each row on the shard its key routes to (issue 10).
+shardgate_sharded_test(sharded_sequence sharded_sequence_test.cc)
+if(TARGET proxy_sharded_sequence_test)
+  target_compile_definitions(proxy_sharded_sequence_test PRIVATE
+                             SHARDCTL_BINARY="$<TARGET_FILE:shardctl>")
+  add_dependencies(proxy_sharded_sequence_test shardctl shardgate)
+endif()

@@ -23,6 +23,7 @@ const char kMap[] =
     "      by_range: {type: range, ranges: [{to: 100, shard: s0}, {to: 200, shard: s1}, "
     "{shard: s2}]}\n"
     "      tenants: {type: directory, entries: {acme: s0, globex: s1}}\n"
+    "      pair: {type: modulo, shards: [s1, s2]}\n"
     "    tables:\n"
     "      users: {key: id, router: by_user}\n"
     "      orders: {key: user_id, router: by_user}\n"
@@ -30,7 +31,8 @@ const char kMap[] =
     "      events: {key: id, router: by_range}\n"
     "      event_notes: {key: event_id, router: by_range}\n"
     "      accounts: {key: tenant, router: tenants}\n"
-    "      countries: {reference: true}\n";
+    "      countries: {reference: true}\n"
+    "      tickets: {key: id, router: pair, generated_key: true}\n";
 
 class PlannerTest : public ::testing::Test {
  protected:
@@ -194,6 +196,41 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"/* shardgate: primary */ SELECT * FROM events WHERE id = 5", "one s0 primary"},
         Case{"/* shardgate: shard=s9 */ SELECT 1", "error 22023"},
         Case{"/* shardgate: key=abc */ SELECT * FROM events", "error 22P02"}));
+
+// generated_key: true (shardctl sequence install): an INSERT or COPY that leaves the key to
+// the shard goes to any one shard of the table's router, as a write; without the flag it is
+// refused as before.
+INSTANTIATE_TEST_SUITE_P(
+    GeneratedKey, PlanTable,
+    ::testing::Values(
+        Case{"INSERT INTO tickets (v) VALUES ('a')", "any s1,s2 primary"},
+        Case{"INSERT INTO tickets (id, v) VALUES (DEFAULT, 'a'), (DEFAULT, 'b') RETURNING id",
+             "any s1,s2 primary"},
+        Case{"INSERT INTO tickets DEFAULT VALUES RETURNING id", "any s1,s2 primary"},
+        Case{"INSERT INTO tickets (v, c) VALUES ('a', (SELECT code FROM countries LIMIT 1))",
+             "any s1,s2 primary"},
+        Case{"INSERT INTO tickets (id, v) VALUES (DEFAULT, 'a'), (5, 'b')", "error 23502"},
+        Case{"INSERT INTO tickets (v) VALUES ((SELECT max(x) FROM events))", "error 0A000"},
+        Case{"INSERT INTO tickets (v) SELECT name FROM countries", "error 0A000"},
+        Case{"INSERT INTO invoices (x) VALUES (1)", "error 0A000"},
+        Case{"INSERT INTO invoices DEFAULT VALUES", "error 0A000"},
+        Case{"COPY tickets (v) FROM STDIN", "any s1,s2 primary"},
+        Case{"COPY tickets FROM STDIN", "error 0A000"},
+        Case{"COPY invoices (x) FROM STDIN", "error 0A000"}));
+
+TEST_F(PlannerTest, GeneratedKeyInsertIsAWriteToAnyShardOfItsRouter) {
+  auto p = Plan("INSERT INTO tickets (v) VALUES ($1) RETURNING id", {});
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->spread, RoutePlan::Spread::kAnyOne);
+  EXPECT_TRUE(p->write);
+  EXPECT_EQ(p->role, Role::kPrimary);
+  EXPECT_THAT(p->shards, ::testing::ElementsAre(1, 2));
+  EXPECT_EQ(p->copy_router, nullptr);
+  // With the key named, it routes by the key as usual.
+  auto keyed = Plan("INSERT INTO tickets (id, v) VALUES (4, 'a')");
+  ASSERT_TRUE(keyed.ok()) << keyed.status();
+  EXPECT_EQ(keyed->spread, RoutePlan::Spread::kOne);
+}
 
 TEST_F(PlannerTest, CoLocatedJoinFollowsTheKey) {
   EXPECT_EQ(Render("SELECT * FROM users u JOIN orders o ON o.user_id = u.id WHERE u.id = 42"),

@@ -1,6 +1,7 @@
 // shardctl: the operator's command line. `route "<sql>"` shows which shards a statement goes to
 // and why; `check` validates a config (routers included); `reshard ...` moves rows to a new
-// shard map while the application keeps writing (tools/shardctl/reshard.h).
+// shard map while the application keeps writing (tools/shardctl/reshard.h); `sequence ...`
+// installs per-shard key generators (tools/shardctl/sequence.h).
 #include <CLI/CLI.hpp>
 
 #include <exception>
@@ -8,6 +9,7 @@
 
 #include "tools/shardctl/commands.h"
 #include "tools/shardctl/reshard.h"
+#include "tools/shardctl/sequence.h"
 
 int main(int argc, char** argv) {
   // CLI11 reports usage errors with exceptions; they are caught here (our code throws none).
@@ -58,6 +60,20 @@ int main(int argc, char** argv) {
       }
     }
 
+    CLI::App* sequence = app.add_subcommand(
+        "sequence", "sharded sequences: each shard generates only keys it owns");
+    sequence->require_subcommand(1);
+    shardgate::tools::SequenceOptions seq;
+    const char* seq_actions[][2] = {
+        {"install", "sequence + function as the key's default on every shard (idempotent)"},
+        {"status", "whether each shard has it, and its last value"},
+        {"remove", "drop the default, the function and the sequence on every shard"}};
+    for (const auto& [action, help] : seq_actions) {
+      CLI::App* s = sequence->add_subcommand(action, help);
+      s->add_option("table", seq.table, "the sharded table (as in the config)")->required();
+      s->add_option("--column", seq.column, "the key column (default: the table's key)");
+    }
+
     try {
       app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -65,6 +81,13 @@ int main(int argc, char** argv) {
     }
     if (route_cmd->parsed()) return shardgate::tools::RouteCommand(route, std::cout, std::cerr);
     if (check_cmd->parsed()) return shardgate::tools::CheckCommand(common, std::cout, std::cerr);
+    for (CLI::App* s : sequence->get_subcommands()) {
+      if (s->parsed()) {
+        seq.common = common;
+        seq.action = s->get_name();
+        return shardgate::tools::SequenceCommand(seq, std::cout, std::cerr);
+      }
+    }
     for (CLI::App* s : reshard->get_subcommands()) {
       if (s->parsed()) {
         rs.common = common;
