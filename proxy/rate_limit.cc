@@ -14,7 +14,14 @@ void RateBucket::Configure(const std::optional<conf::RateLimitConfig>& limit) {
     s.max_wait = limit->max_wait;
   }
   const int64_t interval = s.queries_per_second > 0 ? 1'000'000'000 / s.queries_per_second : 0;
-  tolerance_ns_.store(interval * (s.burst > 0 ? s.burst - 1 : 0), std::memory_order_relaxed);
+  const int64_t tolerance = interval * (s.burst > 0 ? s.burst - 1 : 0);
+  // New numbers start from a full bucket (the old debt was owed at the old rate); the same
+  // numbers (a reload that changed something else) keep the state.
+  if (interval != interval_ns_.load(std::memory_order_relaxed) ||
+      tolerance != tolerance_ns_.load(std::memory_order_relaxed)) {
+    tat_ns_.store(0, std::memory_order_relaxed);
+  }
+  tolerance_ns_.store(tolerance, std::memory_order_relaxed);
   max_wait_ns_.store(std::chrono::duration_cast<std::chrono::nanoseconds>(s.max_wait).count(),
                      std::memory_order_relaxed);
   queue_.store(s.mode == conf::RateLimitConfig::Mode::kQueue, std::memory_order_relaxed);

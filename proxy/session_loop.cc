@@ -824,7 +824,8 @@ asio::awaitable<void> ClientSession::Serve() {
       }
       if ((f.type == p::fe::kQuery || f.type == p::fe::kExecute) && user_rate_ != nullptr &&
           (user_rate_->Limited() || db_rate_->Limited()) && !drop_until_sync_ &&
-          !skip_until_sync_ && !attach_failed_ && !copy_in_) {
+          !skip_until_sync_ && !attach_failed_ && !copy_in_ && TxStatus() != 'E') {
+        // (A failed transaction only waits for its ROLLBACK: not limited.)
         absl::Status limited = co_await TakeRateToken();
         if (!limited.ok()) {
           // Inside a transaction that runs on a server, the server raises it (the transaction
