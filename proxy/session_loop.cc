@@ -831,6 +831,10 @@ asio::awaitable<void> ClientSession::Serve() {
           // Inside a transaction that runs on a server, the server raises it (the transaction
           // fails as PostgreSQL's would); else the proxy answers, in order.
           RefuseStatement(limited, f.type == p::fe::kExecute);
+          if (f.type == p::fe::kExecute) {  // its portal goes with the rest of the batch
+            fanout_portal_.reset();
+            cached_portal_.reset();
+          }
           client_in_.Consume(f.whole.size());
           next = p::ReadFrame(client_in_.Data(), max_size);
           continue;

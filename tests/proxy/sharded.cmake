@@ -42,3 +42,5 @@ shardgate_sharded_test(sharded_differential differential_test.cc)
 # The admin console's SHOW commands after a known workload; RELOAD and SIGHUP with a broken file
 # and with a shard added.
 shardgate_sharded_test(admin_console admin_console_test.cc)
+# rate_limit of a sharded database: 53400 on the routed paths (simple, extended, cross-shard).
+shardgate_sharded_test(sharded_rate_limits sharded_rate_limits_test.cc)
