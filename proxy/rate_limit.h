@@ -54,12 +54,14 @@ class RateBucket {
   std::atomic<int64_t> refused{0}, queued{0};
 
  private:
-  std::atomic<int64_t> tat_ns_{0};       // when the bucket is next empty-and-full ("TAT")
-  std::atomic<int64_t> interval_ns_{0};  // 1e9 / queries_per_second; 0 = unlimited
+  // The theoretical arrival time: when the bucket is full again (ns). The next token is due at
+  // TAT - (burst - 1) * interval; taking it moves TAT one interval on.
+  std::atomic<int64_t> tat_ns_{0};
+  std::atomic<int64_t> interval_ns_{0};   // 1e9 / queries_per_second; 0 = unlimited
   std::atomic<int64_t> tolerance_ns_{0};  // (burst - 1) * interval
   std::atomic<int64_t> max_wait_ns_{0};
   std::atomic<bool> queue_{false};
-  mutable std::mutex settings_mu_;        // guards settings_ only (not on the query path)
+  mutable std::mutex settings_mu_;  // guards settings_ only (not on the query path)
   Settings settings_;
 };
 

@@ -69,8 +69,8 @@ TEST(RateBucketTest, RefundGivesTheTokenBack) {
 
 TEST(RateBucketTest, ErrorModeWaitsOnlyInsideTransactions) {
   RateBucket bucket;
-  bucket.Configure(Limit(1, 1, conf::RateLimitConfig::Mode::kError,
-                         std::chrono::milliseconds(300)));
+  bucket.Configure(
+      Limit(1, 1, conf::RateLimitConfig::Mode::kError, std::chrono::milliseconds(300)));
   EXPECT_EQ(bucket.MaxWaitNs(false), 0);
   EXPECT_EQ(bucket.MaxWaitNs(true), 300'000'000);
 }

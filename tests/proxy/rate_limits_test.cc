@@ -54,7 +54,8 @@ std::map<std::string, std::map<std::string, std::string>> ShowLimits(ShardgatePr
   if (PQresultStatus(res.get()) != PGRES_TUPLES_OK) return out;
   for (int r = 0; r < PQntuples(res.get()); ++r) {
     auto& row = out[Cell(res.get(), r, 0) + " " + Cell(res.get(), r, 1)];
-    for (int c = 0; c < PQnfields(res.get()); ++c) row[PQfname(res.get(), c)] = Cell(res.get(), r, c);
+    for (int c = 0; c < PQnfields(res.get()); ++c)
+      row[PQfname(res.get(), c)] = Cell(res.get(), r, c);
   }
   return out;
 }
@@ -84,9 +85,10 @@ Tally RunCounted(const std::function<absl::Status(int)>& statement, int n) {
 // succeeds, the rest is 53400 with the limit named, and the connection goes on working.
 TEST_F(RateLimitTest, ErrorModeRefusesBeyondTheBurst) {
   const int port = FreePort();
-  ASSERT_OK_AND_ASSIGN(auto proxy, ShardgateProcess::Start(
-      WithUserLimit(Yaml(*env().cluster, port), kScramUser, "{queries_per_second: 1, burst: 3}"),
-      port));
+  ASSERT_OK_AND_ASSIGN(auto proxy,
+                       ShardgateProcess::Start(WithUserLimit(Yaml(*env().cluster, port), kScramUser,
+                                                             "{queries_per_second: 1, burst: 3}"),
+                                               port));
   ASSERT_OK_AND_ASSIGN(PgConn c, PgConn::Connect(proxy->ConnString()));
   const Tally simple = RunCounted([&](int) { return c.Exec("select 1"); }, 12);
   EXPECT_GE(simple.ok, 3);
@@ -98,20 +100,21 @@ TEST_F(RateLimitTest, ErrorModeRefusesBeyondTheBurst) {
                 HasSubstr("rate limit exceeded for user \"app\": 1 queries/s (burst 3)"));
   }
   // Extended protocol (Parse/Bind/Describe/Execute/Sync).
-  const Tally extended = RunCounted([&](int i) {
-    return c.ScalarParams("select $1::int", {std::to_string(i)}).status();
-  }, 12);
+  const Tally extended = RunCounted(
+      [&](int i) { return c.ScalarParams("select $1::int", {std::to_string(i)}).status(); }, 12);
   EXPECT_LE(extended.ok, simple.elapsed + extended.elapsed + 3);  // the bucket is the same
   if (extended.elapsed < 8) EXPECT_GE(extended.refused, 1);
   // Still usable: a token comes back within a second.
   std::string value;
   int waited = 0;  // refusals while waiting
-  EXPECT_TRUE(WaitFor([&] {
-    auto v = c.ScalarParams("select $1::int + 1", {"41"});
-    if (v.ok()) value = *v;
-    waited += v.ok() ? 0 : 1;
-    return v.ok();
-  }, std::chrono::seconds(10)));
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        auto v = c.ScalarParams("select $1::int + 1", {"41"});
+        if (v.ok()) value = *v;
+        waited += v.ok() ? 0 : 1;
+        return v.ok();
+      },
+      std::chrono::seconds(10)));
   EXPECT_EQ(value, "42");
   // The proxy's count is the client's.
   auto rows = ShowLimits(*proxy);
@@ -120,7 +123,8 @@ TEST_F(RateLimitTest, ErrorModeRefusesBeyondTheBurst) {
   EXPECT_EQ(rows["user app"]["mode"], "error");
   EXPECT_EQ(rows["user app"]["burst"], "3");
   // Other users are not limited.
-  ASSERT_OK_AND_ASSIGN(PgConn md5, PgConn::Connect(proxy->ConnString("app", kMd5User, kMd5Password)));
+  ASSERT_OK_AND_ASSIGN(PgConn md5,
+                       PgConn::Connect(proxy->ConnString("app", kMd5User, kMd5Password)));
   for (int i = 0; i < 10; ++i) EXPECT_OK(md5.Exec("select 1"));
 }
 
@@ -128,9 +132,10 @@ TEST_F(RateLimitTest, ErrorModeRefusesBeyondTheBurst) {
 // error, and the next pipeline works.
 TEST_F(RateLimitTest, PipelineStopsAtTheRefusal) {
   const int port = FreePort();
-  ASSERT_OK_AND_ASSIGN(auto proxy, ShardgateProcess::Start(
-      WithUserLimit(Yaml(*env().cluster, port), kScramUser, "{queries_per_second: 1, burst: 3}"),
-      port));
+  ASSERT_OK_AND_ASSIGN(auto proxy,
+                       ShardgateProcess::Start(WithUserLimit(Yaml(*env().cluster, port), kScramUser,
+                                                             "{queries_per_second: 1, burst: 3}"),
+                                               port));
   ASSERT_OK_AND_ASSIGN(PgConn c, PgConn::Connect(proxy->ConnString()));
   PGconn* conn = c.get();
   ASSERT_EQ(PQenterPipelineMode(conn), 1);
@@ -139,7 +144,8 @@ TEST_F(RateLimitTest, PipelineStopsAtTheRefusal) {
   for (int i = 0; i < kN; ++i) {
     const std::string v = std::to_string(i);
     const char* values[] = {v.c_str()};
-    ASSERT_EQ(PQsendQueryParams(conn, "select $1::int", 1, nullptr, values, nullptr, nullptr, 0), 1);
+    ASSERT_EQ(PQsendQueryParams(conn, "select $1::int", 1, nullptr, values, nullptr, nullptr, 0),
+              1);
   }
   ASSERT_EQ(PQpipelineSync(conn), 1);
   int ok = 0, refused = 0, aborted = 0;
@@ -175,20 +181,23 @@ TEST_F(RateLimitTest, PipelineStopsAtTheRefusal) {
 // A database's limit is one bucket for all its users.
 TEST_F(RateLimitTest, DatabaseLimitIsSharedByUsers) {
   const int port = FreePort();
-  ASSERT_OK_AND_ASSIGN(auto proxy, ShardgateProcess::Start(
-      Yaml(*env().cluster, port, "{queries_per_second: 1, burst: 4}"), port));
+  ASSERT_OK_AND_ASSIGN(auto proxy,
+                       ShardgateProcess::Start(
+                           Yaml(*env().cluster, port, "{queries_per_second: 1, burst: 4}"), port));
   ASSERT_OK_AND_ASSIGN(PgConn a, PgConn::Connect(proxy->ConnString()));
   ASSERT_OK_AND_ASSIGN(PgConn b, PgConn::Connect(proxy->ConnString("app", kMd5User, kMd5Password)));
   int a_refused = 0, b_refused = 0;
-  const Tally t = RunCounted([&](int i) {
-    absl::Status st = (i % 2 == 0 ? a : b).Exec("select 1");
-    if (!st.ok()) {
-      ++(i % 2 == 0 ? a_refused : b_refused);
-      EXPECT_THAT(std::string(st.message()),
-                  HasSubstr("rate limit exceeded for database \"app\": 1 queries/s (burst 4)"));
-    }
-    return st;
-  }, 16);
+  const Tally t = RunCounted(
+      [&](int i) {
+        absl::Status st = (i % 2 == 0 ? a : b).Exec("select 1");
+        if (!st.ok()) {
+          ++(i % 2 == 0 ? a_refused : b_refused);
+          EXPECT_THAT(std::string(st.message()),
+                      HasSubstr("rate limit exceeded for database \"app\": 1 queries/s (burst 4)"));
+        }
+        return st;
+      },
+      16);
   EXPECT_GE(t.ok, 4);
   EXPECT_LE(t.ok, 4 + t.elapsed + 1);
   if (t.elapsed < 8) EXPECT_GE(t.refused, 4);
@@ -231,9 +240,10 @@ TEST_F(RateLimitTest, QueueModeDeliversEverything) {
   const int http = FreePort();
   std::string yaml = WithUserLimit(Yaml(*env().cluster, port), kScramUser,
                                    "{queries_per_second: 5, burst: 2, mode: queue, max_wait: 30s}");
-  yaml = absl::StrReplaceAll(yaml, {{"admin:\n  users: [admin]\n",
-                                     absl::StrCat("admin:\n  users: [admin]\n  http: {host: "
-                                                  "127.0.0.1, port: ", http, "}\n")}});
+  yaml = absl::StrReplaceAll(
+      yaml, {{"admin:\n  users: [admin]\n", absl::StrCat("admin:\n  users: [admin]\n  http: {host: "
+                                                         "127.0.0.1, port: ",
+                                                         http, "}\n")}});
   ASSERT_OK_AND_ASSIGN(auto proxy, ShardgateProcess::Start(yaml, port));
   ASSERT_OK_AND_ASSIGN(PgConn c, PgConn::Connect(proxy->ConnString()));
   // One pipeline of 8: the proxy reads them together, so from the third on they wait.
@@ -244,7 +254,8 @@ TEST_F(RateLimitTest, QueueModeDeliversEverything) {
   for (int i = 0; i < kN; ++i) {
     const std::string v = std::to_string(i);
     const char* values[] = {v.c_str()};
-    ASSERT_EQ(PQsendQueryParams(conn, "select $1::int", 1, nullptr, values, nullptr, nullptr, 0), 1);
+    ASSERT_EQ(PQsendQueryParams(conn, "select $1::int", 1, nullptr, values, nullptr, nullptr, 0),
+              1);
   }
   ASSERT_EQ(PQpipelineSync(conn), 1);
   double first_answer = -1;
@@ -263,7 +274,8 @@ TEST_F(RateLimitTest, QueueModeDeliversEverything) {
   for (int i = 0; i < 6; ++i) EXPECT_OK(c.Exec("select 1"));
 
   auto rows = ShowLimits(*proxy);
-  const int queued = std::stoi(rows["user app"]["queued"].empty() ? "-1" : rows["user app"]["queued"]);
+  const int queued =
+      std::stoi(rows["user app"]["queued"].empty() ? "-1" : rows["user app"]["queued"]);
   EXPECT_EQ(rows["user app"]["refused"], "0");
   EXPECT_EQ(rows["user app"]["mode"], "queue");
   EXPECT_LE(queued, kN - 2 + 6);
@@ -272,19 +284,21 @@ TEST_F(RateLimitTest, QueueModeDeliversEverything) {
   if (first_answer < 0.2) EXPECT_GE(queued, 1);
   EXPECT_GE(queued, 0);
   const std::string metrics = Metrics(http);
-  EXPECT_THAT(metrics, HasSubstr(absl::StrCat(
-                           "shardgate_rate_limited_total{database=\"app\",user=\"app\","
-                           "action=\"queued\"} ", queued)));
+  EXPECT_THAT(metrics,
+              HasSubstr(absl::StrCat("shardgate_rate_limited_total{database=\"app\",user=\"app\","
+                                     "action=\"queued\"} ",
+                                     queued)));
 }
 
 // Inside a transaction a query waits for its token (up to max_wait) even in error mode; past
 // max_wait the server fails the transaction (as PostgreSQL would), ROLLBACK still works.
 TEST_F(RateLimitTest, InsideATransaction) {
   const int port = FreePort();
-  ASSERT_OK_AND_ASSIGN(auto proxy, ShardgateProcess::Start(
-      WithUserLimit(Yaml(*env().cluster, port), kScramUser,
-                    "{queries_per_second: 1, burst: 2, max_wait: 5s}") ,
-      port));
+  ASSERT_OK_AND_ASSIGN(
+      auto proxy,
+      ShardgateProcess::Start(WithUserLimit(Yaml(*env().cluster, port), kScramUser,
+                                            "{queries_per_second: 1, burst: 2, max_wait: 5s}"),
+                              port));
   ASSERT_OK_AND_ASSIGN(PgConn c, PgConn::Connect(proxy->ConnString()));
   // BEGIN and the insert take the burst; the next two wait about a second each.
   EXPECT_OK(c.Exec("begin"));
@@ -296,10 +310,11 @@ TEST_F(RateLimitTest, InsideATransaction) {
 
   // max_wait shorter than a token's interval: the refusal fails the transaction.
   const int port2 = FreePort();
-  ASSERT_OK_AND_ASSIGN(auto short_wait, ShardgateProcess::Start(
-      WithUserLimit(Yaml(*env().cluster, port2), kScramUser,
-                    "{queries_per_second: 1, burst: 2, max_wait: 10ms}"),
-      port2));
+  ASSERT_OK_AND_ASSIGN(
+      auto short_wait,
+      ShardgateProcess::Start(WithUserLimit(Yaml(*env().cluster, port2), kScramUser,
+                                            "{queries_per_second: 1, burst: 2, max_wait: 10ms}"),
+                              port2));
   ASSERT_OK_AND_ASSIGN(PgConn d, PgConn::Connect(short_wait->ConnString()));
   const auto start = Clock::now();
   EXPECT_OK(d.Exec("begin"));
@@ -323,10 +338,12 @@ TEST_F(RateLimitTest, InsideATransaction) {
 TEST_F(RateLimitTest, ReloadChangesTheRate) {
   const int port = FreePort();
   const std::string base = Yaml(*env().cluster, port);
-  ASSERT_OK_AND_ASSIGN(auto proxy, ShardgateProcess::Start(
-      WithUserLimit(base, kScramUser, "{queries_per_second: 1, burst: 2}"), port));
+  ASSERT_OK_AND_ASSIGN(
+      auto proxy, ShardgateProcess::Start(
+                      WithUserLimit(base, kScramUser, "{queries_per_second: 1, burst: 2}"), port));
   ASSERT_OK_AND_ASSIGN(PgConn c, PgConn::Connect(proxy->ConnString()));
-  ASSERT_OK_AND_ASSIGN(PgConn admin, PgConn::Connect(proxy->ConnString("shardgate", "admin", "admin")));
+  ASSERT_OK_AND_ASSIGN(PgConn admin,
+                       PgConn::Connect(proxy->ConnString("shardgate", "admin", "admin")));
   const Tally before = RunCounted([&](int) { return c.Exec("select 1"); }, 10);
   EXPECT_LE(before.ok, 2 + before.elapsed + 1);
   if (before.elapsed < 5) EXPECT_GE(before.refused, 1);

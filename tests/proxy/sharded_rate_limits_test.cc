@@ -33,14 +33,16 @@ TEST_F(ShardedRateLimitTest, RefusesBeyondTheBurstOnEveryPath) {
   ASSERT_OK_AND_ASSIGN(PgConn c, env().Connect());
   // One token per second after the first four; every statement kind below refused alike.
   const std::vector<std::function<absl::Status(int)>> kinds = {
-      [&](int i) { return c.Exec(absl::StrCat("insert into rl_items (id, v) values (", i, ", 1)")); },
       [&](int i) {
-        return c.ScalarParams("select v from rl_items where id = $1", {std::to_string(i)})
-            .status();
+        return c.Exec(absl::StrCat("insert into rl_items (id, v) values (", i, ", 1)"));
+      },
+      [&](int i) {
+        return c.ScalarParams("select v from rl_items where id = $1", {std::to_string(i)}).status();
       },
       [&](int) { return c.Exec("select count(*) from rl_items"); },  // both shards
-      [&](int) { return c.ScalarParams("select count(*) from rl_items where v = $1", {"1"})
-                     .status(); },
+      [&](int) {
+        return c.ScalarParams("select count(*) from rl_items where v = $1", {"1"}).status();
+      },
   };
   int ok = 0, refused = 0;
   const auto start = Clock::now();
@@ -63,11 +65,13 @@ TEST_F(ShardedRateLimitTest, RefusesBeyondTheBurstOnEveryPath) {
   EXPECT_TRUE(WaitFor([&] { return c.Exec("select count(*) from rl_items").ok(); },
                       std::chrono::seconds(10)));
   std::string v;
-  EXPECT_TRUE(WaitFor([&] {
-    auto r = c.ScalarParams("select count(*) from rl_items where id = $1", {"0"});
-    if (r.ok()) v = *r;
-    return r.ok();
-  }, std::chrono::seconds(10)));
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        auto r = c.ScalarParams("select count(*) from rl_items where id = $1", {"0"});
+        if (r.ok()) v = *r;
+        return r.ok();
+      },
+      std::chrono::seconds(10)));
   EXPECT_EQ(v, "1");  // the first insert took a token of the burst
   // In a transaction on a shard: waits for its token (max_wait 1s) instead of failing it.
   EXPECT_TRUE(WaitFor([&] { return c.Exec("begin").ok(); }, std::chrono::seconds(10)));
