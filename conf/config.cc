@@ -77,6 +77,33 @@ bool IsMd5Hash(std::string_view password) {
                      [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); });
 }
 
+}  // namespace
+
+namespace internal {
+
+std::optional<RateLimitConfig> ReadRateLimit(const Node& node, Problems& problems,
+                                             std::string_view what) {
+  RateLimitConfig limit;
+  limit.mark = node.mark;
+  const size_t before = problems.size();
+  MapReader r(node, problems, what);
+  constexpr int64_t kMax = 1'000'000'000;  // a token per nanosecond at most
+  r.Int("queries_per_second", &limit.queries_per_second, 1, kMax, /*required=*/true);
+  if (!r.Int("burst", &limit.burst, 1, kMax)) limit.burst = limit.queries_per_second;
+  r.Enum("mode", &limit.mode,
+         {{"error", RateLimitConfig::Mode::kError}, {"queue", RateLimitConfig::Mode::kQueue}});
+  if (r.Dur("max_wait", &limit.max_wait) && limit.max_wait.count() == 0) {
+    problems.Add(r.Get("max_wait")->mark, "'max_wait' must be greater than 0");
+  }
+  r.Finish();
+  if (!r.IsMap() || problems.size() != before) return std::nullopt;
+  return limit;
+}
+
+}  // namespace internal
+
+namespace {
+
 UserConfig ReadUser(const Node& node, Problems& problems) {
   UserConfig user;
   user.mark = node.mark;
@@ -90,6 +117,9 @@ UserConfig ReadUser(const Node& node, Problems& problems) {
                             {"md5", AuthMethod::kMd5},
                             {"trust", AuthMethod::kTrust}});
   r.Int("max_connections", &user.max_connections, 0);
+  if (const Node* limit = r.Get("rate_limit"); limit != nullptr) {
+    user.rate_limit = internal::ReadRateLimit(*limit, problems, "user rate_limit");
+  }
   if (!r.IsMap() || user.name.empty()) return user;
 
   // The proxy verifies clients itself, so it needs a secret it can check the chosen method with.

@@ -61,6 +61,17 @@ struct ServerTlsConfig {
 std::string_view SslModeName(SslMode mode);
 
 enum class PoolMode { kTransaction, kSession };
+
+// `rate_limit:` of a user or a database: a token bucket over the Query and Execute messages
+// of its clients, shared by every worker of the proxy. Absent = no limit.
+struct RateLimitConfig {
+  enum class Mode { kError, kQueue };  // over the limit: 53400 at once | wait up to max_wait
+  int64_t queries_per_second = 0;
+  int64_t burst = 0;  // tokens the bucket holds; defaults to queries_per_second
+  Mode mode = Mode::kError;
+  Duration max_wait{1000};  // queue mode (and inside transactions): the longest wait
+  Mark mark;
+};
 enum class AuthMethod { kScram, kMd5, kTrust };  // how the proxy asks a client to prove itself
 
 struct UserConfig {
@@ -69,6 +80,7 @@ struct UserConfig {
   PoolMode pool_mode = PoolMode::kTransaction;
   AuthMethod auth = AuthMethod::kScram;  // key `auth: scram-sha-256 | md5 | trust`
   int max_connections = 0;               // 0 = no per-user limit
+  std::optional<RateLimitConfig> rate_limit;
   Mark mark;
 };
 
@@ -140,6 +152,7 @@ struct DatabaseConfig {
   std::map<std::string, RouterConfig> routers;
   std::map<std::string, TableConfig> tables;  // key: table name, lower-cased
   QueryCacheConfig query_cache;
+  std::optional<RateLimitConfig> rate_limit;
   Mark mark;
 
   const ShardConfig* FindShard(std::string_view name) const;

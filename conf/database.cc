@@ -224,6 +224,9 @@ DatabaseConfig ReadDatabase(const std::string& name, const Mark& name_mark, cons
   for (const auto& [table_name, table] : db.tables) {
     if (table.cache.count() > 0) db.query_cache.enabled = true;
   }
+  if (const Node* limit = r.Get("rate_limit"); limit != nullptr) {
+    db.rate_limit = ReadRateLimit(*limit, problems, absl::StrCat(what, " rate_limit"));
+  }
   r.Finish();
   if (!r.IsMap() && !node.IsNull()) return db;
 

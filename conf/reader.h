@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <limits>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -116,6 +117,10 @@ class MapReader {
 
 // A scalar as an integer; false when not a plain decimal integer.
 bool ParseInt(std::string_view text, int64_t* out);
+
+// Reads a `rate_limit:` map (of a user or a database); nullopt when it is not valid.
+std::optional<RateLimitConfig> ReadRateLimit(const Node& node, Problems& problems,
+                                             std::string_view what);
 
 // Reads and validates one entry of `databases:` (database.cc). `name_mark` is where its name
 // was written; problems go to `problems`, the result holds whatever was valid.

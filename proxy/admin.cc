@@ -1,5 +1,6 @@
 // The admin console: the virtual database "shardgate", answered by the proxy itself over the
-// simple protocol: SHOW VERSION/SHARDS/POOLS/CLIENTS/SERVERS/STATS/CONFIG/ROUTE <sql>/RESHARD,
+// simple protocol: SHOW VERSION/SHARDS/POOLS/CLIENTS/SERVERS/STATS/CONFIG/ROUTE <sql>/RESHARD/
+// RATE LIMITS,
 // RELOAD, SHUTDOWN, PAUSE/RESUME [db] and the resharding hooks (RESHARD PAUSE/SWITCH/RESUME/
 // PROGRESS).
 #include <signal.h>
@@ -363,6 +364,23 @@ void ShowCache(Runtime& runtime, std::string& out) {
               rows);
 }
 
+// SHOW RATE LIMITS: each limited user and database, its numbers and what its bucket refused
+// and delayed since start.
+void ShowRateLimits(Runtime& runtime, std::string& out) {
+  std::vector<std::vector<std::string>> rows;
+  for (const RateLimits::Row& r : runtime.rate_limits.Rows()) {
+    const bool queue = r.settings.mode == conf::RateLimitConfig::Mode::kQueue;
+    rows.push_back({r.kind, r.name, absl::StrCat(r.settings.queries_per_second),
+                    absl::StrCat(r.settings.burst), queue ? "queue" : "error",
+                    absl::StrCat(r.settings.max_wait.count()), absl::StrCat(r.refused),
+                    absl::StrCat(r.queued)});
+  }
+  AppendTable(out,
+              {"kind", "name", "queries_per_second", "burst", "mode", "max_wait_ms", "refused",
+               "queued"},
+              rows);
+}
+
 // The resharding hooks shardctl drives on every proxy during a cutover:
 //   RESHARD PAUSE <db> <table>[,<table>...] [<max_ms>]  writes to the tables wait (at most
 //       max_ms, default 5000); answers once every transaction that wrote before is over
@@ -505,6 +523,8 @@ asio::awaitable<void> ClientSession::ServeAdmin() {
         st = co_await PauseDatabases(runtime, Words(sql), lower[0] == 'p', client_out_);
       } else if (lower == "show cache") {
         ShowCache(runtime, client_out_);
+      } else if (lower == "show rate limits") {
+        ShowRateLimits(runtime, client_out_);
       } else if (lower == "show reshard") {
         ShowReshard(runtime, client_out_);
       } else if (lower.rfind("reshard ", 0) == 0) {
@@ -515,7 +535,7 @@ asio::awaitable<void> ClientSession::ServeAdmin() {
       } else {
         st = PgStatus("0A000", "unknown admin console command: " + sql,
                       "Try SHOW VERSION, SHOW SHARDS, SHOW POOLS, SHOW CLIENTS, SHOW SERVERS, SHOW STATS, "
-                      "SHOW CONFIG, SHOW ROUTE <sql>, SHOW RESHARD, SHOW CACHE, RELOAD, PAUSE, RESUME, SHUTDOWN or "
+                      "SHOW CONFIG, SHOW ROUTE <sql>, SHOW RESHARD, SHOW CACHE, SHOW RATE LIMITS, RELOAD, PAUSE, RESUME, SHUTDOWN or "
                       "RESHARD.");
       }
       if (!st.ok()) p::AppendError(client_out_, ToPgError(st));

@@ -348,6 +348,8 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::Startup() {
   }
   CO_RETURN_IF_ERROR(co_await Authenticate(*user_));
   CO_RETURN_IF_ERROR(CountUserConnection());
+  user_rate_ = &worker_.runtime().rate_limits.user(user_->name);
+  db_rate_ = &worker_.runtime().rate_limits.database(db_name_);
   pool_mode_ = user_->pool_mode;
   stats_ = &worker_.stats(db_name_, user_->name);
   gate_ = &worker_.runtime().gate(db_name_);

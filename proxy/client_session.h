@@ -41,6 +41,7 @@ namespace shardgate::proxy {
 
 class Worker;
 class Pool;
+class RateBucket;
 
 // "sg_<hash of SQL and parameter types>": a client's prepared statement's name on servers.
 std::string ServerStatementNameFor(const protocol::Parse& parse);
@@ -122,6 +123,10 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   asio::awaitable<absl::Status> Authenticate(const conf::UserConfig& user);
   // Counts the login against users[].max_connections: 53300 when the user has them all.
   absl::Status CountUserConnection();
+  // A Query or Execute takes a token from the user's and the database's rate_limit buckets,
+  // waiting on a timer when it may (queue mode, or inside a transaction). Not OK: the 53400
+  // to answer instead (nothing taken).
+  asio::awaitable<absl::Status> TakeRateToken();
   asio::awaitable<absl::StatusOr<protocol::Frame>> ReadClientFrame(uint32_t max_size);
   asio::awaitable<void> Fatal(const absl::Status& status);
   asio::awaitable<bool> FlushClient();
@@ -342,6 +347,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   int32_t cancel_pid_ = 0, cancel_secret_ = 0;
   bool counted_ = false;       // in Runtime::clients
   bool user_counted_ = false;  // in Runtime's per-user count (users[].max_connections)
+  RateBucket* user_rate_ = nullptr;  // Runtime::rate_limits' buckets, set at login
+  RateBucket* db_rate_ = nullptr;
 
   ReadBuffer client_in_;
   std::string client_out_, client_sending_;

@@ -169,6 +169,7 @@ int Run(const std::string& config_path) {
   std::shared_ptr<const sg::conf::Config> config = LoadAndValidate(config_path);
   if (!config) return 1;
   sg::proxy::Runtime runtime(config);
+  runtime.rate_limits.Apply(*config);
   std::string tls_error;
   runtime.set_tls(MakeTls(config->tls, tls_error));
   if (!tls_error.empty()) {
@@ -229,6 +230,7 @@ int Run(const std::string& config_path) {
     if (!reloaded_tls.ok()) return reloaded_tls.status();
     runtime.set_server_tls(*reloaded_tls);
     runtime.set_config(*loaded);
+    runtime.rate_limits.Apply(**loaded);
     StartTopologies(runtime, *workers.front(), **loaded);
     runtime.reloads.fetch_add(1);
     spdlog::info("configuration installed from {} (map version {})", path,

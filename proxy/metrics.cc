@@ -229,6 +229,9 @@ asio::awaitable<std::string> RenderMetrics(Runtime& runtime) {
   Family routed("shardgate_routed_total",
                 "Statements (and cross-shard legs) sent to a shard, by server role",
                 MetricType::Counter);
+  Family rate_limited("shardgate_rate_limited_total",
+                      "Queries a rate_limit (of the user or of the database) refused or delayed",
+                      MetricType::Counter);
   MetricFamily latency;
   latency.name = "shardgate_server_round_trip_seconds";
   latency.help = "From a Query or Sync sent to a server to its ReadyForQuery";
@@ -241,6 +244,12 @@ asio::awaitable<std::string> RenderMetrics(Runtime& runtime) {
     xacts.Add({{"database", db}, {"user", user}}, static_cast<double>(st.xacts));
     received.Add({{"database", db}, {"user", user}}, static_cast<double>(st.received));
     sent.Add({{"database", db}, {"user", user}}, static_cast<double>(st.sent));
+    if (st.rate_refused > 0 || st.rate_queued > 0) {
+      rate_limited.Add({{"database", db}, {"user", user}, {"action", "refused"}},
+                       static_cast<double>(st.rate_refused));
+      rate_limited.Add({{"database", db}, {"user", user}, {"action", "queued"}},
+                       static_cast<double>(st.rate_queued));
+    }
   }
   for (const auto& [db, st] : per_db) {
     spread.Add({{"database", db}, {"spread", "direct"}}, static_cast<double>(st.direct));
@@ -262,7 +271,7 @@ asio::awaitable<std::string> RenderMetrics(Runtime& runtime) {
         {static_cast<uint64_t>(st.latency_count), std::numeric_limits<double>::infinity()});
     latency.metric.push_back(std::move(h));
   }
-  for (Family* f : {&queries, &xacts, &received, &sent, &spread, &routed}) {
+  for (Family* f : {&queries, &xacts, &received, &sent, &spread, &routed, &rate_limited}) {
     out.push_back(std::move(f->f));
   }
   out.push_back(std::move(latency));

@@ -15,6 +15,7 @@
 #include "conf/config.h"
 #include "proxy/ids.h"
 #include "proxy/query_cache.h"
+#include "proxy/rate_limit.h"
 #include "proxy/server_tls.h"
 #include "proxy/topology.h"
 #include "proxy/two_phase.h"
@@ -29,6 +30,7 @@ class Runtime {
   explicit Runtime(std::shared_ptr<const conf::Config> config) : config_(std::move(config)) {}
 
   IdGenerator ids;  // SELECT shardgate.next_id()
+  RateLimits rate_limits;  // users[] and databases.<db> rate_limit, applied by main per config
 
   std::shared_ptr<const conf::Config> config() const {
     std::lock_guard lock(mu_);

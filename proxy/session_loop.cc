@@ -17,6 +17,7 @@
 #include "proxy/cancel_registry.h"
 #include "proxy/client_session.h"
 #include "proxy/pool.h"
+#include "proxy/rate_limit.h"
 #include "proxy/strings.h"
 #include "proxy/worker.h"
 #include "spdlog/spdlog.h"
@@ -864,6 +865,39 @@ absl::Status ClientSession::HandleClientFrame(const protocol::Frame& frame) {
   }
 }
 
+asio::awaitable<absl::Status> ClientSession::TakeRateToken() {
+  const bool in_transaction = InTransaction();
+  const int64_t now = RateNowNs();
+  auto refuse = [&](RateBucket& bucket, std::string_view kind, const std::string& name) {
+    bucket.refused.fetch_add(1, std::memory_order_relaxed);
+    if (stats_) ++stats_->rate_refused;
+    const RateBucket::Settings s = bucket.settings();
+    return PgStatus(
+        "53400",
+        absl::StrCat("rate limit exceeded for ", Av(kind), " \"", name, "\": ",
+                     s.queries_per_second, " queries/s (burst ", s.burst, ")"),
+        absl::StrCat("Raise ", kind == "user" ? "users[].rate_limit" : "databases.<db>.rate_limit",
+                     " in the shardgate config, or send fewer queries."));
+  };
+  const int64_t user_wait = user_rate_->Reserve(now, user_rate_->MaxWaitNs(in_transaction));
+  if (user_wait < 0) co_return refuse(*user_rate_, "user", user_name_);
+  const int64_t db_wait = db_rate_->Reserve(now, db_rate_->MaxWaitNs(in_transaction));
+  if (db_wait < 0) {
+    user_rate_->Refund();
+    co_return refuse(*db_rate_, "database", db_name_);
+  }
+  const int64_t wait = std::max(user_wait, db_wait);
+  if (wait <= 0) co_return absl::OkStatus();
+  (user_wait >= db_wait ? user_rate_ : db_rate_)->queued.fetch_add(1, std::memory_order_relaxed);
+  if (stats_) ++stats_->rate_queued;
+  // What the batch forwarded before this query goes on while it waits; other sessions of the
+  // worker run meanwhile (a timer, not a blocked thread).
+  if (!co_await FlushServer()) co_return absl::OkStatus();
+  asio::steady_timer timer(worker_.io(), std::chrono::nanoseconds(wait));
+  co_await timer.async_wait(kTuple);
+  co_return absl::OkStatus();
+}
+
 asio::awaitable<void> ClientSession::Serve() {
   const uint32_t max_size = config_->limits.max_message_size;
   const conf::Timeouts& timeouts = config_->timeouts;
@@ -905,6 +939,41 @@ asio::awaitable<void> ClientSession::Serve() {
       if (stats_) {
         stats_->received += static_cast<int64_t>(f.whole.size());
         if (f.type == p::fe::kQuery || f.type == p::fe::kExecute) ++stats_->queries;
+      }
+      if (!topology_ && drop_until_sync_) {
+        // A rate limit refused an Execute, or the proxy a next_id Bind (non-sharded databases;
+        // RouteFrame does this for sharded ones): like a server, drop the rest up to Sync.
+        if (f.type != p::fe::kSync || !server_) {
+          if (f.type == p::fe::kSync) {
+            drop_until_sync_ = false;
+            next_id_batch_ = false;
+            Push(Expect::kInjectReady);
+          }
+          client_in_.Consume(f.whole.size());
+          next = p::ReadFrame(client_in_.Data(), max_size);
+          continue;
+        }
+        drop_until_sync_ = false;  // the server answers the Sync
+        next_id_batch_ = false;
+      }
+      if ((f.type == p::fe::kQuery || f.type == p::fe::kExecute) && user_rate_ != nullptr &&
+          (user_rate_->Limited() || db_rate_->Limited()) && !drop_until_sync_ &&
+          !skip_until_sync_ && !attach_failed_ && !copy_in_ && TxStatus() != 'E') {
+        // (A failed transaction only waits for its ROLLBACK: not limited.)
+        absl::Status limited = co_await TakeRateToken();
+        if (!limited.ok()) {
+          // Inside a transaction that runs on a server, the server raises it (the transaction
+          // fails as PostgreSQL's would); else the proxy answers, in order.
+          RefuseStatement(limited, f.type == p::fe::kExecute);
+          if (f.type == p::fe::kExecute) {  // its portal goes with the rest of the batch
+            fanout_portal_.reset();
+            cached_portal_.reset();
+          }
+          client_in_.Consume(f.whole.size());
+          next = p::ReadFrame(client_in_.Data(), max_size);
+          continue;
+        }
+        if (closing_) break;
       }
       if (f.type == p::fe::kQuery ? AnswerNextId(f) : AnswerNextIdExtended(f)) {
         client_in_.Consume(f.whole.size());

@@ -30,6 +30,7 @@ struct DatabaseStats {
   int64_t queries = 0;   // Query and Execute messages from clients
   int64_t received = 0;  // bytes from clients
   int64_t sent = 0;      // bytes to clients
+  int64_t rate_refused = 0, rate_queued = 0;  // queries a rate_limit refused / delayed
   int64_t direct = 0, cross_shard = 0;  // sharded statements by spread
   std::map<std::pair<std::string, std::string>, int64_t> routed;  // (shard, role) -> statements
   // Server round trips (a Query or a Sync to its ReadyForQuery), seconds.
@@ -45,6 +46,8 @@ struct DatabaseStats {
     queries += other.queries;
     received += other.received;
     sent += other.sent;
+    rate_refused += other.rate_refused;
+    rate_queued += other.rate_queued;
     direct += other.direct;
     cross_shard += other.cross_shard;
     for (const auto& [k, v] : other.routed) routed[k] += v;

@@ -306,6 +306,37 @@ TEST(ConfigTest, NullSectionsMeanDefaults) {
   EXPECT_EQ(config->timeouts.shutdown, milliseconds(30000));
 }
 
+TEST(ConfigTest, RateLimitsOfUsersAndDatabases) {
+  auto config = LoadString(R"(
+users:
+  - {name: app, password: pw, rate_limit: {queries_per_second: 100}}
+  - {name: bulk, password: pw,
+     rate_limit: {queries_per_second: 5, burst: 20, mode: queue, max_wait: 250ms}}
+  - {name: free, password: pw}
+databases:
+  app:
+    shards: [{name: s0, primary: {}}]
+    rate_limit: {queries_per_second: 1000, burst: 50}
+)");
+  ASSERT_TRUE(config.ok()) << config.status();
+  const auto& app = config.value()->FindUser("app")->rate_limit;
+  ASSERT_TRUE(app.has_value());
+  EXPECT_EQ(app->queries_per_second, 100);
+  EXPECT_EQ(app->burst, 100);  // defaults to the rate
+  EXPECT_EQ(app->mode, RateLimitConfig::Mode::kError);
+  EXPECT_EQ(app->max_wait, milliseconds(1000));
+  const auto& bulk = config.value()->FindUser("bulk")->rate_limit;
+  ASSERT_TRUE(bulk.has_value());
+  EXPECT_EQ(bulk->burst, 20);
+  EXPECT_EQ(bulk->mode, RateLimitConfig::Mode::kQueue);
+  EXPECT_EQ(bulk->max_wait, milliseconds(250));
+  EXPECT_FALSE(config.value()->FindUser("free")->rate_limit.has_value());
+  const auto& db = config.value()->FindDatabase("app")->rate_limit;
+  ASSERT_TRUE(db.has_value());
+  EXPECT_EQ(db->queries_per_second, 1000);
+  EXPECT_EQ(db->burst, 50);
+}
+
 TEST(ConfigTest, LoadFileReadsAndNamesTheFile) {
   std::filesystem::path path =
       std::filesystem::temp_directory_path() / ("h2_conf_test_" + std::to_string(getpid()));
