@@ -1,6 +1,6 @@
 // The admin console: the virtual database "shardgate", answered by the proxy itself over the
 // simple protocol: SHOW VERSION/SHARDS/POOLS/CLIENTS/SERVERS/STATS/CONFIG/ROUTE <sql>/RESHARD/
-// RATE LIMITS,
+// RATE LIMITS/HOT KEYS [db],
 // RELOAD, SHUTDOWN, PAUSE/RESUME [db] and the resharding hooks (RESHARD PAUSE/SWITCH/RESUME/
 // PROGRESS).
 #include <signal.h>
@@ -20,6 +20,7 @@
 #include "protocol/encoder.h"
 #include "protocol/messages.h"
 #include "proxy/client_session.h"
+#include "proxy/hot_key_report.h"
 #include "proxy/io.h"
 #include "proxy/pool.h"
 #include "proxy/runtime.h"
@@ -221,6 +222,21 @@ asio::awaitable<void> ShowStats(Runtime& runtime, std::string& out) {
   AppendTable(out, {"database", "total_xact_count", "total_query_count", "total_received",
                     "total_sent"},
               table);
+}
+
+// SHOW HOT KEYS [db]: the ten hottest shard keys of each sharded table, summed over workers;
+// share is the percent of the table's routed keys (both halved every minute).
+asio::awaitable<void> ShowHotKeys(Runtime& runtime, std::string_view database, std::string& out) {
+  std::vector<HotKeyRow> rows = co_await CollectHotKeys(runtime, 10, database);
+  std::vector<std::vector<std::string>> table;
+  for (const HotKeyRow& r : rows) {
+    // Percent with one decimal; merged counts may overestimate past the total.
+    const uint64_t tenths =
+        r.table_total ? std::min<uint64_t>(1000, r.queries * 1000 / r.table_total) : 0;
+    table.push_back({r.database, r.table, r.key, r.shard, absl::StrCat(r.queries),
+                     absl::StrCat(r.error), absl::StrCat(tenths / 10, ".", tenths % 10)});
+  }
+  AppendTable(out, {"database", "table", "key", "shard", "queries", "error", "share"}, table);
 }
 
 // SHOW CONFIG: the settings in force (key, value, default, changeable by RELOAD).
@@ -523,6 +539,8 @@ asio::awaitable<void> ClientSession::ServeAdmin() {
         st = co_await PauseDatabases(runtime, Words(sql), lower[0] == 'p', client_out_);
       } else if (lower == "show cache") {
         ShowCache(runtime, client_out_);
+      } else if (lower == "show hot keys" || lower.rfind("show hot keys ", 0) == 0) {
+        co_await ShowHotKeys(runtime, StripSpace(std::string_view(sql).substr(13)), client_out_);
       } else if (lower == "show rate limits") {
         ShowRateLimits(runtime, client_out_);
       } else if (lower == "show reshard") {
@@ -535,7 +553,7 @@ asio::awaitable<void> ClientSession::ServeAdmin() {
       } else {
         st = PgStatus("0A000", "unknown admin console command: " + sql,
                       "Try SHOW VERSION, SHOW SHARDS, SHOW POOLS, SHOW CLIENTS, SHOW SERVERS, SHOW STATS, "
-                      "SHOW CONFIG, SHOW ROUTE <sql>, SHOW RESHARD, SHOW CACHE, SHOW RATE LIMITS, RELOAD, PAUSE, RESUME, SHUTDOWN or "
+                      "SHOW CONFIG, SHOW ROUTE <sql>, SHOW RESHARD, SHOW CACHE, SHOW RATE LIMITS, SHOW HOT KEYS, RELOAD, PAUSE, RESUME, SHUTDOWN or "
                       "RESHARD.");
       }
       if (!st.ok()) p::AppendError(client_out_, ToPgError(st));

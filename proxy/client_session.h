@@ -25,6 +25,7 @@
 #include "conf/config.h"
 #include "routing/analysis_cache.h"
 #include "routing/hints.h"
+#include "routing/hot_keys.h"
 #include "routing/planner.h"
 #include "proxy/topology.h"
 #include "protocol/frame_reader.h"
@@ -335,6 +336,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   Worker& worker_;
   ClientStream stream_;
   struct DatabaseStats* stats_ = nullptr;  // the worker's counters for db_name_
+  // The worker's hot-key sketches for db_name_ (set on the first routed key).
+  std::map<std::string, routing::HotKeySketch, std::less<>>* hot_keys_ = nullptr;
+  void NoteHotKeys(const routing::RoutePlan& plan);
   int64_t connect_time_ = 0, request_time_ = 0;
   bool admin_ = false;
   std::shared_ptr<const conf::Config> config_;

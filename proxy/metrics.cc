@@ -17,6 +17,7 @@
 #include "prometheus/text_serializer.h"
 #include "protocol/status.h"
 #include "proxy/client_session.h"
+#include "proxy/hot_key_report.h"
 #include "proxy/io.h"
 #include "proxy/pool.h"
 #include "proxy/worker.h"
@@ -299,6 +300,15 @@ asio::awaitable<std::string> RenderMetrics(Runtime& runtime) {
   out.push_back(std::move(paused.f));
   AddReshardProgress(runtime, out);
   AddQueryCache(runtime, out);
+  // The five hottest keys per sharded table (bounded cardinality), recent counts.
+  Family hot("shardgate_hot_key_queries",
+             "Routed statements of the hottest shard keys per table (top 5, halved every minute)",
+             MetricType::Gauge);
+  for (const HotKeyRow& r : co_await CollectHotKeys(runtime, 5, "")) {
+    hot.Add({{"database", r.database}, {"table", r.table}, {"key", r.key}},
+            static_cast<double>(r.queries));
+  }
+  out.push_back(std::move(hot.f));
   co_return prometheus::TextSerializer().Serialize(out);
 }
 

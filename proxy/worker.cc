@@ -65,11 +65,18 @@ asio::awaitable<void> Worker::AcceptLoop() {
 
 asio::awaitable<void> Worker::MaintenanceLoop() {
   asio::steady_timer timer(io_);
+  auto next_halving = std::chrono::steady_clock::now() + kHotKeyHalfLife;
   for (;;) {
     timer.expires_after(std::chrono::seconds(1));
     auto [ec] = co_await timer.async_wait(kTuple);
     if (ec || runtime_.shutting_down.load()) co_return;
     pools_.CloseIdle(runtime_.config()->timeouts.server_idle);
+    if (std::chrono::steady_clock::now() >= next_halving) {  // "hot" means recent
+      next_halving += kHotKeyHalfLife;
+      for (auto& db : hot_keys_) {
+        for (auto& table : db.second) table.second.Halve();
+      }
+    }
   }
 }
 

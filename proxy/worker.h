@@ -18,6 +18,7 @@
 #include "proxy/pool.h"
 #include "proxy/runtime.h"
 #include "routing/analysis_cache.h"
+#include "routing/hot_keys.h"
 
 namespace shardgate::proxy {
 
@@ -97,6 +98,12 @@ class Worker {
     return stats_[{database, user}];
   }
   const std::map<StatsKey, DatabaseStats>& all_stats() const { return stats_; }
+  // Hot-key sketches of a sharded database's tables, by table name (so a map switch keeps
+  // them); fed by this worker's sessions, halved every kHotKeyHalfLife (SHOW HOT KEYS, /metrics).
+  using HotKeyTables = std::map<std::string, routing::HotKeySketch, std::less<>>;
+  static constexpr std::chrono::seconds kHotKeyHalfLife{60};
+  HotKeyTables& hot_keys(const std::string& database) { return hot_keys_[database]; }
+  const std::map<std::string, HotKeyTables>& all_hot_keys() const { return hot_keys_; }
   // Errors sent to clients, by SQLSTATE (the servers' and the proxy's own).
   std::map<std::string, int64_t, std::less<>>& errors() { return errors_; }
   int session_count() const { return session_count_.load(); }
@@ -116,6 +123,7 @@ class Worker {
   std::unordered_set<ClientSession*> sessions_;
   std::map<StatsKey, DatabaseStats> stats_;  // nodes are stable: sessions keep pointers
   std::map<std::string, int64_t, std::less<>> errors_;
+  std::map<std::string, HotKeyTables> hot_keys_;  // nodes are stable: sessions keep pointers
   std::atomic<int> session_count_{0};
   std::thread thread_;
 };

@@ -360,6 +360,66 @@ bool AnsweredWithin(PGconn* conn, int ms) {
 }
 
 // PAUSE app waits for the transaction holding a server, then holds new ones until RESUME.
+// Issue 10: a skewed workload (one key in every round, fifty others in turn) through a fresh
+// proxy: SHOW HOT KEYS ranks the hot key first with its shard and share, and /metrics exports it
+// among at most five series per table. Both protocols feed the sketch.
+TEST_F(AdminConsoleTest, HotKeysRankASkewedWorkload) {
+  const int port = FreePort(), http = FreePort();
+  std::string yaml = env().Yaml(port);
+  const std::string admin = "admin:\n  users: [admin]\n";
+  ASSERT_NE(yaml.find(admin), std::string::npos);
+  yaml.replace(yaml.find(admin), admin.size(),
+               absl::StrCat(admin, "  http: {host: 127.0.0.1, port: ", http, "}\n"));
+  ASSERT_OK_AND_ASSIGN(auto proxy, ShardgateProcess::Start(yaml, port));
+  ASSERT_OK_AND_ASSIGN(PgConn app, PgConn::Connect(proxy->ConnString()));
+  for (int i = 0; i < 200; ++i) {
+    ASSERT_OK(app.Exec("SELECT v FROM t WHERE id = 2")) << i;  // directory entry: s1
+    ASSERT_OK(app.Exec(absl::StrCat("SELECT v FROM t WHERE id = ", 100 + i % 50))) << i;
+  }
+  for (int i = 0; i < 20; ++i) {  // the extended protocol: the key in a Bind parameter
+    const char* values[] = {"2"};
+    PgResult res(PQexecParams(app.get(), "SELECT v FROM t WHERE id = $1", 1, nullptr, values,
+                              nullptr, nullptr, 0));
+    ASSERT_EQ(PQresultStatus(res.get()), PGRES_TUPLES_OK) << PQerrorMessage(app.get());
+  }
+  ASSERT_OK(app.Exec("SELECT count(*) FROM t"));  // no key: not counted
+
+  ASSERT_OK_AND_ASSIGN(PgConn console, PgConn::Connect(proxy->ConnString("shardgate", "admin",
+                                                                           "admin")));
+  auto rows = Show(console, "SHOW HOT KEYS");
+  ASSERT_FALSE(rows.empty());
+  ASSERT_LE(rows.size(), 10u) << "ten per table by default";
+  EXPECT_EQ(rows[0]["database"], "app");
+  EXPECT_EQ(rows[0]["table"], "t");
+  EXPECT_EQ(rows[0]["key"], "2");
+  EXPECT_EQ(rows[0]["shard"], "s1");
+  // 220 statements (halved at most once should the proxy's first minute end meanwhile), out of
+  // 420 keyed ones: about 52%.
+  const int64_t hot = std::stoll(rows[0]["queries"]);
+  EXPECT_TRUE(hot == 220 || hot == 110) << hot;
+  EXPECT_EQ(rows[0]["error"], "0");
+  if (hot == 220) EXPECT_EQ(rows[0]["share"], "52.3");
+  for (size_t i = 1; i < rows.size(); ++i) {
+    EXPECT_LT(std::stoll(rows[i]["queries"]), hot) << rows[i]["key"];
+    EXPECT_EQ(rows[i]["shard"], "s0") << rows[i]["key"];  // the default shard
+  }
+  EXPECT_EQ(Show(console, "SHOW HOT KEYS app").size(), rows.size());
+  EXPECT_TRUE(Show(console, "SHOW HOT KEYS nosuchdb").empty());
+
+  auto [status, text] = HttpGet(http, "/metrics");
+  ASSERT_EQ(status, 200) << text;
+  text = "\n" + text;
+  EXPECT_EQ(Sample(text, R"(shardgate_hot_key_queries{database="app",table="t",key="2"})"),
+            static_cast<double>(hot));
+  size_t series = 0;
+  for (size_t at = text.find("\nshardgate_hot_key_queries{"); at != std::string::npos;
+       at = text.find("\nshardgate_hot_key_queries{", at + 1)) {
+    ++series;
+  }
+  EXPECT_GE(series, 2u);
+  EXPECT_LE(series, 5u) << "bounded cardinality";
+}
+
 TEST_F(AdminConsoleTest, PauseWaitsForTransactionsAndHoldsNewOnesUntilResume) {
   ASSERT_OK_AND_ASSIGN(PgConn admin, env().ConnectAdmin());
   ASSERT_OK_AND_ASSIGN(PgConn busy, env().Connect());
