@@ -2,12 +2,11 @@
 // the shardgate_hot_key_queries metric read this.
 #pragma once
 
+#include <boost/asio/awaitable.hpp>
 #include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <boost/asio/awaitable.hpp>
 
 #include "proxy/runtime.h"
 
@@ -15,9 +14,9 @@ namespace shardgate::proxy {
 
 struct HotKeyRow {
   std::string database, table, key;
-  std::string shard;   // the shard the current map routes the key to ("" when unknown)
-  uint64_t queries = 0;  // routed statements with this key (recent: halved every minute)
-  uint64_t error = 0;    // queries overestimates by at most this
+  std::string shard;         // the shard the current map routes the key to ("" when unknown)
+  uint64_t queries = 0;      // routed statements with this key (recent: halved every minute)
+  uint64_t error = 0;        // queries overestimates by at most this
   uint64_t table_total = 0;  // routed keys of the table in the same window
 };
 
