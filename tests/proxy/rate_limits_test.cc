@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/strings/str_replace.h"
+#include "tests/proxy/http_get.h"
 #include "tests/proxy/proxy_fixture.h"
 
 namespace shardgate::testing {
@@ -208,31 +209,6 @@ TEST_F(RateLimitTest, DatabaseLimitIsSharedByUsers) {
   EXPECT_EQ(ShowLimits(*proxy)["database app"]["refused"], std::to_string(t.refused));
 }
 
-// /metrics over plain HTTP on 127.0.0.1:`port` (the body; "" on failure).
-std::string Metrics(int port) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return "";
-  timeval tv{10, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  std::string resp;
-  const std::string req = "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-      write(fd, req.data(), req.size()) == static_cast<ssize_t>(req.size())) {
-    char buf[8192];
-    for (int i = 0; i < 10000; ++i) {
-      const ssize_t n = read(fd, buf, sizeof buf);
-      if (n <= 0) break;
-      resp.append(buf, static_cast<size_t>(n));
-    }
-  }
-  close(fd);
-  return resp;
-}
-
 // Queue mode: every query is delivered (late, never refused), and the waits are counted, in
 // SHOW RATE LIMITS and in /metrics.
 TEST_F(RateLimitTest, QueueModeDeliversEverything) {
@@ -283,7 +259,7 @@ TEST_F(RateLimitTest, QueueModeDeliversEverything) {
   // came within 200 ms (one token's interval), the third had to wait.
   if (first_answer < 0.2) EXPECT_GE(queued, 1);
   EXPECT_GE(queued, 0);
-  const std::string metrics = Metrics(http);
+  const std::string metrics = HttpGet(http, "/metrics").second;
   EXPECT_THAT(metrics,
               HasSubstr(absl::StrCat("shardgate_rate_limited_total{database=\"app\",user=\"app\","
                                      "action=\"queued\"} ",

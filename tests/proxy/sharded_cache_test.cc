@@ -4,6 +4,7 @@
 // protocol is served from it too, and nothing is cached inside a transaction, for an error, for
 // a table without `cache:` (unless a hint asks) or past the TTL.
 // Cluster: two shards, s0 with a replica (fills must read the primary).
+#include "tests/proxy/http_get.h"
 #include "tests/proxy/sharded_fixture.h"
 #include "tests/support/bytes.h"
 
@@ -390,8 +391,16 @@ TEST_F(QueryCacheTest, AReloadTurnsTheCacheOnAndOffForEverySession) {
   const std::string cached_table = ", cache: 30s}";
   off_yaml.replace(off_yaml.find(cached_table), cached_table.size(), "}");
   ASSERT_EQ(off_yaml.find("cache"), std::string::npos) << off_yaml;
-  const int port = FreePort();
-  ASSERT_OK_AND_ASSIGN(auto proxy, ShardgateProcess::Start(env().Yaml(port, off_yaml), port));
+  const int port = FreePort(), http = FreePort();
+  // Its own /metrics (fresh counters).
+  auto yaml_of = [&](const std::string& db_yaml) {
+    std::string yaml = env().Yaml(port, db_yaml);
+    const std::string admin = "admin:\n  users: [admin]\n";
+    yaml.replace(yaml.find(admin), admin.size(),
+                 absl::StrCat(admin, "  http: {host: 127.0.0.1, port: ", http, "}\n"));
+    return yaml;
+  };
+  ASSERT_OK_AND_ASSIGN(auto proxy, ShardgateProcess::Start(yaml_of(off_yaml), port));
   ASSERT_OK_AND_ASSIGN(PgConn before, PgConn::Connect(proxy->ConnString()));
   const int64_t k = FreshKey();
   ASSERT_OK(before.Exec(absl::StrCat("INSERT INTO accounts (id, balance) VALUES (", k, ", 1)")));
@@ -399,7 +408,7 @@ TEST_F(QueryCacheTest, AReloadTurnsTheCacheOnAndOffForEverySession) {
   auto reload = [&](const std::string& db_yaml) {
     std::FILE* f = std::fopen(proxy->config_path().c_str(), "w");
     ASSERT_NE(f, nullptr);
-    const std::string text = env().Yaml(port, db_yaml);
+    const std::string text = yaml_of(db_yaml);
     std::fwrite(text.data(), 1, text.size(), f);
     std::fclose(f);
     ASSERT_OK_AND_ASSIGN(PgConn admin,
@@ -415,6 +424,19 @@ TEST_F(QueryCacheTest, AReloadTurnsTheCacheOnAndOffForEverySession) {
   EXPECT_EQ(Calls(Pattern("balance", 10, "accounts")), 1) << "the cache is on after the reload";
   ASSERT_OK(before.Exec(absl::StrCat("UPDATE accounts SET balance = 2 WHERE id = ", k)));
   EXPECT_EQ(RunSql(after, read).Scalar(), "2") << "a write of a session older than the reload";
+  // The lookups so far: miss, hit, miss (after the write); one store each miss, one entry
+  // dropped by the write.
+  const std::string metrics = "\n" + HttpGet(http, "/metrics").second;
+  EXPECT_EQ(Sample(metrics, R"(shardgate_query_cache_lookups_total{database="app",result="hit"})"),
+            1)
+      << metrics;
+  EXPECT_EQ(Sample(metrics, R"(shardgate_query_cache_lookups_total{database="app",result="miss"})"),
+            2);
+  EXPECT_EQ(Sample(metrics, R"(shardgate_query_cache_stores_total{database="app"})"), 2);
+  EXPECT_EQ(Sample(metrics,
+                   R"(shardgate_query_cache_dropped_total{database="app",reason="invalidated"})"),
+            1);
+  EXPECT_EQ(Sample(metrics, R"(shardgate_query_cache_entries{database="app"})"), 1);
 
   reload(off_yaml);
   ASSERT_OK(env().CatchUp());  // reads go to the replica again
