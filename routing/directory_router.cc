@@ -1,6 +1,7 @@
 // `directory`: an explicit key -> shard lookup, from inline `entries:` or from a table reached
-// through a DirectoryStore with a bounded LRU cache in front. Unknown keys go to `default:` or
-// are an error (22023), never to every shard.
+// through a DirectoryStore with a bounded LRU cache in front. Unknown keys go to `default:`, or
+// to the `fallback:` router (a directory of exceptions in front of a hash or range router: how
+// a hot key gets a shard of its own), or are an error (22023), never to every shard.
 #include <algorithm>
 #include <list>
 
@@ -65,10 +66,12 @@ class DirectoryRouter final : public Router {
   DirectoryRouter(std::string name, KeyType key_type, absl::flat_hash_map<KeyValue, int> entries,
                   std::optional<int> default_shard, std::vector<int> shards,
                   std::shared_ptr<DirectoryStore> store, std::optional<DirectoryStoreSpec> spec,
-                  std::map<std::string, int, std::less<>> shard_index, size_t cache_size)
+                  std::map<std::string, int, std::less<>> shard_index, size_t cache_size,
+                  const Router* fallback)
       : Router(std::move(name), "directory", key_type), entries_(std::move(entries)),
         default_(default_shard), shards_(std::move(shards)), store_(std::move(store)),
-        spec_(std::move(spec)), shard_index_(std::move(shard_index)), cache_(cache_size) {}
+        spec_(std::move(spec)), shard_index_(std::move(shard_index)), cache_(cache_size),
+        fallback_(fallback) {}
 
   absl::StatusOr<int> Route(const KeyValue& key) const override {
     if (auto it = entries_.find(key); it != entries_.end()) return it->second;
@@ -76,6 +79,7 @@ class DirectoryRouter final : public Router {
       ASSIGN_OR_RETURN(int shard, FromStore(key));
       if (shard >= 0) return shard;
     }
+    if (fallback_ != nullptr) return fallback_->Route(key);
     if (default_) return *default_;
     return PgStatus("22023", Cat("router '", name(), "' has no shard for key ", key.ToString()),
                     "add the key to the directory or give the router a default: shard");
@@ -85,7 +89,9 @@ class DirectoryRouter final : public Router {
 
   std::string Describe() const override {
     return Cat("directory(", entries_.size(), " entries", spec_ ? ", store " + spec_->table : "",
-               default_ ? ", default" : "", ", ", KeyTypeName(key_type()), " key)");
+               default_ ? ", default" : "",
+               fallback_ != nullptr ? ", fallback " + fallback_->name() : "", ", ",
+               KeyTypeName(key_type()), " key)");
   }
 
   absl::StatusOr<std::string> OwnerSql(std::string_view key_sql,
@@ -96,7 +102,10 @@ class DirectoryRouter final : public Router {
     }
     std::string key = owner_sql::Key(key_sql, key_type());
     std::string otherwise = "NULL::text";  // no default: an unknown key is Route's error
-    if (default_) {
+    if (fallback_ != nullptr) {
+      ASSIGN_OR_RETURN(std::string routed, fallback_->OwnerSql(key_sql, shard_names));
+      otherwise = Cat("(", routed, ")");
+    } else if (default_) {
       ASSIGN_OR_RETURN(std::string name, owner_sql::ShardName(shard_names, *default_));
       otherwise = owner_sql::UnlessNull(key, name);
     }
@@ -157,6 +166,7 @@ class DirectoryRouter final : public Router {
   std::map<std::string, int, std::less<>> shard_index_;
   mutable std::mutex mu_;
   mutable LruCache cache_;
+  const Router* fallback_;  // owned by the same ShardMap; null when none
 };
 
 void MemoryDirectoryStore::Set(const KeyValue& key, std::string shard) {
@@ -197,11 +207,28 @@ absl::StatusOr<std::unique_ptr<Router>> MakeDirectoryRouter(const conf::RouterCo
   const conf::Node& s = config.settings;
   const std::string& rname = config.name;
   RETURN_IF_ERROR(router_settings::CheckKeys(
-      s, rname, {"entries", "store", "default", "key_type", "cache_size", "shards"}));
+      s, rname, {"entries", "store", "default", "key_type", "cache_size", "shards", "fallback"}));
   const conf::Node* entries = s.Find("entries");
   const conf::Node* store = s.Find("store");
   if (entries == nullptr && store == nullptr) {
     return conf::ErrorAt(config.mark, Cat("router '", rname, "': needs entries: or store:"));
+  }
+  const Router* fallback = nullptr;
+  if (const conf::Node* f = s.Find("fallback")) {
+    if (s.Find("default") != nullptr || store != nullptr) {
+      return conf::ErrorAt(f->mark, Cat("router '", rname, "': fallback: goes with entries: "
+                                                           "only, not with default: or store:"));
+    }
+    if (f->kind != conf::Node::Kind::kScalar || f->scalar == rname) {
+      return conf::ErrorAt(f->mark, Cat("router '", rname, "': fallback must name another "
+                                                           "router"));
+    }
+    fallback = ctx.find_router ? ctx.find_router(f->scalar) : nullptr;
+    if (fallback == nullptr) {
+      return conf::ErrorAt(f->mark, Cat("router '", rname, "': fallback '", f->scalar,
+                                        "' is not a router of this database without a "
+                                        "fallback of its own"));
+    }
   }
   if (entries != nullptr && entries->kind != conf::Node::Kind::kMap) {
     return conf::ErrorAt(entries->mark, Cat("router '", rname, "': entries must be a map "
@@ -213,8 +240,16 @@ absl::StatusOr<std::unique_ptr<Router>> MakeDirectoryRouter(const conf::RouterCo
       all_int = all_int && ParseKeyText(key, KeyType::kInt).ok();
     }
   }
-  ASSIGN_OR_RETURN(KeyType key_type,
-                   router_settings::KeyTypeSetting(s, all_int ? KeyType::kInt : KeyType::kText));
+  // Keys are the fallback's type (entries must parse as such), else as written or declared.
+  const KeyType inferred =
+      fallback != nullptr ? fallback->key_type() : all_int ? KeyType::kInt : KeyType::kText;
+  ASSIGN_OR_RETURN(KeyType key_type, router_settings::KeyTypeSetting(s, inferred));
+  if (fallback != nullptr && key_type != fallback->key_type()) {
+    return conf::ErrorAt(s.Find("key_type")->mark,
+                         Cat("router '", rname, "': key_type ", KeyTypeName(key_type),
+                             " differs from fallback '", fallback->name(), "' (",
+                             KeyTypeName(fallback->key_type()), ")"));
+  }
   absl::flat_hash_map<KeyValue, int> map;
   std::vector<int> shards;
   if (entries != nullptr) {
@@ -278,6 +313,9 @@ absl::StatusOr<std::unique_ptr<Router>> MakeDirectoryRouter(const conf::RouterCo
   if (const conf::Node* c = s.Find("cache_size")) {
     ASSIGN_OR_RETURN(cache_size, router_settings::IntValue(*c, "cache_size"));
   }
+  if (fallback != nullptr) {
+    shards.insert(shards.end(), fallback->Shards().begin(), fallback->Shards().end());
+  }
   std::sort(shards.begin(), shards.end());
   shards.erase(std::unique(shards.begin(), shards.end()), shards.end());
   if (shards.empty()) {
@@ -285,7 +323,7 @@ absl::StatusOr<std::unique_ptr<Router>> MakeDirectoryRouter(const conf::RouterCo
   }
   return std::unique_ptr<Router>(std::make_unique<DirectoryRouter>(
       rname, key_type, std::move(map), default_shard, std::move(shards), std::move(store_impl),
-      std::move(spec), ctx.shard_index, static_cast<size_t>(cache_size)));
+      std::move(spec), ctx.shard_index, static_cast<size_t>(cache_size), fallback));
 }
 
 }  // namespace shardgate::routing

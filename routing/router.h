@@ -74,6 +74,8 @@ struct RouterContext {
   const conf::DatabaseConfig* database = nullptr;
   std::map<std::string, int, std::less<>> shard_index;  // shard name -> index
   DirectoryStoreFactory directory_stores;                // may be empty
+  // The routers of the database built so far, by name (a directory's `fallback:`); may be empty.
+  std::function<const Router*(std::string_view name)> find_router;
 
   // The index of shard `name` given at `mark`, or a FILE:LINE:COLUMN error naming the shards.
   absl::StatusOr<int> ShardAt(const conf::Node& name_node, std::string_view what) const;

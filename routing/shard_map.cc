@@ -36,14 +36,27 @@ absl::StatusOr<std::shared_ptr<const ShardMap>> ShardMap::Build(
       map->default_shard_ = it->second;
     }
   }
-  for (const auto& [name, config] : db.routers) {
-    auto router = MakeRouter(config, ctx);
-    if (!router.ok()) {
-      problems.push_back(Message(router.status()));
-      continue;
+  ctx.find_router = [&map, &db](std::string_view name) -> const Router* {
+    auto config = db.routers.find(std::string(name));
+    if (config == db.routers.end() || config->second.settings.Find("fallback") != nullptr) {
+      return nullptr;  // unknown, or a fallback router itself: no chains
     }
-    map->routers_by_name_.emplace(name, router->get());
-    map->routers_.push_back(std::move(*router));
+    auto it = map->routers_by_name_.find(name);
+    return it == map->routers_by_name_.end() ? nullptr : it->second;
+  };
+  // Routers with a `fallback:` (directories in front of another router) after the others, so
+  // that the router they fall back on exists; a fallback cannot have a fallback itself.
+  for (bool with_fallback : {false, true}) {
+    for (const auto& [name, config] : db.routers) {
+      if ((config.settings.Find("fallback") != nullptr) != with_fallback) continue;
+      auto router = MakeRouter(config, ctx);
+      if (!router.ok()) {
+        problems.push_back(Message(router.status()));
+        continue;
+      }
+      map->routers_by_name_.emplace(name, router->get());
+      map->routers_.push_back(std::move(*router));
+    }
   }
   for (const auto& [name, t] : db.tables) {
     Table table;

@@ -120,6 +120,61 @@ INSTANTIATE_TEST_SUITE_P(
                       BadCase{"key_type: integer, entries: {abc: s0}", "not a valid integer"},
                       BadCase{"key_type: integer, entries: {1: s0, 01: s1}", "listed twice"}));
 
+// A directory of exceptions in front of another router: listed keys go where the entries say,
+// the others where the fallback routes them (how a hot key is given a shard of its own).
+TEST(DirectoryRouter, FallbackRoutesTheKeysItDoesNotList) {
+  auto l = LoadMap(ThreeShards(
+      "    routers:\n"
+      "      ring: {type: hash_ring, shards: [s0, s1], vnodes: 64}\n"
+      "      pinned: {type: directory, fallback: ring, entries: {42: s2}}\n"));
+  ASSERT_TRUE(l.ok()) << l.status();
+  const Router& ring = *l->map->router("ring");
+  const Router& pinned = *l->map->router("pinned");
+  EXPECT_EQ(pinned.key_type(), KeyType::kInt) << "the fallback's key type";
+  EXPECT_THAT(pinned.Shards(), ::testing::ElementsAre(0, 1, 2));
+  auto hot = pinned.Route(KeyValue::Int(42));
+  ASSERT_TRUE(hot.ok());
+  EXPECT_EQ(*hot, 2);
+  for (int64_t k = 0; k < 200; ++k) {
+    if (k == 42) continue;
+    auto a = pinned.Route(KeyValue::Int(k));
+    auto b = ring.Route(KeyValue::Int(k));
+    ASSERT_TRUE(a.ok() && b.ok());
+    EXPECT_EQ(*a, *b) << k;
+  }
+  EXPECT_THAT(pinned.Describe(), ::testing::HasSubstr("fallback ring"));
+  auto sql = pinned.OwnerSql("\"id\"", {"s0", "s1", "s2"});
+  ASSERT_TRUE(sql.ok()) << sql.status();
+  EXPECT_THAT(*sql, ::testing::StartsWith("CASE "));
+  EXPECT_THAT(*sql, ::testing::HasSubstr("WHEN 42 THEN 's2'"));
+  EXPECT_THAT(*sql, ::testing::HasSubstr(*ring.OwnerSql("\"id\"", {"s0", "s1", "s2"})));
+}
+
+TEST(DirectoryRouter, FallbackErrors) {
+  auto error_of = [](const std::string& routers) {
+    auto l = LoadMap(ThreeShards("    routers:\n" + routers));
+    return l.ok() ? std::string("ok") : std::string(l.status().message());
+  };
+  EXPECT_THAT(error_of("      d: {type: directory, fallback: nope, entries: {1: s0}}\n"),
+              ::testing::HasSubstr("fallback 'nope' is not a router"));
+  EXPECT_THAT(error_of("      r: {type: modulo}\n"
+                       "      d: {type: directory, fallback: r, default: s1, entries: {1: s0}}\n"),
+              ::testing::HasSubstr("not with default"));
+  EXPECT_THAT(error_of("      r: {type: modulo}\n"
+                       "      d: {type: directory, fallback: r, entries: {abc: s0}}\n"),
+              ::testing::HasSubstr("not a valid integer key"));
+  EXPECT_THAT(error_of("      r: {type: modulo}\n"
+                       "      d: {type: directory, fallback: r, key_type: text, entries: {a: s0}}\n"),
+              ::testing::HasSubstr("differs from fallback"));
+  EXPECT_THAT(error_of("      r: {type: modulo}\n"
+                       "      a: {type: directory, fallback: r, entries: {1: s0}}\n"
+                       "      b: {type: directory, fallback: a, entries: {2: s1}}\n"),
+              ::testing::HasSubstr("without a fallback of its own"));
+  EXPECT_EQ(error_of("      r: {type: modulo}\n"
+                     "      d: {type: directory, fallback: r, entries: {7: s2}}\n"),
+            "ok");
+}
+
 TEST(DirectoryRouter, OwnerSqlListsTheEntriesInKeyOrder) {
   auto l = LoadMap(ThreeShards(
       "    routers:\n      d: {type: directory, entries: {2: s2, -1: s0, 10: s1}}\n"));

@@ -46,7 +46,11 @@ const char kRouters[] =
     "                          entries: {1: s0, -7: s1, 9000000000: s0, 42: s1}}\n"
     "      directory_text: {type: directory,\n"
     "                       entries: {acme: s0, \"o'hara\": s1, 'back\\slash': s2, \"\": s1,\n"
-    "                                 Zürich: s2, \"東京\": s0}}\n";
+    "                                 Zürich: s2, \"東京\": s0}}\n"
+    "      directory_pinned: {type: directory, fallback: ring,\n"
+    "                         entries: {1: s2, 42: s2, -7: s0}}\n"
+    "      directory_pinned_text: {type: directory, fallback: ring_text,\n"
+    "                              entries: {acme: s1, \"o'hara\": s2}}\n";
 
 class OwnerSqlLive : public ::testing::Test {
  protected:
@@ -214,6 +218,9 @@ TEST_F(OwnerSqlLive, Directories) {
   std::vector<KeyValue> ints = Integers();
   Check("directory_default", ints, "int8");
   Check("directory_text", Texts(), "text");
+  // Keys pinned in front of a ring (how a hot key gets its own shard): entries, else the ring.
+  Check("directory_pinned", ints, "int8");
+  Check("directory_pinned_text", Texts(), "text");
 }
 
 }  // namespace
