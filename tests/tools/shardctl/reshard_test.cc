@@ -23,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "conf/config.h"
@@ -482,6 +483,33 @@ TEST_F(ReshardTest, DirectoryEntriesToTheirOwnShardUnderLoad) {
       "}, default: s1}\n", kTables);
   StartOn({0, 1, 2}, old_body, {0, 1, 2}, new_body, 2000);
   ReshardUnderLoad({0, 1, 2}, hot, 2000, /*faults=*/false);
+}
+
+// Issue 10: "celebrity" users 7 and 42 get shard s2 of their own, through a directory in front
+// of the ring (fallback:); every other user stays where the unchanged ring has it.
+TEST_F(ReshardTest, HotKeysPinnedToTheirOwnShardUnderLoad) {
+  const std::string ring = "      ring: {type: hash_ring, shards: [s0, s1]}\n";
+  StartOn({0, 1, 2}, "    routers:\n" + ring + "      r: {type: hash_ring, shards: [s0, s1]}\n" +
+                         kTables,
+          {0, 1, 2},
+          "    routers:\n" + ring +
+              "      r: {type: directory, fallback: ring, entries: {7: s2, 42: s2}}\n" + kTables,
+          2000);
+  Shell plan = Shardctl(Ctl("--json reshard plan --to " + new_path_));
+  ASSERT_EQ(plan.code, 0) << plan.out;
+  int64_t users_moving = 0;
+  for (absl::string_view line : absl::StrSplit(plan.out, '\n')) {
+    if (!absl::StrContains(line, "\"plan_rows\"") || !absl::StrContains(line, "\"moves\": true") ||
+        !absl::StrContains(line, "\"table\": \"users\"")) {
+      continue;
+    }
+    EXPECT_TRUE(absl::StrContains(line, "\"to\": \"s2\"")) << line;
+    const size_t at = line.find("\"rows\": ");
+    ASSERT_NE(at, absl::string_view::npos) << line;
+    users_moving += std::atoll(std::string(line.substr(at + 8)).c_str());
+  }
+  EXPECT_EQ(users_moving, 2) << plan.out;
+  ReshardUnderLoad({0, 1, 2}, {7, 42}, 2000, /*faults=*/false);
 }
 
 TEST_F(ReshardTest, KilledInTheCopyAndInTheCatchUpThenResumed) {
