@@ -142,17 +142,8 @@ echo
 echo "pgbench, Zipfian aid (s=1.1) over $NACCOUNTS accounts, -c $CLIENTS -j $THREADS -T $DURATION, $ROUNDS round(s) interleaved, median TPS"
 echo "direct = PostgreSQL s0; nocache / cached = shardgate over s0+s1 without / with cache: 60s"
 echo "read = 100% key reads; mixed = 95% reads + 5% updates of the same Zipfian keys"
-awk -v modes="$MODES" '
+awk -v modes="$MODES" "$MEDIAN_AWK"'
   { v[$1 " " $2] = v[$1 " " $2] " " $4 }
-  function median(list,   a, n, i, j, t, ok) {
-    n = split(list, a, " "); ok = 0
-    for (i = 1; i <= n; i++) if (a[i] != "FAILED") b[++ok] = a[i] + 0
-    if (ok < n || n == 0) return n == 0 ? "n/a" : "FAILED"
-    for (i = 1; i <= ok; i++) for (j = i + 1; j <= ok; j++) if (b[j] < b[i]) { t = b[i]; b[i] = b[j]; b[j] = t }
-    return ok % 2 ? b[(ok + 1) / 2] : (b[ok / 2] + b[ok / 2 + 1]) / 2
-  }
-  function num(x) { return x ~ /^[0-9.]+$/ ? sprintf("%.0f", x) : x }
-  function ratio(x, y) { return (x ~ /^[0-9.]+$/ && y ~ /^[0-9.]+$/ && y > 0) ? sprintf("%.2f", x / y) : "-" }
   END {
     fmt = "%-16s %10s %10s %10s %16s %16s\n"
     printf fmt, "workload-mode", "direct", "nocache", "cached", "cached/nocache", "cached/direct"

@@ -35,3 +35,18 @@ stop_shardgates() {
   for pid in "${SG_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
   SG_PIDS=()
 }
+
+# awk functions for the result tables: median() of a space-separated list of TPS figures
+# ("FAILED" when a run failed, "n/a" when there are none), num() rounded, ratio() x/y to two
+# places ("-" unless both are numbers). Used as: awk "$MEDIAN_AWK"'{ ... }'.
+MEDIAN_AWK='
+  function median(list,   a, b, n, i, j, t, ok) {
+    n = split(list, a, " "); ok = 0
+    for (i = 1; i <= n; i++) if (a[i] != "FAILED") b[++ok] = a[i] + 0
+    if (ok < n || n == 0) return n == 0 ? "n/a" : "FAILED"
+    for (i = 1; i <= ok; i++) for (j = i + 1; j <= ok; j++) if (b[j] < b[i]) { t = b[i]; b[i] = b[j]; b[j] = t }
+    return ok % 2 ? b[(ok + 1) / 2] : (b[ok / 2] + b[ok / 2 + 1]) / 2
+  }
+  function num(x) { return x ~ /^[0-9.]+$/ ? sprintf("%.0f", x) : x }
+  function ratio(x, y) { return (x ~ /^[0-9.]+$/ && y ~ /^[0-9.]+$/ && y > 0) ? sprintf("%.2f", x / y) : "-" }
+'
