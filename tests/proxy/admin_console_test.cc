@@ -81,10 +81,7 @@ class AdminConsoleTest : public ShardedSuite<AdminConsoleTest> {
     if (env_ == nullptr) return;
     absl::Status st = env_->ExecOnPrimaries("CREATE TABLE t (id bigint, v text);");
     if (st.ok()) st = env_->CatchUp();  // s0's replica has the table before reads go there
-    if (!st.ok()) {
-      start_status_ = absl::Status(st.code(), absl::StrCat("schema: ", st.message()));
-      env_.reset();
-    }
+    if (!st.ok()) FailSetUp(st, "schema");
   }
 
   // Which primaries hold a row of t with `id` ("s0", "s0,s2", ...).

@@ -315,6 +315,11 @@ class EnvSuite : public ::testing::Test {
   }
 
   static Env& env() { return *env_; }
+  // A suite's own set-up step (`what`) failed: every TEST then fails in SetUp with the reason.
+  static void FailSetUp(const absl::Status& st, const std::string& what) {
+    start_status_ = absl::Status(st.code(), absl::StrCat(what, ": ", st.message()));
+    env_.reset();
+  }
 
   static inline std::unique_ptr<Env> env_;
   static inline absl::Status start_status_;

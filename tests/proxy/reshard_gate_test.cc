@@ -102,10 +102,7 @@ class ReshardGateTest : public ShardedSuite<ReshardGateTest> {
     absl::Status st = env_->ExecOnPrimaries(
         "CREATE TABLE t (id bigint PRIMARY KEY, v text);"
         "CREATE TABLE u (id bigint PRIMARY KEY, v text);");
-    if (!st.ok()) {
-      start_status_ = absl::Status(st.code(), absl::StrCat("schema: ", st.message()));
-      env_.reset();
-    }
+    if (!st.ok()) FailSetUp(st, "schema");
   }
 
   void SetUp() override {

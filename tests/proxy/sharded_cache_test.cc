@@ -30,16 +30,9 @@ class QueryCacheTest : public ShardedSuite<QueryCacheTest> {
 
  protected:
   static void SetUpTestSuite() {
-    ShardedSuite::SetUpTestSuite();
-    if (env_ == nullptr) return;
-    absl::Status st = env_->ExecOnPrimaries(
+    SetUpWithSchema(
         "CREATE TABLE accounts (id bigint PRIMARY KEY, balance bigint NOT NULL);"
         "CREATE TABLE plain (id bigint PRIMARY KEY, v text)");
-    if (st.ok()) st = env_->CatchUp();
-    if (!st.ok()) {
-      start_status_ = absl::Status(st.code(), absl::StrCat("set-up: ", st.message()));
-      env_.reset();
-    }
   }
 
   // A key of s0 (the shard with a replica) not used by another test.

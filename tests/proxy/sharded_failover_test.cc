@@ -51,10 +51,7 @@ class ShardedFailoverTest : public ShardedSuite<ShardedFailoverTest> {
                .status();
     }
     if (st.ok()) st = env_->CatchUp();
-    if (!st.ok()) {
-      start_status_ = absl::Status(st.code(), absl::StrCat("schema: ", st.message()));
-      env_.reset();
-    }
+    if (!st.ok()) FailSetUp(st, "schema");
   }
 
   static std::vector<int64_t> Keys(int shard) {

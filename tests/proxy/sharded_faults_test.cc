@@ -53,10 +53,7 @@ class ShardedFaultsTest : public ShardedSuite<ShardedFaultsTest> {
       st = env_->primary(s).Query("ALTER SYSTEM SET synchronous_commit = on").status();
       if (st.ok()) st = env_->primary(s).Query("SELECT pg_reload_conf()").status();
     }
-    if (!st.ok()) {
-      start_status_ = absl::Status(st.code(), absl::StrCat("schema: ", st.message()));
-      env_.reset();
-    }
+    if (!st.ok()) FailSetUp(st, "schema");
   }
 
   static Outcome Write(int64_t key, const std::string& v) {

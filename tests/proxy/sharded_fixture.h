@@ -354,7 +354,20 @@ inline std::string Show(const std::vector<int64_t>& v) {
 
 // The sharded suites: `Derived` defines `static ShardedEnvOptions Options()` (see EnvSuite).
 template <typename Derived>
-class ShardedSuite : public EnvSuite<Derived, ShardedEnv, ShardedEnvOptions> {};
+class ShardedSuite : public EnvSuite<Derived, ShardedEnv, ShardedEnvOptions> {
+  using Base = EnvSuite<Derived, ShardedEnv, ShardedEnvOptions>;
+
+ protected:
+  // SetUpTestSuite of a suite that needs only its tables: the cluster and shardgate, `sql` on
+  // every primary, the replicas caught up.
+  static void SetUpWithSchema(const std::string& sql) {
+    Base::SetUpTestSuite();
+    if (Base::env_ == nullptr) return;
+    absl::Status st = Base::env_->ExecOnPrimaries(sql);
+    if (st.ok()) st = Base::env_->CatchUp();
+    if (!st.ok()) Base::FailSetUp(st, "schema");
+  }
+};
 
 // ---------------------------------------------------------------------------------------------
 // The routing suite (sharded_routing_test.cc, sharded_readwrite_test.cc): three shards, s0 with
@@ -424,16 +437,7 @@ class ShardedRoutingTest : public ShardedSuite<ShardedRoutingTest> {
   static ShardedEnvOptions Options() { return RoutingSuiteOptions(); }
 
  protected:
-  static void SetUpTestSuite() {
-    ShardedSuite::SetUpTestSuite();
-    if (env_ == nullptr) return;
-    absl::Status st = env_->ExecOnPrimaries(kRoutingSchema);
-    if (st.ok()) st = env_->CatchUp();
-    if (!st.ok()) {
-      start_status_ = absl::Status(st.code(), absl::StrCat("schema: ", st.message()));
-      env_.reset();
-    }
-  }
+  static void SetUpTestSuite() { SetUpWithSchema(kRoutingSchema); }
 };
 
 }  // namespace shardgate::testing

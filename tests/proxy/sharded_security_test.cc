@@ -44,10 +44,7 @@ class HintPermissionTest : public ShardedSuite<HintPermissionTest> {
     if (st.ok()) {
       st = env_->primary(1).Query("REVOKE CONNECT ON DATABASE app FROM PUBLIC").status();
     }
-    if (!st.ok()) {
-      start_status_ = absl::Status(st.code(), absl::StrCat("set-up: ", st.message()));
-      env_.reset();
-    }
+    if (!st.ok()) FailSetUp(st, "set-up");
   }
 
   static absl::StatusOr<PgConn> ConnectMd5() {

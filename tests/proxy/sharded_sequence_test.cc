@@ -70,10 +70,7 @@ class ShardedSequenceTest : public ShardedSuite<ShardedSequenceTest> {
       absl::StrAppend(&ddl, "CREATE TABLE ", t, " (id bigint PRIMARY KEY, v text);");
     }
     absl::Status st = env_->ExecOnPrimaries(ddl);
-    if (!st.ok()) {
-      start_status_ = absl::Status(st.code(), absl::StrCat("set-up: ", st.message()));
-      env_.reset();
-    }
+    if (!st.ok()) FailSetUp(st, "set-up");
   }
 
   static std::string Ctl(const std::string& rest) {

@@ -50,10 +50,7 @@ class TwoPhaseTest : public ShardedSuite<TwoPhaseTest> {
                                    absl::StrJoin(keys, ","), "}'::bigint[]) k"))
                .status();
     }
-    if (!st.ok()) {
-      start_status_ = absl::Status(st.code(), absl::StrCat("schema: ", st.message()));
-      env_.reset();
-    }
+    if (!st.ok()) FailSetUp(st, "schema");
   }
 
   // Per shard: "sum of balances/prepared transactions", read on the primaries directly.
