@@ -118,8 +118,10 @@ bool ClientSession::CacheLookup(std::string key, const routing::Analysis& analys
     }
     return true;
   }
+  // A pending fill lives from here to the routing of the same statement: one left is stale.
+  fill_pending_.reset();
   if (fill_ && !fill_->open && expected_.empty()) fill_.reset();  // never finished: stale
-  if (fill_ || fill_pending_) return false;                       // one fill at a time
+  if (fill_) return false;                                        // one fill at a time
   CacheFill fill;
   fill.key = std::move(key);
   fill.tags = CacheTags(analysis, plan, false);
