@@ -210,11 +210,8 @@ TEST_F(AdminConsoleTest, ReloadKeepsServingOnABrokenFileAndUsesAnAddedShard) {
 TEST_F(AdminConsoleTest, MetricsMatchAKnownWorkload) {
   // A proxy of its own (fresh counters) with admin.http.
   const int port = FreePort(), http = FreePort();
-  std::string yaml = env().Yaml(port);
-  const std::string admin = "admin:\n  users: [admin]\n";
-  ASSERT_NE(yaml.find(admin), std::string::npos);
-  yaml.replace(yaml.find(admin), admin.size(),
-               absl::StrCat(admin, "  http: {host: 127.0.0.1, port: ", http, "}\n"));
+  const std::string yaml = env().Yaml(port, kDatabaseYaml, http);
+  ASSERT_NE(yaml.find("http: {host: 127.0.0.1"), std::string::npos);
   ASSERT_OK_AND_ASSIGN(auto proxy, ShardgateProcess::Start(yaml, port));
   ASSERT_OK_AND_ASSIGN(PgConn app, PgConn::Connect(proxy->ConnString()));
   // 1 -> s0, 2 -> s1 (directory entries); one error from a server; one statement on every shard.
@@ -323,11 +320,8 @@ bool AnsweredWithin(PGconn* conn, int ms) {
 // among at most five series per table. Both protocols feed the sketch.
 TEST_F(AdminConsoleTest, HotKeysRankASkewedWorkload) {
   const int port = FreePort(), http = FreePort();
-  std::string yaml = env().Yaml(port);
-  const std::string admin = "admin:\n  users: [admin]\n";
-  ASSERT_NE(yaml.find(admin), std::string::npos);
-  yaml.replace(yaml.find(admin), admin.size(),
-               absl::StrCat(admin, "  http: {host: 127.0.0.1, port: ", http, "}\n"));
+  const std::string yaml = env().Yaml(port, kDatabaseYaml, http);
+  ASSERT_NE(yaml.find("http: {host: 127.0.0.1"), std::string::npos);
   ASSERT_OK_AND_ASSIGN(auto proxy, ShardgateProcess::Start(yaml, port));
   ASSERT_OK_AND_ASSIGN(PgConn app, PgConn::Connect(proxy->ConnString()));
   for (int i = 0; i < 200; ++i) {

@@ -19,16 +19,6 @@ int64_t BinaryInt8(const PGresult* res) {
   return static_cast<int64_t>(v);
 }
 
-// The next result of a pipeline, and the null that ends each query's results.
-PgResult NextQueryResult(PGconn* conn) {
-  PgResult res(PQgetResult(conn));
-  if (res != nullptr && PQresultStatus(res.get()) != PGRES_PIPELINE_SYNC) {
-    PgResult end(PQgetResult(conn));
-    EXPECT_EQ(end, nullptr) << "more than one result for one query";
-  }
-  return res;
-}
-
 TEST_F(NextIdExtendedTest, PreparedAndParamsAreAnsweredWithTheServerStopped) {
   ASSERT_OK_AND_ASSIGN(PgConn conn, env().Connect());
   PGconn* c = conn.get();

@@ -201,6 +201,7 @@ struct ProxyEnvOptions {
   std::string extra_database_yaml;
   std::string extra_top_yaml;
   std::vector<std::string> args;  // shardgate's command line after --config FILE
+  int admin_http_port = 0;  // > 0: admin.http (/metrics, /healthz) on this port
 };
 
 // The YAML for `cluster` with the options applied. ShardgateYaml fixes pool_size and workers,
@@ -216,7 +217,23 @@ inline std::string ProxyYaml(const PgCluster& cluster, int port, const ProxyEnvO
     yaml = absl::StrReplaceAll(yaml, {{"workers: 2\n", absl::StrCat("workers: ", o.workers,
                                                                    "\n")}});
   }
+  if (o.admin_http_port > 0) {
+    yaml = absl::StrReplaceAll(
+        yaml, {{"admin:\n  users: [admin]\n",
+                absl::StrCat("admin:\n  users: [admin]\n  http: {host: 127.0.0.1, port: ",
+                             o.admin_http_port, "}\n")}});
+  }
   return yaml;
+}
+
+// The next result of a pipeline, checking the null that ends each query's results.
+inline PgResult NextQueryResult(PGconn* conn) {
+  PgResult res(PQgetResult(conn));
+  if (res != nullptr && PQresultStatus(res.get()) != PGRES_PIPELINE_SYNC) {
+    PgResult end(PQgetResult(conn));
+    EXPECT_EQ(end, nullptr) << "more than one result for one query";
+  }
+  return res;
 }
 
 // One shard (primary + optional replica) and one shardgate process in front of it.

@@ -386,13 +386,7 @@ TEST_F(QueryCacheTest, AReloadTurnsTheCacheOnAndOffForEverySession) {
   ASSERT_EQ(off_yaml.find("cache"), std::string::npos) << off_yaml;
   const int port = FreePort(), http = FreePort();
   // Its own /metrics (fresh counters).
-  auto yaml_of = [&](const std::string& db_yaml) {
-    std::string yaml = env().Yaml(port, db_yaml);
-    const std::string admin = "admin:\n  users: [admin]\n";
-    yaml.replace(yaml.find(admin), admin.size(),
-                 absl::StrCat(admin, "  http: {host: 127.0.0.1, port: ", http, "}\n"));
-    return yaml;
-  };
+  auto yaml_of = [&](const std::string& db_yaml) { return env().Yaml(port, db_yaml, http); };
   ASSERT_OK_AND_ASSIGN(auto proxy, ShardgateProcess::Start(yaml_of(off_yaml), port));
   ASSERT_OK_AND_ASSIGN(PgConn before, PgConn::Connect(proxy->ConnString()));
   const int64_t k = FreshKey();

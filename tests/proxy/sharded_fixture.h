@@ -168,8 +168,10 @@ class ShardedEnv {
 
   // The YAML shardgate runs with (listening on `port`), optionally with another database body.
   std::string Yaml(int port) const { return Yaml(port, options.extra_database_yaml); }
-  std::string Yaml(int port, const std::string& extra_database_yaml) const {
+  std::string Yaml(int port, const std::string& extra_database_yaml,
+                   int admin_http_port = 0) const {
     ProxyEnvOptions p;
+    p.admin_http_port = admin_http_port;
     p.workers = options.workers;
     p.extra_database_yaml = extra_database_yaml;
     p.extra_top_yaml = options.extra_top_yaml;

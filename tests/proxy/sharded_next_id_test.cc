@@ -29,15 +29,6 @@ class ShardedNextIdTest : public ShardedSuite<ShardedNextIdTest> {
   }
 };
 
-PgResult NextQueryResult(PGconn* conn) {
-  PgResult res(PQgetResult(conn));
-  if (res != nullptr && PQresultStatus(res.get()) != PGRES_PIPELINE_SYNC) {
-    PgResult end(PQgetResult(conn));
-    EXPECT_EQ(end, nullptr) << "more than one result for one query";
-  }
-  return res;
-}
-
 TEST_F(ShardedNextIdTest, ExtendedProtocolIsAnsweredByTheProxyInOrder) {
   ASSERT_OK_AND_ASSIGN(PgConn conn, env().Connect());
   PGconn* c = conn.get();
