@@ -1,13 +1,15 @@
 // shardctl: the operator's command line. `route "<sql>"` shows which shards a statement goes to
 // and why; `check` validates a config (routers included); `reshard ...` moves rows to a new
 // shard map while the application keeps writing (tools/shardctl/reshard.h); `sequence ...`
-// installs per-shard key generators (tools/shardctl/sequence.h).
+// installs per-shard key generators (tools/shardctl/sequence.h); `hotkey move` gives one key a
+// shard of its own (tools/shardctl/hotkey.h).
 #include <CLI/CLI.hpp>
 
 #include <exception>
 #include <iostream>
 
 #include "tools/shardctl/commands.h"
+#include "tools/shardctl/hotkey.h"
 #include "tools/shardctl/reshard.h"
 #include "tools/shardctl/sequence.h"
 
@@ -74,6 +76,23 @@ int main(int argc, char** argv) {
       s->add_option("--column", seq.column, "the key column (default: the table's key)");
     }
 
+    CLI::App* hotkey = app.add_subcommand("hotkey", "hot shard keys");
+    hotkey->require_subcommand(1);
+    shardgate::tools::HotkeyOptions hk;
+    CLI::App* move = hotkey->add_subcommand(
+        "move", "one key to a shard of its own: new map with a directory entry, then reshard");
+    move->add_option("--table", hk.table, "the sharded table (as in the config)")->required();
+    move->add_option("--key", hk.key, "the shard key's value")->required();
+    move->add_option("--to", hk.shard, "the shard it goes to")->required();
+    move->add_option("--out", hk.out, "where the new map is written (default CONFIG.hotkey.yaml)");
+    move->add_option("--state", hk.state, "the reshard's state file (as for reshard)");
+    move->add_flag("--dry-run", hk.dry_run, "write the new map and show the plan only");
+    move->add_option("-j,--jobs", hk.jobs, "table copies in parallel (default 2)");
+    move->add_option("--timeout", hk.timeout_seconds,
+                     "longest catch-up before pausing, in seconds (default 120)");
+    move->add_flag("--keep-old-rows", hk.keep_old_rows,
+                   "leave the moved rows on their old shard (run reshard cleanup later)");
+
     try {
       app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -81,6 +100,10 @@ int main(int argc, char** argv) {
     }
     if (route_cmd->parsed()) return shardgate::tools::RouteCommand(route, std::cout, std::cerr);
     if (check_cmd->parsed()) return shardgate::tools::CheckCommand(common, std::cout, std::cerr);
+    if (move->parsed()) {
+      hk.common = common;
+      return shardgate::tools::HotkeyMoveCommand(hk, std::cout, std::cerr);
+    }
     for (CLI::App* s : sequence->get_subcommands()) {
       if (s->parsed()) {
         seq.common = common;

@@ -14,6 +14,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -37,6 +38,7 @@ using testing::FreePort;
 using testing::PgCluster;
 using testing::ShardgateProcess;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 struct Shell {
   int code = -1;
@@ -119,6 +121,17 @@ void WriteFile(const std::string& path, const std::string& text) {
   ASSERT_NE(f, nullptr) << path;
   std::fwrite(text.data(), 1, text.size(), f);
   std::fclose(f);
+}
+
+std::string ReadFile(const std::string& path) {
+  std::string text;
+  FILE* f = std::fopen(path.c_str(), "r");
+  if (f == nullptr) return text;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
+  std::fclose(f);
+  return text;
 }
 
 // The write load: `writers` threads, each owning the users whose id % writers is its number
@@ -488,31 +501,68 @@ TEST_F(ReshardTest, DirectoryEntriesToTheirOwnShardUnderLoad) {
   ReshardUnderLoad({0, 1, 2}, hot, 2000, /*faults=*/false);
 }
 
-// Issue 10: "celebrity" users 7 and 42 get shard s2 of their own, through a directory in front
-// of the ring (fallback:); every other user stays where the unchanged ring has it.
-TEST_F(ReshardTest, HotKeysPinnedToTheirOwnShardUnderLoad) {
-  const std::string ring = "      ring: {type: hash_ring, shards: [s0, s1]}\n";
-  StartOn({0, 1, 2}, "    routers:\n" + ring + "      r: {type: hash_ring, shards: [s0, s1]}\n" +
-                         kTables,
-          {0, 1, 2},
-          "    routers:\n" + ring +
-              "      r: {type: directory, fallback: ring, entries: {7: s2, 42: s2}}\n" + kTables,
-          2000);
-  Shell plan = Shardctl(Ctl("--json reshard plan --to " + new_path_));
-  ASSERT_EQ(plan.code, 0) << plan.out;
-  int64_t users_moving = 0;
-  for (absl::string_view line : absl::StrSplit(plan.out, '\n')) {
-    if (!absl::StrContains(line, "\"plan_rows\"") || !absl::StrContains(line, "\"moves\": true") ||
-        !absl::StrContains(line, "\"table\": \"users\"")) {
-      continue;
-    }
-    EXPECT_TRUE(absl::StrContains(line, "\"to\": \"s2\"")) << line;
-    const size_t at = line.find("\"rows\": ");
-    ASSERT_NE(at, absl::string_view::npos) << line;
-    users_moving += std::atoll(std::string(line.substr(at + 8)).c_str());
+// Issue 10: "celebrity" users 7 and 42 get shard s2 of their own with `shardctl hotkey move`:
+// a directory in front of the ring (fallback:), written into the running config; every other
+// user stays where the unchanged ring has it. Both moves run under the write load.
+TEST_F(ReshardTest, HotkeyMoveGivesHotKeysAShardOfTheirOwnUnderLoad) {
+  const std::string body = std::string("    routers:\n      # the users' ring\n") +
+                           "      r: {type: hash_ring, shards: [s0, s1]}\n" + kTables;
+  StartOn({0, 1, 2}, body, {0, 1, 2}, body, 2000);
+  const std::string config = proxy_->config_path();
+  const std::string out = config + ".hotkey.yaml";
+  // --dry-run: the map and the plan (user 7 and no other; orders has no rows yet).
+  Shell dry = Shardctl(Ctl("--json hotkey move --table users --key 7 --to s2 --dry-run"));
+  ASSERT_EQ(dry.code, 0) << dry.out;
+  EXPECT_THAT(dry.out, HasSubstr("\"router\": \"r_pinned\", \"created\": true"));
+  EXPECT_THAT(dry.out, HasSubstr("\"repointed\": [\"orders\", \"users\"]"));
+  EXPECT_THAT(dry.out, HasSubstr("{\"event\": \"plan\", \"moving_rows\": 1,"));
+  EXPECT_THAT(dry.out, HasSubstr("\"event\": \"dry_run\""));
+  EXPECT_EQ(ReadFile(config), old_yaml_) << "a dry run leaves the running map alone";
+  EXPECT_EQ(ReadFile(out).find("entries: {7: s2}"), ReadFile(out).find("entries: {"));
+
+  Load load(proxy_->ConnString(), 4, 2000, {7, 42});
+  load.Start();
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  Shell first = Shardctl(Ctl("--json hotkey move --table users --key 7 --to s2"));
+  ASSERT_EQ(first.code, 0) << first.out;
+  for (const char* event : {"map", "plan", "ready", "cutover", "done", "verified", "moved"}) {
+    EXPECT_THAT(first.out, HasSubstr(absl::StrCat("{\"event\": \"", event, "\""))) << event;
   }
-  EXPECT_EQ(users_moving, 2) << plan.out;
-  ReshardUnderLoad({0, 1, 2}, {7, 42}, 2000, /*faults=*/false);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // The second key joins the directory the first one made (through orders: same router).
+  Shell second = Shardctl(Ctl("hotkey move --table orders --key 42 --to s2"));
+  ASSERT_EQ(second.code, 0) << second.out;
+  EXPECT_THAT(second.out, HasSubstr("through directory router r_pinned\n"));
+  EXPECT_THAT(second.out, HasSubstr("moved to s2"));
+  EXPECT_THAT(second.out, Not(HasSubstr("NOTE"))) << "s2 is not a shard of the ring";
+  Shell again = Shardctl(Ctl("hotkey move --table users --key 42 --to s2"));
+  EXPECT_EQ(again.code, 0) << again.out;
+  EXPECT_THAT(again.out, HasSubstr("already routes to s2"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // writes on the new map
+  load.Stop();
+  EXPECT_THAT(load.failures, ::testing::IsEmpty());
+  EXPECT_GT(load.committed.load(), 100);
+
+  // The running config is the old text with the three edits (the comment kept).
+  std::string expected = old_yaml_;
+  const std::string ring = "      r: {type: hash_ring";
+  expected.insert(expected.find(ring),
+                  "      r_pinned: {type: directory, fallback: r, entries: {42: s2, 7: s2}}\n");
+  for (const char* t : {"users: {key: id, router: r}", "orders: {key: user_id, router: r}"}) {
+    const size_t at = expected.find(t);
+    ASSERT_NE(at, std::string::npos);
+    expected.insert(at + std::strlen(t) - 1, "_pinned");
+  }
+  new_yaml_ = ReadFile(config);
+  EXPECT_EQ(new_yaml_, expected);
+  // Only the two users' rows moved: s2 holds exactly them.
+  Conn s2(cluster_->shard(2).primary->ConnString());
+  std::vector<std::vector<std::string>> rows;
+  ASSERT_EQ(s2.Exec("SELECT id FROM users ORDER BY id", &rows), "") << s2.last_error();
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0][0], "7");
+  EXPECT_EQ(rows[1][0], "42");
+  CheckPlacement(load, {0, 1, 2});
 }
 
 TEST_F(ReshardTest, KilledInTheCopyAndInTheCatchUpThenResumed) {

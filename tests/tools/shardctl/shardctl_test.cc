@@ -176,4 +176,23 @@ TEST_F(ShardctlTest, ReshardStepsNeedAStartedReshard) {
   }
 }
 
+TEST_F(ShardctlTest, HotkeyMoveRefusesBeforeTouchingAnything) {
+  std::string cfg = Write("good.yaml", kGood);
+  const std::string out = dir_ + "/good.yaml.hotkey.yaml";
+  Result r = Run("--config " + cfg + " hotkey move --table countries --key 1 --to s2");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("ERROR 42P01: table countries is not a sharded table"));
+  r = Run("--config " + cfg + " --json hotkey move --table events --key 150 --to s9");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("{\"error\": {\"sqlstate\": \"42704\""));
+  // Key 150 is on s1 already: nothing to write, nothing to move.
+  r = Run("--config " + cfg + " hotkey move --table events --key 150 --to s1");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("already routes to s1: nothing to move"));
+  r = Run("--config " + cfg + " hotkey move --table events --key 150");
+  EXPECT_NE(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("--to is required"));
+  EXPECT_NE(access(out.c_str(), F_OK), 0) << "no map written";
+}
+
 }  // namespace
