@@ -24,6 +24,7 @@
 #include "absl/types/span.h"
 #include "conf/config.h"
 #include "routing/analysis_cache.h"
+#include "routing/directory_store.h"
 #include "routing/hints.h"
 #include "routing/hot_keys.h"
 #include "routing/planner.h"
@@ -157,6 +158,12 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   bool RefuseStatement(const absl::Status& status, bool extended);
   void RaiseOnServer(const absl::Status& status, bool extended);
   void NoteParseSharded(const protocol::Parse& parse);
+  // ---- directory routers with a `store:` table (session_directory.cc)
+  // planner_->Plan, with every key of a store directory that its router has not cached read
+  // from the store's table on its shard's primary first (then planned again).
+  asio::awaitable<absl::StatusOr<routing::RoutePlan>> PlanStatement(
+      const routing::Analysis& analysis, const routing::PlanInput& input);
+  asio::awaitable<absl::Status> FetchDirectoryEntry(const routing::DirectoryMiss& miss);
   // ---- statements across shards (session_fanout.cc)
   using Legs = std::vector<std::unique_ptr<FanOutLeg>>;
   asio::awaitable<absl::StatusOr<bool>> FanOutQuery(std::string_view sql,
@@ -190,6 +197,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
     const routing::Router* router = nullptr;
     bool two_phase = false;
     absl::Status error;  // a row that cannot be routed: the COPY fails
+    // Rows whose key a `store:` directory has not cached: routed once the keys are read.
+    std::vector<std::pair<std::string, routing::KeyValue>> unresolved;
   };
   asio::awaitable<absl::StatusOr<bool>> StartCopyIn(std::string_view sql,
                                                     const routing::QueryInfo& info,

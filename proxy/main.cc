@@ -23,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "conf/config.h"
+#include "proxy/directory_listener.h"
 #include "proxy/health.h"
 #include "proxy/metrics.h"
 #include "proxy/runtime.h"
@@ -161,6 +162,8 @@ void StartTopologies(sg::proxy::Runtime& runtime, sg::proxy::Worker& worker,
   runtime.set_topologies(topologies);
   for (const auto& [name, topology] : topologies) {
     asio::co_spawn(worker.io(), sg::proxy::RunHealthChecks(runtime, name, topology),
+                   asio::detached);
+    asio::co_spawn(worker.io(), sg::proxy::RunDirectoryListeners(runtime, name, topology),
                    asio::detached);
   }
 }

@@ -201,7 +201,7 @@ asio::awaitable<absl::Status> ServerConnection::Reset(std::chrono::milliseconds 
 }
 
 asio::awaitable<absl::StatusOr<std::vector<std::optional<std::string>>>>
-ServerConnection::SimpleQuery(std::string_view sql) {
+ServerConnection::SimpleQuery(std::string_view sql, const NotifyFn& on_notify) {
   std::string out;
   p::AppendQuery(out, sql);
   auto [ec, n] = co_await asio::async_write(stream_, asio::buffer(out), kTuple);
@@ -229,6 +229,9 @@ ServerConnection::SimpleQuery(std::string_view sql) {
       }
     } else if (type == p::be::kErrorResponse) {
       error = p::ErrorResponseStatus(frame->body);
+    } else if (type == p::be::kNotification && on_notify) {
+      auto note = p::ParseNotification(frame->body);
+      if (note.ok()) on_notify(note->channel, note->payload);
     } else if (type == p::be::kReadyForQuery) {
       tx_status_ = frame->body.empty() ? 'I' : frame->body[0];
       in_.Consume(frame->whole.size());

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -83,8 +84,10 @@ class ServerConnection {
 
   // Runs one simple-protocol statement and returns the first row's values (empty when there
   // are no rows); the server's error as a status. For health checks, not for client traffic.
+  // NotificationResponses read meanwhile (LISTEN) go to `on_notify` (channel, payload).
+  using NotifyFn = std::function<void(std::string_view channel, std::string_view payload)>;
   asio::awaitable<absl::StatusOr<std::vector<std::optional<std::string>>>> SimpleQuery(
-      std::string_view sql);
+      std::string_view sql, const NotifyFn& on_notify = {});
 
   void Close();
 

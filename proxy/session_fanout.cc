@@ -588,6 +588,10 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::CopyInFrame(const p::Frame&
     auto value = routing::ParseKeyText(*key, in.router->key_type());
     if (!value.ok()) return value.status();
     auto shard = in.router->Route(*value);
+    if (!shard.ok() && routing::AsDirectoryMiss(shard.status()).has_value()) {
+      in.unresolved.emplace_back(std::string(row), *std::move(value));
+      return absl::OkStatus();
+    }
     if (!shard.ok()) return shard.status();
     const int leg = *shard >= 0 && *shard < static_cast<int>(in.leg_of_shard.size())
                         ? in.leg_of_shard[*shard]
@@ -596,8 +600,30 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::CopyInFrame(const p::Frame&
     p::AppendCopyData(in.out[leg], row);
     return absl::OkStatus();
   };
+  // Rows of keys a store directory had to read: read them (one lookup per key), route the rows.
+  auto resolve = [&]() -> asio::awaitable<absl::Status> {
+    std::vector<std::pair<std::string, routing::KeyValue>> rows = std::move(in.unresolved);
+    in.unresolved.clear();
+    for (auto& [row, key] : rows) {
+      absl::StatusOr<int> shard = in.router->Route(key);
+      for (int lookups = 0; !shard.ok() && lookups < 4; ++lookups) {
+        std::optional<routing::DirectoryMiss> miss = routing::AsDirectoryMiss(shard.status());
+        if (!miss) break;
+        CO_RETURN_IF_ERROR(co_await FetchDirectoryEntry(*miss));
+        shard = in.router->Route(key);
+      }
+      if (!shard.ok()) co_return shard.status();
+      const int leg = *shard >= 0 && *shard < static_cast<int>(in.leg_of_shard.size())
+                          ? in.leg_of_shard[*shard]
+                          : -1;
+      if (leg < 0) co_return PgStatus("XX000", "COPY row routed outside the statement's shards");
+      p::AppendCopyData(in.out[leg], row);
+    }
+    co_return absl::OkStatus();
+  };
   if (frame.type == p::fe::kCopyData) {
     if (in.error.ok()) in.error = in.splitter.Feed(frame.body, route_row);
+    if (in.error.ok() && !in.unresolved.empty()) in.error = co_await resolve();
     if (in.error.ok()) co_await FlushCopyLegs(256 * 1024);
     co_return false;
   }
@@ -605,6 +631,7 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::CopyInFrame(const p::Frame&
     co_return false;  // Flush/Sync during COPY: ignored, as by PostgreSQL
   }
   if (frame.type == p::fe::kCopyDone && in.error.ok()) in.error = in.splitter.Finish(route_row);
+  if (in.error.ok() && !in.unresolved.empty()) in.error = co_await resolve();
   const bool done = frame.type == p::fe::kCopyDone && in.error.ok();
   if (done) co_await FlushCopyLegs(0);
   absl::Status client_error = in.error;

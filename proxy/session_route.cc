@@ -394,13 +394,15 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteQuery(std::string_view
   input.hints.MergeFrom(session_hints_);
   input.in_transaction = InTransaction();
   input.explain = explain_;
-  auto plan = planner_->Plan(analysis, input);
+  auto plan = co_await PlanStatement(analysis, input);
   if (!plan.ok()) co_return RefuseStatement(plan.status(), false);
-  NoteHotKeys(*plan);
   if (plan->write) {
     absl::StatusOr<bool> again = co_await PassWriteGate(analysis);
     if (!again.ok()) co_return RefuseStatement(again.status(), false);
-    if (*again) co_return co_await RouteQuery(sql);
+    if (*again) co_return co_await RouteQuery(sql);  // planned again on the new map, and counted there
+  }
+  NoteHotKeys(*plan);
+  if (plan->write) {
     if (cache_on_) NoteCacheWrite(analysis, *plan);
   } else if (cache_on_ && !InTransaction() && !dist_) {
     const std::chrono::milliseconds ttl = CacheTtl(analysis, *plan, input.hints.cache, true);
@@ -556,13 +558,15 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteBind(const p::Frame& f
   input.hints.MergeFrom(session_hints_);
   input.in_transaction = InTransaction();
   input.explain = explain_;
-  auto plan = planner_->Plan(*prepared.analysis, input);
+  auto plan = co_await PlanStatement(*prepared.analysis, input);
   if (!plan.ok()) co_return RefuseStatement(plan.status(), true);
-  NoteHotKeys(*plan);
   if (plan->write) {
     absl::StatusOr<bool> again = co_await PassWriteGate(*prepared.analysis);
     if (!again.ok()) co_return RefuseStatement(again.status(), true);
-    if (*again) co_return co_await RouteBind(frame);
+    if (*again) co_return co_await RouteBind(frame);  // planned again on the new map, and counted there
+  }
+  NoteHotKeys(*plan);
+  if (plan->write) {
     if (cache_on_) NoteCacheWrite(*prepared.analysis, *plan);
   } else if (cache_on_ && !InTransaction() && !dist_ && !cached_portal_) {
     const std::chrono::milliseconds ttl =

@@ -3,9 +3,12 @@
 // to the `fallback:` router (a directory of exceptions in front of a hash or range router: how
 // a hot key gets a shard of its own), or are an error (22023), never to every shard.
 #include <algorithm>
+#include <cstdlib>
 #include <list>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/cord.h"
+#include "absl/strings/str_split.h"
 #include "protocol/status.h"
 #include "routing/directory_store.h"
 #include "routing/router.h"
@@ -138,18 +141,24 @@ class DirectoryRouter final : public Router {
       std::lock_guard lock(mu_);
       if (std::optional<int> hit = cache_.Get(key)) return *hit;
     }
-    if (store_ == nullptr) {
-      return PgStatus("55000", Cat("the directory store of router '", name(),
-                                   "' is not available"));
-    }
+    if (store_ == nullptr) return DirectoryMissStatus(*spec_, key);
     // The lookup runs without the lock: it may block, and a duplicate lookup is harmless.
     ASSIGN_OR_RETURN(std::optional<std::string> name, store_->Lookup(key));
+    return Remember(key, name);
+  }
+
+ public:
+  const std::optional<DirectoryStoreSpec>& spec() const { return spec_; }
+  // Caches the store's answer for `key`: the shard's index, or -1 when it is not listed.
+  absl::StatusOr<int> Remember(const KeyValue& key, const std::optional<std::string>& name) const {
     int shard = -1;
     if (name) {
       auto it = shard_index_.find(*name);
       if (it == shard_index_.end()) {
         return PgStatus("22023", Cat("router '", this->name(), "' maps key ", key.ToString(),
-                                     " to unknown shard '", *name, "'"));
+                                     " to unknown shard '", *name, "'"),
+                        Cat("Fix the row in ", spec_ ? spec_->table : std::string("its table"),
+                            ": the shards are those of the database's shards:."));
       }
       shard = it->second;
     }
@@ -157,6 +166,8 @@ class DirectoryRouter final : public Router {
     cache_.Put(key, shard);
     return shard;
   }
+
+ private:
 
   absl::flat_hash_map<KeyValue, int> entries_;
   std::optional<int> default_;
@@ -187,6 +198,72 @@ absl::StatusOr<std::optional<std::string>> MemoryDirectoryStore::Lookup(const Ke
 int MemoryDirectoryStore::lookups() const {
   std::lock_guard lock(mu_);
   return lookups_;
+}
+
+namespace {
+constexpr char kMissPayload[] = "shardgate.directory_miss";
+
+std::string QuoteIdent(std::string_view name) {
+  std::string out = "\"";
+  for (char c : name) {
+    if (c == '"') out.push_back('"');
+    out.push_back(c);
+  }
+  return out + "\"";
+}
+}  // namespace
+
+absl::Status DirectoryMissStatus(const DirectoryStoreSpec& spec, const KeyValue& key) {
+  absl::Status st = PgStatus(
+      "55000", Cat("key ", key.ToString(), " of directory router '", spec.router,
+                   "' is not cached: its shard is read from table ", spec.table, " on ",
+                   spec.shard),
+      "shardgate reads the table when a statement needs the key; tools that do not (shardctl "
+      "route, SHOW ROUTE) cannot tell this key's shard.");
+  // router NUL type key: the key last, so it may hold any byte.
+  st.SetPayload(kMissPayload,
+                absl::Cord(Cat(spec.router, std::string(1, '\0'),
+                               std::to_string(static_cast<int>(key.type())), std::string(1, '\0'),
+                               key.ToString())));
+  return st;
+}
+
+std::optional<DirectoryMiss> AsDirectoryMiss(const absl::Status& status) {
+  auto payload = status.GetPayload(kMissPayload);
+  if (!payload) return std::nullopt;
+  const std::string text(*payload);
+  const size_t a = text.find('\0');
+  const size_t b = a == std::string::npos ? a : text.find('\0', a + 1);
+  if (b == std::string::npos) return std::nullopt;
+  const int type = std::atoi(text.substr(a + 1, b - a - 1).c_str());
+  auto key = ParseKeyText(std::string_view(text).substr(b + 1), static_cast<KeyType>(type));
+  if (!key.ok()) return std::nullopt;
+  return DirectoryMiss{text.substr(0, a), *std::move(key)};
+}
+
+const DirectoryStoreSpec* DirectorySpecOf(const Router& router) {
+  const auto* d = dynamic_cast<const DirectoryRouter*>(&router);
+  return d != nullptr && d->spec() ? &*d->spec() : nullptr;
+}
+
+std::string DirectoryLookupSql(const DirectoryStoreSpec& spec, const KeyValue& key) {
+  std::string table;
+  for (absl::string_view part : absl::StrSplit(spec.table, '.')) {
+    table += (table.empty() ? "" : ".") + QuoteIdent(std::string_view(part.data(), part.size()));
+  }
+  const std::string literal = key.type() == KeyType::kInt ? key.ToString()
+                                                          : owner_sql::Literal(key.ToString());
+  return Cat("SELECT (", QuoteIdent(spec.shard_column), ")::text FROM ", table, " WHERE ",
+             QuoteIdent(spec.key_column), " = ", literal, " LIMIT 1");
+}
+
+absl::Status PrimeDirectory(const Router& router, const KeyValue& key,
+                            const std::optional<std::string>& shard) {
+  const auto* d = dynamic_cast<const DirectoryRouter*>(&router);
+  if (d == nullptr || !d->has_store()) {
+    return PgStatus("55000", Cat("router '", router.name(), "' has no directory store"));
+  }
+  return d->Remember(key, shard).status();
 }
 
 bool InvalidateDirectory(const Router& router) {

@@ -3,7 +3,10 @@
 // connection; tests use MemoryDirectoryStore.
 //
 // API: DirectoryStore::Lookup(key) -> shard name | nullopt; DirectoryStoreSpec (from YAML);
-// InvalidateDirectory(router, key) / InvalidateDirectory(router) for LISTEN/NOTIFY.
+// InvalidateDirectory(router, key) / InvalidateDirectory(router) for LISTEN/NOTIFY. Without a
+// DirectoryStore (the proxy, whose I/O is asynchronous), a key not cached fails Route with a
+// DirectoryMiss status; the caller reads the row itself (DirectoryLookupSql on the spec's
+// shard), caches it with PrimeDirectory and routes again.
 #pragma once
 
 #include <map>
@@ -11,6 +14,7 @@
 #include <optional>
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "routing/key_value.h"
 
@@ -55,5 +59,25 @@ class MemoryDirectoryStore final : public DirectoryStore {
 // the store again. Returns false when `router` is not a directory router with a store.
 bool InvalidateDirectory(const Router& router);
 bool InvalidateDirectory(const Router& router, const KeyValue& key);
+
+// A key of a `store:` directory that is not cached (no DirectoryStore to ask): SQLSTATE 55000,
+// with the router and key in a payload, so that it reaches the planner's caller unchanged.
+struct DirectoryMiss {
+  std::string router;
+  KeyValue key;
+};
+absl::Status DirectoryMissStatus(const DirectoryStoreSpec& spec, const KeyValue& key);
+std::optional<DirectoryMiss> AsDirectoryMiss(const absl::Status& status);
+// The store of a directory router; nullptr for any other router.
+const DirectoryStoreSpec* DirectorySpecOf(const Router& router);
+// The statement that reads `key`'s shard from the store's table (one text column, no row when
+// the table does not list the key). The key is compared as a literal of the column's own type,
+// so an index on the key column serves it.
+std::string DirectoryLookupSql(const DirectoryStoreSpec& spec, const KeyValue& key);
+// Caches what the store said of `key` (nullopt: not listed, the router's default applies).
+// 22023 when the table names a shard the map does not have; false-y 55000 when `router` has
+// no store.
+absl::Status PrimeDirectory(const Router& router, const KeyValue& key,
+                            const std::optional<std::string>& shard);
 
 }  // namespace shardgate::routing

@@ -207,5 +207,48 @@ TEST(DirectoryRouter, OwnerSqlOfAStoreIsNotSupported) {
   EXPECT_THAT(std::string(sql.status().message()), ::testing::HasSubstr("not expressible"));
 }
 
+// Without a DirectoryStore (the proxy): a key not cached is a DirectoryMiss the caller reads
+// with DirectoryLookupSql and primes; then Route answers from the cache.
+TEST(DirectoryRouter, MissesWithoutAStoreArePrimedByTheCaller) {
+  auto l = LoadMap(ThreeShards(
+      "    routers:\n"
+      "      d: {type: directory, default: s2,\n"
+      "          store: {shard: s1, table: meta.dir, key_column: Tenant, shard_column: s}}\n"
+      "      n: {type: directory, key_type: bigint, store: {shard: s0, table: dir}}\n"));
+  ASSERT_TRUE(l.ok()) << l.status();
+  const Router& d = *l->map->router("d");
+  const DirectoryStoreSpec* spec = DirectorySpecOf(d);
+  ASSERT_NE(spec, nullptr);
+  EXPECT_EQ(DirectorySpecOf(*l->map->router("n"))->table, "dir");
+  const KeyValue key = KeyValue::Text("o'brien\\ 1");
+  auto miss = d.Route(key);
+  EXPECT_THAT(miss, HasSqlState("55000"));
+  std::optional<DirectoryMiss> m = AsDirectoryMiss(miss.status());
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->router, "d");
+  EXPECT_EQ(m->key, key);
+  EXPECT_FALSE(AsDirectoryMiss(absl::InternalError("x")).has_value());
+  EXPECT_EQ(DirectoryLookupSql(*spec, key),
+            "SELECT (\"s\")::text FROM \"meta\".\"dir\" WHERE \"Tenant\" = E'o''brien\\\\ 1' LIMIT 1");
+  const Router& n = *l->map->router("n");
+  EXPECT_EQ(DirectoryLookupSql(*DirectorySpecOf(n), KeyValue::Int(-42)),
+            "SELECT (\"shard\")::text FROM \"dir\" WHERE \"key\" = -42 LIMIT 1");
+  auto int_miss = AsDirectoryMiss(n.Route(KeyValue::Int(-42)).status());
+  ASSERT_TRUE(int_miss.has_value());
+  EXPECT_EQ(int_miss->key, KeyValue::Int(-42));
+  // Primed: listed, not listed (the default), a shard the map does not have.
+  ASSERT_TRUE(PrimeDirectory(d, key, std::string("s0")).ok());
+  EXPECT_EQ(*d.Route(key), 0);
+  ASSERT_TRUE(PrimeDirectory(d, KeyValue::Text("x"), std::nullopt).ok());
+  EXPECT_EQ(*d.Route(KeyValue::Text("x")), 2);
+  EXPECT_THAT(PrimeDirectory(d, KeyValue::Text("y"), std::string("s7")), HasSqlState("22023"));
+  EXPECT_THAT(d.Route(KeyValue::Text("y")), HasSqlState("55000"));
+  EXPECT_THAT(PrimeDirectory(*l->map->router("n"), KeyValue::Int(1), std::string("s9")),
+              HasSqlState("22023"));
+  // Dropped by a NOTIFY: a miss again.
+  EXPECT_TRUE(InvalidateDirectory(d, key));
+  EXPECT_TRUE(AsDirectoryMiss(d.Route(key).status()).has_value());
+}
+
 }  // namespace
 }  // namespace shardgate::routing

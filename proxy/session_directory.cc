@@ -1,0 +1,76 @@
+// Directory routers whose entries live in a table (`store:`): a key the router has not cached is
+// read from the table, on a pooled connection to the primary of the store's shard, and the
+// statement planned again. routing/ does no I/O, so Route fails such a key with a
+// DirectoryMiss status that carries what to read (routing/directory_store.h).
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "protocol/status.h"
+#include "proxy/client_session.h"
+#include "proxy/worker.h"
+#include "routing/directory_store.h"
+
+namespace shardgate::proxy {
+
+namespace {
+// How long a lookup waits for a connection of the store's pool (it is the session's own pool
+// of that primary: a client holding all of them gets 53300 rather than a hang).
+constexpr std::chrono::milliseconds kStorePoolWait{5000};
+}  // namespace
+
+asio::awaitable<absl::StatusOr<routing::RoutePlan>> ClientSession::PlanStatement(
+    const routing::Analysis& analysis, const routing::PlanInput& input) {
+  absl::StatusOr<routing::RoutePlan> plan = planner_->Plan(analysis, input);
+  // One lookup per key not cached; a statement routes by at most a few dozen keys, and a key
+  // once read stays cached (its router's LRU) until it is evicted or a NOTIFY drops it.
+  for (int lookups = 0; !plan.ok() && lookups < 64; ++lookups) {
+    std::optional<routing::DirectoryMiss> miss = routing::AsDirectoryMiss(plan.status());
+    if (!miss) break;
+    if (absl::Status fetched = co_await FetchDirectoryEntry(*miss); !fetched.ok()) {
+      co_return fetched;
+    }
+    plan = planner_->Plan(analysis, input);
+  }
+  co_return plan;
+}
+
+asio::awaitable<absl::Status> ClientSession::FetchDirectoryEntry(
+    const routing::DirectoryMiss& miss) {
+  const routing::Router* router = planner_->map().router(miss.router);
+  const routing::DirectoryStoreSpec* spec =
+      router != nullptr ? routing::DirectorySpecOf(*router) : nullptr;
+  if (spec == nullptr) co_return PgStatus("XX000", "directory miss of an unknown router");
+  const std::optional<int> shard = topology_->map()->FindShard(spec->shard);
+  if (!shard) {
+    co_return PgStatus("55000", absl::StrCat("the store of router ", spec->router, " is on shard ",
+                                             spec->shard, ", which the map no longer has"));
+  }
+  auto where = [&](const absl::Status& st) {
+    return PgStatus(st.code() == absl::StatusCode::kOk ? "XX000" : ToPgError(st).sqlstate,
+                    absl::StrCat("directory router ", spec->router, ": cannot read key ",
+                                 miss.key.ToString(), " from ", spec->table, " on ", spec->shard,
+                                 ": ", ToPgError(st).message),
+                    "The store's table is read on the shard's primary as the client's user.");
+  };
+  if (absl::Status open = topology_->WriteServerAvailable(*shard); !open.ok()) {
+    co_return where(open);
+  }
+  absl::Status target_error;
+  BackendTarget target =
+      MakeTarget(topology_->shard(*shard), topology_->Primary(*shard), &target_error);
+  if (!target_error.ok()) co_return where(target_error);
+  Pool& pool = worker_.pools().Get(target, db_->pool_size, config_->timeouts.connect);
+  auto conn = co_await pool.Acquire(kStorePoolWait);
+  if (!conn.ok()) {
+    topology_->PrimaryConnectFailed(*shard, conn.status());
+    co_return where(conn.status());
+  }
+  auto row = co_await (*conn)->SimpleQuery(routing::DirectoryLookupSql(*spec, miss.key));
+  pool.Release(*std::move(conn));
+  if (!row.ok()) co_return where(row.status());
+  std::optional<std::string> name;
+  if (!row->empty() && (*row)[0].has_value()) name = *(*row)[0];
+  co_return routing::PrimeDirectory(*router, miss.key, name);
+}
+
+}  // namespace shardgate::proxy

@@ -1,0 +1,188 @@
+// Directory routers whose entries live in a table (`store:`): keys read from the table on the
+// store's shard (simple and extended protocol), cached, dropped by NOTIFY when the table
+// changes, and clear errors for a row naming an unknown shard or a store that cannot be read.
+#include <chrono>
+#include <thread>
+
+#include "tests/proxy/sharded_fixture.h"
+
+namespace shardgate::testing {
+namespace {
+
+// What an operator installs on the store (README "Directory routers with a table").
+constexpr char kTrigger[] = R"sql(
+CREATE FUNCTION shardgate_directory_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF TG_OP <> 'INSERT' THEN
+    PERFORM pg_notify('shardgate_directory', TG_ARGV[0] || ' ' || (to_jsonb(OLD) ->> TG_ARGV[1]));
+  END IF;
+  IF TG_OP <> 'DELETE' THEN
+    PERFORM pg_notify('shardgate_directory', TG_ARGV[0] || ' ' || (to_jsonb(NEW) ->> TG_ARGV[1]));
+  END IF;
+  RETURN NULL;
+END $$;
+CREATE TRIGGER shardgate_directory_changed AFTER INSERT OR UPDATE OR DELETE ON tenant_shards
+  FOR EACH ROW EXECUTE FUNCTION shardgate_directory_changed('tenants', 'tenant');
+)sql";
+
+class ShardedDirectoryTest : public ShardedSuite<ShardedDirectoryTest> {
+ public:
+  static ShardedEnvOptions Options() {
+    ShardedEnvOptions o;
+    o.replicas = {0, 0, 0};
+    o.extra_database_yaml =
+        "    routers:\n"
+        "      tenants:\n"
+        "        type: directory\n"
+        "        store: {shard: s0, table: public.tenant_shards, key_column: tenant, "
+        "shard_column: shard}\n"
+        "        default: s2\n"
+        "      missing: {type: directory, store: {shard: s1, table: no_such_table}, "
+        "shards: [s0, s1]}\n"
+        "    tables:\n"
+        "      accounts: {key: tenant, router: tenants}\n"
+        "      orphans: {key: k, router: missing}\n";
+    return o;
+  }
+
+ protected:
+  static void SetUpTestSuite() {
+    SetUpWithSchema(
+        "CREATE TABLE accounts (tenant text, id int, v text, PRIMARY KEY (tenant, id));"
+        "CREATE TABLE orphans (k text PRIMARY KEY);"
+        "CREATE TABLE tenant_shards (tenant text PRIMARY KEY, shard text NOT NULL);" +
+        std::string(kTrigger));
+  }
+
+  // The primary that holds row (tenant, id), -1 when none does, -2 when several do.
+  int HolderOf(const std::string& tenant, int id) {
+    int holder = -1;
+    for (int s = 0; s < 3; ++s) {
+      auto c = env().ConnectDirect({s, -1});
+      EXPECT_TRUE(c.ok()) << c.status();
+      if (!c.ok()) return -3;
+      Outcome o = RunSql(*c, "SELECT count(*) FROM accounts WHERE tenant = '" + tenant +
+                              "' AND id = " + std::to_string(id));
+      EXPECT_TRUE(o.ok) << o.Describe();
+      if (o.ok && o.Scalar() == "1") holder = holder == -1 ? s : -2;
+    }
+    return holder;
+  }
+
+  void SetStore(const std::string& sql) {
+    auto s0 = env().ConnectDirect({0, -1});
+    ASSERT_TRUE(s0.ok()) << s0.status();
+    ASSERT_OK(s0->Exec(sql));
+  }
+};
+
+TEST_F(ShardedDirectoryTest, KeysGoWhereTheTableSaysAndUnlistedOnesToTheDefault) {
+  SetStore("INSERT INTO tenant_shards VALUES ('acme', 's1'), ('initech', 's0'), "
+           "('o''brien', 's1')");
+  ASSERT_OK_AND_ASSIGN(PgConn conn, env().Connect());
+  for (const char* t : {"acme", "initech", "o''brien", "umbrella"}) {
+    Outcome o = RunSql(conn, absl::StrCat("INSERT INTO accounts (tenant, id, v) VALUES ('", t, "', 1, 'simple')"));
+    EXPECT_TRUE(o.ok) << t << ": " << o.Describe();
+  }
+  // The extended protocol: the key is a Bind parameter.
+  for (const char* t : {"acme", "initech", "umbrella"}) {
+    Outcome o = RunParams(conn, "INSERT INTO accounts (tenant, id, v) VALUES ($1, 2, 'extended')", {t});
+    EXPECT_TRUE(o.ok) << t << ": " << o.Describe();
+  }
+  EXPECT_EQ(HolderOf("acme", 1), 1);
+  EXPECT_EQ(HolderOf("acme", 2), 1);
+  EXPECT_EQ(HolderOf("initech", 1), 0);
+  EXPECT_EQ(HolderOf("initech", 2), 0);
+  EXPECT_EQ(HolderOf("o''brien", 1), 1);
+  EXPECT_EQ(HolderOf("umbrella", 1), 2) << "not in the table: the default";
+  EXPECT_EQ(HolderOf("umbrella", 2), 2);
+  Outcome read = RunParams(conn, "SELECT v FROM accounts WHERE tenant = $1 ORDER BY id", {"acme"});
+  ASSERT_TRUE(read.ok) << read.Describe();
+  ASSERT_EQ(read.rows.size(), 2u);
+  EXPECT_EQ(read.rows[1][0], "extended");
+  // Cached: 20 more statements for acme read the table at most once more (two workers).
+  const int64_t before = env().Calls({0, -1}, "%tenant_shards%");
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(RunSql(conn, "SELECT v FROM accounts WHERE tenant = 'acme' AND id = 1").ok);
+  }
+  ASSERT_OK_AND_ASSIGN(PgConn other, env().Connect());
+  ASSERT_TRUE(RunSql(other, "SELECT v FROM accounts WHERE tenant = 'acme' AND id = 1").ok);
+  EXPECT_LE(env().Calls({0, -1}, "%tenant_shards%") - before, 1);
+}
+
+TEST_F(ShardedDirectoryTest, AChangedRowReroutesTheKeyThroughNotify) {
+  SetStore("INSERT INTO tenant_shards VALUES ('globex', 's1')");
+  ASSERT_OK_AND_ASSIGN(PgConn conn, env().Connect());
+  // The tenant's rows as an operator moving it leaves them: the old copy on s1, the new on s0.
+  for (int s : {1, 0}) {
+    ASSERT_OK_AND_ASSIGN(PgConn direct, env().ConnectDirect({s, -1}));
+    ASSERT_OK(direct.Exec(absl::StrCat("INSERT INTO accounts VALUES ('globex', 9, 'on s", s, "')")));
+  }
+  const std::string read = "SELECT v FROM accounts WHERE tenant = 'globex' AND id = 9";
+  Outcome before = RunSql(conn, read);
+  ASSERT_TRUE(before.ok) << before.Describe();
+  EXPECT_EQ(before.Scalar(), "on s1");  // read, and now cached
+  SetStore("UPDATE tenant_shards SET shard = 's0' WHERE tenant = 'globex'");
+  // The trigger's NOTIFY drops the cached key: the next reads go to s0 (within the listener's
+  // wake-up; without the notification they would stay on s1 for as long as the key is cached).
+  std::string now;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (std::chrono::steady_clock::now() < deadline) {
+    Outcome o = RunSql(conn, read);
+    ASSERT_TRUE(o.ok) << o.Describe();
+    now = o.Scalar();
+    if (now == "on s0") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(now, "on s0");
+  // A deleted row: the key falls back to the default shard.
+  SetStore("DELETE FROM tenant_shards WHERE tenant = 'globex'");
+  ASSERT_OK_AND_ASSIGN(PgConn s2, env().ConnectDirect({2, -1}));
+  ASSERT_OK(s2.Exec("INSERT INTO accounts VALUES ('globex', 9, 'on s2')"));
+  while (std::chrono::steady_clock::now() < deadline + std::chrono::seconds(5)) {
+    Outcome o = RunSql(conn, read);
+    ASSERT_TRUE(o.ok) << o.Describe();
+    now = o.Scalar();
+    if (now == "on s2") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(now, "on s2");
+}
+
+TEST_F(ShardedDirectoryTest, CopyReadsTheKeysItHasNotSeen) {
+  SetStore("INSERT INTO tenant_shards VALUES ('copy_a', 's0'), ('copy_b', 's1')");
+  ASSERT_OK_AND_ASSIGN(PgConn conn, env().Connect());
+  PGconn* c = conn.get();
+  PgResult start(PQexec(c, "COPY accounts (tenant, id, v) FROM STDIN"));
+  ASSERT_EQ(PQresultStatus(start.get()), PGRES_COPY_IN) << PQerrorMessage(c);
+  const std::string rows = "copy_a\t1\tx\ncopy_b\t1\tx\ncopy_c\t1\tx\ncopy_a\t2\tx\n";
+  ASSERT_EQ(PQputCopyData(c, rows.data(), static_cast<int>(rows.size())), 1);
+  ASSERT_EQ(PQputCopyEnd(c, nullptr), 1);
+  PgResult done(PQgetResult(c));
+  ASSERT_EQ(PQresultStatus(done.get()), PGRES_COMMAND_OK) << PQresultErrorMessage(done.get());
+  EXPECT_STREQ(PQcmdTuples(done.get()), "4");
+  while (PGresult* rest = PQgetResult(c)) PQclear(rest);
+  EXPECT_EQ(HolderOf("copy_a", 1), 0);
+  EXPECT_EQ(HolderOf("copy_a", 2), 0);
+  EXPECT_EQ(HolderOf("copy_b", 1), 1);
+  EXPECT_EQ(HolderOf("copy_c", 1), 2) << "not in the table: the default";
+}
+
+TEST_F(ShardedDirectoryTest, BadRowsAndUnreadableStoresAreClearErrors) {
+  SetStore("INSERT INTO tenant_shards VALUES ('lost', 's9')");
+  ASSERT_OK_AND_ASSIGN(PgConn conn, env().Connect());
+  Outcome bad = RunSql(conn, "SELECT * FROM accounts WHERE tenant = 'lost'");
+  EXPECT_EQ(bad.sqlstate, "22023") << bad.Describe();
+  EXPECT_THAT(bad.message, ::testing::HasSubstr("maps key lost to unknown shard 's9'"));
+  Outcome missing = RunParams(conn, "SELECT * FROM orphans WHERE k = $1", {"x"});
+  EXPECT_EQ(missing.sqlstate, "42P01") << missing.Describe();
+  EXPECT_THAT(missing.message,
+              ::testing::HasSubstr("directory router missing: cannot read key x from "
+                                   "no_such_table on s1"));
+  // The session goes on.
+  Outcome ok = RunSql(conn, "SELECT count(*) FROM accounts WHERE tenant = 'nobody'");
+  EXPECT_TRUE(ok.ok) << ok.Describe();
+}
+
+}  // namespace
+}  // namespace shardgate::testing
