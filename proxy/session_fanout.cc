@@ -580,6 +580,14 @@ asio::awaitable<bool> ClientSession::FlushCopyLegs(size_t threshold) {
 
 asio::awaitable<absl::StatusOr<bool>> ClientSession::CopyInFrame(const p::Frame& frame) {
   CopyIn& in = *copy_in_;
+  auto append = [&](std::string_view row, int shard) -> absl::Status {
+    const int leg = shard >= 0 && shard < static_cast<int>(in.leg_of_shard.size())
+                        ? in.leg_of_shard[shard]
+                        : -1;
+    if (leg < 0) return PgStatus("XX000", "COPY row routed outside the statement's shards");
+    p::AppendCopyData(in.out[leg], row);
+    return absl::OkStatus();
+  };
   auto route_row = [&](std::string_view row, std::optional<std::string_view> key)
       -> absl::Status {
     if (!key.has_value()) {
@@ -593,12 +601,7 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::CopyInFrame(const p::Frame&
       return absl::OkStatus();
     }
     if (!shard.ok()) return shard.status();
-    const int leg = *shard >= 0 && *shard < static_cast<int>(in.leg_of_shard.size())
-                        ? in.leg_of_shard[*shard]
-                        : -1;
-    if (leg < 0) return PgStatus("XX000", "COPY row routed outside the statement's shards");
-    p::AppendCopyData(in.out[leg], row);
-    return absl::OkStatus();
+    return append(row, *shard);
   };
   // Rows of keys a store directory had to read: read them (one lookup per key), route the rows.
   auto resolve = [&]() -> asio::awaitable<absl::Status> {
@@ -613,11 +616,7 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::CopyInFrame(const p::Frame&
         shard = in.router->Route(key);
       }
       if (!shard.ok()) co_return shard.status();
-      const int leg = *shard >= 0 && *shard < static_cast<int>(in.leg_of_shard.size())
-                          ? in.leg_of_shard[*shard]
-                          : -1;
-      if (leg < 0) co_return PgStatus("XX000", "COPY row routed outside the statement's shards");
-      p::AppendCopyData(in.out[leg], row);
+      CO_RETURN_IF_ERROR(append(row, *shard));
     }
     co_return absl::OkStatus();
   };

@@ -69,6 +69,21 @@ class ShardedDirectoryTest : public ShardedSuite<ShardedDirectoryTest> {
     return holder;
   }
 
+  // `sql`'s value through `conn`, read again until it is `want` or `seconds` passed.
+  static std::string ReadUntil(PgConn& conn, const std::string& sql, const std::string& want,
+                               int seconds) {
+    std::string now;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+    while (std::chrono::steady_clock::now() < deadline) {
+      Outcome o = RunSql(conn, sql);
+      EXPECT_TRUE(o.ok) << o.Describe();
+      now = o.ok ? o.Scalar() : "";
+      if (now == want || !o.ok) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return now;
+  }
+
   void SetStore(const std::string& sql) {
     auto s0 = env().ConnectDirect({0, -1});
     ASSERT_TRUE(s0.ok()) << s0.status();
@@ -125,28 +140,12 @@ TEST_F(ShardedDirectoryTest, AChangedRowReroutesTheKeyThroughNotify) {
   SetStore("UPDATE tenant_shards SET shard = 's0' WHERE tenant = 'globex'");
   // The trigger's NOTIFY drops the cached key: the next reads go to s0 (within the listener's
   // wake-up; without the notification they would stay on s1 for as long as the key is cached).
-  std::string now;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (std::chrono::steady_clock::now() < deadline) {
-    Outcome o = RunSql(conn, read);
-    ASSERT_TRUE(o.ok) << o.Describe();
-    now = o.Scalar();
-    if (now == "on s0") break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  EXPECT_EQ(now, "on s0");
+  EXPECT_EQ(ReadUntil(conn, read, "on s0", 10), "on s0");
   // A deleted row: the key falls back to the default shard.
   SetStore("DELETE FROM tenant_shards WHERE tenant = 'globex'");
   ASSERT_OK_AND_ASSIGN(PgConn s2, env().ConnectDirect({2, -1}));
   ASSERT_OK(s2.Exec("INSERT INTO accounts VALUES ('globex', 9, 'on s2')"));
-  while (std::chrono::steady_clock::now() < deadline + std::chrono::seconds(5)) {
-    Outcome o = RunSql(conn, read);
-    ASSERT_TRUE(o.ok) << o.Describe();
-    now = o.Scalar();
-    if (now == "on s2") break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  EXPECT_EQ(now, "on s2");
+  EXPECT_EQ(ReadUntil(conn, read, "on s2", 10), "on s2");
 }
 
 TEST_F(ShardedDirectoryTest, CopyReadsTheKeysItHasNotSeen) {
