@@ -16,14 +16,16 @@ namespace {
 // How long a lookup waits for a connection of the store's pool (it is the session's own pool
 // of that primary: a client holding all of them gets 53300 rather than a hang).
 constexpr std::chrono::milliseconds kStorePoolWait{5000};
+// Keys read for one statement at most (beyond, its last miss is the answer: 55000).
+constexpr int kMaxLookups = 4096;
 }  // namespace
 
 asio::awaitable<absl::StatusOr<routing::RoutePlan>> ClientSession::PlanStatement(
     const routing::Analysis& analysis, const routing::PlanInput& input) {
   absl::StatusOr<routing::RoutePlan> plan = planner_->Plan(analysis, input);
-  // One lookup per key not cached; a statement routes by at most a few dozen keys, and a key
-  // once read stays cached (its router's LRU) until it is evicted or a NOTIFY drops it.
-  for (int lookups = 0; !plan.ok() && lookups < 64; ++lookups) {
+  // One lookup per key not cached (a long IN list the first time: one round trip per key), and
+  // a key once read stays cached (its router's LRU) until it is evicted or a NOTIFY drops it.
+  for (int lookups = 0; !plan.ok() && lookups < kMaxLookups; ++lookups) {
     std::optional<routing::DirectoryMiss> miss = routing::AsDirectoryMiss(plan.status());
     if (!miss) break;
     if (absl::Status fetched = co_await FetchDirectoryEntry(*miss); !fetched.ok()) {
@@ -65,12 +67,14 @@ asio::awaitable<absl::Status> ClientSession::FetchDirectoryEntry(
     topology_->PrimaryConnectFailed(*shard, conn.status());
     co_return where(conn.status());
   }
+  // A NOTIFY handled while the row is read may be about it: then the answer is not cached.
+  const uint64_t read_at = routing::DirectoryGeneration(*router);
   auto row = co_await (*conn)->SimpleQuery(routing::DirectoryLookupSql(*spec, miss.key));
   pool.Release(*std::move(conn));
   if (!row.ok()) co_return where(row.status());
   std::optional<std::string> name;
   if (!row->empty() && (*row)[0].has_value()) name = *(*row)[0];
-  co_return routing::PrimeDirectory(*router, miss.key, name);
+  co_return routing::PrimeDirectory(*router, miss.key, name, read_at);
 }
 
 }  // namespace shardgate::proxy

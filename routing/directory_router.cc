@@ -128,10 +128,12 @@ class DirectoryRouter final : public Router {
   void Invalidate() const {
     std::lock_guard lock(mu_);
     cache_.Clear();
+    ++generation_;
   }
   void Invalidate(const KeyValue& key) const {
     std::lock_guard lock(mu_);
     cache_.Erase(key);
+    ++generation_;
   }
 
  private:
@@ -149,8 +151,14 @@ class DirectoryRouter final : public Router {
 
  public:
   const std::optional<DirectoryStoreSpec>& spec() const { return spec_; }
-  // Caches the store's answer for `key`: the shard's index, or -1 when it is not listed.
-  absl::StatusOr<int> Remember(const KeyValue& key, const std::optional<std::string>& name) const {
+  uint64_t generation() const {
+    std::lock_guard lock(mu_);
+    return generation_;
+  }
+  // Caches the store's answer for `key`: the shard's index, or -1 when it is not listed. Not
+  // cached when an invalidation came after `read_at` (a generation()): the answer may predate it.
+  absl::StatusOr<int> Remember(const KeyValue& key, const std::optional<std::string>& name,
+                               std::optional<uint64_t> read_at = std::nullopt) const {
     int shard = -1;
     if (name) {
       auto it = shard_index_.find(*name);
@@ -163,7 +171,7 @@ class DirectoryRouter final : public Router {
       shard = it->second;
     }
     std::lock_guard lock(mu_);
-    cache_.Put(key, shard);
+    if (!read_at || *read_at == generation_) cache_.Put(key, shard);
     return shard;
   }
 
@@ -177,6 +185,7 @@ class DirectoryRouter final : public Router {
   std::map<std::string, int, std::less<>> shard_index_;
   mutable std::mutex mu_;
   mutable LruCache cache_;
+  mutable uint64_t generation_ = 0;  // bumped by every invalidation (guarded by mu_)
   const Router* fallback_;  // owned by the same ShardMap; null when none
 };
 
@@ -257,13 +266,19 @@ std::string DirectoryLookupSql(const DirectoryStoreSpec& spec, const KeyValue& k
              QuoteIdent(spec.key_column), " = ", literal, " LIMIT 1");
 }
 
+uint64_t DirectoryGeneration(const Router& router) {
+  const auto* d = dynamic_cast<const DirectoryRouter*>(&router);
+  return d != nullptr ? d->generation() : 0;
+}
+
 absl::Status PrimeDirectory(const Router& router, const KeyValue& key,
-                            const std::optional<std::string>& shard) {
+                            const std::optional<std::string>& shard,
+                            std::optional<uint64_t> read_at) {
   const auto* d = dynamic_cast<const DirectoryRouter*>(&router);
   if (d == nullptr || !d->has_store()) {
     return PgStatus("55000", Cat("router '", router.name(), "' has no directory store"));
   }
-  return d->Remember(key, shard).status();
+  return d->Remember(key, shard, read_at).status();
 }
 
 bool InvalidateDirectory(const Router& router) {

@@ -75,9 +75,13 @@ const DirectoryStoreSpec* DirectorySpecOf(const Router& router);
 // so an index on the key column serves it.
 std::string DirectoryLookupSql(const DirectoryStoreSpec& spec, const KeyValue& key);
 // Caches what the store said of `key` (nullopt: not listed, the router's default applies).
-// 22023 when the table names a shard the map does not have; false-y 55000 when `router` has
-// no store.
+// `read_at`: DirectoryGeneration() taken before the read; when an invalidation (a NOTIFY) came
+// since, the answer may be older than the change and is not cached (the caller's next Route
+// misses and reads again). 22023 when the table names a shard the map does not have; 55000
+// when `router` has no store.
+uint64_t DirectoryGeneration(const Router& router);
 absl::Status PrimeDirectory(const Router& router, const KeyValue& key,
-                            const std::optional<std::string>& shard);
+                            const std::optional<std::string>& shard,
+                            std::optional<uint64_t> read_at = std::nullopt);
 
 }  // namespace shardgate::routing

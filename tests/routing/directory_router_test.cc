@@ -248,6 +248,13 @@ TEST(DirectoryRouter, MissesWithoutAStoreArePrimedByTheCaller) {
   // Dropped by a NOTIFY: a miss again.
   EXPECT_TRUE(InvalidateDirectory(d, key));
   EXPECT_TRUE(AsDirectoryMiss(d.Route(key).status()).has_value());
+  // An answer read before an invalidation is not cached; one read after it is.
+  const uint64_t read_at = DirectoryGeneration(d);
+  EXPECT_TRUE(InvalidateDirectory(d, KeyValue::Text("other")));
+  ASSERT_TRUE(PrimeDirectory(d, key, std::string("s1"), read_at).ok());
+  EXPECT_TRUE(AsDirectoryMiss(d.Route(key).status()).has_value());
+  ASSERT_TRUE(PrimeDirectory(d, key, std::string("s1"), DirectoryGeneration(d)).ok());
+  EXPECT_EQ(*d.Route(key), 1);
 }
 
 }  // namespace

@@ -224,6 +224,11 @@ int HotkeyMoveCommand(const HotkeyOptions& o, std::ostream& out, std::ostream& e
   if (!state.ok()) return r.Fail(state.status());
   const bool live = state->Exists() && state->phase != "done" && state->phase != "aborted";
   const std::string to_abs = std::filesystem::absolute(rs.to).string();
+  if (to_abs == std::filesystem::absolute(o.common.config_path).string()) {
+    return r.Fail(PgStatus("42601", "--out must not be the running config",
+                           "The cutover replaces the config with the new map; until then the "
+                           "old one must stay."));
+  }
   if (live && state->to != to_abs) {
     return r.Fail(PgStatus("55000", StrCat("a reshard to ", state->to, " is in progress (state in ",
                                            state->path, ")"),

@@ -192,6 +192,9 @@ TEST_F(ShardctlTest, HotkeyMoveRefusesBeforeTouchingAnything) {
   r = Run("--config " + cfg + " hotkey move --table events --key 150");
   EXPECT_NE(r.code, 0) << r.out;
   EXPECT_THAT(r.out, HasSubstr("--to is required"));
+  r = Run("--config " + cfg + " hotkey move --table events --key 150 --to s2 --out " + cfg);
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("--out must not be the running config"));
   EXPECT_NE(access(out.c_str(), F_OK), 0) << "no map written";
 }
 
