@@ -24,9 +24,8 @@ bool IsPlainSafe(std::string_view s) {
 }
 
 absl::Status Mismatch(const Mark& mark, std::string_view expected) {
-  return absl::FailedPreconditionError(
-      absl::StrCat(mark.ToString(), ": expected ", Av(expected),
-                   " here; edit this part of the file by hand"));
+  return absl::FailedPreconditionError(absl::StrCat(mark.ToString(), ": expected ", Av(expected),
+                                                    " here; edit this part of the file by hand"));
 }
 
 }  // namespace
@@ -36,11 +35,21 @@ std::string YamlScalar(std::string_view s) {
   std::string out = "\"";
   for (char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      case '\r': out += "\\r"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
           static constexpr char kHex[] = "0123456789abcdef";
@@ -69,9 +78,8 @@ size_t YamlEditor::OffsetOf(const Mark& mark) const {
     return std::string::npos;
   }
   const size_t start = line_starts_[mark.line - 1];
-  const size_t end = static_cast<size_t>(mark.line) < line_starts_.size()
-                         ? line_starts_[mark.line]
-                         : text_.size();
+  const size_t end =
+      static_cast<size_t>(mark.line) < line_starts_.size() ? line_starts_[mark.line] : text_.size();
   // yaml-cpp counts columns in bytes of its UTF-8 input.
   const size_t offset = start + static_cast<size_t>(mark.column - 1);
   return offset < end ? offset : std::string::npos;
@@ -83,13 +91,13 @@ absl::Status YamlEditor::ReplaceScalar(const Node& scalar, std::string_view yaml
   if (at == std::string::npos) return Mismatch(scalar.mark, "'" + scalar.scalar + "'");
   const std::string_view rest = std::string_view(text_).substr(at);
   size_t length = 0;
-  if (rest.substr(0, scalar.scalar.size()) == scalar.scalar && !rest.empty() &&
-      rest[0] != '"' && rest[0] != '\'') {
+  if (rest.substr(0, scalar.scalar.size()) == scalar.scalar && !rest.empty() && rest[0] != '"' &&
+      rest[0] != '\'') {
     length = scalar.scalar.size();
   } else if (!rest.empty() && (rest[0] == '"' || rest[0] == '\'')) {
     // A quoted scalar without escapes: the quotes around the same text.
-    const std::string quoted = absl::StrCat(std::string(1, rest[0]), scalar.scalar,
-                                            std::string(1, rest[0]));
+    const std::string quoted =
+        absl::StrCat(std::string(1, rest[0]), scalar.scalar, std::string(1, rest[0]));
     if (rest.substr(0, quoted.size()) == quoted) length = quoted.size();
   }
   if (length == 0) return Mismatch(scalar.mark, "'" + scalar.scalar + "'");
@@ -132,7 +140,7 @@ absl::Status YamlEditor::AddEntry(const Node& map, std::string_view yaml_key,
 absl::StatusOr<std::string> YamlEditor::Result() const {
   std::vector<Edit> edits = edits_;
   std::stable_sort(edits.begin(), edits.end(),
-            [](const Edit& a, const Edit& b) { return a.offset > b.offset; });
+                   [](const Edit& a, const Edit& b) { return a.offset > b.offset; });
   std::string out = text_;
   size_t limit = std::string::npos;  // edits apply from the end, each before the previous one
   for (const Edit& e : edits) {

@@ -62,12 +62,13 @@ asio::awaitable<void> Listen(Runtime& runtime, std::string database,
   while (live()) {
     auto config = runtime.config();
     BackendTarget target = HealthTarget(*config, database, shard_name, topology->Primary(*shard));
-    auto conn = co_await ServerConnection::Connect(target, config->timeouts.connect,
-                                                   runtime.server_tls());
+    auto conn =
+        co_await ServerConnection::Connect(target, config->timeouts.connect, runtime.server_tls());
     absl::Status st = conn.ok() ? absl::OkStatus() : conn.status();
     if (st.ok()) st = (co_await (*conn)->SimpleQuery(absl::StrCat("LISTEN ", kChannel))).status();
     if (st.ok()) {
-      if (warned) spdlog::info("directory listener on {} ({}) connected again", shard_name, database);
+      if (warned)
+        spdlog::info("directory listener on {} ({}) connected again", shard_name, database);
       warned = false;
       InvalidateAll(*map, shard_name);
       // Woken when the server sends (a notification), or after a second; the empty query then

@@ -48,11 +48,11 @@ asio::awaitable<absl::Status> ClientSession::FetchDirectoryEntry(
                                              spec->shard, ", which the map no longer has"));
   }
   auto where = [&](const absl::Status& st) {
-    return PgStatus(st.code() == absl::StatusCode::kOk ? "XX000" : ToPgError(st).sqlstate,
-                    absl::StrCat("directory router ", spec->router, ": cannot read key ",
-                                 miss.key.ToString(), " from ", spec->table, " on ", spec->shard,
-                                 ": ", ToPgError(st).message),
-                    "The store's table is read on the shard's primary as the client's user.");
+    return PgStatus(
+        st.code() == absl::StatusCode::kOk ? "XX000" : ToPgError(st).sqlstate,
+        absl::StrCat("directory router ", spec->router, ": cannot read key ", miss.key.ToString(),
+                     " from ", spec->table, " on ", spec->shard, ": ", ToPgError(st).message),
+        "The store's table is read on the shard's primary as the client's user.");
   };
   if (absl::Status open = topology_->WriteServerAvailable(*shard); !open.ok()) {
     co_return where(open);

@@ -588,8 +588,7 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::CopyInFrame(const p::Frame&
     p::AppendCopyData(in.out[leg], row);
     return absl::OkStatus();
   };
-  auto route_row = [&](std::string_view row, std::optional<std::string_view> key)
-      -> absl::Status {
+  auto route_row = [&](std::string_view row, std::optional<std::string_view> key) -> absl::Status {
     if (!key.has_value()) {
       return PgStatus("23502", "null value in the shard key column of a COPY row");
     }

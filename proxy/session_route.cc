@@ -399,7 +399,8 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteQuery(std::string_view
   if (plan->write) {
     absl::StatusOr<bool> again = co_await PassWriteGate(analysis);
     if (!again.ok()) co_return RefuseStatement(again.status(), false);
-    if (*again) co_return co_await RouteQuery(sql);  // planned again on the new map, and counted there
+    // Planned again on the new map (and its keys counted there).
+    if (*again) co_return co_await RouteQuery(sql);
   }
   NoteHotKeys(*plan);
   if (plan->write) {
@@ -563,7 +564,8 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteBind(const p::Frame& f
   if (plan->write) {
     absl::StatusOr<bool> again = co_await PassWriteGate(*prepared.analysis);
     if (!again.ok()) co_return RefuseStatement(again.status(), true);
-    if (*again) co_return co_await RouteBind(frame);  // planned again on the new map, and counted there
+    // Planned again on the new map (and its keys counted there).
+    if (*again) co_return co_await RouteBind(frame);
   }
   NoteHotKeys(*plan);
   if (plan->write) {

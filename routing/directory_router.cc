@@ -163,8 +163,9 @@ class DirectoryRouter final : public Router {
     if (name) {
       auto it = shard_index_.find(*name);
       if (it == shard_index_.end()) {
-        return PgStatus("22023", Cat("router '", this->name(), "' maps key ", key.ToString(),
-                                     " to unknown shard '", *name, "'"),
+        return PgStatus("22023",
+                        Cat("router '", this->name(), "' maps key ", key.ToString(),
+                            " to unknown shard '", *name, "'"),
                         Cat("Fix the row in ", spec_ ? spec_->table : std::string("its table"),
                             ": the shards are those of the database's shards:."));
       }
@@ -176,7 +177,6 @@ class DirectoryRouter final : public Router {
   }
 
  private:
-
   absl::flat_hash_map<KeyValue, int> entries_;
   std::optional<int> default_;
   std::vector<int> shards_;
@@ -224,16 +224,15 @@ std::string QuoteIdent(std::string_view name) {
 
 absl::Status DirectoryMissStatus(const DirectoryStoreSpec& spec, const KeyValue& key) {
   absl::Status st = PgStatus(
-      "55000", Cat("key ", key.ToString(), " of directory router '", spec.router,
-                   "' is not cached: its shard is read from table ", spec.table, " on ",
-                   spec.shard),
+      "55000",
+      Cat("key ", key.ToString(), " of directory router '", spec.router,
+          "' is not cached: its shard is read from table ", spec.table, " on ", spec.shard),
       "shardgate reads the table when a statement needs the key; tools that do not (shardctl "
       "route, SHOW ROUTE) cannot tell this key's shard.");
   // router NUL type key: the key last, so it may hold any byte.
-  st.SetPayload(kMissPayload,
-                absl::Cord(Cat(spec.router, std::string(1, '\0'),
-                               std::to_string(static_cast<int>(key.type())), std::string(1, '\0'),
-                               key.ToString())));
+  st.SetPayload(kMissPayload, absl::Cord(Cat(spec.router, std::string(1, '\0'),
+                                             std::to_string(static_cast<int>(key.type())),
+                                             std::string(1, '\0'), key.ToString())));
   return st;
 }
 
@@ -260,8 +259,8 @@ std::string DirectoryLookupSql(const DirectoryStoreSpec& spec, const KeyValue& k
   for (absl::string_view part : absl::StrSplit(spec.table, '.')) {
     table += (table.empty() ? "" : ".") + QuoteIdent(std::string_view(part.data(), part.size()));
   }
-  const std::string literal = key.type() == KeyType::kInt ? key.ToString()
-                                                          : owner_sql::Literal(key.ToString());
+  const std::string literal =
+      key.type() == KeyType::kInt ? key.ToString() : owner_sql::Literal(key.ToString());
   return Cat("SELECT (", QuoteIdent(spec.shard_column), ")::text FROM ", table, " WHERE ",
              QuoteIdent(spec.key_column), " = ", literal, " LIMIT 1");
 }

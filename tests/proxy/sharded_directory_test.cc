@@ -62,7 +62,7 @@ class ShardedDirectoryTest : public ShardedSuite<ShardedDirectoryTest> {
       EXPECT_TRUE(c.ok()) << c.status();
       if (!c.ok()) return -3;
       Outcome o = RunSql(*c, "SELECT count(*) FROM accounts WHERE tenant = '" + tenant +
-                              "' AND id = " + std::to_string(id));
+                                 "' AND id = " + std::to_string(id));
       EXPECT_TRUE(o.ok) << o.Describe();
       if (o.ok && o.Scalar() == "1") holder = holder == -1 ? s : -2;
     }
@@ -92,16 +92,19 @@ class ShardedDirectoryTest : public ShardedSuite<ShardedDirectoryTest> {
 };
 
 TEST_F(ShardedDirectoryTest, KeysGoWhereTheTableSaysAndUnlistedOnesToTheDefault) {
-  SetStore("INSERT INTO tenant_shards VALUES ('acme', 's1'), ('initech', 's0'), "
-           "('o''brien', 's1')");
+  SetStore(
+      "INSERT INTO tenant_shards VALUES ('acme', 's1'), ('initech', 's0'), "
+      "('o''brien', 's1')");
   ASSERT_OK_AND_ASSIGN(PgConn conn, env().Connect());
   for (const char* t : {"acme", "initech", "o''brien", "umbrella"}) {
-    Outcome o = RunSql(conn, absl::StrCat("INSERT INTO accounts (tenant, id, v) VALUES ('", t, "', 1, 'simple')"));
+    Outcome o = RunSql(
+        conn, absl::StrCat("INSERT INTO accounts (tenant, id, v) VALUES ('", t, "', 1, 'simple')"));
     EXPECT_TRUE(o.ok) << t << ": " << o.Describe();
   }
   // The extended protocol: the key is a Bind parameter.
   for (const char* t : {"acme", "initech", "umbrella"}) {
-    Outcome o = RunParams(conn, "INSERT INTO accounts (tenant, id, v) VALUES ($1, 2, 'extended')", {t});
+    Outcome o =
+        RunParams(conn, "INSERT INTO accounts (tenant, id, v) VALUES ($1, 2, 'extended')", {t});
     EXPECT_TRUE(o.ok) << t << ": " << o.Describe();
   }
   EXPECT_EQ(HolderOf("acme", 1), 1);
@@ -131,7 +134,8 @@ TEST_F(ShardedDirectoryTest, AChangedRowReroutesTheKeyThroughNotify) {
   // The tenant's rows as an operator moving it leaves them: the old copy on s1, the new on s0.
   for (int s : {1, 0}) {
     ASSERT_OK_AND_ASSIGN(PgConn direct, env().ConnectDirect({s, -1}));
-    ASSERT_OK(direct.Exec(absl::StrCat("INSERT INTO accounts VALUES ('globex', 9, 'on s", s, "')")));
+    ASSERT_OK(
+        direct.Exec(absl::StrCat("INSERT INTO accounts VALUES ('globex', 9, 'on s", s, "')")));
   }
   const std::string read = "SELECT v FROM accounts WHERE tenant = 'globex' AND id = 9";
   Outcome before = RunSql(conn, read);

@@ -228,8 +228,9 @@ TEST(DirectoryRouter, MissesWithoutAStoreArePrimedByTheCaller) {
   EXPECT_EQ(m->router, "d");
   EXPECT_EQ(m->key, key);
   EXPECT_FALSE(AsDirectoryMiss(absl::InternalError("x")).has_value());
-  EXPECT_EQ(DirectoryLookupSql(*spec, key),
-            "SELECT (\"s\")::text FROM \"meta\".\"dir\" WHERE \"Tenant\" = E'o''brien\\\\ 1' LIMIT 1");
+  EXPECT_EQ(
+      DirectoryLookupSql(*spec, key),
+      "SELECT (\"s\")::text FROM \"meta\".\"dir\" WHERE \"Tenant\" = E'o''brien\\\\ 1' LIMIT 1");
   const Router& n = *l->map->router("n");
   EXPECT_EQ(DirectoryLookupSql(*DirectorySpecOf(n), KeyValue::Int(-42)),
             "SELECT (\"shard\")::text FROM \"dir\" WHERE \"key\" = -42 LIMIT 1");

@@ -63,12 +63,14 @@ absl::StatusOr<PinnedMap> PinKey(std::string_view yaml, const std::string& file,
   for (const auto& [name, d] : config->databases) {
     if (database.empty() ? db == nullptr && d.Sharded() : name == database) db = &d;
   }
-  if (db == nullptr) return PgStatus("3D000", StrCat("no sharded database '", database, "' in ", file));
+  if (db == nullptr)
+    return PgStatus("3D000", StrCat("no sharded database '", database, "' in ", file));
   ASSIGN_OR_RETURN(std::shared_ptr<const routing::ShardMap> map, routing::ShardMap::Build(*db));
   const std::string lower = absl::AsciiStrToLower(table);
   auto tc = db->tables.find(lower);
   if (tc == db->tables.end() || tc->second.reference) {
-    return PgStatus("42P01", StrCat("table ", table, " is not a sharded table of database ", db->name),
+    return PgStatus("42P01",
+                    StrCat("table ", table, " is not a sharded table of database ", db->name),
                     "Name a table listed under tables: with a key: and a router:.");
   }
   const std::string& old_router = tc->second.router;
@@ -77,8 +79,8 @@ absl::StatusOr<PinnedMap> PinKey(std::string_view yaml, const std::string& file,
   auto kv = routing::ParseKeyText(key, router->key_type());
   if (!kv.ok()) {
     return PgStatus("22P02", StrCat("'", key, "' is not a valid ",
-                                    std::string(routing::KeyTypeName(router->key_type())), " key of router ",
-                                    old_router));
+                                    std::string(routing::KeyTypeName(router->key_type())),
+                                    " key of router ", old_router));
   }
   const std::optional<int> target = map->FindShard(shard);
   if (!target) {
@@ -94,8 +96,8 @@ absl::StatusOr<PinnedMap> PinKey(std::string_view yaml, const std::string& file,
     if (rc.settings.Find("store") != nullptr) {
       return PgStatus("0A000",
                       StrCat("router ", old_router, " keeps its directory in a table (store:)"),
-                      "Move the key's rows with shardctl reshard to a map that lists it under "
-                      "entries:, or update that table.");
+                      "Its keys move by updating that table (README \"Directory routers with a "
+                      "table\").");
     }
   } else {
     dir = old_router + "_pinned";
@@ -104,8 +106,10 @@ absl::StatusOr<PinnedMap> PinKey(std::string_view yaml, const std::string& file,
       if (it->second.type != "directory" || fallback == nullptr || fallback->scalar != old_router ||
           it->second.settings.Find("entries") == nullptr) {
         return PgStatus("42710",
-                        StrCat("router ", dir, " exists and is not a directory with entries: in "
-                                              "front of ", old_router, " (fallback: ", old_router, ")"),
+                        StrCat("router ", dir,
+                               " exists and is not a directory with entries: in "
+                               "front of ",
+                               old_router, " (fallback: ", old_router, ")"),
                         "Rename that router, or point the table at it yourself.");
       }
     }
@@ -122,8 +126,8 @@ absl::StatusOr<PinnedMap> PinKey(std::string_view yaml, const std::string& file,
   }
 
   ASSIGN_OR_RETURN(conf::Node root, conf::ParseYaml(yaml, file));
-  const conf::Node* db_node = root.Find("databases") ? root.Find("databases")->Find(db->name)
-                                                     : nullptr;
+  const conf::Node* db_node =
+      root.Find("databases") ? root.Find("databases")->Find(db->name) : nullptr;
   const conf::Node* routers = db_node ? db_node->Find("routers") : nullptr;
   const conf::Node* tables = db_node ? db_node->Find("tables") : nullptr;
   if (routers == nullptr || tables == nullptr) {
@@ -133,10 +137,10 @@ absl::StatusOr<PinnedMap> PinKey(std::string_view yaml, const std::string& file,
   const std::string entry_key = conf::YamlScalar(kv->ToString());
   const std::string entry_shard = conf::YamlScalar(shard);
   if (db->routers.count(dir) == 0) {
-    RETURN_IF_ERROR(editor.AddEntry(
-        *routers, conf::YamlScalar(dir),
-        StrCat("{type: directory, fallback: ", conf::YamlScalar(old_router), ", entries: {",
-               entry_key, ": ", entry_shard, "}}")));
+    RETURN_IF_ERROR(
+        editor.AddEntry(*routers, conf::YamlScalar(dir),
+                        StrCat("{type: directory, fallback: ", conf::YamlScalar(old_router),
+                               ", entries: {", entry_key, ": ", entry_shard, "}}")));
     result.created = true;
   } else {
     const conf::Node* entries = routers->Find(dir) ? routers->Find(dir)->Find("entries") : nullptr;
@@ -158,7 +162,8 @@ absl::StatusOr<PinnedMap> PinKey(std::string_view yaml, const std::string& file,
       if (t.reference || t.router != old_router) continue;
       const conf::Node* t_node = FindLower(tables, name);
       const conf::Node* r_node = t_node ? t_node->Find("router") : nullptr;
-      if (r_node == nullptr) return PgStatus("XX000", StrCat(file, ": router of table ", name, " not found"));
+      if (r_node == nullptr)
+        return PgStatus("XX000", StrCat(file, ": router of table ", name, " not found"));
       RETURN_IF_ERROR(editor.ReplaceScalar(*r_node, conf::YamlScalar(dir)));
       result.repointed.push_back(t.name);
     }
@@ -184,8 +189,10 @@ absl::StatusOr<PinnedMap> PinKey(std::string_view yaml, const std::string& file,
   }
   ASSIGN_OR_RETURN(std::shared_ptr<const routing::ShardMap> new_map,
                    routing::ShardMap::Build(*new_db));
-  const std::string schema = lower.find('.') == std::string::npos ? "" : lower.substr(0, lower.find('.'));
-  const std::string relname = lower.substr(lower.find('.') == std::string::npos ? 0 : lower.find('.') + 1);
+  const std::string schema =
+      lower.find('.') == std::string::npos ? "" : lower.substr(0, lower.find('.'));
+  const std::string relname =
+      lower.substr(lower.find('.') == std::string::npos ? 0 : lower.find('.') + 1);
   const routing::ShardMap::Table* nt = new_map->FindTable(schema, relname);
   absl::StatusOr<int> routed = nt != nullptr && nt->router != nullptr
                                    ? nt->router->Route(*kv)
@@ -230,9 +237,9 @@ int HotkeyMoveCommand(const HotkeyOptions& o, std::ostream& out, std::ostream& e
                            "old one must stay."));
   }
   if (live && state->to != to_abs) {
-    return r.Fail(PgStatus("55000", StrCat("a reshard to ", state->to, " is in progress (state in ",
-                                           state->path, ")"),
-                           "Finish it (shardctl reshard cutover) or abort it first."));
+    return r.Fail(PgStatus(
+        "55000", StrCat("a reshard to ", state->to, " is in progress (state in ", state->path, ")"),
+        "Finish it (shardctl reshard cutover) or abort it first."));
   }
   if (live) {
     // A run that was stopped: its map is written and the state says where it got to.
@@ -253,9 +260,12 @@ int HotkeyMoveCommand(const HotkeyOptions& o, std::ostream& out, std::ostream& e
     std::vector<std::string> quoted;
     for (const auto& t : pinned->repointed) quoted.push_back(JsonString(t));
     r.Event("map",
-            {{"path", JsonString(to_abs)}, {"router", JsonString(pinned->router)},
-             {"created", pinned->created ? "true" : "false"}, {"from", JsonString(pinned->from)},
-             {"to", JsonString(o.shard)}, {"repointed", "[" + absl::StrJoin(quoted, ", ") + "]"}},
+            {{"path", JsonString(to_abs)},
+             {"router", JsonString(pinned->router)},
+             {"created", pinned->created ? "true" : "false"},
+             {"from", JsonString(pinned->from)},
+             {"to", JsonString(o.shard)},
+             {"repointed", "[" + absl::StrJoin(quoted, ", ") + "]"}},
             StrCat("new map ", to_abs, ": key ", o.key, " of ", o.table, " ", pinned->from, " -> ",
                    o.shard, " through directory router ", pinned->router,
                    pinned->created ? " (new)" : "",
@@ -280,8 +290,8 @@ int HotkeyMoveCommand(const HotkeyOptions& o, std::ostream& out, std::ostream& e
   if (o.keep_old_rows) return 0;  // verify's placement check waits for cleanup
   if (int rc = ReshardCommand("verify", rs, out, err); rc != 0) return rc;
   r.Event("moved", {{"key", JsonString(o.key)}, {"shard", JsonString(o.shard)}},
-          StrCat("key ", o.key, " of ", o.table, " moved to ", o.shard, "; ",
-                 o.common.config_path, " holds the new map"));
+          StrCat("key ", o.key, " of ", o.table, " moved to ", o.shard, "; ", o.common.config_path,
+                 " holds the new map"));
   return 0;
 }
 

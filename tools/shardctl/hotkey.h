@@ -20,11 +20,11 @@ namespace shardgate::tools {
 
 struct HotkeyOptions {
   CommonOptions common;
-  std::string table;  // as in the map ("users" or "schema.users")
-  std::string key;    // the key's text ("42", "acme")
-  std::string shard;  // where it goes
-  std::string out;    // the new map (default: <config>.hotkey.yaml)
-  std::string state;  // the reshard's state file (default as for reshard)
+  std::string table;     // as in the map ("users" or "schema.users")
+  std::string key;       // the key's text ("42", "acme")
+  std::string shard;     // where it goes
+  std::string out;       // the new map (default: <config>.hotkey.yaml)
+  std::string state;     // the reshard's state file (default as for reshard)
   bool dry_run = false;  // write the map and show the plan only
   int jobs = 2;
   double timeout_seconds = 120;
@@ -38,10 +38,10 @@ int HotkeyMoveCommand(const HotkeyOptions& options, std::ostream& out, std::ostr
 struct PinnedMap {
   std::string yaml;
   std::string database;
-  std::string router;            // the directory holding the entry
-  bool created = false;          // ... written by this edit
+  std::string router;                  // the directory holding the entry
+  bool created = false;                // ... written by this edit
   std::vector<std::string> repointed;  // tables switched from the old router to it
-  std::string from;              // the shard the key is on now
+  std::string from;                    // the shard the key is on now
   bool moves = true;
   std::vector<std::string> notes;  // said to the operator
 };

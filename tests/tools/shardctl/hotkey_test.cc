@@ -29,15 +29,17 @@ std::string Map(const std::string& routers, const std::string& tables) {
          routers + "    tables:\n" + tables;
 }
 
-const std::string kRing = "      # users and their orders\n"
-                          "      by_user: {type: hash_ring, shards: [s0, s1]}\n"
-                          "      other: {type: modulo, shards: [s0, s1]}\n";
-const std::string kTables = "      users: {key: id, router: by_user}  # co-located\n"
-                            "      Orders:\n"
-                            "        key: user_id\n"
-                            "        router: by_user\n"
-                            "      events: {key: id, router: other}\n"
-                            "      countries: {reference: true}\n";
+const std::string kRing =
+    "      # users and their orders\n"
+    "      by_user: {type: hash_ring, shards: [s0, s1]}\n"
+    "      other: {type: modulo, shards: [s0, s1]}\n";
+const std::string kTables =
+    "      users: {key: id, router: by_user}  # co-located\n"
+    "      Orders:\n"
+    "        key: user_id\n"
+    "        router: by_user\n"
+    "      events: {key: id, router: other}\n"
+    "      countries: {reference: true}\n";
 
 // The shard the map gives `key` of `table`, and the table's router.
 std::pair<std::string, std::string> RouteOf(const std::string& yaml, const std::string& table,
@@ -77,7 +79,8 @@ TEST(PinKeyTest, NewDirectoryInFrontOfTheRouterForEveryTableOfIt) {
   EXPECT_EQ(pinned->yaml,
             Map("      # users and their orders\n"
                 "      by_user_pinned: {type: directory, fallback: by_user, entries: {" +
-                    std::to_string(key) + ": s2}}\n"
+                    std::to_string(key) +
+                    ": s2}}\n"
                     "      by_user: {type: hash_ring, shards: [s0, s1]}\n"
                     "      other: {type: modulo, shards: [s0, s1]}\n",
                 "      users: {key: id, router: by_user_pinned}  # co-located\n"
@@ -86,12 +89,15 @@ TEST(PinKeyTest, NewDirectoryInFrontOfTheRouterForEveryTableOfIt) {
                 "        router: by_user_pinned\n"
                 "      events: {key: id, router: other}\n"
                 "      countries: {reference: true}\n"));
-  EXPECT_EQ(RouteOf(pinned->yaml, "users", key), std::make_pair(std::string("s2"),
-                                                                std::string("by_user_pinned")));
+  EXPECT_EQ(RouteOf(pinned->yaml, "users", key),
+            std::make_pair(std::string("s2"), std::string("by_user_pinned")));
   EXPECT_EQ(RouteOf(pinned->yaml, "orders", key).first, "s2");
   // Every other key stays where the ring had it.
   for (int64_t k = 1; k < 200; ++k) {
-    if (k != key) EXPECT_EQ(RouteOf(pinned->yaml, "users", k), std::make_pair(RouteOf(yaml, "users", k).first, std::string("by_user_pinned"))) << k;
+    if (k != key)
+      EXPECT_EQ(RouteOf(pinned->yaml, "users", k),
+                std::make_pair(RouteOf(yaml, "users", k).first, std::string("by_user_pinned")))
+          << k;
   }
   EXPECT_EQ(RouteOf(pinned->yaml, "events", key).second, "other");
 }
@@ -127,13 +133,13 @@ TEST(PinKeyTest, ASecondKeyJoinsTheDirectoryAndAMovedKeyMovesAgain) {
 }
 
 TEST(PinKeyTest, ADirectoryRouterGetsTheEntryItself) {
-  const std::string yaml = Map(
-      "      tenants:\n"
-      "        type: directory\n"
-      "        default: s0\n"
-      "        entries:\n"
-      "          acme: s1   # big\n",
-      "      accounts: {key: tenant, router: tenants}\n");
+  const std::string yaml =
+      Map("      tenants:\n"
+          "        type: directory\n"
+          "        default: s0\n"
+          "        entries:\n"
+          "          acme: s1   # big\n",
+          "      accounts: {key: tenant, router: tenants}\n");
   auto pinned = PinKey(yaml, "map.yaml", "app", "accounts", "globex corp", "s2");
   ASSERT_TRUE(pinned.ok()) << pinned.status();
   EXPECT_FALSE(pinned->created);
@@ -169,12 +175,14 @@ TEST(PinKeyTest, ClearErrors) {
   }
   EXPECT_EQ(SqlState(PinKey(yaml, "map.yaml", "nodb", "users", "1", "s2").status()), "3D000");
   // A router already named <router>_pinned that is something else.
-  const std::string taken = Map(kRing + "      by_user_pinned: {type: modulo, shards: [s2]}\n", kTables);
+  const std::string taken =
+      Map(kRing + "      by_user_pinned: {type: modulo, shards: [s2]}\n", kTables);
   EXPECT_EQ(SqlState(PinKey(taken, "map.yaml", "app", "users", "1", "s2").status()), "42710");
   // A directory kept in a table.
-  const std::string stored = Map(
-      "      d: {type: directory, store: {shard: s0, table: dir, key_column: k, shard_column: s}}\n",
-      "      t: {key: id, router: d}\n");
+  const std::string stored =
+      Map("      d: {type: directory, store: {shard: s0, table: dir, key_column: k, shard_column: "
+          "s}}\n",
+          "      t: {key: id, router: d}\n");
   EXPECT_EQ(SqlState(PinKey(stored, "map.yaml", "app", "t", "1", "s2").status()), "0A000");
   // A map that does not load is reported as such.
   EXPECT_FALSE(PinKey("databases: [", "map.yaml", "app", "t", "1", "s2").ok());

@@ -35,10 +35,10 @@ namespace shardgate {
 namespace {
 
 using testing::FreePort;
-using testing::PgCluster;
-using testing::ShardgateProcess;
 using ::testing::HasSubstr;
 using ::testing::Not;
+using testing::PgCluster;
+using testing::ShardgateProcess;
 
 struct Shell {
   int code = -1;
