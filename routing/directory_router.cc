@@ -227,8 +227,8 @@ absl::Status DirectoryMissStatus(const DirectoryStoreSpec& spec, const KeyValue&
       "55000",
       Cat("key ", key.ToString(), " of directory router '", spec.router,
           "' is not cached: its shard is read from table ", spec.table, " on ", spec.shard),
-      "shardgate reads the table when a statement needs the key; tools that do not (shardctl "
-      "route, SHOW ROUTE) cannot tell this key's shard.");
+      "shardgate reads the table when a statement needs the key; SHOW ROUTE answers from "
+      "what it has read (shardctl route reads the table).");
   // router NUL type key: the key last, so it may hold any byte.
   st.SetPayload(kMissPayload, absl::Cord(Cat(spec.router, std::string(1, '\0'),
                                              std::to_string(static_cast<int>(key.type())),

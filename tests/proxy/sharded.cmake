@@ -60,7 +60,13 @@ if(TARGET proxy_sharded_sequence_test)
                              SHARDCTL_BINARY="$<TARGET_FILE:shardctl>")
   add_dependencies(proxy_sharded_sequence_test shardctl shardgate)
 endif()
-# Directory routers with a `store:` table: keys read from it, cached, dropped by NOTIFY; errors.
+# Directory routers with a `store:` table: keys read from it, cached, dropped by NOTIFY; errors;
+# shardctl route reading the same table.
 shardgate_sharded_test(sharded_directory sharded_directory_test.cc)
+if(TARGET proxy_sharded_directory_test)
+  target_compile_definitions(proxy_sharded_directory_test PRIVATE
+                             SHARDCTL_BINARY="$<TARGET_FILE:shardctl>")
+  add_dependencies(proxy_sharded_directory_test shardctl shardgate)
+endif()
 # rate_limit of a sharded database: 53400 on the routed paths (simple, extended, cross-shard).
 shardgate_sharded_test(sharded_rate_limits sharded_rate_limits_test.cc)

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "tests/proxy/sharded_fixture.h"
+#include "tests/support/shardctl_run.h"
 
 namespace shardgate::testing {
 namespace {
@@ -30,6 +31,7 @@ class ShardedDirectoryTest : public ShardedSuite<ShardedDirectoryTest> {
   static ShardedEnvOptions Options() {
     ShardedEnvOptions o;
     o.replicas = {0, 0, 0};
+    o.extra_top_yaml = "reshard: {user: postgres, password: postgres}\n";  // shardctl's login
     o.extra_database_yaml =
         "    routers:\n"
         "      tenants:\n"
@@ -169,6 +171,20 @@ TEST_F(ShardedDirectoryTest, CopyReadsTheKeysItHasNotSeen) {
   EXPECT_EQ(HolderOf("copy_a", 2), 0);
   EXPECT_EQ(HolderOf("copy_b", 1), 1);
   EXPECT_EQ(HolderOf("copy_c", 1), 2) << "not in the table: the default";
+}
+
+TEST_F(ShardedDirectoryTest, ShardctlRouteReadsTheTableToo) {
+  SetStore("INSERT INTO tenant_shards VALUES ('route_me', 's1')");
+  const std::string ctl = "--config " + env().proxy->config_path() + " route ";
+  Shell listed = Shardctl(ctl + "\"SELECT * FROM accounts WHERE tenant = 'route_me'\"");
+  EXPECT_EQ(listed.code, 0) << listed.out;
+  EXPECT_THAT(listed.out, ::testing::HasSubstr("shards:   s1\n")) << listed.out;
+  Shell unlisted = Shardctl(ctl + "\"SELECT * FROM accounts WHERE tenant = 'nobody'\"");
+  EXPECT_EQ(unlisted.code, 0) << unlisted.out;
+  EXPECT_THAT(unlisted.out, ::testing::HasSubstr("shards:   s2\n")) << unlisted.out;
+  Shell missing = Shardctl(ctl + "\"SELECT * FROM orphans WHERE k = 'x'\"");
+  EXPECT_EQ(missing.code, 1) << missing.out;
+  EXPECT_THAT(missing.out, ::testing::HasSubstr("no_such_table")) << missing.out;
 }
 
 TEST_F(ShardedDirectoryTest, BadRowsAndUnreadableStoresAreClearErrors) {

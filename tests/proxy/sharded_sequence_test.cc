@@ -10,29 +10,13 @@
 #include <set>
 
 #include "tests/proxy/sharded_fixture.h"
+#include "tests/support/shardctl_run.h"
 
 namespace shardgate::testing {
 namespace {
 
 using ::testing::HasSubstr;
 
-struct Shell {
-  int code = -1;
-  std::string out;
-};
-
-Shell Shardctl(const std::string& args) {
-  const std::string cmd = absl::StrCat(SHARDCTL_BINARY, " ", args, " 2>&1");
-  Shell r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  const int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-  return r;
-}
 
 const char* const kTables[] = {"t_ring", "t_mod", "t_plain", "t_range"};
 

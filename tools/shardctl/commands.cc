@@ -1,18 +1,43 @@
 // `shardctl route` and `shardctl check`.
 #include "tools/shardctl/commands.h"
 
+#include <memory>
 #include <optional>
 #include <string_view>
 
 #include "conf/config.h"
 #include "protocol/status.h"
 #include "routing/analysis_cache.h"
+#include "routing/directory_store.h"
 #include "routing/hints.h"
 #include "routing/planner.h"
 #include "routing/shard_map.h"
+#include "tools/shardctl/pg.h"
 
 namespace shardgate::tools {
 namespace {
+
+// A directory's table read with libpq, one connection for the command's life.
+class TableStore final : public routing::DirectoryStore {
+ public:
+  TableStore(routing::DirectoryStoreSpec spec, absl::StatusOr<PgConn::Params> params)
+      : spec_(std::move(spec)), params_(std::move(params)) {}
+  absl::StatusOr<std::optional<std::string>> Lookup(const routing::KeyValue& key) override {
+    if (!params_.ok()) return params_.status();
+    if (!conn_) {
+      ASSIGN_OR_RETURN(PgConn conn, PgConn::Connect(*params_));
+      conn_.emplace(std::move(conn));
+    }
+    ASSIGN_OR_RETURN(PgResult rows, conn_->Exec(routing::DirectoryLookupSql(spec_, key)));
+    if (rows.rows() == 0 || rows.null(0, 0)) return std::optional<std::string>();
+    return std::optional<std::string>(rows.get(0, 0));
+  }
+
+ private:
+  routing::DirectoryStoreSpec spec_;
+  absl::StatusOr<PgConn::Params> params_;
+  std::optional<PgConn> conn_;
+};
 
 std::string Str(const absl::Status& s) { return std::string(s.message()); }
 
@@ -84,7 +109,15 @@ int RouteCommand(const RouteOptions& options, std::ostream& out, std::ostream& e
   }
   const conf::DatabaseConfig* db = PickDatabase(**config, options.common.database, err);
   if (db == nullptr) return 1;
-  auto map = routing::ShardMap::Build(*db);
+  // A `store:` directory is read as the proxy reads it (on the store shard's primary), as the
+  // reshard: user.
+  const conf::Config& cfg = **config;
+  auto map = routing::ShardMap::Build(
+      *db, [&cfg, db](const routing::DirectoryStoreSpec& spec)
+               -> absl::StatusOr<std::shared_ptr<routing::DirectoryStore>> {
+        return std::shared_ptr<routing::DirectoryStore>(
+            std::make_shared<TableStore>(spec, ShardPrimaryParams(cfg, *db, spec.shard)));
+      });
   if (!map.ok()) {
     PrintProblems(map.status(), err);
     return 1;

@@ -184,4 +184,39 @@ absl::StatusOr<std::map<std::string, int64_t>> CopyRouted(
   return rows;
 }
 
+// As resharding connects: see pg.h.
+absl::StatusOr<PgConn::Params> ShardPrimaryParams(const conf::Config& config,
+                                             const conf::DatabaseConfig& db,
+                                             const std::string& shard) {
+  const conf::ShardConfig* s = nullptr;
+  for (const conf::ShardConfig& c : db.shards) {
+    if (c.name == shard) s = &c;
+  }
+  if (s == nullptr) return PgStatus("42704", absl::StrCat("no shard '", shard, "'"));
+  // As resharding connects: the reshard: user (and its password, else its users: entry).
+  const conf::ReshardConfig& rc = config.reshard;
+  PgConn::Params p = {{"host", s->primary.host},
+                      {"port", std::to_string(s->primary.port)},
+                      {"dbname", s->primary.dbname.empty() ? db.name : s->primary.dbname},
+                      {"user", rc.user},
+                      {"application_name", "shardctl"},
+                      {"connect_timeout", "10"}};
+  std::string password = rc.password;
+  if (password.empty()) {
+    if (const conf::UserConfig* u = config.FindUser(rc.user)) {
+      const bool verifier = u->password.rfind("md5", 0) == 0 && u->password.size() == 35;
+      if (!verifier && u->password.rfind("SCRAM-SHA-256$", 0) != 0) password = u->password;
+    }
+  }
+  if (!password.empty()) p["password"] = password;
+  const conf::ServerTlsConfig& tls = config.server_tls;
+  if (tls.Enabled()) {
+    p["sslmode"] = std::string(conf::SslModeName(tls.sslmode));
+    if (!tls.root_cert.empty()) p["sslrootcert"] = tls.root_cert;
+    if (!tls.cert.empty()) p["sslcert"] = tls.cert;
+    if (!tls.key.empty()) p["sslkey"] = tls.key;
+  }
+  return p;
+}
+
 }  // namespace shardgate::tools

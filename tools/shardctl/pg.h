@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "conf/config.h"
 
 namespace shardgate::tools {
 
@@ -75,5 +76,11 @@ std::string QuoteIdent(std::string_view name);
 absl::StatusOr<std::map<std::string, int64_t>> CopyRouted(
     PgConn& from, std::string_view copy_out, const std::map<std::string, PgConn*>& to,
     std::string_view copy_in, const std::function<void(int64_t)>& progress = {});
+
+// libpq parameters of the primary of `shard` of `db`, logged in as the `reshard:` user (its
+// password, else its users: entry's plain password), with server_tls as sslmode/sslrootcert/...
+absl::StatusOr<PgConn::Params> ShardPrimaryParams(const conf::Config& config,
+                                                  const conf::DatabaseConfig& db,
+                                                  const std::string& shard);
 
 }  // namespace shardgate::tools

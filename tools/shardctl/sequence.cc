@@ -76,39 +76,6 @@ Names NamesFor(const TableName& t, const std::string& column) {
   return {StrCat(base, "_seq"), StrCat(base, "_next")};
 }
 
-absl::StatusOr<PgConn::Params> PrimaryParams(const conf::Config& config,
-                                             const conf::DatabaseConfig& db,
-                                             const std::string& shard) {
-  const conf::ShardConfig* s = nullptr;
-  for (const conf::ShardConfig& c : db.shards) {
-    if (c.name == shard) s = &c;
-  }
-  if (s == nullptr) return PgStatus("42704", StrCat("no shard '", shard, "'"));
-  // As resharding connects: the reshard: user (and its password, else its users: entry).
-  const conf::ReshardConfig& rc = config.reshard;
-  PgConn::Params p = {{"host", s->primary.host},
-                      {"port", std::to_string(s->primary.port)},
-                      {"dbname", s->primary.dbname.empty() ? db.name : s->primary.dbname},
-                      {"user", rc.user},
-                      {"application_name", "shardctl"},
-                      {"connect_timeout", "10"}};
-  std::string password = rc.password;
-  if (password.empty()) {
-    if (const conf::UserConfig* u = config.FindUser(rc.user)) {
-      const bool verifier = u->password.rfind("md5", 0) == 0 && u->password.size() == 35;
-      if (!verifier && u->password.rfind("SCRAM-SHA-256$", 0) != 0) password = u->password;
-    }
-  }
-  if (!password.empty()) p["password"] = password;
-  const conf::ServerTlsConfig& tls = config.server_tls;
-  if (tls.Enabled()) {
-    p["sslmode"] = std::string(conf::SslModeName(tls.sslmode));
-    if (!tls.root_cert.empty()) p["sslrootcert"] = tls.root_cert;
-    if (!tls.cert.empty()) p["sslcert"] = tls.cert;
-    if (!tls.key.empty()) p["sslkey"] = tls.key;
-  }
-  return p;
-}
 
 // The key column's type on a shard: an integer type, else an error naming the shard.
 absl::Status CheckColumn(PgConn& conn, const std::string& shard, const std::string& table,
@@ -370,7 +337,7 @@ int SequenceCommand(const SequenceOptions& options, std::ostream& out, std::ostr
   // Every shard checked before any is changed: an install does all shards or none it can tell.
   std::vector<PgConn> conns;
   for (const ShardSequence& s : *plan) {
-    auto params = PrimaryParams(**config, *db, s.shard);
+    auto params = ShardPrimaryParams(**config, *db, s.shard);
     if (!params.ok()) return fail(params.status());
     auto conn = PgConn::Connect(*params);
     if (!conn.ok()) return fail(conn.status());

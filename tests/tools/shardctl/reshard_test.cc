@@ -30,6 +30,7 @@
 #include "conf/config.h"
 #include "routing/shard_map.h"
 #include "tests/support/pg_cluster.h"
+#include "tests/support/shardctl_run.h"
 
 namespace shardgate {
 namespace {
@@ -39,25 +40,9 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 using testing::PgCluster;
 using testing::ShardgateProcess;
+using testing::Shardctl;
+using testing::Shell;
 
-struct Shell {
-  int code = -1;
-  std::string out;
-};
-
-// Runs shardctl with `args` (shell-quoted already), `env` prepended ("VAR=x ").
-Shell Shardctl(const std::string& args, const std::string& env = "") {
-  const std::string cmd = absl::StrCat(env, SHARDCTL_BINARY, " ", args, " 2>&1");
-  Shell r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  const int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-  return r;
-}
 
 // A libpq connection with errors as SQLSTATEs.
 class Conn {
