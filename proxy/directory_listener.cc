@@ -64,8 +64,17 @@ asio::awaitable<void> Listen(Runtime& runtime, std::string database,
     BackendTarget target = HealthTarget(*config, database, shard_name, topology->Primary(*shard));
     auto conn =
         co_await ServerConnection::Connect(target, config->timeouts.connect, runtime.server_tls());
+    // A server that stops answering (stopped, hung) must not hold the listener: each statement
+    // gets health_check_timeout, then the connection is dropped and opened again.
+    auto bounded = [&](std::string_view sql) -> asio::awaitable<absl::Status> {
+      Deadline deadline(executor, topology->db().health_check_timeout, [&c = **conn] {
+        boost::system::error_code ignored;
+        c.socket().cancel(ignored);
+      });
+      co_return (co_await (*conn)->SimpleQuery(sql, notify)).status();
+    };
     absl::Status st = conn.ok() ? absl::OkStatus() : conn.status();
-    if (st.ok()) st = (co_await (*conn)->SimpleQuery(absl::StrCat("LISTEN ", kChannel))).status();
+    if (st.ok()) st = co_await bounded(absl::StrCat("LISTEN ", kChannel));
     if (st.ok()) {
       if (warned)
         spdlog::info("directory listener on {} ({}) connected again", shard_name, database);
@@ -81,7 +90,7 @@ asio::awaitable<void> Listen(Runtime& runtime, std::string database,
         auto [ec] = co_await (*conn)->socket().async_wait(asio::ip::tcp::socket::wait_read, kTuple);
         deadline.Disarm();
         if (ec && !deadline.expired()) break;
-        st = (co_await (*conn)->SimpleQuery("", notify)).status();
+        st = co_await bounded("");
         if (!st.ok()) break;
       }
     }
