@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "protocol/status.h"
 #include "proxy/client_session.h"
+#include "proxy/io.h"
 #include "proxy/worker.h"
 #include "routing/directory_store.h"
 
@@ -69,7 +70,20 @@ asio::awaitable<absl::Status> ClientSession::FetchDirectoryEntry(
   }
   // A NOTIFY handled while the row is read may be about it: then the answer is not cached.
   const uint64_t read_at = routing::DirectoryGeneration(*router);
+  // A store that stops answering fails the statement like a failed health check, not never.
+  const std::chrono::milliseconds bound = db_->health_check_timeout;
+  Deadline deadline(co_await asio::this_coro::executor, bound, [&c = **conn] {
+    boost::system::error_code ignored;
+    c.socket().cancel(ignored);
+  });
   auto row = co_await (*conn)->SimpleQuery(routing::DirectoryLookupSql(*spec, miss.key));
+  deadline.Disarm();
+  if (deadline.expired()) {
+    (*conn)->MarkBroken();
+    pool.Release(*std::move(conn));
+    co_return where(PgStatus("57014", absl::StrCat("no answer within health_check_timeout (",
+                                                   bound.count(), " ms)")));
+  }
   pool.Release(*std::move(conn));
   if (!row.ok()) co_return where(row.status());
   std::optional<std::string> name;

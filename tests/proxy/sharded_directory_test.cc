@@ -203,5 +203,33 @@ TEST_F(ShardedDirectoryTest, BadRowsAndUnreadableStoresAreClearErrors) {
   EXPECT_TRUE(ok.ok) << ok.Describe();
 }
 
+// Last (gtest runs in file order): it freezes s0, the store, for a moment.
+TEST_F(ShardedDirectoryTest, AHungStoreFailsNewKeysInTimeWhileCachedOnesKeepRouting) {
+  SetStore("INSERT INTO tenant_shards VALUES ('warm', 's1')");
+  ASSERT_OK_AND_ASSIGN(PgConn conn, env().Connect());
+  const std::string warm = "SELECT count(*) FROM accounts WHERE tenant = 'warm'";
+  ASSERT_TRUE(RunSql(conn, warm).ok);  // read from the store, cached
+  ASSERT_OK(env().Server({0, -1}).Freeze());
+  const auto t0 = std::chrono::steady_clock::now();
+  Outcome cached = RunSql(conn, warm);
+  Outcome fresh = RunSql(conn, "SELECT count(*) FROM accounts WHERE tenant = 'cold'");
+  const auto waited = std::chrono::steady_clock::now() - t0;
+  ASSERT_OK(env().Server({0, -1}).Thaw());
+  EXPECT_TRUE(cached.ok) << cached.Describe();
+  EXPECT_FALSE(fresh.ok);
+  EXPECT_THAT(fresh.sqlstate, ::testing::AnyOf("57014", "08001", "08006", "53300"))
+      << fresh.Describe();
+  EXPECT_THAT(fresh.message, ::testing::HasSubstr("cannot read key cold from")) << fresh.Describe();
+  EXPECT_LT(waited, std::chrono::seconds(20)) << "bounded by health_check_timeout / connect";
+  // The store back: the key is read (not listed: the default shard).
+  Outcome later;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  do {
+    later = RunSql(conn, "SELECT count(*) FROM accounts WHERE tenant = 'cold'");
+    if (!later.ok) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  } while (!later.ok && std::chrono::steady_clock::now() < deadline);
+  EXPECT_TRUE(later.ok) << later.Describe();
+}
+
 }  // namespace
 }  // namespace shardgate::testing
