@@ -5,7 +5,9 @@
 #include <thread>
 
 #include "tests/proxy/sharded_fixture.h"
+#ifdef SHARDCTL_BINARY  // not in the tsan tree, which builds no tools/
 #include "tests/support/shardctl_run.h"
+#endif
 
 namespace shardgate::testing {
 namespace {
@@ -173,6 +175,7 @@ TEST_F(ShardedDirectoryTest, CopyReadsTheKeysItHasNotSeen) {
   EXPECT_EQ(HolderOf("copy_c", 1), 2) << "not in the table: the default";
 }
 
+#ifdef SHARDCTL_BINARY
 TEST_F(ShardedDirectoryTest, ShardctlRouteReadsTheTableToo) {
   SetStore("INSERT INTO tenant_shards VALUES ('route_me', 's1')");
   const std::string ctl = "--config " + env().proxy->config_path() + " route ";
@@ -186,6 +189,7 @@ TEST_F(ShardedDirectoryTest, ShardctlRouteReadsTheTableToo) {
   EXPECT_EQ(missing.code, 1) << missing.out;
   EXPECT_THAT(missing.out, ::testing::HasSubstr("no_such_table")) << missing.out;
 }
+#endif
 
 TEST_F(ShardedDirectoryTest, BadRowsAndUnreadableStoresAreClearErrors) {
   SetStore("INSERT INTO tenant_shards VALUES ('lost', 's9')");
