@@ -63,10 +63,8 @@ endif()
 # Directory routers with a `store:` table: keys read from it, cached, dropped by NOTIFY; errors;
 # shardctl route reading the same table.
 shardgate_sharded_test(sharded_directory sharded_directory_test.cc)
-# (The tsan tree builds no tools/: there the shardctl case is left out.)
+# (The tsan tree builds no tools/: there the shardctl case is skipped.)
 if(TARGET proxy_sharded_directory_test AND TARGET shardctl)
-  target_compile_definitions(proxy_sharded_directory_test PRIVATE
-                             SHARDCTL_BINARY="$<TARGET_FILE:shardctl>")
   add_dependencies(proxy_sharded_directory_test shardctl shardgate)
 endif()
 # rate_limit of a sharded database: 53400 on the routed paths (simple, extended, cross-shard).
