@@ -50,7 +50,7 @@ asio::awaitable<absl::Status> ClientSession::FetchDirectoryEntry(
   }
   auto where = [&](const absl::Status& st) {
     return PgStatus(
-        st.code() == absl::StatusCode::kOk ? "XX000" : ToPgError(st).sqlstate,
+        ToPgError(st).sqlstate,
         absl::StrCat("directory router ", spec->router, ": cannot read key ", miss.key.ToString(),
                      " from ", spec->table, " on ", spec->shard, ": ", ToPgError(st).message),
         "The store's table is read on the shard's primary as the client's user.");

@@ -13,6 +13,7 @@
 #include "conf/yaml_edit.h"
 #include "protocol/status.h"
 #include "routing/shard_map.h"
+#include "tools/shardctl/pg.h"
 #include "tools/shardctl/reshard.h"
 #include "tools/shardctl/reshard_steps.h"
 
@@ -37,20 +38,6 @@ absl::StatusOr<std::string> ReadText(const std::string& path) {
   std::ostringstream text;
   text << in.rdbuf();
   return text.str();
-}
-
-absl::Status WriteText(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    out.close();
-    if (!out) return PgStatus("58030", StrCat("cannot write ", tmp));
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) return PgStatus("58030", StrCat("cannot rename ", tmp, " to ", path, ": ", ec.message()));
-  return absl::OkStatus();
 }
 
 }  // namespace
@@ -189,11 +176,8 @@ absl::StatusOr<PinnedMap> PinKey(std::string_view yaml, const std::string& file,
   }
   ASSIGN_OR_RETURN(std::shared_ptr<const routing::ShardMap> new_map,
                    routing::ShardMap::Build(*new_db));
-  const std::string schema =
-      lower.find('.') == std::string::npos ? "" : lower.substr(0, lower.find('.'));
-  const std::string relname =
-      lower.substr(lower.find('.') == std::string::npos ? 0 : lower.find('.') + 1);
-  const routing::ShardMap::Table* nt = new_map->FindTable(schema, relname);
+  const TableName tn = SplitTable(table);
+  const routing::ShardMap::Table* nt = new_map->FindTable(tn.schema, tn.name);
   absl::StatusOr<int> routed = nt != nullptr && nt->router != nullptr
                                    ? nt->router->Route(*kv)
                                    : absl::StatusOr<int>(absl::InternalError("no router"));
@@ -256,7 +240,8 @@ int HotkeyMoveCommand(const HotkeyOptions& o, std::ostream& out, std::ostream& e
                      ": nothing to move"));
       return 0;
     }
-    if (absl::Status st = WriteText(rs.to, pinned->yaml); !st.ok()) return r.Fail(st);
+    if (absl::Status st = WriteFileAtomically(rs.to, pinned->yaml, 0644); !st.ok())
+      return r.Fail(st);
     std::vector<std::string> quoted;
     for (const auto& t : pinned->repointed) quoted.push_back(JsonString(t));
     r.Event("map",

@@ -1,7 +1,14 @@
 #include "tools/shardctl/pg.h"
 
-#include <cstdlib>
+#include <fcntl.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "protocol/status.h"
@@ -184,32 +191,26 @@ absl::StatusOr<std::map<std::string, int64_t>> CopyRouted(
   return rows;
 }
 
-// As resharding connects: see pg.h.
-absl::StatusOr<PgConn::Params> ShardPrimaryParams(const conf::Config& config,
-                                             const conf::DatabaseConfig& db,
-                                             const std::string& shard) {
-  const conf::ShardConfig* s = nullptr;
-  for (const conf::ShardConfig& c : db.shards) {
-    if (c.name == shard) s = &c;
-  }
-  if (s == nullptr) return PgStatus("42704", absl::StrCat("no shard '", shard, "'"));
-  // As resharding connects: the reshard: user (and its password, else its users: entry).
-  const conf::ReshardConfig& rc = config.reshard;
-  PgConn::Params p = {{"host", s->primary.host},
-                      {"port", std::to_string(s->primary.port)},
-                      {"dbname", s->primary.dbname.empty() ? db.name : s->primary.dbname},
+PgConn::Params PrimaryParams(const conf::Config& login, const conf::ShardConfig& shard,
+                             const std::string& database) {
+  const conf::ReshardConfig& rc = login.reshard;
+  PgConn::Params p = {{"host", shard.primary.host},
+                      {"port", std::to_string(shard.primary.port)},
+                      {"dbname", shard.primary.dbname.empty() ? database : shard.primary.dbname},
                       {"user", rc.user},
                       {"application_name", "shardctl"},
                       {"connect_timeout", "10"}};
   std::string password = rc.password;
   if (password.empty()) {
-    if (const conf::UserConfig* u = config.FindUser(rc.user)) {
+    if (const conf::UserConfig* u = login.FindUser(rc.user)) {
       const bool verifier = u->password.rfind("md5", 0) == 0 && u->password.size() == 35;
       if (!verifier && u->password.rfind("SCRAM-SHA-256$", 0) != 0) password = u->password;
     }
   }
   if (!password.empty()) p["password"] = password;
-  const conf::ServerTlsConfig& tls = config.server_tls;
+  // The proxies' server_tls applies to shardctl's own connections too (libpq's sslmode has the
+  // same meaning: verify-full matches the endpoint's host against the certificate).
+  const conf::ServerTlsConfig& tls = login.server_tls;
   if (tls.Enabled()) {
     p["sslmode"] = std::string(conf::SslModeName(tls.sslmode));
     if (!tls.root_cert.empty()) p["sslrootcert"] = tls.root_cert;
@@ -217,6 +218,44 @@ absl::StatusOr<PgConn::Params> ShardPrimaryParams(const conf::Config& config,
     if (!tls.key.empty()) p["sslkey"] = tls.key;
   }
   return p;
+}
+
+absl::StatusOr<PgConn::Params> ShardPrimaryParams(const conf::Config& config,
+                                                  const conf::DatabaseConfig& db,
+                                                  const std::string& shard) {
+  for (const conf::ShardConfig& c : db.shards) {
+    if (c.name == shard) return PrimaryParams(config, c, db.name);
+  }
+  return PgStatus("42704", absl::StrCat("no shard '", shard, "'"));
+}
+
+std::string TableName::Qualified(std::string_view object) const {
+  return schema.empty() ? QuoteIdent(object) : absl::StrCat(QuoteIdent(schema), ".", QuoteIdent(object));
+}
+
+TableName SplitTable(const std::string& table) {
+  TableName t;
+  const std::string lower = absl::AsciiStrToLower(table);
+  if (size_t dot = lower.find('.'); dot != std::string::npos) {
+    t.schema = lower.substr(0, dot);
+    t.name = lower.substr(dot + 1);
+  } else {
+    t.name = lower;
+  }
+  return t;
+}
+
+absl::Status WriteFileAtomically(const std::string& path, std::string_view text, int mode) {
+  const std::string tmp = path + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, mode);
+  if (fd < 0) return PgStatus("58030", absl::StrCat("cannot write ", tmp, ": ", strerror(errno)));
+  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  ok = ::fsync(fd) == 0 && ok;
+  ::close(fd);
+  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+    return PgStatus("58030", absl::StrCat("cannot write ", path, ": ", strerror(errno)));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace shardgate::tools

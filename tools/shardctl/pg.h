@@ -77,10 +77,26 @@ absl::StatusOr<std::map<std::string, int64_t>> CopyRouted(
     PgConn& from, std::string_view copy_out, const std::map<std::string, PgConn*>& to,
     std::string_view copy_in, const std::function<void(int64_t)>& progress = {});
 
-// libpq parameters of the primary of `shard` of `db`, logged in as the `reshard:` user (its
-// password, else its users: entry's plain password), with server_tls as sslmode/sslrootcert/...
+// libpq parameters of `shard`'s primary (dbname defaulting to `database`), logged in as
+// `login`'s `reshard:` user (its password, else its users: entry's plain password), with
+// `login`'s server_tls as sslmode/sslrootcert/...
+PgConn::Params PrimaryParams(const conf::Config& login, const conf::ShardConfig& shard,
+                             const std::string& database);
+// The same for the shard named `shard` of `db` (42704 when it has none).
 absl::StatusOr<PgConn::Params> ShardPrimaryParams(const conf::Config& config,
                                                   const conf::DatabaseConfig& db,
                                                   const std::string& shard);
+
+// A table name from the command line or the config: lower-case, schema empty = the default.
+struct TableName {
+  std::string schema, name;
+  // `object` quoted, in this table's schema when it has one.
+  std::string Qualified(std::string_view object) const;
+};
+TableName SplitTable(const std::string& table);
+
+// Writes `text` to `path` through `path`.tmp, fsync and rename, so that a reader sees the old
+// file or the new one whole. `mode` is the new file's (before the umask).
+absl::Status WriteFileAtomically(const std::string& path, std::string_view text, int mode);
 
 }  // namespace shardgate::tools

@@ -1,8 +1,5 @@
 // `shardctl reshard`: the plan (which tables and shards, by comparing the two maps' ownership
 // expressions) and the state file.
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -83,31 +80,7 @@ absl::StatusOr<PgConn::Params> Plan::ShardParams(const std::string& shard) const
   const conf::ShardConfig* s = FindShard(*new_config->FindDatabase(database), shard);
   if (s == nullptr) s = FindShard(*old_config->FindDatabase(database), shard);
   if (s == nullptr) return PgStatus("42704", absl::StrCat("no shard '", shard, "'"));
-  const conf::ReshardConfig& rc = old_config->reshard;
-  PgConn::Params p = {{"host", s->primary.host},
-                      {"port", std::to_string(s->primary.port)},
-                      {"dbname", s->primary.dbname.empty() ? database : s->primary.dbname},
-                      {"user", rc.user},
-                      {"application_name", "shardctl"},
-                      {"connect_timeout", "10"}};
-  std::string password = rc.password;
-  if (password.empty()) {
-    if (const conf::UserConfig* u = old_config->FindUser(rc.user)) {
-      const bool verifier = u->password.rfind("md5", 0) == 0 && u->password.size() == 35;
-      if (!verifier && u->password.rfind("SCRAM-SHA-256$", 0) != 0) password = u->password;
-    }
-  }
-  if (!password.empty()) p["password"] = password;
-  // The proxies' server_tls applies to shardctl's own connections too (libpq's sslmode has the
-  // same meaning: verify-full matches the endpoint's host against the certificate).
-  const conf::ServerTlsConfig& tls = old_config->server_tls;
-  if (tls.Enabled()) {
-    p["sslmode"] = std::string(conf::SslModeName(tls.sslmode));
-    if (!tls.root_cert.empty()) p["sslrootcert"] = tls.root_cert;
-    if (!tls.cert.empty()) p["sslcert"] = tls.cert;
-    if (!tls.key.empty()) p["sslkey"] = tls.key;
-  }
-  return p;
+  return PrimaryParams(*old_config, *s, database);
 }
 
 absl::StatusOr<Plan> BuildPlan(const std::string& old_path, const std::string& new_path,
@@ -250,17 +223,7 @@ absl::Status State::Save() const {
       << (last_commit_us.count(k) ? last_commit_us.at(k) : 0) << "\n";
   }
   for (const auto& [k, v] : facts) o << "fact " << k << " " << v << "\n";
-  const std::string text = o.str();
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  if (fd < 0) return PgStatus("58030", absl::StrCat("cannot write ", tmp, ": ", strerror(errno)));
-  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
-  ok = ::fsync(fd) == 0 && ok;
-  ::close(fd);
-  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    return PgStatus("58030", absl::StrCat("cannot write ", path, ": ", strerror(errno)));
-  }
-  return absl::OkStatus();
+  return WriteFileAtomically(path, o.str(), 0600);
 }
 
 uint64_t ParseLsn(std::string_view text) {

@@ -22,25 +22,6 @@ using absl::StrCat;
 // misses 1000 in a row with probability ((n-1)/n)^1000.
 constexpr int kMaxTries = 1000;
 
-struct TableName {
-  std::string schema, name;  // lower-case; schema empty = the default (public)
-  std::string Qualified(std::string_view object) const {
-    return schema.empty() ? QuoteIdent(object)
-                          : StrCat(QuoteIdent(schema), ".", QuoteIdent(object));
-  }
-};
-
-TableName SplitTable(const std::string& table) {
-  TableName t;
-  const std::string lower = absl::AsciiStrToLower(table);
-  if (size_t dot = lower.find('.'); dot != std::string::npos) {
-    t.schema = lower.substr(0, dot);
-    t.name = lower.substr(dot + 1);
-  } else {
-    t.name = lower;
-  }
-  return t;
-}
 
 // A range router's ranges of `shard` from its settings, as [from, to) with the gaps filled as
 // the router reads them (a missing `from` continues the previous range).
