@@ -153,6 +153,12 @@ struct DatabaseConfig {
   std::map<std::string, TableConfig> tables;  // key: table name, lower-cased
   QueryCacheConfig query_cache;
   std::optional<RateLimitConfig> rate_limit;
+  // Simple-protocol reads on one shard whose literals are all compared with columns
+  // (`WHERE id = 42`) run as statements prepared on the server (Parse once per connection,
+  // then Bind/Execute), which saves the server's parse and plan. Off by default: like any
+  // prepared statement, one whose result type an ALTER changed fails once with 0A000 (its
+  // server connection is then closed, and the next run prepares it anew).
+  bool prepare_reads = false;
   Mark mark;
 
   const ShardConfig* FindShard(std::string_view name) const;

@@ -189,6 +189,7 @@ DatabaseConfig ReadDatabase(const std::string& name, const Mark& name_mark, cons
          {{"round_robin", ReplicaBalance::kRoundRobin},
           {"least_outstanding", ReplicaBalance::kLeastOutstanding}});
   r.Dur("max_replica_lag", &db.max_replica_lag);
+  r.Bool("prepare_reads", &db.prepare_reads);
   if (r.Dur("health_check_interval", &db.health_check_interval) &&
       db.health_check_interval.count() == 0) {
     problems.Add(r.Get("health_check_interval")->mark,

@@ -21,6 +21,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/types/span.h"
 #include "conf/config.h"
 #include "routing/analysis_cache.h"
@@ -96,6 +97,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
     kInjectReady,          // ReadyForQuery with the server's (or idle) transaction status
     kInjectRaw,            // `name` holds whole messages made by the proxy (errors, notices)
     kRaise,  // a Query the proxy sent to fail the server's transaction: only its error is forwarded
+    kSwallowBind,  // a Bind the proxy made (prepare_reads): BindComplete is not forwarded
   };
   struct Item {
     Expect kind;
@@ -325,6 +327,10 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   asio::awaitable<bool> FlushServer();
   asio::awaitable<void> ReleaseIfIdle();
   absl::Status HandleClientFrame(const protocol::Frame& frame);
+  // prepare_reads (session_loop.cc): arms prepared_read_ when the analysed simple Query
+  // qualifies (copying what it needs: the analysis cache's views end at its next call); sends it.
+  bool ArmPreparedRead(std::string_view sql, const routing::AnalysisCache::Result& analyzed);
+  void SendPreparedRead(ServerConnection& conn);
   void Push(Expect kind, std::string name = {});
   void ProcessServerFrame(ServerConnection& conn, const protocol::Frame& frame);
   void DrainInjected();
@@ -407,7 +413,19 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   bool cache_on_ = false;
   absl::flat_hash_set<CacheTag> cache_writes_;
   std::optional<CacheFill> fill_;
-  std::optional<CacheFill> fill_pending_;  // made by CacheLookup, armed once routed
+  std::optional<CacheFill> fill_pending_;
+  // prepare_reads: the simple Query that RouteQuery (or HandleClientFrame, unsharded) chose to
+  // send as Parse (once per server connection) + Bind/Describe/Execute/Sync of a server
+  // statement. The buffers are reused: nothing is allocated per statement.
+  struct PreparedRead {
+    bool armed = false;
+    size_t query_size = 0;  // the Query's SQL length, to be sure HandleClientFrame has the same
+    std::string sql;        // the normalized statement (literal i = $(i + 1))
+    absl::InlinedVector<uint32_t, 8> types;
+    std::string name;  // sg_<hash of sql and types>, as a client's Parse of it would be named
+    std::string bind;  // the whole Bind message
+  };
+  PreparedRead prepared_read_;  // made by CacheLookup, armed once routed
   std::optional<CachedPortal> cached_portal_;
 
   // Sharded databases only (topology_ set).

@@ -14,6 +14,7 @@
 #include "absl/strings/strip.h"
 #include "protocol/encoder.h"
 #include "protocol/messages.h"
+#include "routing/prepared_reads.h"
 #include "proxy/cancel_registry.h"
 #include "proxy/client_session.h"
 #include "proxy/pool.h"
@@ -38,11 +39,18 @@ bool IsInject(uint8_t kind) { return kind >= 9 && kind <= 13; }
 
 // The server-side name of a client's prepared statement: the same SQL and parameter types give
 // the same name on every server, so a statement prepared once is reused by every client.
+void AppendServerStatementName(std::string& out, std::string_view sql,
+                               std::span<const uint32_t> param_types) {
+  size_t h = absl::HashOf(Av(sql), absl::string_view(
+                                       reinterpret_cast<const char*>(param_types.data()),
+                                       param_types.size() * sizeof(uint32_t)));
+  absl::StrAppend(&out, "sg_", absl::Hex(h, absl::kZeroPad16));
+}
+
 std::string ServerStatementNameFor(const p::Parse& parse) {
-  size_t h = absl::HashOf(Av(parse.sql), absl::string_view(
-                                             reinterpret_cast<const char*>(parse.param_types.data()),
-                                             parse.param_types.size() * sizeof(uint32_t)));
-  return absl::StrCat("sg_", absl::Hex(h, absl::kZeroPad16));
+  std::string name;
+  AppendServerStatementName(name, parse.sql, parse.param_types);
+  return name;
 }
 
 namespace {
@@ -565,6 +573,11 @@ void ClientSession::ProcessServerFrame(ServerConnection& conn, const protocol::F
       }
       if (auto fields = p::ParseErrorFields(frame.body); fields.ok()) {
         CountError(fields->SqlState());
+        if (head.kind == Expect::kSwallowBind && fields->SqlState() == "0A000") {
+          // "cached plan must not change result type": a prepare_reads statement outlived an
+          // ALTER of its table. Closing the connection drops it; the next one prepares anew.
+          conn.MarkBroken();
+        }
       }
       forward();
       if (head.kind == Expect::kQuery) break;  // ReadyForQuery ends it
@@ -644,8 +657,8 @@ void ClientSession::ProcessServerFrame(ServerConnection& conn, const protocol::F
       if (head.kind == Expect::kParse || head.kind == Expect::kSwallowParse) expected_.pop_front();
       break;
     case p::be::kBindComplete:
-      forward();
-      if (head.kind == Expect::kBind) expected_.pop_front();
+      if (head.kind != Expect::kSwallowBind) forward();
+      if (head.kind == Expect::kBind || head.kind == Expect::kSwallowBind) expected_.pop_front();
       break;
     case p::be::kCloseComplete:
       forward();
@@ -746,6 +759,18 @@ absl::Status ClientSession::HandleClientFrame(const protocol::Frame& frame) {
   switch (type) {
     case p::fe::kQuery: {
       ASSIGN_OR_RETURN(p::Query q, p::ParseQuery(frame.body));
+      if (!topology_ && db_->prepare_reads && !prepared_read_.armed && !fill_pending_) {
+        // Unsharded databases are not analysed for routing; prepare_reads analyses here.
+        if (auto analyzed = worker_.analysis_cache().Analyze(q.sql); analyzed.ok()) {
+          ArmPreparedRead(q.sql, *analyzed);
+        }
+      }
+      if (prepared_read_.armed && prepared_read_.query_size == q.sql.size()) {
+        prepared_read_.armed = false;
+        SendPreparedRead(conn);
+        return absl::OkStatus();
+      }
+      prepared_read_.armed = false;
       std::string_view rest = q.sql;
       std::string word = Lower(FirstWord(rest));
       if (word == "deallocate") {
@@ -863,6 +888,58 @@ absl::Status ClientSession::HandleClientFrame(const protocol::Frame& frame) {
       return PgStatus("08P01", absl::StrCat("invalid frontend message type ",
                                             static_cast<int>(static_cast<unsigned char>(type))));
   }
+}
+
+bool ClientSession::ArmPreparedRead(std::string_view sql,
+                                    const routing::AnalysisCache::Result& analyzed) {
+  PreparedRead& r = prepared_read_;
+  r.armed = false;
+  // Not in the middle of the client's own extended-protocol batch: a Query there must not end
+  // it with a Sync of the proxy's (nor replace its unnamed portal).
+  if (skip_until_sync_ ||
+      (!expected_.empty() && expected_.back().kind != Expect::kQuery &&
+       expected_.back().kind != Expect::kSync)) {
+    return false;
+  }
+  if (analyzed.normalized.empty() ||
+      !routing::ReadParameterTypes(*analyzed.analysis, analyzed.literals, analyzed.max_param,
+                                   r.types)) {
+    return false;
+  }
+  r.query_size = sql.size();
+  r.sql.assign(analyzed.normalized);
+  r.name.clear();
+  AppendServerStatementName(r.name, r.sql, r.types);
+  r.bind.clear();
+  p::MessageWriter w(r.bind);
+  w.Begin(p::fe::kBind).CString("").CString(r.name).Int16(0);  // unnamed portal, all text
+  w.Int16(static_cast<int16_t>(analyzed.literals.size()));
+  for (const routing::Literal& literal : analyzed.literals) {
+    w.Int32(static_cast<int32_t>(literal.value.size())).Bytes(literal.value);
+  }
+  w.Int16(0);  // results in text, as a simple Query gets them
+  w.End();
+  r.armed = true;
+  return true;
+}
+
+void ClientSession::SendPreparedRead(ServerConnection& conn) {
+  PreparedRead& r = prepared_read_;
+  if (!conn.prepared().contains(r.name)) {
+    p::AppendParse(server_out_, r.name, r.sql, r.types);
+    conn.prepared().insert(r.name);
+    Push(Expect::kSwallowParse, r.name);
+  }
+  server_out_.append(r.bind);
+  p::AppendDescribe(server_out_, 'P', "");
+  p::AppendExecute(server_out_, "", 0);
+  p::AppendSync(server_out_);
+  // The client sees what a simple Query gets: RowDescription, DataRows, CommandComplete (or
+  // ErrorResponse), ReadyForQuery.
+  Push(Expect::kSwallowBind);
+  Push(Expect::kDescribe);
+  Push(Expect::kExecute);
+  Push(Expect::kSync);
 }
 
 asio::awaitable<absl::Status> ClientSession::TakeRateToken() {

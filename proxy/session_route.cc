@@ -292,6 +292,7 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::Target(const routing::Route
 }
 
 asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteQuery(std::string_view sql) {
+  prepared_read_.armed = false;
   // Session hints and settings of the proxy itself never reach a server.
   {
     std::string_view rest = StripSpace(sql);
@@ -448,9 +449,14 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteQuery(std::string_view
     if (fill && done.ok()) StoreFanOutAnswer(std::move(*fill), start, flushes);
     co_return done;
   }
+  // prepare_reads: decided now, while the analysis cache still holds this statement's literals
+  // (Target may wait for a server, and other sessions use the cache meanwhile).
+  const bool prepare = db_->prepare_reads && !fill_pending_ && !plan->write &&
+                       ArmPreparedRead(sql, *analyzed);
   absl::StatusOr<bool> routed = co_await Target(*plan, false);
   if (fill_pending_ && routed.ok() && *routed) ArmCacheFill();
   fill_pending_.reset();
+  if (prepare && !(routed.ok() && *routed)) prepared_read_.armed = false;
   co_return routed;
 }
 

@@ -59,26 +59,31 @@ absl::StatusOr<AnalysisCache::Result> AnalysisCache::Exact(std::string_view sql)
   std::string key = ExactKey(sql);
   if (Entry* e = Find(key); e != nullptr && e->analysis != nullptr) {
     ++hits_;
-    return Result{e->analysis, {}, true};
+    return Result{e->analysis, {}, {}, 0, true};
   }
   ++misses_;
   ASSIGN_OR_RETURN(std::shared_ptr<const Analysis> a, routing::Analyze(sql));
   Put(std::move(key), a);
-  return Result{std::move(a), {}, false};
+  return Result{std::move(a), {}, {}, 0, false};
+}
+
+std::string_view AnalysisCache::NormalizedSql() const {
+  // norm_.text is the SQL, a NUL, then max_param.
+  return std::string_view(norm_.text.c_str());
 }
 
 absl::StatusOr<AnalysisCache::Result> AnalysisCache::Analyze(std::string_view sql) {
   if (sql.size() > kMaxCachedLength) {
     ++misses_;
     ASSIGN_OR_RETURN(std::shared_ptr<const Analysis> a, routing::Analyze(sql));
-    return Result{std::move(a), {}, false};
+    return Result{std::move(a), {}, {}, 0, false};
   }
   NormalizeInto(sql, norm_);
   if (Entry* e = Find(norm_.text)) {
     if (e->analysis == nullptr) return Exact(sql);
     if (PinsMatch(*e->analysis, norm_.literals)) {
       ++hits_;
-      return Result{e->analysis, norm_.literals, true};
+      return Result{e->analysis, norm_.literals, NormalizedSql(), norm_.max_param, true};
     }
   }
   ++misses_;
@@ -90,10 +95,10 @@ absl::StatusOr<AnalysisCache::Result> AnalysisCache::Analyze(std::string_view sq
     if (!exact.ok()) return exact.status();
     Put(norm_.text, nullptr);
     Put(ExactKey(sql), *exact);
-    return Result{std::move(*exact), {}, false};
+    return Result{std::move(*exact), {}, {}, 0, false};
   }
   Put(norm_.text, *a);
-  return Result{std::move(*a), norm_.literals, false};
+  return Result{std::move(*a), norm_.literals, NormalizedSql(), norm_.max_param, false};
 }
 
 absl::StatusOr<PreparedAnalysis> AnalysisCache::Prepare(std::string_view sql) {

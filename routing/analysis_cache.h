@@ -37,6 +37,11 @@ class AnalysisCache {
     std::shared_ptr<const Analysis> analysis;
     // The literals of `sql` for PlanInput::literals; valid until the next call on this cache.
     std::span<const Literal> literals;
+    // The statement with literal i as $(max_param + 1 + i) and comments dropped (what the
+    // analysis was made from), when `literals` are its slots; empty otherwise. Valid as long as
+    // `literals`.
+    std::string_view normalized;
+    int max_param = 0;
     bool hit = false;
   };
 
@@ -61,6 +66,7 @@ class AnalysisCache {
   Entry* Find(std::string_view key);
   void Put(std::string key, std::shared_ptr<const Analysis> analysis);
   absl::StatusOr<Result> Exact(std::string_view sql);
+  std::string_view NormalizedSql() const;
 
   size_t capacity_;
   List lru_;  // front = most recently used

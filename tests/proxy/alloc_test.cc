@@ -52,16 +52,20 @@ class AllocTest : public ::testing::Test {
     const int port = FreePort();
     auto proxy = ShardgateProcess::Start(
         cluster_->ShardgateYaml(port, "transaction",
-                                "    routers:\n"
-                                "      by_id: {type: modulo, hash: postgres, shards: [s0]}\n"
-                                "    tables:\n"
-                                "      accounts: {key: id, router: by_id}\n"),
+                                absl::StrCat(
+                                    "    routers:\n"
+                                    "      by_id: {type: modulo, hash: postgres, shards: [s0]}\n"
+                                    "    tables:\n"
+                                    "      accounts: {key: id, router: by_id}\n",
+                                    ExtraYaml())),
         port);
     unsetenv("SHARDGATE_BIN");
     unsetenv("SHARDGATE_ALLOC_REPORT");
     ASSERT_OK(proxy.status());
     proxy_ = std::move(*proxy);
   }
+
+  virtual std::string ExtraYaml() const { return ""; }
 
   // Allocations per transaction of `run(i)` over kTransactions, after kWarmup of them.
   double PerTransaction(const std::function<absl::Status(int)>& run) {
@@ -131,6 +135,35 @@ TEST_F(AllocTest, SteadyStateAllocatesNothingPerTransaction) {
   EXPECT_LT(extended, 0.05);
   EXPECT_GE(named, 0);
   EXPECT_LT(named, 0.05);
+}
+
+// prepare_reads: the simple reads run as Bind/Execute of a statement prepared on the server,
+// built in the session's reused buffers.
+class AllocPrepareReadsTest : public AllocTest {
+ protected:
+  std::string ExtraYaml() const override { return "    prepare_reads: true\n"; }
+};
+
+TEST_F(AllocPrepareReadsTest, PreparedReadsAllocateNothingPerTransaction) {
+  auto conn = PgConn::Connect(proxy_->ConnString());
+  ASSERT_OK(conn.status());
+  const double simple = PerTransaction([&](int i) -> absl::Status {
+    PgResult res(PQexec(conn->get(), absl::StrCat("SELECT balance FROM accounts WHERE id = ",
+                                                  i % 1000 + 1).c_str()));
+    RETURN_IF_ERROR(ResultStatus(res.get(), conn->get()));
+    if (PQntuples(res.get()) != 1 || Cell(res.get(), 0, 0) != std::to_string(i % 1000 + 1)) {
+      return absl::InternalError("wrong answer");
+    }
+    return absl::OkStatus();
+  });
+  // They did run prepared: the statement is on the server connection that served them (one
+  // client asking one thing at a time gets the same idle server connection back each time).
+  auto n = conn->Scalar("SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'sg%'");
+  ASSERT_OK(n.status());
+  EXPECT_EQ(*n, "1") << "the statement prepare_reads prepared is not on the server";
+  std::cerr << "allocations per transaction, simple reads prepared: " << simple << "\n";
+  EXPECT_GE(simple, 0);
+  EXPECT_LT(simple, 0.05);
 }
 
 }  // namespace

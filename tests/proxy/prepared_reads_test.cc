@@ -1,0 +1,241 @@
+// prepare_reads: simple-protocol reads whose literals are compared with columns run as
+// statements prepared on the server. The client must not be able to tell: every statement of a
+// corpus (literal types PostgreSQL infers differently, strings typed by their column, errors in
+// Parse and in Bind, statements that must not be rewritten) gives through shardgate, unsharded
+// and routed, what it gives straight from PostgreSQL, seven times over (the server switches to a
+// generic plan after five), and the server really holds the prepared statements.
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "tests/proxy/proxy_fixture.h"
+
+namespace shardgate::testing {
+namespace {
+
+// Everything a client sees of one statement's answer.
+struct Answer {
+  std::string sqlstate;  // "" when it succeeded
+  std::string message;
+  std::string tag;
+  std::vector<std::string> names;
+  std::vector<Oid> types;
+  std::vector<std::vector<std::string>> rows;
+
+  bool operator==(const Answer&) const = default;
+  // The same but for an error's message: the routed proxy checks a shard key's type itself
+  // (22P02 in its own words).
+  bool SameButMessage(const Answer& o) const {
+    Answer a = *this;
+    a.message = o.message;
+    return a == o;
+  }
+  std::string Describe() const {
+    if (!sqlstate.empty()) return absl::StrCat("ERROR ", sqlstate, ": ", message);
+    std::string out = absl::StrCat(tag, " [", absl::StrJoin(names, ", "), "] types [",
+                                   absl::StrJoin(types, ", "), "]");
+    for (const auto& row : rows) absl::StrAppend(&out, " (", absl::StrJoin(row, " | "), ")");
+    return out;
+  }
+};
+
+Answer Ask(const PgConn& conn, const std::string& sql) {
+  PgResult res(PQexec(conn.get(), sql.c_str()));
+  Answer a;
+  const absl::Status st = ResultStatus(res.get(), conn.get());
+  if (!st.ok()) {
+    a.sqlstate = std::string(SqlState(st));
+    if (const char* m = PQresultErrorField(res.get(), PG_DIAG_MESSAGE_PRIMARY)) a.message = m;
+    return a;
+  }
+  a.tag = PQcmdStatus(res.get());
+  for (int c = 0; c < PQnfields(res.get()); ++c) {
+    a.names.emplace_back(PQfname(res.get(), c));
+    a.types.push_back(PQftype(res.get(), c));
+  }
+  a.rows = PgConn::RowsOf(res.get());
+  return a;
+}
+
+// The same one server behind an unsharded shardgate (this suite's) and a routed one (a modulo
+// router over the one shard, as the benchmark runs it), both with prepare_reads; one worker and
+// one server connection each, so what one statement prepared the next finds.
+constexpr char kPrepare[] = "    prepare_reads: true\n";
+constexpr char kRouted[] = R"(    prepare_reads: true
+    default_shard: s0
+    routers:
+      by_id: {type: modulo, hash: postgres, shards: [s0]}
+    tables:
+      pr_items: {key: id, router: by_id}
+)";
+
+class PreparedReadsTest : public ProxySuite<PreparedReadsTest> {
+ public:
+  static ProxyEnvOptions Options() {
+    ProxyEnvOptions o;
+    o.pool_size = 1;
+    o.workers = 1;
+    o.extra_database_yaml = kPrepare;
+    return o;
+  }
+
+ protected:
+  static void SetUpTestSuite() {
+    ProxySuite<PreparedReadsTest>::SetUpTestSuite();
+    if (!start_status_.ok()) return;
+    ProxyEnvOptions routed = Options();
+    routed.extra_database_yaml = kRouted;
+    auto proxy = env().StartExtraProxy(routed);
+    if (!proxy.ok()) return FailSetUp(proxy.status(), "the routed shardgate");
+    routed_ = std::move(*proxy);
+    auto direct = PgConn::Connect(env().DirectConnString());
+    if (!direct.ok()) return FailSetUp(direct.status(), "connecting to PostgreSQL");
+    absl::Status loaded = direct->Exec(R"(
+      DROP TABLE IF EXISTS pr_items, pr_altered;
+      DROP TYPE IF EXISTS pr_color;
+      CREATE TYPE pr_color AS ENUM ('red', 'green');
+      CREATE TABLE pr_items (id int PRIMARY KEY, big bigint, name text, code char(4),
+                             price numeric(10, 2), color pr_color, at date, uid uuid,
+                             score float8);
+      INSERT INTO pr_items
+        SELECT i, i * 1000000000::bigint, 'n' || i, 'c' || i, i * 1.5,
+               CASE WHEN i % 2 = 0 THEN 'red'::pr_color ELSE 'green' END,
+               date '2024-02-27' + i, md5(i::text)::uuid, i / 4.0
+        FROM generate_series(1, 20) i;
+      INSERT INTO pr_items (id, name) VALUES (21, 'it''s'), (22, E'tab\there'), (23, 'dollar');
+      CREATE TABLE pr_altered (id int PRIMARY KEY, name text);
+      INSERT INTO pr_altered VALUES (1, 'one');)");
+    if (!loaded.ok()) FailSetUp(loaded, "loading the tables");
+  }
+  static void TearDownTestSuite() {
+    routed_.reset();
+    ProxySuite<PreparedReadsTest>::TearDownTestSuite();
+  }
+  static inline std::unique_ptr<ShardgateProcess> routed_;
+};
+
+// Statements the proxy runs prepared and statements it must send as written: both kinds must
+// answer as PostgreSQL does.
+const std::vector<std::string>& Corpus() {
+  static const std::vector<std::string> corpus = {
+      "SELECT name FROM pr_items WHERE id = 3",
+      "SELECT id, name FROM pr_items WHERE id IN (1, 2, 3) ORDER BY id",
+      "SELECT id FROM pr_items WHERE (id = 4 OR id = 5) ORDER BY id",
+      "SELECT id FROM pr_items WHERE id = ANY(ARRAY[6, 7]) ORDER BY id",
+      "SELECT count(*), sum(price), avg(score) FROM pr_items WHERE name = 'n8'",
+      "SELECT id FROM pr_items WHERE big = 3000000000",            // int8 literal
+      "SELECT id FROM pr_items WHERE big = 99999999999999999999",  // numeric literal
+      "SELECT id FROM pr_items WHERE id = 3000000000",             // int4 column, int8 literal
+      "SELECT id, price FROM pr_items WHERE price = 4.50",
+      "SELECT id FROM pr_items WHERE price = 45e-1",
+      "SELECT id FROM pr_items WHERE score = 0.75",
+      "SELECT id, code FROM pr_items WHERE code = 'c2'",  // char(4): padded comparison
+      "SELECT id FROM pr_items WHERE color = 'red' AND id = 2",
+      "SELECT id FROM pr_items WHERE color = 'blue'",  // 22P02 from the enum, at Bind
+      "SELECT id FROM pr_items WHERE at = '2024-03-01'",
+      "SELECT id FROM pr_items WHERE uid = 'c4ca4238-a0b9-3382-0dcc-509a6f75849b'",
+      "SELECT id FROM pr_items WHERE id = '7'",   // a string typed by its column
+      "SELECT id FROM pr_items WHERE id = 'x'",   // 22P02
+      "SELECT id FROM pr_items WHERE name = 'it''s'",
+      "SELECT id FROM pr_items WHERE name = E'tab\\there'",
+      "SELECT id FROM pr_items WHERE name = $$dollar$$",
+      "SELECT id FROM pr_items WHERE name = 'n1' COLLATE \"C\"",
+      "SELECT id FROM pr_items WHERE id = 5::bigint",
+      "SELECT id FROM pr_items WHERE name = '9'::text",
+      "SELECT a.id, b.name FROM pr_items a JOIN pr_items b ON b.id = a.id WHERE a.id = 4",
+      "SELECT id FROM pr_items WHERE id = (SELECT 2)",
+      "SELECT id, name FROM pr_items WHERE id = 2;",
+      "/* a comment */ SELECT name FROM pr_items WHERE id = 2 -- and another",
+      "SELECT nosuch FROM pr_items WHERE id = 1",  // 42703, from Parse
+      "SELECT id FROM pr_nosuch WHERE id = 1",     // 42P01, from Parse
+      "SELECT id FROM pr_items WHERE id = 1 AND 1 / (id - 1) = 0",  // 22012, at Execute
+      // Sent as written: a literal that is not a column's comparison value, SELECT *, negation,
+      // several statements, no literal at all.
+      "SELECT 1",
+      "SELECT 'x' AS v, id FROM pr_items WHERE id = 1",
+      "SELECT * FROM pr_items WHERE id = 1",
+      "SELECT id FROM pr_items WHERE id = 1 LIMIT 1",
+      "SELECT id FROM pr_items WHERE id = -1",
+      "SELECT id FROM pr_items WHERE id > 18 ORDER BY 1",
+      "SELECT id FROM pr_items WHERE id = 1; SELECT 2",
+      "SELECT count(*) FROM pr_items",
+  };
+  return corpus;
+}
+
+TEST_F(PreparedReadsTest, EveryStatementAnswersAsPostgresDoes) {
+  ASSERT_OK_AND_ASSIGN(PgConn direct, PgConn::Connect(env().DirectConnString()));
+  ASSERT_OK_AND_ASSIGN(PgConn plain, env().Connect());
+  ASSERT_OK_AND_ASSIGN(PgConn routed, PgConn::Connect(routed_->ConnString("app", kScramUser,
+                                                                          kScramPassword)));
+  for (const std::string& sql : Corpus()) {
+    const Answer want = Ask(direct, sql);
+    for (int round = 0; round < 7; ++round) {
+      const Answer got = Ask(plain, sql);
+      EXPECT_EQ(got, want) << sql << " (unsharded, round " << round << ")\n  got:  "
+                           << got.Describe() << "\n  want: " << want.Describe();
+      const Answer got_routed = Ask(routed, sql);
+      EXPECT_TRUE(got_routed.SameButMessage(want)) << sql << " (routed, round " << round << ")\n  got:  "
+                                  << got_routed.Describe() << "\n  want: " << want.Describe();
+      if (got != want || !got_routed.SameButMessage(want)) break;
+    }
+  }
+  // The reads above ran prepared: their statements are on the server (the one connection of
+  // each proxy), named as shardgate names prepared statements, with the literals' types.
+  for (const PgConn* conn : {&plain, &routed}) {
+    auto types = conn->Rows(
+        "SELECT DISTINCT parameter_types::text FROM pg_prepared_statements "
+        "WHERE name LIKE 'sg\\_%' ORDER BY 1");
+    ASSERT_OK(types);
+    std::vector<std::string> got;
+    for (const auto& row : *types) got.push_back(row[0]);
+    EXPECT_THAT(got, ::testing::IsSupersetOf({"{integer}", "{bigint}", "{numeric}", "{text}",
+                                              "{pr_color,integer}"}))
+        << absl::StrJoin(got, " ");
+  }
+  EXPECT_TRUE(env().ProxyAlive()) << env().ProxyLogTail();
+}
+
+TEST_F(PreparedReadsTest, ErrorsInATransactionAreThoseOfPostgres) {
+  ASSERT_OK_AND_ASSIGN(PgConn direct, PgConn::Connect(env().DirectConnString()));
+  ASSERT_OK_AND_ASSIGN(PgConn plain, env().Connect());
+  const std::vector<std::string> script = {
+      "BEGIN",
+      "SELECT name FROM pr_items WHERE id = 3",
+      "SELECT id FROM pr_items WHERE id = 'x'",  // fails the transaction
+      "SELECT name FROM pr_items WHERE id = 3",  // 25P02
+      "ROLLBACK",
+      "SELECT name FROM pr_items WHERE id = 3",
+  };
+  for (const std::string& sql : script) {
+    const Answer want = Ask(direct, sql);
+    const Answer got = Ask(plain, sql);
+    EXPECT_EQ(got, want) << sql << "\n  got:  " << got.Describe() << "\n  want: "
+                         << want.Describe();
+    EXPECT_EQ(PQtransactionStatus(plain.get()), PQtransactionStatus(direct.get())) << sql;
+  }
+}
+
+// The cost of a prepared statement: an ALTER that changes its result type makes its next run
+// fail (0A000, as any prepared statement in PostgreSQL). The proxy closes that server
+// connection, so the statement after it is prepared anew and answers.
+TEST_F(PreparedReadsTest, AnAlteredResultTypeFailsOnceThenPreparesAnew) {
+  ASSERT_OK_AND_ASSIGN(PgConn direct, PgConn::Connect(env().DirectConnString()));
+  ASSERT_OK_AND_ASSIGN(PgConn plain, env().Connect());
+  const std::string read = "SELECT name FROM pr_altered WHERE id = 1";
+  auto first = plain.Scalar(read);
+  ASSERT_OK(first);
+  EXPECT_EQ(*first, "one");
+  ASSERT_OK(direct.Exec("ALTER TABLE pr_altered ALTER COLUMN name TYPE varchar(10)"));
+  const Answer failed = Ask(plain, read);
+  EXPECT_EQ(failed.sqlstate, "0A000") << failed.Describe();
+  EXPECT_THAT(failed.message, ::testing::HasSubstr("cached plan must not change result type"));
+  const Answer again = Ask(plain, read);
+  EXPECT_EQ(again.sqlstate, "") << again.Describe();
+  EXPECT_EQ(again.rows, (std::vector<std::vector<std::string>>{{"one"}}));
+  EXPECT_EQ(again.types, std::vector<Oid>{1043}) << "varchar now";
+}
+
+}  // namespace
+}  // namespace shardgate::testing
