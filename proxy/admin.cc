@@ -276,6 +276,8 @@ void ShowConfig(Runtime& runtime, std::string& out) {
                     "yes"});
     rows.push_back({absl::StrCat("databases.", name, ".shards"), Num(db.shards.size()), "",
                     "yes"});
+    rows.push_back({absl::StrCat("databases.", name, ".prepare_reads"),
+                    db.prepare_reads ? "on" : "off", "off", "yes"});
   }
   AppendTable(out, {"key", "value", "default", "changeable"}, rows);
 }

@@ -230,6 +230,10 @@ asio::awaitable<std::string> RenderMetrics(Runtime& runtime) {
   Family routed("shardgate_routed_total",
                 "Statements (and cross-shard legs) sent to a shard, by server role",
                 MetricType::Counter);
+  Family prepared_reads("shardgate_prepared_reads_total",
+                        "Simple-protocol reads run as statements prepared on the server "
+                        "(prepare_reads)",
+                        MetricType::Counter);
   Family rate_limited("shardgate_rate_limited_total",
                       "Queries a rate_limit (of the user or of the database) refused or delayed",
                       MetricType::Counter);
@@ -245,6 +249,7 @@ asio::awaitable<std::string> RenderMetrics(Runtime& runtime) {
     xacts.Add({{"database", db}, {"user", user}}, static_cast<double>(st.xacts));
     received.Add({{"database", db}, {"user", user}}, static_cast<double>(st.received));
     sent.Add({{"database", db}, {"user", user}}, static_cast<double>(st.sent));
+    prepared_reads.Add({{"database", db}, {"user", user}}, static_cast<double>(st.prepared_reads));
     if (st.rate_refused > 0 || st.rate_queued > 0) {
       rate_limited.Add({{"database", db}, {"user", user}, {"action", "refused"}},
                        static_cast<double>(st.rate_refused));
@@ -272,7 +277,8 @@ asio::awaitable<std::string> RenderMetrics(Runtime& runtime) {
         {static_cast<uint64_t>(st.latency_count), std::numeric_limits<double>::infinity()});
     latency.metric.push_back(std::move(h));
   }
-  for (Family* f : {&queries, &xacts, &received, &sent, &spread, &routed, &rate_limited}) {
+  for (Family* f :
+       {&queries, &xacts, &received, &sent, &prepared_reads, &spread, &routed, &rate_limited}) {
     out.push_back(std::move(f->f));
   }
   out.push_back(std::move(latency));

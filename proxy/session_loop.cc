@@ -925,6 +925,7 @@ bool ClientSession::ArmPreparedRead(std::string_view sql,
 
 void ClientSession::SendPreparedRead(ServerConnection& conn) {
   PreparedRead& r = prepared_read_;
+  if (stats_) ++stats_->prepared_reads;
   if (!conn.prepared().contains(r.name)) {
     p::AppendParse(server_out_, r.name, r.sql, r.types);
     conn.prepared().insert(r.name);

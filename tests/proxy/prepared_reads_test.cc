@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "tests/proxy/http_get.h"
 #include "tests/proxy/proxy_fixture.h"
 
 namespace shardgate::testing {
@@ -77,6 +78,7 @@ class PreparedReadsTest : public ProxySuite<PreparedReadsTest> {
     o.pool_size = 1;
     o.workers = 1;
     o.extra_database_yaml = kPrepare;
+    o.admin_http_port = http_port_;
     return o;
   }
 
@@ -86,6 +88,7 @@ class PreparedReadsTest : public ProxySuite<PreparedReadsTest> {
     if (!start_status_.ok()) return;
     ProxyEnvOptions routed = Options();
     routed.extra_database_yaml = kRouted;
+    routed.admin_http_port = 0;
     auto proxy = env().StartExtraProxy(routed);
     if (!proxy.ok()) return FailSetUp(proxy.status(), "the routed shardgate");
     routed_ = std::move(*proxy);
@@ -113,6 +116,7 @@ class PreparedReadsTest : public ProxySuite<PreparedReadsTest> {
     ProxySuite<PreparedReadsTest>::TearDownTestSuite();
   }
   static inline std::unique_ptr<ShardgateProcess> routed_;
+  static inline const int http_port_ = FreePort();
 };
 
 // Statements the proxy runs prepared and statements it must send as written: both kinds must
@@ -194,6 +198,17 @@ TEST_F(PreparedReadsTest, EveryStatementAnswersAsPostgresDoes) {
                                               "{pr_color,integer}"}))
         << absl::StrJoin(got, " ");
   }
+  // Operators see it: SHOW CONFIG and the metric (the unsharded proxy's reads only).
+  ASSERT_OK_AND_ASSIGN(PgConn admin, PgConn::Connect(env().proxy->ConnString("shardgate", "admin",
+                                                                            "admin")));
+  ASSERT_OK_AND_ASSIGN(auto config, admin.Rows("SHOW CONFIG"));
+  EXPECT_THAT(config, ::testing::Contains(::testing::ElementsAre(
+                          "databases.app.prepare_reads", "on", "off", "yes")));
+  const std::string metrics = "\n" + HttpGet(http_port_, "/metrics").second;
+  const double prepared =
+      Sample(metrics, R"(shardgate_prepared_reads_total{database="app",user="app"})");
+  EXPECT_GE(prepared, 7 * 25) << metrics;  // 25-odd corpus statements qualify, 7 rounds each
+  EXPECT_LT(prepared, 7 * static_cast<double>(Corpus().size())) << "some were sent as written";
   EXPECT_TRUE(env().ProxyAlive()) << env().ProxyLogTail();
 }
 
