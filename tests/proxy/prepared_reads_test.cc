@@ -212,9 +212,13 @@ TEST_F(PreparedReadsTest, EveryStatementAnswersAsPostgresDoes) {
   EXPECT_TRUE(env().ProxyAlive()) << env().ProxyLogTail();
 }
 
+// The routed proxy holds BEGIN until the first statement that needs a server: the prepared
+// read then goes after it, inside the transaction.
 TEST_F(PreparedReadsTest, ErrorsInATransactionAreThoseOfPostgres) {
   ASSERT_OK_AND_ASSIGN(PgConn direct, PgConn::Connect(env().DirectConnString()));
   ASSERT_OK_AND_ASSIGN(PgConn plain, env().Connect());
+  ASSERT_OK_AND_ASSIGN(PgConn routed, PgConn::Connect(routed_->ConnString("app", kScramUser,
+                                                                          kScramPassword)));
   const std::vector<std::string> script = {
       "BEGIN",
       "SELECT name FROM pr_items WHERE id = 3",
@@ -229,6 +233,11 @@ TEST_F(PreparedReadsTest, ErrorsInATransactionAreThoseOfPostgres) {
     EXPECT_EQ(got, want) << sql << "\n  got:  " << got.Describe() << "\n  want: "
                          << want.Describe();
     EXPECT_EQ(PQtransactionStatus(plain.get()), PQtransactionStatus(direct.get())) << sql;
+    const Answer got_routed = Ask(routed, sql);
+    EXPECT_TRUE(got_routed.SameButMessage(want))
+        << sql << " (routed)\n  got:  " << got_routed.Describe() << "\n  want: "
+        << want.Describe();
+    EXPECT_EQ(PQtransactionStatus(routed.get()), PQtransactionStatus(direct.get())) << sql;
   }
 }
 
