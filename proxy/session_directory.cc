@@ -3,6 +3,8 @@
 // statement planned again. routing/ does no I/O, so Route fails such a key with a
 // DirectoryMiss status that carries what to read (routing/directory_store.h).
 #include <chrono>
+#include <optional>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "protocol/status.h"
@@ -26,13 +28,22 @@ asio::awaitable<absl::StatusOr<routing::RoutePlan>> ClientSession::PlanStatement
   absl::StatusOr<routing::RoutePlan> plan = planner_->Plan(analysis, input);
   // One lookup per key not cached (a long IN list the first time: one round trip per key), and
   // a key once read stays cached (its router's LRU) until it is evicted or a NOTIFY drops it.
+  // input.literals may view the worker's analysis cache, which other sessions use while this
+  // one waits for a lookup: the statement's literals are copied before the first wait.
+  std::vector<routing::Literal> literals;
+  std::optional<routing::PlanInput> again;
   for (int lookups = 0; !plan.ok() && lookups < kMaxLookups; ++lookups) {
     std::optional<routing::DirectoryMiss> miss = routing::AsDirectoryMiss(plan.status());
     if (!miss) break;
+    if (!again) {
+      literals.assign(input.literals.begin(), input.literals.end());
+      again = input;
+      again->literals = literals;
+    }
     if (absl::Status fetched = co_await FetchDirectoryEntry(*miss); !fetched.ok()) {
       co_return fetched;
     }
-    plan = planner_->Plan(analysis, input);
+    plan = planner_->Plan(analysis, *again);
   }
   co_return plan;
 }

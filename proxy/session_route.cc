@@ -349,6 +349,11 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteQuery(std::string_view
     co_return co_await AttachAnyShard(true);
   }
   const routing::Analysis& analysis = *analyzed->analysis;
+  // prepare_reads: what the read needs is copied now, while the analysis cache's views still
+  // hold this statement's literals (planning may wait for a directory entry and Target for a
+  // server; other sessions use the cache meanwhile). It is armed at the end, once routed.
+  const bool prepare = db_->prepare_reads && ArmPreparedRead(sql, *analyzed);
+  prepared_read_.armed = false;
   if (dist_) {
     // Transaction statements of a transaction spanning shards are the proxy's.
     const routing::QueryInfo* txn = analysis.statements.size() == 1 &&
@@ -449,14 +454,12 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteQuery(std::string_view
     if (fill && done.ok()) StoreFanOutAnswer(std::move(*fill), start, flushes);
     co_return done;
   }
-  // prepare_reads: decided now, while the analysis cache still holds this statement's literals
-  // (Target may wait for a server, and other sessions use the cache meanwhile).
-  const bool prepare = db_->prepare_reads && !fill_pending_ && !plan->write &&
-                       ArmPreparedRead(sql, *analyzed);
   absl::StatusOr<bool> routed = co_await Target(*plan, false);
+  // Armed only for a read forwarded to one server that is not a cache fill.
+  prepared_read_.armed =
+      prepare && !fill_pending_ && !plan->write && routed.ok() && *routed;
   if (fill_pending_ && routed.ok() && *routed) ArmCacheFill();
   fill_pending_.reset();
-  if (prepare && !(routed.ok() && *routed)) prepared_read_.armed = false;
   co_return routed;
 }
 

@@ -234,5 +234,35 @@ TEST_F(ShardedDirectoryTest, AHungStoreFailsNewKeysInTimeWhileCachedOnesKeepRout
   EXPECT_TRUE(later.ok) << later.Describe();
 }
 
+// A statement waiting for a lookup must route by its own literals, although the worker's
+// analysis cache served other statements meanwhile: one worker, so that both clients share it;
+// the store's server frozen, so that the lookup waits while the other client's INSERT (the
+// same shape, another tenant, already cached) goes through.
+TEST_F(ShardedDirectoryTest, AStatementWaitingForALookupKeepsItsOwnKey) {
+  SetStore("INSERT INTO tenant_shards VALUES ('lookup_a', 's1'), ('cached_b', 's2')");
+  const int port = FreePort();
+  const std::string yaml =
+      absl::StrReplaceAll(env().Yaml(port), {{"workers: 2\n", "workers: 1\n"}});
+  ASSERT_NE(yaml.find("workers: 1\n"), std::string::npos) << yaml;
+  ASSERT_OK_AND_ASSIGN(auto proxy, ShardgateProcess::Start(yaml, port));
+  ASSERT_OK_AND_ASSIGN(PgConn a, PgConn::Connect(proxy->ConnString()));
+  ASSERT_OK_AND_ASSIGN(PgConn b, PgConn::Connect(proxy->ConnString()));
+  const std::string insert_b = "INSERT INTO accounts (tenant, id, v) VALUES ('cached_b', 7, 'b')";
+  ASSERT_TRUE(RunSql(b, insert_b).ok);  // 'cached_b' read from the store now
+  ASSERT_OK(env().Server({0, -1}).Freeze());
+  ASSERT_EQ(PQsendQuery(a.get(),
+                        "INSERT INTO accounts (tenant, id, v) VALUES ('lookup_a', 7, 'a')"),
+            1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // a waits for the store
+  Outcome second_b = RunSql(b, "INSERT INTO accounts (tenant, id, v) VALUES ('cached_b', 8, 'b')");
+  ASSERT_OK(env().Server({0, -1}).Thaw());
+  EXPECT_TRUE(second_b.ok) << second_b.Describe();
+  for (PgResult r(PQgetResult(a.get())); r != nullptr; r.reset(PQgetResult(a.get()))) {
+    EXPECT_OK(ResultStatus(r.get(), a.get()));
+  }
+  EXPECT_EQ(HolderOf("lookup_a", 7), 1) << "routed by the other client's key";
+  EXPECT_EQ(HolderOf("cached_b", 8), 2);
+}
+
 }  // namespace
 }  // namespace shardgate::testing
