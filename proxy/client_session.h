@@ -413,7 +413,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   bool cache_on_ = false;
   absl::flat_hash_set<CacheTag> cache_writes_;
   std::optional<CacheFill> fill_;
-  std::optional<CacheFill> fill_pending_;
+  std::optional<CacheFill> fill_pending_;  // made by CacheLookup, armed once routed
   // prepare_reads: the simple Query that RouteQuery (or HandleClientFrame, unsharded) chose to
   // send as Parse (once per server connection) + Bind/Describe/Execute/Sync of a server
   // statement. The buffers are reused: nothing is allocated per statement.
@@ -425,7 +425,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
     std::string name;  // sg_<hash of sql and types>, as a client's Parse of it would be named
     std::string bind;  // the whole Bind message
   };
-  PreparedRead prepared_read_;  // made by CacheLookup, armed once routed
+  PreparedRead prepared_read_;
   std::optional<CachedPortal> cached_portal_;
 
   // Sharded databases only (topology_ set).
