@@ -155,9 +155,10 @@ struct DatabaseConfig {
   std::optional<RateLimitConfig> rate_limit;
   // Simple-protocol reads on one shard whose literals are all compared with columns
   // (`WHERE id = 42`) run as statements prepared on the server (Parse once per connection,
-  // then Bind/Execute), which saves the server's parse and plan. Off by default: like any
-  // prepared statement, one whose result type an ALTER changed fails once with 0A000 (its
-  // server connection is then closed, and the next run prepares it anew).
+  // then Bind/Execute), which saves the server's parse and plan. Off by default: it changes
+  // what the server logs and plans (generic plans), and inside a transaction a read whose result
+  // type an ALTER changed fails with 0A000 like any prepared statement (outside one the proxy
+  // prepares it anew and runs it again).
   bool prepare_reads = false;
   Mark mark;
 

@@ -65,6 +65,7 @@ class RingQueue {
   size_t size() const { return size_; }
   T& front() { return slots_[head_]; }
   T& back() { return slots_[(head_ + size_ - 1) % slots_.size()]; }
+  T& at(size_t i) { return slots_[(head_ + i) % slots_.size()]; }  // i < size()
   void push_back(T value) {
     if (size_ == slots_.size()) Grow();
     slots_[(head_ + size_) % slots_.size()] = std::move(value);

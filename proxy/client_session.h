@@ -98,12 +98,16 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
     kInjectRaw,            // `name` holds whole messages made by the proxy (errors, notices)
     kRaise,  // a Query the proxy sent to fail the server's transaction: only its error is forwarded
     kSwallowBind,  // a Bind the proxy made (prepare_reads): BindComplete is not forwarded
+    kSwallowClose,   // a Close the proxy made: CloseComplete is not forwarded
+    kRetrySync,      // the Sync of a prepared read being run again: its ReadyForQuery is not
+                     // forwarded (the retry's is)
   };
   struct Item {
     Expect kind;
     std::string name;  // kParse/kSwallowParse: the server statement name
     std::chrono::steady_clock::time_point at{};  // kQuery/kSync: when sent (latency metric)
     bool fill = false;  // its answer goes to the query cache too (fill_)
+    uint32_t read = 0;  // kSwallowBind: PreparedRead::seq of the read it binds (0: a retry)
   };
   // A client's named prepared statement, and how to recreate it on any server.
   struct Prepared {
@@ -331,6 +335,11 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // qualifies (copying what it needs: the analysis cache's views end at its next call); sends it.
   bool ArmPreparedRead(std::string_view sql, const routing::AnalysisCache::Result& analyzed);
   void SendPreparedRead(ServerConnection& conn);
+  // A prepared read failed at Bind with 0A000 because an ALTER changed its result type: outside
+  // a transaction, and when it is the last request, it is prepared anew and run again, and the
+  // client never sees the error. False: the error goes to the client as it is.
+  bool RetryPreparedRead(ServerConnection& conn, const Item& failed,
+                         const protocol::ErrorFields& error);
   void Push(Expect kind, std::string name = {});
   void ProcessServerFrame(ServerConnection& conn, const protocol::Frame& frame);
   void DrainInjected();
@@ -419,6 +428,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // statement. The buffers are reused: nothing is allocated per statement.
   struct PreparedRead {
     bool armed = false;
+    uint32_t seq = 0;       // counts the reads armed (from 1): a failed Bind names its read
     size_t query_size = 0;  // the Query's SQL length, to be sure HandleClientFrame has the same
     std::string sql;        // the normalized statement (literal i = $(i + 1))
     absl::InlinedVector<uint32_t, 8> types;

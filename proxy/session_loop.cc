@@ -572,12 +572,13 @@ void ClientSession::ProcessServerFrame(ServerConnection& conn, const protocol::F
         break;
       }
       if (auto fields = p::ParseErrorFields(frame.body); fields.ok()) {
-        CountError(fields->SqlState());
         if (head.kind == Expect::kSwallowBind && fields->SqlState() == "0A000") {
-          // "cached plan must not change result type": a prepare_reads statement outlived an
-          // ALTER of its table. Closing the connection drops it; the next one prepares anew.
+          if (RetryPreparedRead(conn, head, *fields)) return;
+          // Not run again: the error goes to the client, and the connection, closed at its
+          // release, takes the stale statement with it.
           conn.MarkBroken();
         }
+        CountError(fields->SqlState());
       }
       forward();
       if (head.kind == Expect::kQuery) break;  // ReadyForQuery ends it
@@ -604,6 +605,10 @@ void ClientSession::ProcessServerFrame(ServerConnection& conn, const protocol::F
           head.at != std::chrono::steady_clock::time_point{}) {
         stats_->Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - head.at)
                             .count());
+      }
+      if (head.kind == Expect::kRetrySync) {
+        expected_.pop_front();  // the failed read's end: its retry follows
+        break;
       }
       if (!swallow_all) forward();
       if (login_check_pending_ && head.kind == Expect::kSwallowQuery) {
@@ -661,8 +666,8 @@ void ClientSession::ProcessServerFrame(ServerConnection& conn, const protocol::F
       if (head.kind == Expect::kBind || head.kind == Expect::kSwallowBind) expected_.pop_front();
       break;
     case p::be::kCloseComplete:
-      forward();
-      if (head.kind == Expect::kClose) expected_.pop_front();
+      if (head.kind != Expect::kSwallowClose) forward();
+      if (head.kind == Expect::kClose || head.kind == Expect::kSwallowClose) expected_.pop_front();
       break;
     case p::be::kRowDescription:
     case p::be::kNoData:
@@ -907,6 +912,8 @@ bool ClientSession::ArmPreparedRead(std::string_view sql,
     return false;
   }
   r.query_size = sql.size();
+  ++r.seq;
+  if (r.seq == 0) r.seq = 1;  // 0 marks a retry
   r.sql.assign(analyzed.normalized);
   r.name.clear();
   AppendServerStatementName(r.name, r.sql, r.types);
@@ -938,9 +945,49 @@ void ClientSession::SendPreparedRead(ServerConnection& conn) {
   // The client sees what a simple Query gets: RowDescription, DataRows, CommandComplete (or
   // ErrorResponse), ReadyForQuery.
   Push(Expect::kSwallowBind);
+  expected_.back().read = r.seq;
   Push(Expect::kDescribe);
   Push(Expect::kExecute);
   Push(Expect::kSync);
+}
+
+bool ClientSession::RetryPreparedRead(ServerConnection& conn, const Item& failed,
+                                      const p::ErrorFields& error) {
+  const PreparedRead& r = prepared_read_;
+  // Once per read; only the read the buffers still hold; only where nothing is lost by failing
+  // (outside a transaction: the Sync ended the implicit one) and nothing else is under way.
+  if (failed.read == 0 || failed.read != r.seq || conn.tx_status() != 'I' ||
+      error.Message().find("cached plan must not change result type") == std::string_view::npos ||
+      server_writes_ != 0 || !server_out_.empty() || skip_until_sync_) {
+    return false;
+  }
+  // The failed read's items up to its Sync, and nothing after it.
+  size_t sync = 0;
+  while (sync < expected_.size() && expected_.at(sync).kind != Expect::kSync) ++sync;
+  if (sync + 1 != expected_.size()) return false;
+  // The server skips to the Sync, then runs this: the statement dropped and prepared anew.
+  std::string retry;
+  p::AppendClose(retry, 'S', r.name);
+  p::AppendParse(retry, r.name, r.sql, r.types);
+  retry.append(r.bind);
+  p::AppendDescribe(retry, 'P', "");
+  p::AppendExecute(retry, "", 0);
+  p::AppendSync(retry);
+  boost::system::error_code ec;
+  if (TrySend(conn.stream(), asio::buffer(retry), ec) != retry.size() || ec) {
+    return false;  // (the caller closes the connection: a partial send cannot be taken back)
+  }
+  spdlog::debug("prepared read {} re-prepared after 0A000 (an ALTER changed its result type)",
+                r.name);
+  for (size_t i = 0; i < sync; ++i) expected_.pop_front();
+  expected_.front().kind = Expect::kRetrySync;
+  Push(Expect::kSwallowClose);
+  Push(Expect::kSwallowParse, r.name);
+  Push(Expect::kSwallowBind);  // read 0: not run a third time
+  Push(Expect::kDescribe);
+  Push(Expect::kExecute);
+  Push(Expect::kSync);
+  return true;
 }
 
 asio::awaitable<absl::Status> ClientSession::TakeRateToken() {

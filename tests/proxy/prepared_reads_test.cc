@@ -242,9 +242,11 @@ TEST_F(PreparedReadsTest, ErrorsInATransactionAreThoseOfPostgres) {
 }
 
 // The cost of a prepared statement: an ALTER that changes its result type makes its next run
-// fail (0A000, as any prepared statement in PostgreSQL). The proxy closes that server
-// connection, so the statement after it is prepared anew and answers.
-TEST_F(PreparedReadsTest, AnAlteredResultTypeFailsOnceThenPreparesAnew) {
+// fail (0A000 "cached plan must not change result type"). Outside a transaction the proxy
+// prepares it anew and runs it again, so the client sees the new type; inside one the error is
+// PostgreSQL's to report (the transaction has failed), and the connection is closed so that the
+// statement is prepared anew afterwards.
+TEST_F(PreparedReadsTest, AnAlteredResultTypeIsPreparedAnew) {
   ASSERT_OK_AND_ASSIGN(PgConn direct, PgConn::Connect(env().DirectConnString()));
   ASSERT_OK_AND_ASSIGN(PgConn plain, env().Connect());
   const std::string read = "SELECT name FROM pr_altered WHERE id = 1";
@@ -252,13 +254,22 @@ TEST_F(PreparedReadsTest, AnAlteredResultTypeFailsOnceThenPreparesAnew) {
   ASSERT_OK(first);
   EXPECT_EQ(*first, "one");
   ASSERT_OK(direct.Exec("ALTER TABLE pr_altered ALTER COLUMN name TYPE varchar(10)"));
-  const Answer failed = Ask(plain, read);
-  EXPECT_EQ(failed.sqlstate, "0A000") << failed.Describe();
-  EXPECT_THAT(failed.message, ::testing::HasSubstr("cached plan must not change result type"));
   const Answer again = Ask(plain, read);
   EXPECT_EQ(again.sqlstate, "") << again.Describe();
   EXPECT_EQ(again.rows, (std::vector<std::vector<std::string>>{{"one"}}));
   EXPECT_EQ(again.types, std::vector<Oid>{1043}) << "varchar now";
+  EXPECT_EQ(Ask(plain, read), again) << "and the statement prepared anew stays";
+
+  ASSERT_OK(direct.Exec("ALTER TABLE pr_altered ALTER COLUMN name TYPE text"));
+  ASSERT_OK(plain.Exec("BEGIN"));
+  const Answer failed = Ask(plain, read);
+  EXPECT_EQ(failed.sqlstate, "0A000") << failed.Describe();
+  EXPECT_THAT(failed.message, ::testing::HasSubstr("cached plan must not change result type"));
+  EXPECT_EQ(PQtransactionStatus(plain.get()), PQTRANS_INERROR);
+  ASSERT_OK(plain.Exec("ROLLBACK"));
+  const Answer after = Ask(plain, read);
+  EXPECT_EQ(after.sqlstate, "") << after.Describe();
+  EXPECT_EQ(after.types, std::vector<Oid>{25}) << "text again";
 }
 
 }  // namespace
