@@ -331,10 +331,15 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   asio::awaitable<bool> FlushServer();
   asio::awaitable<void> ReleaseIfIdle();
   absl::Status HandleClientFrame(const protocol::Frame& frame);
-  // prepare_reads (session_loop.cc): arms prepared_read_ when the analysed simple Query
-  // qualifies (copying what it needs: the analysis cache's views end at its next call); sends it.
-  bool ArmPreparedRead(std::string_view sql, const routing::AnalysisCache::Result& analyzed);
+  // prepare_reads (session_loop.cc): fills prepared_read_ when the analysed simple Query
+  // qualifies (copying what it needs: the analysis cache's views end at its next call) and says
+  // whether it does; the caller arms it. SendPreparedRead sends the armed read.
+  bool BuildPreparedRead(std::string_view sql, const routing::AnalysisCache::Result& analyzed);
   void SendPreparedRead(ServerConnection& conn);
+  // The read's Bind, Describe, Execute and Sync, and what the proxy expects back (`read`:
+  // PreparedRead::seq, 0 for a retry).
+  void AppendPreparedRun(std::string& out) const;
+  void ExpectPreparedRun(uint32_t read);
   // A prepared read failed at Bind with 0A000 because an ALTER changed its result type: outside
   // a transaction, and when it is the last request, it is prepared anew and run again, and the
   // client never sees the error. False: the error goes to the client as it is.

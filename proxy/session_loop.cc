@@ -767,7 +767,7 @@ absl::Status ClientSession::HandleClientFrame(const protocol::Frame& frame) {
       if (!topology_ && db_->prepare_reads && !prepared_read_.armed && !fill_pending_) {
         // Unsharded databases are not analysed for routing; prepare_reads analyses here.
         if (auto analyzed = worker_.analysis_cache().Analyze(q.sql); analyzed.ok()) {
-          ArmPreparedRead(q.sql, *analyzed);
+          prepared_read_.armed = BuildPreparedRead(q.sql, *analyzed);
         }
       }
       if (prepared_read_.armed && prepared_read_.query_size == q.sql.size()) {
@@ -895,10 +895,9 @@ absl::Status ClientSession::HandleClientFrame(const protocol::Frame& frame) {
   }
 }
 
-bool ClientSession::ArmPreparedRead(std::string_view sql,
-                                    const routing::AnalysisCache::Result& analyzed) {
+bool ClientSession::BuildPreparedRead(std::string_view sql,
+                                      const routing::AnalysisCache::Result& analyzed) {
   PreparedRead& r = prepared_read_;
-  r.armed = false;
   // Not in the middle of the client's own extended-protocol batch: a Query there must not end
   // it with a Sync of the proxy's (nor replace its unnamed portal).
   if (skip_until_sync_ ||
@@ -926,7 +925,6 @@ bool ClientSession::ArmPreparedRead(std::string_view sql,
   }
   w.Int16(0);  // results in text, as a simple Query gets them
   w.End();
-  r.armed = true;
   return true;
 }
 
@@ -938,14 +936,22 @@ void ClientSession::SendPreparedRead(ServerConnection& conn) {
     conn.prepared().insert(r.name);
     Push(Expect::kSwallowParse, r.name);
   }
-  server_out_.append(r.bind);
-  p::AppendDescribe(server_out_, 'P', "");
-  p::AppendExecute(server_out_, "", 0);
-  p::AppendSync(server_out_);
+  AppendPreparedRun(server_out_);
+  ExpectPreparedRun(r.seq);
+}
+
+void ClientSession::AppendPreparedRun(std::string& out) const {
+  out.append(prepared_read_.bind);
+  p::AppendDescribe(out, 'P', "");
+  p::AppendExecute(out, "", 0);
+  p::AppendSync(out);
+}
+
+void ClientSession::ExpectPreparedRun(uint32_t read) {
   // The client sees what a simple Query gets: RowDescription, DataRows, CommandComplete (or
   // ErrorResponse), ReadyForQuery.
   Push(Expect::kSwallowBind);
-  expected_.back().read = r.seq;
+  expected_.back().read = read;
   Push(Expect::kDescribe);
   Push(Expect::kExecute);
   Push(Expect::kSync);
@@ -969,10 +975,7 @@ bool ClientSession::RetryPreparedRead(ServerConnection& conn, const Item& failed
   std::string retry;
   p::AppendClose(retry, 'S', r.name);
   p::AppendParse(retry, r.name, r.sql, r.types);
-  retry.append(r.bind);
-  p::AppendDescribe(retry, 'P', "");
-  p::AppendExecute(retry, "", 0);
-  p::AppendSync(retry);
+  AppendPreparedRun(retry);
   boost::system::error_code ec;
   if (TrySend(conn.stream(), asio::buffer(retry), ec) != retry.size() || ec) {
     return false;  // (the caller closes the connection: a partial send cannot be taken back)
@@ -983,10 +986,7 @@ bool ClientSession::RetryPreparedRead(ServerConnection& conn, const Item& failed
   expected_.front().kind = Expect::kRetrySync;
   Push(Expect::kSwallowClose);
   Push(Expect::kSwallowParse, r.name);
-  Push(Expect::kSwallowBind);  // read 0: not run a third time
-  Push(Expect::kDescribe);
-  Push(Expect::kExecute);
-  Push(Expect::kSync);
+  ExpectPreparedRun(0);  // not run a third time
   return true;
 }
 

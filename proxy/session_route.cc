@@ -352,8 +352,7 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteQuery(std::string_view
   // prepare_reads: what the read needs is copied now, while the analysis cache's views still
   // hold this statement's literals (planning may wait for a directory entry and Target for a
   // server; other sessions use the cache meanwhile). It is armed at the end, once routed.
-  const bool prepare = db_->prepare_reads && ArmPreparedRead(sql, *analyzed);
-  prepared_read_.armed = false;
+  const bool prepare = db_->prepare_reads && BuildPreparedRead(sql, *analyzed);
   if (dist_) {
     // Transaction statements of a transaction spanning shards are the proxy's.
     const routing::QueryInfo* txn = analysis.statements.size() == 1 &&

@@ -67,6 +67,23 @@ class AllocTest : public ::testing::Test {
 
   virtual std::string ExtraYaml() const { return ""; }
 
+  // Read i's answer checked too: a proxy that answered without asking the shard would not know
+  // the balance.
+  static absl::Status CheckBalance(PGconn* conn, const PGresult* res, int i) {
+    RETURN_IF_ERROR(ResultStatus(res, conn));
+    const std::string want = std::to_string(i % 1000 + 1);
+    if (PQntuples(res) != 1 || Cell(res, 0, 0) != want) {
+      return absl::InternalError(absl::StrCat("id ", want, ": wrong answer"));
+    }
+    return absl::OkStatus();
+  }
+  // Read i in the simple protocol.
+  static absl::Status SimpleRead(PGconn* conn, int i) {
+    PgResult res(PQexec(
+        conn, absl::StrCat("SELECT balance FROM accounts WHERE id = ", i % 1000 + 1).c_str()));
+    return CheckBalance(conn, res.get(), i);
+  }
+
   // Allocations per transaction of `run(i)` over kTransactions, after kWarmup of them.
   double PerTransaction(const std::function<absl::Status(int)>& run) {
     auto run_n = [&](int n) {
@@ -95,22 +112,8 @@ class AllocTest : public ::testing::Test {
 TEST_F(AllocTest, SteadyStateAllocatesNothingPerTransaction) {
   auto conn = PgConn::Connect(proxy_->ConnString());
   ASSERT_OK(conn.status());
-  // The value read is checked too: a proxy that answered without asking the shard would not
-  // know the balance.
-  auto check = [&](const PGresult* res, int i) -> absl::Status {
-    RETURN_IF_ERROR(ResultStatus(res, conn->get()));
-    const std::string want = std::to_string(i % 1000 + 1);
-    if (PQntuples(res) != 1 || Cell(res, 0, 0) != want) {
-      return absl::InternalError(absl::StrCat("id ", want, ": wrong answer"));
-    }
-    return absl::OkStatus();
-  };
-
-  const double simple = PerTransaction([&](int i) {
-    PgResult res(PQexec(conn->get(), absl::StrCat("SELECT balance FROM accounts WHERE id = ",
-                                                  i % 1000 + 1).c_str()));
-    return check(res.get(), i);
-  });
+  auto check = [&](const PGresult* res, int i) { return CheckBalance(conn->get(), res, i); };
+  const double simple = PerTransaction([&](int i) { return SimpleRead(conn->get(), i); });
   const double extended = PerTransaction([&](int i) {
     const std::string id = std::to_string(i % 1000 + 1);
     const char* values[] = {id.c_str()};
@@ -147,15 +150,7 @@ class AllocPrepareReadsTest : public AllocTest {
 TEST_F(AllocPrepareReadsTest, PreparedReadsAllocateNothingPerTransaction) {
   auto conn = PgConn::Connect(proxy_->ConnString());
   ASSERT_OK(conn.status());
-  const double simple = PerTransaction([&](int i) -> absl::Status {
-    PgResult res(PQexec(conn->get(), absl::StrCat("SELECT balance FROM accounts WHERE id = ",
-                                                  i % 1000 + 1).c_str()));
-    RETURN_IF_ERROR(ResultStatus(res.get(), conn->get()));
-    if (PQntuples(res.get()) != 1 || Cell(res.get(), 0, 0) != std::to_string(i % 1000 + 1)) {
-      return absl::InternalError("wrong answer");
-    }
-    return absl::OkStatus();
-  });
+  const double simple = PerTransaction([&](int i) { return SimpleRead(conn->get(), i); });
   // They did run prepared: the statement is on the server connection that served them (one
   // client asking one thing at a time gets the same idle server connection back each time).
   auto n = conn->Scalar("SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'sg%'");
