@@ -13,15 +13,18 @@ namespace shardgate::proxy {
 namespace {
 
 // True when an idle connection can be reused: no unread bytes and no EOF from the server
-// (a server that restarted or was killed leaves EOF on every pooled connection). The peek costs
-// a system call per checkout, and is kept on purpose: skipping it for connections released a
-// moment ago handed a client a connection whose server had just been killed (its query then
-// failed with a bare closed socket instead of reconnecting); PgBouncer gets the same guarantee
+// (a server that restarted or was killed leaves EOF on every pooled connection). Where the event
+// loop has seen nothing on the socket since its last ReadyForQuery
+// (ServerSocket::QuietSinceReadyForQuery) that is known without a system call; otherwise (TLS,
+// or something arrived) a peek finds out. The check is kept on purpose: without it the pool
+// handed a client a connection whose server had just been killed (ServerKillTest), and its query
+// failed with a bare closed socket instead of reconnecting; PgBouncer gets the same guarantee
 // from watching its idle server sockets.
 // Also false for a connection opened under other server_tls settings than the current ones.
 bool StillUsable(ServerConnection& conn, const Runtime* runtime) {
   if (!conn.Idle() || !conn.socket().is_open()) return false;
   if (runtime != nullptr && conn.tls_version() != runtime->server_tls_version()) return false;
+  if (conn.stream().QuietSinceReadyForQuery()) return true;
   char byte;
   ssize_t n = ::recv(conn.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
   return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);

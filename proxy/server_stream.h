@@ -4,12 +4,15 @@
 
 #include <cstddef>
 #include <memory>
+#include <type_traits>
 
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/consign.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/ssl/stream.hpp>
+
+#include "proxy/server_socket.h"
 
 namespace shardgate::proxy {
 
@@ -46,6 +49,10 @@ class ServerStream {
     return *layers_->tls;
   }
   bool IsTls() const { return layers_->tls != nullptr; }
+  // See ServerSocket: false under TLS, whose reads take Asio's own path.
+  bool QuietSinceReadyForQuery() const {
+    return !layers_->tls && layers_->socket.QuietSinceReadyForQuery();
+  }
   TlsLayer* tls() { return layers_->tls.get(); }
 
   // TrySend (io.h) writes to the kernel directly only when this is true: never under TLS,
@@ -63,6 +70,8 @@ class ServerStream {
         [layers = layers_.get(), &owner = layers_](auto handler, const MutableBufferSequence& b) {
           if (layers->tls) {
             layers->tls->async_read_some(b, asio::consign(std::move(handler), owner));
+          } else if constexpr (std::is_convertible_v<MutableBufferSequence, asio::mutable_buffer>) {
+            layers->socket.AsyncReadSome(asio::mutable_buffer(b), std::move(handler));
           } else {
             layers->socket.async_read_some(b, std::move(handler));
           }
@@ -86,7 +95,7 @@ class ServerStream {
  private:
   struct Layers {
     explicit Layers(asio::ip::tcp::socket s) : socket(std::move(s)) {}
-    asio::ip::tcp::socket socket;
+    ServerSocket socket;
     std::unique_ptr<TlsLayer> tls;  // null: plain TCP; refers to `socket`
   };
   std::shared_ptr<Layers> layers_;
