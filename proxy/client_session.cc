@@ -210,6 +210,28 @@ asio::awaitable<bool> ClientSession::FlushClient() {
   co_return client_ok_;
 }
 
+bool ClientSession::FlushClientNow() {
+  if (client_writing_ || !client_ok_) return false;
+  if (client_out_.empty()) return true;
+  if (stream_.IsTls()) return false;
+  boost::system::error_code ec;
+  const size_t n = TrySend(stream_.Socket(), asio::buffer(client_out_), ec);
+  if (ec) {
+    client_ok_ = false;
+    return false;
+  }
+  if (n == 0) return false;
+  ++client_flushes_;
+  if (stats_) stats_->sent += static_cast<int64_t>(n);
+  if (n < client_out_.size()) {
+    client_out_.erase(0, n);
+    return false;
+  }
+  client_out_.clear();
+  if (client_out_.capacity() > (1u << 20)) std::string().swap(client_out_);
+  return true;
+}
+
 asio::awaitable<void> ClientSession::Fatal(const absl::Status& status) {
   if (!client_ok_) co_return;
   CountError(SqlState(status));
@@ -456,8 +478,8 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::Startup() {
   }
   p::AppendBackendKeyData(client_out_, cancel_pid_, cancel_secret_);
   Push(Expect::kInjectReady);
-  if (!co_await FlushServer()) co_return false;
-  if (!co_await FlushClient()) co_return false;
+  if (!FlushServerNow() && !co_await FlushServer()) co_return false;
+  if (!FlushClientNow() && !co_await FlushClient()) co_return false;
   co_return true;
 }
 

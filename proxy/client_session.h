@@ -138,11 +138,18 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   asio::awaitable<absl::StatusOr<protocol::Frame>> ReadClientFrame(uint32_t max_size);
   asio::awaitable<void> Fatal(const absl::Status& status);
   asio::awaitable<bool> FlushClient();
+  // The hot path's way round FlushClient's coroutine frame: sends client_out_ to the kernel at
+  // once when no FlushClient is writing (plain TCP only). true: all of it went and the client
+  // is fine, so FlushClient has nothing to do; false: what is left (after the bytes the kernel
+  // took) is FlushClient's. Callers: `if (!FlushClientNow() && !co_await FlushClient())`.
+  bool FlushClientNow();
 
   // ---- serving (session_loop.cc)
   asio::awaitable<void> Serve();
   asio::awaitable<absl::Status> Attach(const BackendTarget& target);
   asio::awaitable<void> WaitWhileSuspended();  // PAUSE <db> until RESUME
+  // False when WaitWhileSuspended would return at once (callers skip its coroutine frame).
+  bool MaySuspend() const { return !dist_ && gate_ != nullptr && gate_->Suspended(); }
   BackendTarget MakeTarget(const conf::ShardConfig& shard, const conf::Endpoint& endpoint,
                            absl::Status* error) const;
 
@@ -329,6 +336,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   asio::awaitable<void> Detach();
   asio::awaitable<void> StopPump();
   asio::awaitable<bool> FlushServer();
+  // As FlushClientNow, for server_out_: true when it all went (or there is nothing to send).
+  // Callers: `if (!FlushServerNow() && !co_await FlushServer())`.
+  bool FlushServerNow();
   asio::awaitable<void> ReleaseIfIdle();
   absl::Status HandleClientFrame(const protocol::Frame& frame);
   // prepare_reads (session_loop.cc): fills prepared_read_ when the analysed simple Query

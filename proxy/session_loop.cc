@@ -161,7 +161,7 @@ asio::awaitable<void> ClientSession::WaitWhileSuspended() {
 }
 
 asio::awaitable<absl::Status> ClientSession::Attach(const BackendTarget& target) {
-  co_await WaitWhileSuspended();
+  if (MaySuspend()) co_await WaitWhileSuspended();
   pool_ = &worker_.pools().Get(target, db_->pool_size, config_->timeouts.connect);
   auto conn = co_await pool_->Acquire(kPoolWait);
   if (!conn.ok()) co_return conn.status();
@@ -186,6 +186,21 @@ void ClientSession::AppendReplay(ServerConnection& conn) {
   if (sql.empty()) return;
   p::AppendQuery(server_out_, sql);
   Push(Expect::kSwallowQuery);
+}
+
+bool ClientSession::FlushServerNow() {
+  if (server_out_.empty() || !server_) return true;
+  if (server_writes_ > 0) return false;
+  boost::system::error_code ec;
+  const size_t sent = TrySend(server_->stream(), asio::buffer(server_out_), ec);
+  if (ec || sent < server_out_.size()) {
+    server_out_.erase(0, sent);  // FlushServer sends the rest, or reports the error
+    return false;
+  }
+  server_out_.clear();
+  if (server_out_.capacity() > (1u << 20)) std::string().swap(server_out_);
+  ArmQueryTimer();
+  return true;
 }
 
 asio::awaitable<bool> ClientSession::FlushServer() {
@@ -322,14 +337,14 @@ asio::awaitable<void> ClientSession::Pump(ServerConnection* conn, uint64_t gener
     conn->in().ShrinkIfIdle();
     progress_.cancel();  // wake a client loop waiting for this server to become idle
     progress_.expires_at(asio::steady_timer::time_point::max());
-    if (!client_out_.empty() && !co_await FlushClient()) {
+    if (!client_out_.empty() && !FlushClientNow() && !co_await FlushClient()) {
       // The client is gone: wake the client loop (blocked reading) so that it cleans up.
       closing_ = true;
       stream_.Close();
       break;
     }
   }
-  if (!client_out_.empty()) co_await FlushClient();
+  if (!client_out_.empty() && !FlushClientNow()) co_await FlushClient();
   if (closing_ && !server_) stream_.Close();
   --pumps_running_;
   progress_.cancel();
@@ -1017,7 +1032,7 @@ asio::awaitable<absl::Status> ClientSession::TakeRateToken() {
   if (stats_) ++stats_->rate_queued;
   // What the batch forwarded before this query goes on while it waits; other sessions of the
   // worker run meanwhile (a timer, not a blocked thread).
-  if (!co_await FlushServer()) co_return absl::OkStatus();
+  if (!FlushServerNow() && !co_await FlushServer()) co_return absl::OkStatus();
   asio::steady_timer timer(worker_.io(), std::chrono::nanoseconds(wait));
   co_await timer.async_wait(kTuple);
   co_return absl::OkStatus();
@@ -1141,18 +1156,20 @@ asio::awaitable<void> ClientSession::Serve() {
       next = p::ReadFrame(client_in_.Data(), max_size);
     }
     if (next.status == p::FrameStatus::kError) error = next.error;
-    if (!co_await FlushServer()) break;
+    if (!FlushServerNow() && !co_await FlushServer()) break;
     // What the proxy answered itself (a ParseComplete for a statement the server already has,
     // a NOTICE) goes out with the server's answer when one is coming: the pump flushes after
     // each read, in order. One send to the client per round trip, not two.
     const bool answer_coming = server_ && pumps_running_ > 0 && !expected_.empty();
-    if (!client_out_.empty() && !answer_coming && !co_await FlushClient()) break;
+    if (!client_out_.empty() && !answer_coming && !FlushClientNow() && !co_await FlushClient()) {
+      break;
+    }
     if (!error.ok()) {
       co_await Fatal(error);
       break;
     }
     if (terminate) break;
-    co_await ReleaseIfIdle();
+    if (CanRelease()) co_await ReleaseIfIdle();
     LeaveWriteGate();
     EndCacheWrites(false);
     client_in_.ShrinkIfIdle();

@@ -142,7 +142,7 @@ void ClientSession::RaiseOnServer(const absl::Status& status, bool extended) {
 }
 
 asio::awaitable<void> ClientSession::DrainAndRelease() {
-  if (!co_await FlushServer()) co_return;
+  if (!FlushServerNow() && !co_await FlushServer()) co_return;
   while (server_ && !CanRelease() && pumps_running_ > 0 && !closing_) {
     co_await progress_.async_wait(kTuple);
   }

@@ -172,7 +172,10 @@ void Hints::MergeFrom(const Hints& fallback) {
 
 absl::StatusOr<Hints> ParseCommentHints(std::string_view sql) {
   Hints hints;
-  // Fast exit: no hint can be present without the word.
+  // Fast exits: hints live in comments, and no hint can be present without the word.
+  if (sql.find("/*") == std::string_view::npos && sql.find("--") == std::string_view::npos) {
+    return hints;
+  }
   bool mentioned = false;
   for (size_t i = 0; i + 9 <= sql.size() && !mentioned; ++i) {
     mentioned = (sql[i] == 's' || sql[i] == 'S') && EqualsNoCase(sql.substr(i, 9), "shardgate");
