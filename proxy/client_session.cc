@@ -3,6 +3,7 @@
 #include "proxy/client_session.h"
 
 #include <openssl/rand.h>
+#include <sys/socket.h>
 #include <ctime>
 
 #include "absl/strings/ascii.h"
@@ -210,6 +211,21 @@ asio::awaitable<bool> ClientSession::FlushClient() {
   co_return client_ok_;
 }
 
+void ClientSession::CheckHalfClosedClient() {
+  if (!client_read_pending_ || client_writing_ || !stream_.Quiet()) return;
+  if (half_close_seen_ != client_reads_) {  // this wait began since the last sweep
+    half_close_seen_ = client_reads_;
+    return;
+  }
+  if (half_close_peeked_ == client_reads_) return;  // one peek per wait
+  half_close_peeked_ = client_reads_;
+  char byte;
+  if (::recv(stream_.Socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0) {
+    spdlog::debug("client {}@{}: closed its side with its last message", user_name_, db_name_);
+    stream_.Close();  // the pending read fails: the session ends as on EOF
+  }
+}
+
 bool ClientSession::FlushClientNow() {
   if (client_writing_ || !client_ok_) return false;
   if (client_out_.empty()) return true;
@@ -254,7 +270,10 @@ asio::awaitable<absl::StatusOr<protocol::Frame>> ClientSession::ReadClientFrame(
       boost::system::error_code ignored;
       stream_.Socket().cancel(ignored);
     });
+    ++client_reads_;
+    client_read_pending_ = true;
     auto [ec, n] = co_await stream_.ReadSome(client_in_.Prepare(r.need));
+    client_read_pending_ = false;
     if (deadline.expired()) {
       co_return PgStatus("08P01",
                          absl::StrCat("incomplete message from client: nothing more arrived "
@@ -273,7 +292,10 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::Startup() {
     for (;;) {
       r = p::ReadStartupFrame(client_in_.Data());
       if (r.status != p::FrameStatus::kNeedMore) break;
+      ++client_reads_;
+      client_read_pending_ = true;
       auto [ec, n] = co_await stream_.ReadSome(client_in_.Prepare(r.need));
+      client_read_pending_ = false;
       if (ec) co_return false;  // a port probe or a client that gave up: nothing to say
       client_in_.Commit(n);
     }

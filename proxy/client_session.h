@@ -59,6 +59,11 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // Called on the worker's thread at SIGTERM: an idle client is told 57P01 and closed now, a
   // busy one after its transaction.
   void OnShutdown();
+  // The worker's half-close sweep (every Worker::kHalfCloseSweep): a client read that has waited
+  // on a quiet socket (ClientSocket: its last read emptied it) since the previous sweep gets one
+  // peek; EOF there is a FIN that came with the bytes of that read, which no event reports, and
+  // closes the client as the read would have.
+  void CheckHalfClosedClient();
 
   // What the admin console shows of a client (SHOW CLIENTS) and of the server it holds (SHOW
   // SERVERS). Called on the worker's thread.
@@ -397,6 +402,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   std::string client_out_, client_sending_;
   bool client_writing_ = false;
   uint64_t client_flushes_ = 0;  // writes of client_out_ begun (StoreFanOutAnswer)
+  uint64_t client_reads_ = 0;    // reads of the client begun (CheckHalfClosedClient)
+  bool client_read_pending_ = false;
+  uint64_t half_close_seen_ = 0, half_close_peeked_ = 0;  // the client_reads_ they were at
   bool client_ok_ = true;
   asio::steady_timer writer_done_;
 

@@ -11,7 +11,7 @@
 namespace shardgate::proxy {
 
 asio::awaitable<boost::system::error_code> ClientStream::StartTls(asio::ssl::context& ctx) {
-  tcp::socket socket = std::move(std::get<0>(stream_));
+  tcp::socket socket = std::move(static_cast<tcp::socket&>(std::get<0>(stream_)));
   stream_.emplace<1>(std::move(socket), ctx);
   auto [ec] = co_await std::get<1>(stream_).async_handshake(asio::ssl::stream_base::server, kTuple);
   co_return ec;
@@ -20,7 +20,13 @@ asio::awaitable<boost::system::error_code> ClientStream::StartTls(asio::ssl::con
 asio::awaitable<std::pair<boost::system::error_code, size_t>> ClientStream::ReadSome(
     asio::mutable_buffer buf) {
   if (stream_.index() == 0) {
-    auto [ec, n] = co_await std::get<0>(stream_).async_read_some(buf, kTuple);
+    ClientSocket& socket = std::get<0>(stream_);
+    auto [ec, n] = co_await asio::async_initiate<decltype(kTuple),
+                                                 void(boost::system::error_code, size_t)>(
+        [&socket](auto handler, asio::mutable_buffer b) {
+          socket.AsyncReadSome(b, std::move(handler));
+        },
+        kTuple, buf);
     co_return std::pair{ec, n};
   }
   auto [ec, n] = co_await std::get<1>(stream_).async_read_some(buf, kTuple);

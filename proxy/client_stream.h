@@ -8,6 +8,8 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
 
+#include "proxy/drain_aware_socket.h"
+
 namespace shardgate::proxy {
 
 namespace asio = boost::asio;
@@ -18,7 +20,7 @@ using tcp = asio::ip::tcp;
 class ClientStream {
  public:
   // The socket is put in non-blocking mode: writes try the kernel directly before waiting.
-  explicit ClientStream(tcp::socket socket) : stream_(std::move(socket)) {
+  explicit ClientStream(tcp::socket socket) : stream_(std::in_place_index<0>, std::move(socket)) {
     boost::system::error_code ignored;
     std::get<0>(stream_).non_blocking(true, ignored);
   }
@@ -33,9 +35,11 @@ class ClientStream {
 
   tcp::socket& Socket();
   void Close();
+  // Plain TCP whose last read emptied it, with nothing reported by epoll since (ClientSocket).
+  bool Quiet() const { return stream_.index() == 0 && std::get<0>(stream_).Quiet(); }
 
  private:
-  std::variant<tcp::socket, asio::ssl::stream<tcp::socket>> stream_;
+  std::variant<ClientSocket, asio::ssl::stream<tcp::socket>> stream_;
 };
 
 }  // namespace shardgate::proxy

@@ -15,7 +15,7 @@ namespace {
 // True when an idle connection can be reused: no unread bytes and no EOF from the server
 // (a server that restarted or was killed leaves EOF on every pooled connection). Where the event
 // loop has seen nothing on the socket since its last ReadyForQuery
-// (ServerSocket::QuietSinceReadyForQuery) that is known without a system call; otherwise (TLS,
+// (ServerSocket::Quiet) that is known without a system call; otherwise (TLS,
 // or something arrived) a peek finds out. The check is kept on purpose: without it the pool
 // handed a client a connection whose server had just been killed (ServerKillTest), and its query
 // failed with a bare closed socket instead of reconnecting; PgBouncer gets the same guarantee

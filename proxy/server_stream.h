@@ -12,7 +12,7 @@
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/ssl/stream.hpp>
 
-#include "proxy/server_socket.h"
+#include "proxy/drain_aware_socket.h"
 
 namespace shardgate::proxy {
 
@@ -51,7 +51,7 @@ class ServerStream {
   bool IsTls() const { return layers_->tls != nullptr; }
   // See ServerSocket: false under TLS, whose reads take Asio's own path.
   bool QuietSinceReadyForQuery() const {
-    return !layers_->tls && layers_->socket.QuietSinceReadyForQuery();
+    return !layers_->tls && layers_->socket.Quiet();
   }
   TlsLayer* tls() { return layers_->tls.get(); }
 

@@ -33,6 +33,7 @@ absl::Status Worker::Listen(const tcp::endpoint& endpoint) {
 void Worker::Start() {
   asio::co_spawn(io_, AcceptLoop(), asio::detached);
   asio::co_spawn(io_, MaintenanceLoop(), asio::detached);
+  asio::co_spawn(io_, HalfCloseSweep(), asio::detached);
   thread_ = std::thread([this] {
     for (;;) {
       try {
@@ -77,6 +78,17 @@ asio::awaitable<void> Worker::MaintenanceLoop() {
         for (auto& table : db.second) table.second.Halve();
       }
     }
+  }
+}
+
+asio::awaitable<void> Worker::HalfCloseSweep() {
+  asio::steady_timer timer(io_);
+  for (;;) {
+    timer.expires_after(kHalfCloseSweep);
+    auto [ec] = co_await timer.async_wait(kTuple);
+    if (ec || runtime_.shutting_down.load()) co_return;
+    // CheckHalfClosedClient only closes sockets: the sessions end later, outside this loop.
+    for (ClientSession* s : sessions_) s->CheckHalfClosedClient();
   }
 }
 

@@ -104,6 +104,9 @@ class Worker {
   // them); fed by this worker's sessions, halved every kHotKeyHalfLife (SHOW HOT KEYS, /metrics).
   using HotKeyTables = std::map<std::string, routing::HotKeySketch, std::less<>>;
   static constexpr std::chrono::seconds kHotKeyHalfLife{60};
+  // How often ClientSession::CheckHalfClosedClient runs over the sessions: a client that sent
+  // its last message and a FIN together is closed 100-200 ms later.
+  static constexpr std::chrono::milliseconds kHalfCloseSweep{100};
   HotKeyTables& hot_keys(const std::string& database) { return hot_keys_[database]; }
   const std::map<std::string, HotKeyTables>& all_hot_keys() const { return hot_keys_; }
   // Errors sent to clients, by SQLSTATE (the servers' and the proxy's own).
@@ -115,6 +118,7 @@ class Worker {
  private:
   boost::asio::awaitable<void> AcceptLoop();
   boost::asio::awaitable<void> MaintenanceLoop();
+  boost::asio::awaitable<void> HalfCloseSweep();
 
   int index_;
   Runtime& runtime_;

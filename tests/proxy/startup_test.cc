@@ -189,6 +189,27 @@ TEST_F(StartupTest, RandomBytesAfterLoginCloseWithoutCrash) {
   ExpectServing();
 }
 
+// A client that sends its last query and a FIN together (a half-close, as `nc -N` does) gets
+// the answer and then EOF. The proxy's client reads do not try recv before waiting for epoll
+// after a read that emptied the socket (ClientSocket), and that read does not show the FIN:
+// the worker's half-close sweep finds it (the session would otherwise wait for good).
+TEST_F(StartupTest, HalfCloseAfterTheLastQueryGetsTheAnswerThenEof) {
+  for (int round = 0; round < 5; ++round) {
+    AuthenticatedRaw session(env());
+    ASSERT_OK(session.status());
+    const std::string sql = "select 'half-' || 'closed'";
+    std::string query = "Q";
+    PutInt32(query, static_cast<uint32_t>(4 + sql.size() + 1));
+    query += sql;
+    query.push_back('\0');
+    ASSERT_TRUE(session.sock().Send(query));
+    session.sock().ShutdownWrite();
+    ASSERT_TRUE(session.sock().ReadToEof(kWait)) << "round " << round << ": still open";
+    EXPECT_THAT(session.sock().buffer(), HasSubstr("half-closed")) << "round " << round;
+  }
+  ExpectServing();
+}
+
 TEST_F(StartupTest, ClientVanishingMidStartupLeavesProxyServing) {
   for (int cut = 1; cut < 12; ++cut) {
     ASSERT_OK_AND_ASSIGN(auto sock, RawSocket::Connect(env().proxy->port()));

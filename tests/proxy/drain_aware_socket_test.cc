@@ -1,7 +1,9 @@
-// ServerSocket: which reads mark a server socket quiet (a short read ending with ReadyForQuery),
-// that anything epoll reports afterwards ends it, and that a read started on a quiet socket
-// still completes (data, a reset). A loopback socket stands in for the server; no PostgreSQL.
-#include "proxy/server_socket.h"
+// ServerSocket and ClientSocket: which reads mark a socket quiet (a short read ending with
+// ReadyForQuery; any short read), that anything epoll reports afterwards ends it, that a read
+// started on a quiet socket still completes (data, a reset), and the one case it does not (a
+// FIN that came with the drained bytes, which the half-close sweep is for). A loopback socket
+// stands in for the peer; no PostgreSQL.
+#include "proxy/drain_aware_socket.h"
 
 #include <gtest/gtest.h>
 
@@ -9,6 +11,8 @@
 #include <optional>
 #include <string>
 #include <thread>
+
+#include <sys/socket.h>
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -28,7 +32,8 @@ struct ReadResult {
   std::string bytes;
 };
 
-class ServerSocketTest : public ::testing::Test {
+template <typename Socket>
+class DrainTest : public ::testing::Test {
  protected:
   void SetUp() override {
     tcp::acceptor acceptor(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
@@ -80,56 +85,59 @@ class ServerSocketTest : public ::testing::Test {
 
   asio::io_context io_{1};
   tcp::socket server_{io_};
-  std::optional<ServerSocket> socket_;
+  std::optional<Socket> socket_;
   std::string buf_;
   std::optional<ReadResult> result_;
 };
 
+using ServerSocketTest = DrainTest<ServerSocket>;
+using ClientSocketTest = DrainTest<ClientSocket>;
+
 TEST_F(ServerSocketTest, AShortReadEndingWithReadyForQueryMakesItQuiet) {
-  EXPECT_FALSE(socket_->QuietSinceReadyForQuery()) << "a new socket has not been read";
+  EXPECT_FALSE(socket_->Quiet()) << "a new socket has not been read";
   ServerSends(kRow + kReady);
   auto r = Read(1024);
   ASSERT_TRUE(r);
   EXPECT_FALSE(r->ec);
   EXPECT_EQ(r->bytes, kRow + kReady);
-  EXPECT_TRUE(socket_->QuietSinceReadyForQuery());
+  EXPECT_TRUE(socket_->Quiet());
 }
 
 TEST_F(ServerSocketTest, OtherReadsLeaveItLoud) {
   ServerSends(kRow);
   ASSERT_TRUE(Read(1024));
-  EXPECT_FALSE(socket_->QuietSinceReadyForQuery()) << "no ReadyForQuery at the end";
+  EXPECT_FALSE(socket_->Quiet()) << "no ReadyForQuery at the end";
 
   // A read that filled its buffer did not empty the socket, ReadyForQuery or not.
   ServerSends(kReady + kRow);
   auto r = Read(kReady.size());
   ASSERT_TRUE(r);
   EXPECT_EQ(r->bytes, kReady);
-  EXPECT_FALSE(socket_->QuietSinceReadyForQuery()) << "the buffer was full: more may be there";
+  EXPECT_FALSE(socket_->Quiet()) << "the buffer was full: more may be there";
   ASSERT_TRUE(Read(1024));  // the row that was left
 }
 
 TEST_F(ServerSocketTest, AnythingEpollReportsEndsTheQuiet) {
   ServerSends(kReady);
   ASSERT_TRUE(Read(1024));
-  ASSERT_TRUE(socket_->QuietSinceReadyForQuery());
+  ASSERT_TRUE(socket_->Quiet());
   Poll();
-  EXPECT_TRUE(socket_->QuietSinceReadyForQuery()) << "nothing arrived";
+  EXPECT_TRUE(socket_->Quiet()) << "nothing arrived";
 
   // An asynchronous message (a FATAL before a close, a NOTICE) while no read is pending.
   ServerSends(kRow);
   Poll();
-  EXPECT_FALSE(socket_->QuietSinceReadyForQuery());
+  EXPECT_FALSE(socket_->Quiet());
 
   // The same for a close: EOF is what the pool's peek then finds.
   ServerSends(kReady);
   auto r = Read(1024);
   ASSERT_TRUE(r);
   EXPECT_EQ(r->bytes, kRow + kReady);
-  ASSERT_TRUE(socket_->QuietSinceReadyForQuery());
+  ASSERT_TRUE(socket_->Quiet());
   server_.close();
   Poll();
-  EXPECT_FALSE(socket_->QuietSinceReadyForQuery());
+  EXPECT_FALSE(socket_->Quiet());
   r = Read(1024);
   ASSERT_TRUE(r);
   EXPECT_EQ(r->ec, asio::error::eof);
@@ -138,7 +146,7 @@ TEST_F(ServerSocketTest, AnythingEpollReportsEndsTheQuiet) {
 TEST_F(ServerSocketTest, AReadOnAQuietSocketWaitsForEpollAndCompletes) {
   ServerSends(kReady);
   ASSERT_TRUE(Read(1024));
-  ASSERT_TRUE(socket_->QuietSinceReadyForQuery());
+  ASSERT_TRUE(socket_->Quiet());
   StartRead(1024);  // queued without trying recv first
   io_.poll();
   io_.restart();
@@ -167,6 +175,55 @@ TEST_F(ServerSocketTest, ACloseThatCameWithReadyForQueryShowsAtTheNextSend) {
   r = Read(1024);
   ASSERT_TRUE(r) << "a read after a send to a closed server hung";
   EXPECT_TRUE(r->ec == asio::error::eof || r->ec == asio::error::connection_reset) << r->ec;
+}
+
+TEST_F(ClientSocketTest, AnyShortReadMakesItQuietAndAFullOneDoesNot) {
+  ServerSends(kRow);
+  auto r = Read(1024);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->bytes, kRow);
+  EXPECT_TRUE(socket_->Quiet());
+  ServerSends(kRow + kRow);
+  r = Read(kRow.size());
+  ASSERT_TRUE(r);
+  EXPECT_FALSE(socket_->Quiet()) << "the buffer was full: more may be there";
+  r = Read(1024);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->bytes, kRow);
+  EXPECT_TRUE(socket_->Quiet());
+  ServerSends(kRow);  // the next message, read after epoll reports it
+  r = Read(1024);
+  ASSERT_TRUE(r) << "a read on a quiet client socket never completed";
+  EXPECT_EQ(r->bytes, kRow);
+}
+
+// Why ClientSession::CheckHalfClosedClient exists: a read waits on a quiet socket, the peer's
+// last bytes and its FIN arrive together (a half-close: the peer still reads), epoll reports
+// them once, the read takes the bytes, and nothing reports the FIN to the next read. A peek
+// sees it (EOF), which is what the sweep looks for before it closes the socket.
+TEST_F(ClientSocketTest, AFinThatCameWithTheLastBytesIsReportedByNothing) {
+  ServerSends(kRow);
+  ASSERT_TRUE(Read(1024));
+  ASSERT_TRUE(socket_->Quiet());
+  StartRead(1024);  // waits for epoll
+  ServerSends(kRow);
+  server_.shutdown(tcp::socket::shutdown_send);
+  std::this_thread::sleep_for(20ms);  // both are in before epoll is asked
+  auto r = Finish();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->bytes, kRow);
+  EXPECT_TRUE(socket_->Quiet());
+
+  StartRead(1024);
+  Poll();
+  EXPECT_FALSE(result_) << "the FIN was reported after all: the half-close sweep is not needed";
+  char byte;
+  EXPECT_EQ(::recv(socket_->native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT), 0)
+      << "a peek sees EOF";
+  socket_->close();  // what the sweep does: the waiting read fails
+  r = Finish();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->ec, asio::error::operation_aborted);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
-// The TCP socket to a server, with a read that tells Asio's reactor when the server fell silent
-// at ReadyForQuery, so the next read waits for epoll instead of trying recv first, and the pool
-// can hand the connection out without peeking at it.
+// TCP sockets whose reads tell Asio's reactor when they emptied the socket, so that the next read
+// waits for epoll instead of trying a recv that finds nothing: the server's (after
+// ReadyForQuery; the pool then hands the connection out without peeking at it) and the
+// client's (any short read; a sweep catches the FIN a short read does not show).
 #pragma once
 
 #include <cstddef>
@@ -24,13 +25,14 @@
 
 // What follows uses Asio's reactor internals as Boost 1.81 has them (Debian 12's): the epoll
 // reactor's per-descriptor `try_speculative_` flag and its `done_and_exhausted` status.
-static_assert(BOOST_VERSION == 108100, "proxy/server_socket.h is written against Boost 1.81's Asio");
+static_assert(BOOST_VERSION == 108100,
+              "proxy/drain_aware_socket.h is written against Boost 1.81's Asio");
 
 namespace shardgate::proxy {
 
 namespace asio = boost::asio;
 
-namespace server_socket_internal {
+namespace drain_internal {
 
 using Reactor = asio::detail::reactor;
 using DescriptorState = Reactor::descriptor_state;
@@ -47,22 +49,11 @@ struct Expose {
 };
 template struct Expose<&DescriptorState::try_speculative_>;
 
-// True when `data` ends with a whole ReadyForQuery ('Z', length 5, a status byte).
-inline bool EndsWithReadyForQuery(const char* data, size_t n) {
-  static constexpr char kHead[] = {'Z', 0, 0, 0, 5};
-  if (n < 6) return false;
-  const char status = data[n - 1];
-  return std::memcmp(data + n - 6, kHead, sizeof kHead) == 0 &&
-         (status == 'I' || status == 'T' || status == 'E');
-}
-
 // Asio's stream recv operation (reactive_socket_recv_op) with one difference in `Perform`: a
-// read that emptied the socket (fewer bytes than asked) and ends with ReadyForQuery reports
+// read that emptied the socket (fewer bytes than asked) and that `Drained` accepts reports
 // `done_and_exhausted`, on which the reactor clears the socket's `try_speculative_` until epoll
-// next reports it. A server sends nothing after ReadyForQuery until it is sent something (or
-// closes: a FATAL error first, or a FIN that, if it came with the ReadyForQuery, shows when the
-// next request's send draws a reset), so the next read skips the recv that would find nothing.
-template <typename Handler, typename IoExecutor>
+// next reports it: the next read then waits for epoll instead of trying recv first.
+template <typename Handler, typename IoExecutor, typename Drained>
 class DrainAwareRecvOp : public asio::detail::reactor_op {
  public:
   BOOST_ASIO_DEFINE_HANDLER_PTR(DrainAwareRecvOp);
@@ -84,7 +75,7 @@ class DrainAwareRecvOp : public asio::detail::reactor_op {
     }
     if (o->ec_ == asio::error::eof) return done_and_exhausted;  // as Asio's own recv op
     if (!o->ec_ && o->bytes_transferred_ < o->buf_.size() &&
-        EndsWithReadyForQuery(static_cast<const char*>(o->buf_.data()), o->bytes_transferred_)) {
+        Drained::After(static_cast<const char*>(o->buf_.data()), o->bytes_transferred_)) {
       return done_and_exhausted;
     }
     return done;
@@ -113,28 +104,28 @@ class DrainAwareRecvOp : public asio::detail::reactor_op {
   asio::detail::handler_work<Handler, IoExecutor> work_;
 };
 
-}  // namespace server_socket_internal
+}  // namespace drain_internal
 
-// A tcp::socket (moved in after connect) with `AsyncReadSome`, which is `async_read_some` plus
-// the drained-at-ReadyForQuery signal above, and `QuietSinceReadyForQuery`.
-// Contract: used on its io_context's one thread (the worker's), as all of a session's I/O is.
-class ServerSocket : public asio::ip::tcp::socket {
+// A tcp::socket (moved in once connected or accepted) with `AsyncReadSome`, which is
+// `async_read_some` plus the drained signal above for the reads `Drained::After` accepts, and
+// `Quiet`. Contract: used on its io_context's one thread (the worker's), as all of a session's
+// I/O is.
+template <typename Drained>
+class DrainAwareSocket : public asio::ip::tcp::socket {
  public:
-  explicit ServerSocket(asio::ip::tcp::socket&& socket)
+  explicit DrainAwareSocket(asio::ip::tcp::socket&& socket)
       : asio::ip::tcp::socket(std::move(socket)),
-        reactor_(&asio::use_service<server_socket_internal::Reactor>(
+        reactor_(&asio::use_service<drain_internal::Reactor>(
             asio::query(get_executor(), asio::execution::context))) {}
 
-  // True when epoll has reported nothing on the socket since a read that ended with
-  // ReadyForQuery emptied it: the server closed nothing and sent nothing that the proxy's event
-  // loop has seen, which is what the pool's peek at checkout would otherwise find out (a close
-  // that arrives in the same batch of events as a client's query is seen a little later, as
-  // PgBouncer, watching its idle sockets, sees it).
-  bool QuietSinceReadyForQuery() const {
+  // True when epoll has reported nothing on the socket since a drained read: the peer sent and
+  // closed nothing that the proxy's event loop has seen (except a FIN that came with the drained
+  // read's bytes: see the two kinds below).
+  bool Quiet() const {
     auto* state = impl_.get_implementation().reactor_data_;
     if (state == nullptr) return false;
-    using server_socket_internal::Reactor;
-    return !(state->*Member(server_socket_internal::TrySpeculative{}))[Reactor::read_op];
+    using drain_internal::Reactor;
+    return !(state->*Member(drain_internal::TrySpeculative{}))[Reactor::read_op];
   }
 
   // Starts the read for a completion handler (callers initiate: ServerStream::async_read_some).
@@ -146,7 +137,7 @@ class ServerSocket : public asio::ip::tcp::socket {
       asio::ip::tcp::socket::async_read_some(buf, std::move(handler));
       return;
     }
-    using Op = server_socket_internal::DrainAwareRecvOp<Handler, executor_type>;
+    using Op = drain_internal::DrainAwareRecvOp<Handler, executor_type, Drained>;
     auto& impl = impl_.get_implementation();
     const bool is_continuation =
         boost_asio_handler_cont_helpers::is_continuation(handler);
@@ -155,7 +146,7 @@ class ServerSocket : public asio::ip::tcp::socket {
     if ((impl.state_ & asio::detail::socket_ops::non_blocking) != 0 ||
         asio::detail::socket_ops::set_internal_non_blocking(impl.socket_, impl.state_, true,
                                                             p.p->ec_)) {
-      reactor_->start_op(server_socket_internal::Reactor::read_op, impl.socket_,
+      reactor_->start_op(drain_internal::Reactor::read_op, impl.socket_,
                          impl.reactor_data_, p.p, is_continuation, /*allow_speculative=*/true);
     } else {
       reactor_->post_immediate_completion(p.p, is_continuation);
@@ -164,8 +155,34 @@ class ServerSocket : public asio::ip::tcp::socket {
   }
 
  private:
-
-  server_socket_internal::Reactor* reactor_;
+  drain_internal::Reactor* reactor_;
 };
+
+// The server's reads: drained when they end with a whole ReadyForQuery ('Z', length 5, a status
+// byte). A server sends nothing after it until it is sent something, or closes: with a FATAL
+// error first (an event), or a FIN that, if it came with the ReadyForQuery, shows when the next
+// request's send draws a reset from the closed peer. So the read after the next query skips its
+// recv, and the pool's `Quiet` check replaces its peek (a close that arrives in the same batch of
+// events as a client's query is seen a little later, as PgBouncer, watching its idle server
+// sockets, sees it).
+struct AfterReadyForQuery {
+  static bool After(const char* data, size_t n) {
+    static constexpr char kHead[] = {'Z', 0, 0, 0, 5};
+    if (n < 6) return false;
+    const char status = data[n - 1];
+    return std::memcmp(data + n - 6, kHead, sizeof kHead) == 0 &&
+           (status == 'I' || status == 'T' || status == 'E');
+  }
+};
+using ServerSocket = DrainAwareSocket<AfterReadyForQuery>;
+
+// The client's reads: every short read. A client may send its last bytes and a FIN together
+// (a half-close), which a short read does not show and no later event reports; the worker's
+// sweep (ClientSession::CheckHalfClosedClient) peeks once at a client whose read has waited on
+// a quiet socket for a sweep interval, and closes it on EOF.
+struct AfterAnyRead {
+  static bool After(const char* /*data*/, size_t /*n*/) { return true; }
+};
+using ClientSocket = DrainAwareSocket<AfterAnyRead>;
 
 }  // namespace shardgate::proxy
