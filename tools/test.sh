@@ -29,7 +29,7 @@ done
 JOBS=${SHARDGATE_JOBS:-2}
 BUILD_DIR="$ROOT/build/$PRESET"
 
-log() { echo "== test.sh: $*" >&2; }
+log() { echo "== test.sh [$(date -u +%T), ${SECONDS}s]: $*" >&2; }
 
 log "installing missing packages"
 bash "$ROOT/tools/install_deps.sh" || { log "install_deps.sh failed"; exit 1; }
