@@ -22,6 +22,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <mutex>
 #include <set>
 #include <sstream>
@@ -386,7 +387,9 @@ absl::Status InitDataDir(const std::string& data_dir, const std::string& temp_ro
   if (tmp == nullptr || *tmp == '\0' || fs::path(temp_root).parent_path() != fs::path(tmp)) {
     return initdb(data_dir, temp_root);
   }
-  const std::string templ = absl::StrCat(tmp, "/sg-initdb-template");
+  // Named after the binaries' dir too: a template from another PostgreSQL is never copied.
+  const std::string templ = absl::StrCat(tmp, "/sg-initdb-template-",
+                                         absl::Hex(std::hash<std::string>{}(PgBinDir())));
   const int lock = open((templ + ".lock").c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
   if (lock < 0) return initdb(data_dir, temp_root);
   absl::Status made = absl::OkStatus();
