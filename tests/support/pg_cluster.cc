@@ -366,12 +366,12 @@ absl::StatusOr<std::string> PgServer::Query(const std::string& sql,
 
 namespace {
 
-// initdb into data_dir. initdb costs ~1.3 s of CPU, and a test run starts a hundred or more
-// primaries, all with the same superuser, password and settings: the first primary of a run
-// makes a template data dir under $TMPDIR (a dir per run under tools/test.sh, removed with it),
-// the others copy it (~0.1 s). A file lock serializes the test processes making it; a template
-// without its "done" mark (its maker died) is made again. Without $TMPDIR every primary runs
-// initdb, as nothing would remove a template from /tmp.
+// initdb into data_dir. initdb costs ~1.3 s of CPU, and a test run starts many primaries, all
+// with the same superuser, password and settings: the first primary of a run makes a template
+// data dir under $TMPDIR (a dir per run under tools/test.sh, removed with it), the others copy
+// it (~0.1 s). A file lock serializes the test processes making it; a template without its
+// "done" mark (its maker died) is made again. Without $TMPDIR every primary runs initdb, as
+// nothing would remove a template from /tmp.
 absl::Status InitDataDir(const std::string& data_dir, const std::string& temp_root) {
   const std::string log = temp_root + "/commands.log";
   auto initdb = [&](const std::string& dir, const std::string& in) -> absl::Status {
