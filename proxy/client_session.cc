@@ -456,12 +456,10 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::Startup() {
     target_ = MakeTarget(shard, topology_ ? topology_->Primary(index) : shard.primary,
                          &target_error);
     CO_RETURN_IF_ERROR(target_error);
-    if (pool_mode_ == conf::PoolMode::kTransaction) {
-      known = worker_.pools().Get(target_, db_->pool_size, config_->timeouts.connect)
-                  .KnownLogin(startup_key_);
-    }
+    target_pool_ = &PoolOf(target_);
+    if (pool_mode_ == conf::PoolMode::kTransaction) known = target_pool_->KnownLogin(startup_key_);
     if (known != nullptr) break;
-    login_status = co_await Attach(target_);
+    login_status = co_await Attach(*target_pool_);
     if (login_status.ok()) {
       if (topology_) attached_shard_ = index;
       break;
@@ -502,6 +500,9 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::Startup() {
   Push(Expect::kInjectReady);
   if (!FlushServerNow() && !co_await FlushServer()) co_return false;
   if (!FlushClientNow() && !co_await FlushClient()) co_return false;
+  // Nothing went to the server (no settings to replay): back to the pool now, not when the
+  // client's first request ends (the pump's read, started by Attach, waits for nothing).
+  if (CanRelease()) co_await ReleaseIfIdle();
   co_return true;
 }
 
@@ -526,6 +527,25 @@ BackendTarget ClientSession::MakeTarget(const conf::ShardConfig& shard,
                       "shard's primary and replicas in the config.");
   }
   return target;
+}
+
+Pool& ClientSession::PoolOf(const BackendTarget& target) {
+  return worker_.pools().Get(target, db_->pool_size, config_->timeouts.connect);
+}
+
+absl::StatusOr<Pool*> ClientSession::PoolFor(const conf::ShardConfig& shard,
+                                             const conf::Endpoint& endpoint) {
+  for (const auto& [known, pool] : endpoint_pools_) {
+    if (known == &endpoint) return pool;
+  }
+  absl::Status error;
+  BackendTarget target = MakeTarget(shard, endpoint, &error);
+  if (!error.ok()) return error;
+  constexpr size_t kMaxRemembered = 32;  // endpoints of a map, bounded for a huge one
+  if (endpoint_pools_.size() >= kMaxRemembered) endpoint_pools_.clear();
+  Pool* pool = &PoolOf(target);
+  endpoint_pools_.emplace_back(&endpoint, pool);
+  return pool;
 }
 
 asio::awaitable<absl::Status> ClientSession::Authenticate(const conf::UserConfig& user) {

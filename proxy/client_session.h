@@ -151,12 +151,17 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
 
   // ---- serving (session_loop.cc)
   asio::awaitable<void> Serve();
-  asio::awaitable<absl::Status> Attach(const BackendTarget& target);
+  asio::awaitable<absl::Status> Attach(Pool& pool);
   asio::awaitable<void> WaitWhileSuspended();  // PAUSE <db> until RESUME
   // False when WaitWhileSuspended would return at once (callers skip its coroutine frame).
   bool MaySuspend() const { return !dist_ && gate_ != nullptr && gate_->Suspended(); }
   BackendTarget MakeTarget(const conf::ShardConfig& shard, const conf::Endpoint& endpoint,
                            absl::Status* error) const;
+  Pool& PoolOf(const BackendTarget& target);
+  // The pool of `endpoint` of `shard` for this session's user and database. Remembered per
+  // endpoint (a topology's endpoints never change and pools are never removed; RefreshMap
+  // forgets them): no target or pool key is built per transaction.
+  absl::StatusOr<Pool*> PoolFor(const conf::ShardConfig& shard, const conf::Endpoint& endpoint);
 
   // ---- routing for sharded databases (session_route.cc)
   // Decides where a client message goes and attaches that server. false: the proxy answered
@@ -177,10 +182,14 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   void RaiseOnServer(const absl::Status& status, bool extended);
   void NoteParseSharded(const protocol::Parse& parse);
   // ---- directory routers with a `store:` table (session_directory.cc)
-  // planner_->Plan, with every key of a store directory that its router has not cached read
-  // from the store's table on its shard's primary first (then planned again).
+  // After planner_->Plan missed a directory entry (MissedDirectory): every key of a store
+  // directory that its router has not cached is read from the store's table on its shard's
+  // primary, then the statement is planned again. Plans that miss nothing never wait, and do
+  // not go through here (no coroutine frame per statement).
   asio::awaitable<absl::StatusOr<routing::RoutePlan>> PlanStatement(
-      const routing::Analysis& analysis, const routing::PlanInput& input);
+      const routing::Analysis& analysis, const routing::PlanInput& input,
+      absl::StatusOr<routing::RoutePlan> plan);
+  static bool MissedDirectory(const absl::StatusOr<routing::RoutePlan>& plan);
   asio::awaitable<absl::Status> FetchDirectoryEntry(const routing::DirectoryMiss& miss);
   // ---- statements across shards (session_fanout.cc)
   using Legs = std::vector<std::unique_ptr<FanOutLeg>>;
@@ -325,7 +334,23 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // Between transactions: the latest shard map (after a reload or a cutover).
   void RefreshMap();
   asio::awaitable<void> ServeAdmin();
-  asio::awaitable<void> Pump(ServerConnection* conn, uint64_t generation);
+  // The pump: reads the attached server's answers and passes them on, until the server can go
+  // back to the pool (transaction mode) or is taken away. It starts as a chain of read
+  // callbacks (StartPump, PumpRead: no coroutine frame per transaction) and continues as the
+  // coroutine Pump once a write to the client has to wait (large answers, TLS clients).
+  enum class PumpStep { kRead, kFlushClient, kEnd };
+  void StartPump();
+  void PumpRead(ServerConnection* conn, uint64_t generation, size_t need);
+  // One read's worth: errors, frames, timers, the client write. `need`: bytes still missing
+  // of a partial frame.
+  PumpStep AfterServerRead(ServerConnection& conn, uint64_t generation,
+                           const boost::system::error_code& ec, size_t n, size_t& need);
+  // Before each read but the first: true when the pump is done (taken away, or released).
+  bool PumpDone(const ServerConnection* conn, uint64_t generation);
+  asio::awaitable<void> Pump(ServerConnection* conn, uint64_t generation, size_t need);
+  // The pump's end: what is left for the client goes, then pump_done_/progress_ wake waiters.
+  void EndPump();
+  void PumpEnded();
   // `SELECT shardgate.next_id()` (simple protocol): answered here with the next cluster-unique
   // id, in order with whatever else is in flight. False for any other Query.
   bool AnswerNextId(const protocol::Frame& query);
@@ -391,7 +416,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   conf::PoolMode pool_mode_ = conf::PoolMode::kTransaction;
   std::string user_name_, db_name_;
   BackendTarget target_;
+  Pool* target_pool_ = nullptr;  // target_'s
   Pool* pool_ = nullptr;
+  absl::InlinedVector<std::pair<const conf::Endpoint*, Pool*>, 4> endpoint_pools_;  // PoolFor
   int32_t cancel_pid_ = 0, cancel_secret_ = 0;
   bool counted_ = false;       // in Runtime::clients
   bool user_counted_ = false;  // in Runtime's per-user count (users[].max_connections)

@@ -23,9 +23,13 @@ constexpr std::chrono::milliseconds kStorePoolWait{5000};
 constexpr int kMaxLookups = 4096;
 }  // namespace
 
+bool ClientSession::MissedDirectory(const absl::StatusOr<routing::RoutePlan>& plan) {
+  return !plan.ok() && routing::AsDirectoryMiss(plan.status()).has_value();
+}
+
 asio::awaitable<absl::StatusOr<routing::RoutePlan>> ClientSession::PlanStatement(
-    const routing::Analysis& analysis, const routing::PlanInput& input) {
-  absl::StatusOr<routing::RoutePlan> plan = planner_->Plan(analysis, input);
+    const routing::Analysis& analysis, const routing::PlanInput& input,
+    absl::StatusOr<routing::RoutePlan> plan) {
   // One lookup per key not cached (a long IN list the first time: one round trip per key), and
   // a key once read stays cached (its router's LRU) until it is evicted or a NOTIFY drops it.
   // input.literals may view the worker's analysis cache, which other sessions use while this
@@ -69,11 +73,9 @@ asio::awaitable<absl::Status> ClientSession::FetchDirectoryEntry(
   if (absl::Status open = topology_->WriteServerAvailable(*shard); !open.ok()) {
     co_return where(open);
   }
-  absl::Status target_error;
-  BackendTarget target =
-      MakeTarget(topology_->shard(*shard), topology_->Primary(*shard), &target_error);
-  if (!target_error.ok()) co_return where(target_error);
-  Pool& pool = worker_.pools().Get(target, db_->pool_size, config_->timeouts.connect);
+  absl::StatusOr<Pool*> store_pool = PoolFor(topology_->shard(*shard), topology_->Primary(*shard));
+  if (!store_pool.ok()) co_return where(store_pool.status());
+  Pool& pool = **store_pool;
   auto conn = co_await pool.Acquire(kStorePoolWait);
   if (!conn.ok()) {
     topology_->PrimaryConnectFailed(*shard, conn.status());

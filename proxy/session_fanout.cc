@@ -144,18 +144,17 @@ asio::awaitable<absl::Status> ClientSession::AcquireLegs(absl::Span<const int> s
     if (!replica) {
       if (absl::Status open = topology_->WriteServerAvailable(shard); !open.ok()) co_return open;
     }
-    absl::Status target_error;
-    BackendTarget target = MakeTarget(topology_->shard(shard), ep, &target_error);
-    if (!target_error.ok()) co_return target_error;
-    leg->pool = &worker_.pools().Get(target, db_->pool_size, config_->timeouts.connect);
+    absl::StatusOr<Pool*> pool = PoolFor(topology_->shard(shard), ep);
+    if (!pool.ok()) co_return pool.status();
+    leg->pool = *pool;
     auto conn = co_await leg->pool->Acquire(kLegPoolWait);
     if (!conn.ok() && replica) {
       topology_->ReplicaFailed(shard, ep);
       replica = false;
       if (absl::Status open = topology_->WriteServerAvailable(shard); !open.ok()) co_return open;
-      BackendTarget primary = MakeTarget(topology_->shard(shard), topology_->Primary(shard),
-                                         &target_error);
-      leg->pool = &worker_.pools().Get(primary, db_->pool_size, config_->timeouts.connect);
+      pool = PoolFor(topology_->shard(shard), topology_->Primary(shard));
+      if (!pool.ok()) co_return pool.status();
+      leg->pool = *pool;
       conn = co_await leg->pool->Acquire(kLegPoolWait);
     }
     if (!conn.ok()) {

@@ -160,9 +160,9 @@ asio::awaitable<void> ClientSession::WaitWhileSuspended() {
   }
 }
 
-asio::awaitable<absl::Status> ClientSession::Attach(const BackendTarget& target) {
+asio::awaitable<absl::Status> ClientSession::Attach(Pool& pool) {
   if (MaySuspend()) co_await WaitWhileSuspended();
-  pool_ = &worker_.pools().Get(target, db_->pool_size, config_->timeouts.connect);
+  pool_ = &pool;
   auto conn = co_await pool_->Acquire(kPoolWait);
   if (!conn.ok()) co_return conn.status();
   server_ = std::move(*conn);
@@ -173,11 +173,7 @@ asio::awaitable<absl::Status> ClientSession::Attach(const BackendTarget& target)
                                   server_->secret()});
   }
   AppendReplay(*server_);
-  ++pumps_running_;
-  asio::co_spawn(worker_.io(), Pump(server_.get(), ++attach_generation_),
-                 [self = shared_from_this()](std::exception_ptr e) {
-                   if (e) spdlog::error("server pump ended with an exception");
-                 });
+  StartPump();
   co_return absl::OkStatus();
 }
 
@@ -276,75 +272,148 @@ void ClientSession::ServerLost(const absl::Status& why) {
   closing_ = true;
 }
 
-asio::awaitable<void> ClientSession::Pump(ServerConnection* conn, uint64_t generation) {
-  // co_spawn starts a coroutine inline; yield first so that the client loop finishes queueing
-  // what it sends before the pump decides whether the server is idle.
-  co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
-  size_t need = 0;
+void ClientSession::StartPump() {
+  // The first read starts at once, before the client loop has queued anything for the server:
+  // no CanRelease check before it (the server would look idle). A server that gets nothing is
+  // released by the client loop (ReleaseIfIdle), which cancels this read.
+  ++pumps_running_;
+  PumpRead(server_.get(), ++attach_generation_, 0);
+}
+
+void ClientSession::PumpRead(ServerConnection* conn, uint64_t generation, size_t need) {
+  conn->stream().async_read_some(
+      conn->in().Prepare(need),
+      [this, self = shared_from_this(), conn, generation](const boost::system::error_code& ec,
+                                                           size_t n) {
+        size_t need = 0;
+        switch (AfterServerRead(*conn, generation, ec, n, need)) {
+          case PumpStep::kRead:
+            if (PumpDone(conn, generation)) {
+              EndPump();
+            } else {
+              PumpRead(conn, generation, need);
+            }
+            return;
+          case PumpStep::kFlushClient:
+            // The client is slow to take the answer: the rest of this attachment runs as a
+            // coroutine, which can wait for it.
+            asio::co_spawn(worker_.io(), Pump(conn, generation, need),
+                           [self](std::exception_ptr e) {
+                             if (e) spdlog::error("server pump ended with an exception");
+                           });
+            return;
+          case PumpStep::kEnd:
+            EndPump();
+            return;
+        }
+      });
+}
+
+bool ClientSession::PumpDone(const ServerConnection* conn, uint64_t generation) {
+  // `generation` tells this attachment from a later one that got the same connection back
+  // from the pool; a server lost meanwhile is no longer server_.
+  if (detaching_ || generation != attach_generation_ || server_.get() != conn) return true;
+  if (CanRelease()) {
+    ReleaseServer();
+    return true;
+  }
+  return false;
+}
+
+ClientSession::PumpStep ClientSession::AfterServerRead(ServerConnection& conn,
+                                                       uint64_t generation,
+                                                       const boost::system::error_code& ec,
+                                                       size_t n, size_t& need) {
+  // Taken away, or lost by the client loop (which may have closed and freed `conn`).
+  if (detaching_ || generation != attach_generation_ || server_.get() != &conn) {
+    return PumpStep::kEnd;
+  }
+  if (ec && server_hung_) {
+    server_hung_ = false;
+    const std::string why = absl::StrCat(
+        "no answer for ", (config_->timeouts.query + db_->health_check_timeout).count(),
+        " ms, not even to the cancel after timeouts.query");
+    if (topology_ && attached_shard_ >= 0) {
+      if (!attached_replica_) {
+        topology_->PrimaryFailed(attached_shard_, why);
+      } else if (attached_replica_index_ >= 0) {
+        topology_->SetReplicaHealthy(attached_shard_, attached_replica_index_, false);
+      }
+    }
+    ServerLost(PgStatus("08006", absl::StrCat("server of shard \"", conn.target().shard,
+                                              "\" stopped answering (", why,
+                                              "); the connection to it was closed")));
+    return PumpStep::kEnd;
+  }
+  if (ec) {
+    ServerLost(PgStatus("08006", absl::StrCat("server connection to shard \"",
+                                              conn.target().shard, "\" was lost: ",
+                                              ec == asio::error::eof
+                                                  ? "server closed the connection"
+                                                  : ec.message())));
+    return PumpStep::kEnd;
+  }
+  ++server_reads_;
+  conn.in().Commit(n);
+  need = 0;
   const uint32_t max_size = config_->limits.max_message_size;
   for (;;) {
-    // `generation` tells this attachment from a later one that got the same connection back
-    // from the pool.
-    if (detaching_ || generation != attach_generation_) break;
-    if (CanRelease()) {
-      ReleaseServer();
+    p::FrameResult r = p::ReadFrame(conn.in().Data(), max_size);
+    if (r.status == p::FrameStatus::kNeedMore) {
+      need = r.need;
       break;
     }
+    if (r.status == p::FrameStatus::kError) {
+      ServerLost(PgStatus("08P01", absl::StrCat("shard \"", conn.target().shard,
+                                                "\" sent a malformed message")));
+      break;
+    }
+    ProcessServerFrame(conn, r.frame);
+    conn.in().Consume(r.frame.whole.size());
+  }
+  if (generation != attach_generation_ || !server_) return PumpStep::kEnd;  // lost
+  ArmQueryTimer();  // the answer is progressing: the timeout counts from here
+  conn.in().ShrinkIfIdle();
+  progress_.cancel();  // wake a client loop waiting for this server to become idle
+  progress_.expires_at(asio::steady_timer::time_point::max());
+  if (!client_out_.empty() && !FlushClientNow()) return PumpStep::kFlushClient;
+  return PumpStep::kRead;
+}
+
+asio::awaitable<void> ClientSession::Pump(ServerConnection* conn, uint64_t generation,
+                                          size_t need) {
+  // Entered after a read whose answer did not all go to the client at once: that comes first.
+  bool client_gone = !co_await FlushClient();
+  while (!client_gone && !PumpDone(conn, generation)) {
     auto [ec, n] = co_await conn->stream().async_read_some(conn->in().Prepare(need), kTuple);
-    if (detaching_ || generation != attach_generation_) break;
-    if (ec && server_hung_) {
-      server_hung_ = false;
-      const std::string why = absl::StrCat(
-          "no answer for ", (config_->timeouts.query + db_->health_check_timeout).count(),
-          " ms, not even to the cancel after timeouts.query");
-      if (topology_ && attached_shard_ >= 0) {
-        if (!attached_replica_) {
-          topology_->PrimaryFailed(attached_shard_, why);
-        } else if (attached_replica_index_ >= 0) {
-          topology_->SetReplicaHealthy(attached_shard_, attached_replica_index_, false);
-        }
-      }
-      ServerLost(PgStatus("08006", absl::StrCat("server of shard \"", conn->target().shard,
-                                                "\" stopped answering (", why,
-                                                "); the connection to it was closed")));
-      break;
-    }
-    if (ec) {
-      ServerLost(PgStatus("08006", absl::StrCat("server connection to shard \"",
-                                                conn->target().shard, "\" was lost: ",
-                                                ec == asio::error::eof ? "server closed the connection" : ec.message())));
-      break;
-    }
-    ++server_reads_;
-    conn->in().Commit(n);
-    need = 0;
-    for (;;) {
-      p::FrameResult r = p::ReadFrame(conn->in().Data(), max_size);
-      if (r.status == p::FrameStatus::kNeedMore) {
-        need = r.need;
-        break;
-      }
-      if (r.status == p::FrameStatus::kError) {
-        ServerLost(PgStatus("08P01", absl::StrCat("shard \"", conn->target().shard,
-                                                  "\" sent a malformed message")));
-        break;
-      }
-      ProcessServerFrame(*conn, r.frame);
-      conn->in().Consume(r.frame.whole.size());
-    }
-    if (generation != attach_generation_ || !server_) break;  // lost
-    ArmQueryTimer();  // the answer is progressing: the timeout counts from here
-    conn->in().ShrinkIfIdle();
-    progress_.cancel();  // wake a client loop waiting for this server to become idle
-    progress_.expires_at(asio::steady_timer::time_point::max());
-    if (!client_out_.empty() && !FlushClientNow() && !co_await FlushClient()) {
-      // The client is gone: wake the client loop (blocked reading) so that it cleans up.
-      closing_ = true;
-      stream_.Close();
-      break;
-    }
+    const PumpStep step = AfterServerRead(*conn, generation, ec, n, need);
+    if (step == PumpStep::kEnd) break;
+    if (step == PumpStep::kFlushClient) client_gone = !co_await FlushClient();
+  }
+  if (client_gone) {
+    // The client is gone: wake the client loop (blocked reading) so that it cleans up.
+    closing_ = true;
+    stream_.Close();
   }
   if (!client_out_.empty() && !FlushClientNow()) co_await FlushClient();
+  PumpEnded();
+}
+
+void ClientSession::EndPump() {
+  if (!client_out_.empty() && !FlushClientNow()) {
+    asio::co_spawn(
+        worker_.io(),
+        [](std::shared_ptr<ClientSession> self) -> asio::awaitable<void> {
+          co_await self->FlushClient();
+          self->PumpEnded();
+        }(shared_from_this()),
+        asio::detached);
+    return;
+  }
+  PumpEnded();
+}
+
+void ClientSession::PumpEnded() {
   if (closing_ && !server_) stream_.Close();
   --pumps_running_;
   progress_.cancel();
@@ -1134,7 +1203,7 @@ asio::awaitable<void> ClientSession::Serve() {
         }
       }
       if (!server_ && NeedsServer(f.type)) {
-        absl::Status st = co_await Attach(target_);
+        absl::Status st = co_await Attach(*target_pool_);
         if (!st.ok()) {
           if (closing_) break;
           p::AppendError(client_out_, ToPgError(st));

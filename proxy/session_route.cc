@@ -155,7 +155,7 @@ asio::awaitable<void> ClientSession::DrainAndRelease() {
 // held BEGIN for the statement that routes.
 asio::awaitable<absl::StatusOr<bool>> ClientSession::AttachAnyShard(bool begin) {
   if (server_) co_return true;
-  absl::Status st = co_await Attach(target_);
+  absl::Status st = co_await Attach(*target_pool_);
   if (!st.ok()) co_return st;
   attached_shard_ = topology_->map()->FindShard(target_.shard).value_or(0);
   attached_replica_ = false;
@@ -248,10 +248,9 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::Target(const routing::Route
         st = topology_->WriteServerAvailable(shard);
         if (!st.ok()) break;
       }
-      absl::Status target_error;
-      BackendTarget target = MakeTarget(config, ep, &target_error);
-      if (!target_error.ok()) co_return target_error;
-      st = co_await Attach(target);
+      absl::StatusOr<Pool*> pool = PoolFor(config, ep);
+      if (!pool.ok()) co_return pool.status();
+      st = co_await Attach(**pool);
       if (st.ok()) {
         attached_shard_ = shard;
         attached_replica_ = replica;
@@ -399,7 +398,8 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteQuery(std::string_view
   input.hints.MergeFrom(session_hints_);
   input.in_transaction = InTransaction();
   input.explain = explain_;
-  auto plan = co_await PlanStatement(analysis, input);
+  absl::StatusOr<routing::RoutePlan> plan = planner_->Plan(analysis, input);
+  if (MissedDirectory(plan)) plan = co_await PlanStatement(analysis, input, std::move(plan));
   if (!plan.ok()) co_return RefuseStatement(plan.status(), false);
   if (plan->write) {
     absl::StatusOr<bool> again = co_await PassWriteGate(analysis);
@@ -567,7 +567,10 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteBind(const p::Frame& f
   input.hints.MergeFrom(session_hints_);
   input.in_transaction = InTransaction();
   input.explain = explain_;
-  auto plan = co_await PlanStatement(*prepared.analysis, input);
+  absl::StatusOr<routing::RoutePlan> plan = planner_->Plan(*prepared.analysis, input);
+  if (MissedDirectory(plan)) {
+    plan = co_await PlanStatement(*prepared.analysis, input, std::move(plan));
+  }
   if (!plan.ok()) co_return RefuseStatement(plan.status(), true);
   if (plan->write) {
     absl::StatusOr<bool> again = co_await PassWriteGate(*prepared.analysis);
@@ -680,6 +683,7 @@ void ClientSession::RefreshMap() {
   std::shared_ptr<Topology> topology = worker_.runtime().topology(db_name_);
   if (!topology) return;  // the database left the config: keep serving the old map
   topology_ = std::move(topology);
+  endpoint_pools_.clear();  // the endpoints were the old topology's
   planner_.emplace(topology_->map());
   map_version_ = version;
   const std::shared_ptr<const conf::Config> config = worker_.runtime().config();

@@ -5,34 +5,82 @@
 #include <array>
 
 #include "absl/container/inlined_vector.h"
+#include "absl/strings/str_cat.h"
 #include "routing/text_util.h"
 
 namespace shardgate::routing {
 namespace {
 
-inline bool IsIdentStart(unsigned char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c >= 0x80;
+// Character classes, one table lookup per character (the lexer's inner loops).
+enum : uint8_t {
+  kSpace = 1,
+  kIdentStart = 2,  // letters, '_', and every byte >= 0x80 (as scan.l's ident_start)
+  kIdentChar = 4,   // ident_start, digits and '$'
+  kDigit = 8,
+  kOperator = 16,  // characters of an operator token
+};
+constexpr std::array<uint8_t, 256> kCharClass = [] {
+  std::array<uint8_t, 256> t{};
+  for (int c = 0; c < 256; ++c) {
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c >= 0x80) {
+      t[c] |= kIdentStart | kIdentChar;
+    }
+    if (c >= '0' && c <= '9') t[c] |= kDigit | kIdentChar;
+  }
+  t['$'] |= kIdentChar;
+  for (char c : std::string_view(" \t\n\r\f\v")) t[static_cast<unsigned char>(c)] |= kSpace;
+  for (char c : std::string_view("+-*/<>=~!@#%^&|`?")) {
+    t[static_cast<unsigned char>(c)] |= kOperator;
+  }
+  return t;
+}();
+inline bool Is(char c, uint8_t cls) {
+  return (kCharClass[static_cast<unsigned char>(c)] & cls) != 0;
 }
-inline bool IsIdentChar(unsigned char c) {
-  return IsIdentStart(c) || (c >= '0' && c <= '9') || c == '$';
-}
-inline bool IsDigit(char c) { return c >= '0' && c <= '9'; }
+inline bool IsIdentStart(char c) { return Is(c, kIdentStart); }
+inline bool IsIdentChar(char c) { return Is(c, kIdentChar); }
+inline bool IsDigit(char c) { return Is(c, kDigit); }
+
+// A set of lowercase keywords, looked up case-insensitively: most identifiers are rejected by
+// their first letter and length without a comparison (the lexer looks up every bare word).
+template <size_t N>
+class KeywordSet {
+ public:
+  constexpr explicit KeywordSet(std::array<std::string_view, N> words) : words_(words) {
+    for (std::string_view w : words) lengths_[w[0] - 'a'] |= 1u << w.size();
+  }
+  bool Contains(std::string_view w) const {
+    if (w.empty() || w.size() > kMaxLength) return false;
+    const char first = LowerAscii(w[0]);
+    if (first < 'a' || first > 'z' || ((lengths_[first - 'a'] >> w.size()) & 1u) == 0) {
+      return false;
+    }
+    for (std::string_view k : words_) {
+      if (k.size() == w.size() && k[0] == first && EqualsNoCase(w, k)) return true;
+    }
+    return false;
+  }
+
+ private:
+  static constexpr size_t kMaxLength = 15;  // lengths_ has a bit per length
+  std::array<std::string_view, N> words_;
+  std::array<uint16_t, 26> lengths_{};  // bit L of [c - 'a']: a word of length L starts with c
+};
 
 // Words after which an expression (so a parameter) may follow. A string literal after any
 // other bare word is a typed literal (DATE '...', INTERVAL '...', AT TIME ZONE '...') or a
 // utility argument and stays in place.
-bool WordAllowsParam(std::string_view w) {
-  static constexpr std::array<std::string_view, 34> kWords = {
-      "select", "where", "and", "or", "not", "in", "is", "like", "ilike", "similar", "to",
-      "escape", "between", "then", "else", "when", "case", "values", "returning", "by",
-      "having", "on", "limit", "offset", "all", "any", "some", "distinct", "from", "using",
-      "overlaps", "array", "symmetric", "row"};
-  if (w.size() > 9) return false;
-  for (std::string_view k : kWords) {
-    if (EqualsNoCase(w, k)) return true;
-  }
-  return false;
-}
+constexpr KeywordSet<34> kParamWords({
+    "select", "where", "and", "or", "not", "in", "is", "like", "ilike", "similar", "to",
+    "escape", "between", "then", "else", "when", "case", "values", "returning", "by",
+    "having", "on", "limit", "offset", "all", "any", "some", "distinct", "from", "using",
+    "overlaps", "array", "symmetric", "row"});
+bool WordAllowsParam(std::string_view w) { return kParamWords.Contains(w); }
+
+// Keywords between which operator chains do not nest (AND/OR lists are flat in the tree).
+constexpr KeywordSet<16> kChainResetWords({"and", "or", "select", "from", "where", "when",
+                                           "then", "else", "set", "values", "on", "by",
+                                           "having", "returning", "union", "join"});
 
 // What replaces a span of the input in the output.
 struct Edit {
@@ -49,7 +97,7 @@ class Lexer {
     size_t n = s_.size();
     while (i_ < n) {
       unsigned char c = s_[i_];
-      if (IsSpace(c)) {
+      if (Is(c, kSpace)) {
         ++i_;
       } else if (c == '-' && Peek(1) == '-') {
         size_t start = i_;
@@ -94,20 +142,8 @@ class Lexer {
  private:
   static uint32_t U(size_t v) { return static_cast<uint32_t>(v); }
 
-  static bool IsOperatorChar(char c) {
-    return std::string_view("+-*/<>=~!@#%^&|`?").find(c) != std::string_view::npos;
-  }
-  // Keywords between which operator chains do not nest (AND/OR lists are flat in the tree).
-  static bool ResetsChain(std::string_view w) {
-    static constexpr std::array<std::string_view, 16> kWords = {
-        "and", "or", "select", "from", "where", "when", "then", "else", "set", "values", "on",
-        "by", "having", "returning", "union", "join"};
-    if (w.size() > 9) return false;
-    for (std::string_view k : kWords) {
-      if (EqualsNoCase(w, k)) return true;
-    }
-    return false;
-  }
+  static bool IsOperatorChar(char c) { return Is(c, kOperator); }
+  static bool ResetsChain(std::string_view w) { return kChainResetWords.Contains(w); }
   void ResetSegment() {
     sum_ -= segment_.back();
     segment_.back() = 0;
@@ -221,7 +257,7 @@ class Lexer {
       // quotecontinue: whitespace including a newline, then another quote.
       size_t j = i_;
       bool newline = false;
-      while (j < n && IsSpace(s_[j])) newline |= s_[j++] == '\n';
+      while (j < n && Is(s_[j], kSpace)) newline |= s_[j++] == '\n';
       if (!newline || j >= n || s_[j] != '\'') break;
       i_ = j + 1;
     }
@@ -350,7 +386,7 @@ void NormalizeInto(std::string_view sql, NormalizedStatement& out) {
       // Keep token boundaries: "u.9id" is three tokens, "u$1id" would be one identifier.
       if (e.start > 0 && IsIdentChar(sql[e.start - 1])) out.text.push_back(' ');
       out.text.push_back('$');
-      out.text.append(std::to_string(out.max_param + 1 + e.literal));
+      absl::StrAppend(&out.text, out.max_param + 1 + e.literal);
       // And after a quoted literal: "'a'6" is a string then a number (a syntax error) where
       // "$16" would be one parameter, and "'a'b" is a string with an alias where "$1b" is
       // junk. After a number the characters stay attached: "3d" and "$1d" are both junk.
@@ -368,7 +404,7 @@ void NormalizeInto(std::string_view sql, NormalizedStatement& out) {
   // The highest client parameter is part of the key: "$4" means a literal when max_param is 3
   // and a client parameter when it is 4.
   out.text.push_back('\0');
-  out.text.append(std::to_string(out.max_param));
+  absl::StrAppend(&out.text, out.max_param);
 }
 
 NormalizedStatement Normalize(std::string_view sql) {
