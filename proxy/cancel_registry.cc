@@ -12,7 +12,26 @@ CancelRegistry& CancelRegistry::Global() {
   return *registry;
 }
 
-std::pair<int32_t, int32_t> CancelRegistry::Register() {
+void CancelSlot::Set(const std::string& host, int port, int32_t pid, int32_t secret) {
+  std::lock_guard lock(mu_);
+  host_ = &host;
+  port_ = port;
+  pid_ = pid;
+  secret_ = secret;
+}
+
+void CancelSlot::Clear() {
+  std::lock_guard lock(mu_);
+  host_ = nullptr;
+}
+
+std::optional<CancelTarget> CancelSlot::Get() const {
+  std::lock_guard lock(mu_);
+  if (host_ == nullptr) return std::nullopt;
+  return CancelTarget{*host_, port_, pid_, secret_};
+}
+
+std::pair<int32_t, int32_t> CancelRegistry::Register(std::shared_ptr<const CancelSlot> slot) {
   std::lock_guard lock(mu_);
   for (;;) {
     uint32_t words[2];
@@ -23,7 +42,7 @@ std::pair<int32_t, int32_t> CancelRegistry::Register() {
     int32_t pid = static_cast<int32_t>(words[0] & 0x7fffffff);
     if (pid == 0 || entries_.contains(pid)) continue;
     int32_t secret = static_cast<int32_t>(words[1]);
-    entries_[pid] = Entry{secret, std::nullopt};
+    entries_[pid] = Entry{secret, std::move(slot)};
     return {pid, secret};
   }
 }
@@ -33,17 +52,15 @@ void CancelRegistry::Unregister(int32_t pid) {
   entries_.erase(pid);
 }
 
-void CancelRegistry::SetTarget(int32_t pid, std::optional<CancelTarget> target) {
-  std::lock_guard lock(mu_);
-  auto it = entries_.find(pid);
-  if (it != entries_.end()) it->second.target = std::move(target);
-}
-
 std::optional<CancelTarget> CancelRegistry::Lookup(int32_t pid, int32_t secret) const {
-  std::lock_guard lock(mu_);
-  auto it = entries_.find(pid);
-  if (it == entries_.end() || it->second.secret != secret) return std::nullopt;
-  return it->second.target;
+  std::shared_ptr<const CancelSlot> slot;
+  {
+    std::lock_guard lock(mu_);
+    auto it = entries_.find(pid);
+    if (it == entries_.end() || it->second.secret != secret) return std::nullopt;
+    slot = it->second.slot;
+  }
+  return slot->Get();
 }
 
 }  // namespace shardgate::proxy

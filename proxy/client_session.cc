@@ -478,13 +478,13 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::Startup() {
       login_check_pending_ = true;
     }
   }
-  auto [pid, secret] = CancelRegistry::Global().Register();
+  cancel_slot_ = std::make_shared<CancelSlot>();
+  auto [pid, secret] = CancelRegistry::Global().Register(cancel_slot_);
   cancel_pid_ = pid;
   cancel_secret_ = secret;
   if (server_) {
-    CancelRegistry::Global().SetTarget(
-        cancel_pid_, CancelTarget{server_->target().host, server_->target().port,
-                                  server_->pid(), server_->secret()});
+    cancel_slot_->Set(server_->target().host, server_->target().port, server_->pid(),
+                      server_->secret());
   }
   p::AppendAuthentication(client_out_, p::AuthCode::kOk);
   // A known login's set is what a server reported with these very settings applied (DateStyle

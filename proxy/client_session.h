@@ -42,6 +42,7 @@
 
 namespace shardgate::proxy {
 
+class CancelSlot;
 class Worker;
 class Pool;
 class RateBucket;
@@ -151,7 +152,12 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
 
   // ---- serving (session_loop.cc)
   asio::awaitable<void> Serve();
+  // A server from `pool` for this client: waits while the database is paused, for a connect
+  // or for a free slot. AttachNow is the same without waiting, and false when it would have
+  // to (hot paths try it first: `AttachNow(pool) ? OkStatus() : co_await Attach(pool)`).
   asio::awaitable<absl::Status> Attach(Pool& pool);
+  bool AttachNow(Pool& pool);
+  void Attached(Pool& pool, std::unique_ptr<ServerConnection> conn);
   asio::awaitable<void> WaitWhileSuspended();  // PAUSE <db> until RESUME
   // False when WaitWhileSuspended would return at once (callers skip its coroutine frame).
   bool MaySuspend() const { return !dist_ && gate_ != nullptr && gate_->Suspended(); }
@@ -168,7 +174,31 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // it itself (or refused it), do not forward.
   asio::awaitable<absl::StatusOr<bool>> RouteFrame(const protocol::Frame& frame);
   asio::awaitable<absl::StatusOr<bool>> RouteQuery(std::string_view sql);
+  // Parts of RouteQuery kept out of its coroutine frame (a frame over Asio's recycled block
+  // size, about 1 KB, is allocated per statement): the planner's input (comment and session
+  // hints) and its directory lookups, the statements of a transaction spanning shards (nullopt:
+  // not such a statement), entering one, and a statement fanned out across shards.
+  absl::StatusOr<routing::PlanInput> QueryPlanInput(std::string_view sql,
+                                                    std::span<const routing::Literal> literals);
+  // (In place: a plan returned by value would be a second StatusOr<RoutePlan> in the caller's
+  // frame.)
+  asio::awaitable<void> PlanQueryWithLookups(std::string_view sql,
+                                             const routing::Analysis& analysis,
+                                             std::span<const routing::Literal> literals,
+                                             absl::StatusOr<routing::RoutePlan>& plan);
+  asio::awaitable<std::optional<bool>> DistributedTransactionStatement(
+      const routing::Analysis& analysis);
+  asio::awaitable<std::optional<absl::StatusOr<bool>>> RouteDistributed(
+      std::string_view sql, const routing::Analysis& analysis, const routing::RoutePlan& plan);
+  asio::awaitable<absl::StatusOr<bool>> RouteAcrossShards(std::string_view sql,
+                                                         const routing::Analysis& analysis,
+                                                         const routing::RoutePlan& plan);
   asio::awaitable<absl::StatusOr<bool>> RouteBind(const protocol::Frame& frame);
+  // RouteBind's planner input, and its directory lookups (see QueryPlanInput).
+  routing::PlanInput BindPlanInput(const Prepared& prepared, const protocol::Bind& bind);
+  asio::awaitable<void> PlanBindWithLookups(const Prepared& prepared,
+                                            const protocol::Bind& bind,
+                                            absl::StatusOr<routing::RoutePlan>& plan);
   asio::awaitable<absl::StatusOr<bool>> Target(const routing::RoutePlan& plan, bool extended);
   asio::awaitable<absl::StatusOr<bool>> AttachAnyShard(bool begin);
   asio::awaitable<void> DrainAndRelease();
@@ -420,6 +450,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   Pool* pool_ = nullptr;
   absl::InlinedVector<std::pair<const conf::Endpoint*, Pool*>, 4> endpoint_pools_;  // PoolFor
   int32_t cancel_pid_ = 0, cancel_secret_ = 0;
+  std::shared_ptr<CancelSlot> cancel_slot_;  // set at login, with cancel_pid_
   bool counted_ = false;       // in Runtime::clients
   bool user_counted_ = false;  // in Runtime's per-user count (users[].max_connections)
   RateBucket* user_rate_ = nullptr;  // Runtime::rate_limits' buckets, set at login

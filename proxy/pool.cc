@@ -37,14 +37,7 @@ asio::awaitable<absl::StatusOr<std::unique_ptr<ServerConnection>>> Pool::Acquire
   const auto start = Clock::now();
   const auto deadline = start + wait;
   for (;;) {
-    while (!idle_.empty()) {
-      std::unique_ptr<ServerConnection> conn = std::move(idle_.back());
-      idle_.pop_back();
-      if (StillUsable(*conn, runtime_)) co_return conn;
-      conn->MarkBroken();
-      conn->Close();
-      --open_;
-    }
+    if (std::unique_ptr<ServerConnection> conn = TryAcquire()) co_return conn;
     if (open_ < max_size_) {
       ++open_;
       ++connecting_;
@@ -76,6 +69,18 @@ asio::awaitable<absl::StatusOr<std::unique_ptr<ServerConnection>>> Pool::Acquire
     if (waiter.conn) co_return std::move(waiter.conn);
     // A slot or nothing: loop to reuse idle, connect, or fail on the deadline.
   }
+}
+
+std::unique_ptr<ServerConnection> Pool::TryAcquire() {
+  while (!idle_.empty()) {
+    std::unique_ptr<ServerConnection> conn = std::move(idle_.back());
+    idle_.pop_back();
+    if (StillUsable(*conn, runtime_)) return conn;
+    conn->MarkBroken();
+    conn->Close();
+    --open_;
+  }
+  return nullptr;
 }
 
 void Pool::Release(std::unique_ptr<ServerConnection> conn) {

@@ -35,6 +35,9 @@ class Pool {
   // 08001 (cannot connect), 53300 (pool exhausted for `wait`).
   asio::awaitable<absl::StatusOr<std::unique_ptr<ServerConnection>>> Acquire(
       std::chrono::milliseconds wait);
+  // An idle connection that is still usable, at once; null when there is none (Acquire then
+  // connects or waits). Idle connections found unusable on the way are closed.
+  std::unique_ptr<ServerConnection> TryAcquire();
   // Takes a connection back: kept when Idle(), closed otherwise.
   void Release(std::unique_ptr<ServerConnection> conn);
   // Closes idle connections unused for longer than `max_idle`; all of them when 0.

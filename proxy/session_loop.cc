@@ -162,19 +162,30 @@ asio::awaitable<void> ClientSession::WaitWhileSuspended() {
 
 asio::awaitable<absl::Status> ClientSession::Attach(Pool& pool) {
   if (MaySuspend()) co_await WaitWhileSuspended();
-  pool_ = &pool;
-  auto conn = co_await pool_->Acquire(kPoolWait);
+  auto conn = co_await pool.Acquire(kPoolWait);
   if (!conn.ok()) co_return conn.status();
-  server_ = std::move(*conn);
+  Attached(pool, *std::move(conn));
+  co_return absl::OkStatus();
+}
+
+bool ClientSession::AttachNow(Pool& pool) {
+  if (MaySuspend()) return false;
+  std::unique_ptr<ServerConnection> conn = pool.TryAcquire();
+  if (!conn) return false;
+  Attached(pool, std::move(conn));
+  return true;
+}
+
+void ClientSession::Attached(Pool& pool, std::unique_ptr<ServerConnection> conn) {
+  pool_ = &pool;
+  server_ = std::move(conn);
   skip_until_sync_ = false;
-  if (cancel_pid_ != 0) {
-    CancelRegistry::Global().SetTarget(
-        cancel_pid_, CancelTarget{server_->target().host, server_->target().port, server_->pid(),
-                                  server_->secret()});
+  if (cancel_slot_) {
+    cancel_slot_->Set(server_->target().host, server_->target().port, server_->pid(),
+                      server_->secret());
   }
   AppendReplay(*server_);
   StartPump();
-  co_return absl::OkStatus();
 }
 
 void ClientSession::AppendReplay(ServerConnection& conn) {
@@ -246,7 +257,7 @@ std::unique_ptr<ServerConnection> ClientSession::TakeServer() {
     query_timer_.cancel();
     query_timer_armed_ = false;
   }
-  if (cancel_pid_ != 0) CancelRegistry::Global().SetTarget(cancel_pid_, std::nullopt);
+  if (cancel_slot_) cancel_slot_->Clear();
   fill_.reset();  // a fill's answer comes from this server or not at all
   return std::move(server_);
 }
@@ -1203,7 +1214,8 @@ asio::awaitable<void> ClientSession::Serve() {
         }
       }
       if (!server_ && NeedsServer(f.type)) {
-        absl::Status st = co_await Attach(*target_pool_);
+        absl::Status st =
+            AttachNow(*target_pool_) ? absl::OkStatus() : co_await Attach(*target_pool_);
         if (!st.ok()) {
           if (closing_) break;
           p::AppendError(client_out_, ToPgError(st));

@@ -250,7 +250,7 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::Target(const routing::Route
       }
       absl::StatusOr<Pool*> pool = PoolFor(config, ep);
       if (!pool.ok()) co_return pool.status();
-      st = co_await Attach(**pool);
+      st = AttachNow(**pool) ? absl::OkStatus() : co_await Attach(**pool);
       if (st.ok()) {
         attached_shard_ = shard;
         attached_replica_ = replica;
@@ -288,6 +288,89 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::Target(const routing::Route
                       attached_replica_ ? "replica" : "primary"}];
   }
   co_return true;
+}
+
+absl::StatusOr<routing::PlanInput> ClientSession::QueryPlanInput(
+    std::string_view sql, std::span<const routing::Literal> literals) {
+  routing::PlanInput input;
+  input.literals = literals;
+  absl::StatusOr<routing::Hints> hints = routing::ParseCommentHints(sql);
+  if (!hints.ok()) return hints.status();
+  input.hints = *std::move(hints);
+  input.hints.MergeFrom(session_hints_);
+  input.in_transaction = InTransaction();
+  input.explain = explain_;
+  return input;
+}
+
+asio::awaitable<void> ClientSession::PlanQueryWithLookups(
+    std::string_view sql, const routing::Analysis& analysis,
+    std::span<const routing::Literal> literals, absl::StatusOr<routing::RoutePlan>& plan) {
+  absl::StatusOr<routing::PlanInput> input = QueryPlanInput(sql, literals);
+  if (!input.ok()) {
+    plan = input.status();
+    co_return;
+  }
+  plan = co_await PlanStatement(analysis, *input, std::move(plan));
+}
+
+asio::awaitable<std::optional<bool>> ClientSession::DistributedTransactionStatement(
+    const routing::Analysis& analysis) {
+  // Transaction statements of a transaction spanning shards are the proxy's.
+  const routing::QueryInfo* txn =
+      analysis.statements.size() == 1 &&
+              analysis.statements[0].kind == routing::StatementKind::kTransaction
+          ? &analysis.statements[0]
+          : nullptr;
+  if (absl::StatusOr<std::string> tag = DistributedTransactionTag(txn); !tag.ok()) {
+    co_return LocalError(tag.status(), false);
+  } else if (*tag == "BEGIN") {
+    LocalCommand("BEGIN");  // PostgreSQL only warns about a BEGIN inside a transaction
+    co_return false;
+  } else if (!tag->empty()) {
+    co_await EndDistributed(*tag == "COMMIT");
+    p::AppendReadyForQuery(client_out_, TxStatus());
+    co_return false;
+  }
+  if (dist_->failed) co_return LocalError(TransactionAborted(), false);
+  co_return std::nullopt;
+}
+
+asio::awaitable<std::optional<absl::StatusOr<bool>>> ClientSession::RouteDistributed(
+    std::string_view sql, const routing::Analysis& analysis, const routing::RoutePlan& plan) {
+  absl::Status entered = dist_ ? absl::OkStatus() : co_await EnterDistributed();
+  if (!entered.ok()) co_return std::nullopt;
+  if (analysis.statements.size() != 1) {
+    co_return LocalError(
+        PgStatus("0A000", "a query string with several statements cannot span shards",
+                 "Send the statements one at a time."),
+        false);
+  }
+  if (analysis.statements[0].kind == routing::StatementKind::kSet) {
+    co_return LocalError(SetInDistributed(), false);
+  }
+  co_return co_await DistributedStatement(
+      sql, analysis.statements[0], plan,
+      plan.write && OnlyReferenceTables(analysis, *topology_->map()));
+}
+
+asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteAcrossShards(
+    std::string_view sql, const routing::Analysis& analysis, const routing::RoutePlan& plan) {
+  if (analysis.statements.size() != 1) {
+    co_return LocalError(
+        PgStatus("0A000", "a query string with several statements cannot span shards",
+                 "Send the statements one at a time."),
+        false);
+  }
+  std::optional<CacheFill> fill = std::move(fill_pending_);
+  fill_pending_.reset();
+  const size_t start = client_out_.size();
+  const uint64_t flushes = client_flushes_;
+  absl::StatusOr<bool> done = co_await FanOutQuery(
+      sql, analysis.statements[0], plan,
+      plan.write && OnlyReferenceTables(analysis, *topology_->map()));
+  if (fill && done.ok()) StoreFanOutAnswer(std::move(*fill), start, flushes);
+  co_return done;
 }
 
 asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteQuery(std::string_view sql) {
@@ -353,23 +436,9 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteQuery(std::string_view
   // server; other sessions use the cache meanwhile). It is armed at the end, once routed.
   const bool prepare = db_->prepare_reads && BuildPreparedRead(sql, *analyzed);
   if (dist_) {
-    // Transaction statements of a transaction spanning shards are the proxy's.
-    const routing::QueryInfo* txn = analysis.statements.size() == 1 &&
-                                            analysis.statements[0].kind ==
-                                                routing::StatementKind::kTransaction
-                                        ? &analysis.statements[0]
-                                        : nullptr;
-    if (absl::StatusOr<std::string> tag = DistributedTransactionTag(txn); !tag.ok()) {
-      co_return LocalError(tag.status(), false);
-    } else if (*tag == "BEGIN") {
-      LocalCommand("BEGIN");  // PostgreSQL only warns about a BEGIN inside a transaction
-      co_return false;
-    } else if (!tag->empty()) {
-      co_await EndDistributed(*tag == "COMMIT");
-      p::AppendReadyForQuery(client_out_, TxStatus());
-      co_return false;
+    if (std::optional<bool> done = co_await DistributedTransactionStatement(analysis)) {
+      co_return *done;
     }
-    if (dist_->failed) co_return LocalError(TransactionAborted(), false);
   }
   if (analysis.statements.size() == 1) {
     const routing::QueryInfo& info = analysis.statements[0];
@@ -390,16 +459,19 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteQuery(std::string_view
     }
     if (info.kind == routing::StatementKind::kEmpty && server_) co_return true;
   }
-  routing::PlanInput input;
-  input.literals = analyzed->literals;
-  auto hints = routing::ParseCommentHints(sql);
-  if (!hints.ok()) co_return LocalError(hints.status(), false);
-  input.hints = *hints;
-  input.hints.MergeFrom(session_hints_);
-  input.in_transaction = InTransaction();
-  input.explain = explain_;
-  absl::StatusOr<routing::RoutePlan> plan = planner_->Plan(analysis, input);
-  if (MissedDirectory(plan)) plan = co_await PlanStatement(analysis, input, std::move(plan));
+  // The planner's input lives in this block only (and so not in this coroutine's frame, which
+  // would then outgrow Asio's recycled blocks).
+  std::optional<std::chrono::milliseconds> cache_hint;
+  absl::StatusOr<routing::RoutePlan> plan;
+  {
+    absl::StatusOr<routing::PlanInput> input = QueryPlanInput(sql, analyzed->literals);
+    if (!input.ok()) co_return LocalError(input.status(), false);
+    cache_hint = input->hints.cache;
+    plan = planner_->Plan(analysis, *input);
+  }
+  if (MissedDirectory(plan)) {
+    co_await PlanQueryWithLookups(sql, analysis, analyzed->literals, plan);
+  }
   if (!plan.ok()) co_return RefuseStatement(plan.status(), false);
   if (plan->write) {
     absl::StatusOr<bool> again = co_await PassWriteGate(analysis);
@@ -411,7 +483,7 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteQuery(std::string_view
   if (plan->write) {
     if (cache_on_) NoteCacheWrite(analysis, *plan);
   } else if (cache_on_ && !InTransaction() && !dist_) {
-    const std::chrono::milliseconds ttl = CacheTtl(analysis, *plan, input.hints.cache, true);
+    const std::chrono::milliseconds ttl = CacheTtl(analysis, *plan, cache_hint, true);
     if (ttl.count() > 0 && CacheLookup(CacheKey('Q', sql, {}), analysis, *plan, ttl, false, {})) {
       co_return false;
     }
@@ -420,39 +492,10 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteQuery(std::string_view
                      plan->spread == routing::RoutePlan::Spread::kAll;
   if (dist_ || NeedsDistributed(*plan)) {
     // A transaction on several shards (when it cannot be one, Target refuses as before).
-    absl::Status entered = dist_ ? absl::OkStatus() : co_await EnterDistributed();
-    if (entered.ok()) {
-      if (analysis.statements.size() != 1) {
-        co_return LocalError(
-            PgStatus("0A000", "a query string with several statements cannot span shards",
-                     "Send the statements one at a time."),
-            false);
-      }
-      if (analysis.statements[0].kind == routing::StatementKind::kSet) {
-        co_return LocalError(SetInDistributed(), false);
-      }
-      co_return co_await DistributedStatement(
-          sql, analysis.statements[0], *plan,
-          plan->write && OnlyReferenceTables(analysis, *topology_->map()));
-    }
+    std::optional<absl::StatusOr<bool>> done = co_await RouteDistributed(sql, analysis, *plan);
+    if (done) co_return *std::move(done);
   }
-  if (spans && !InTransaction()) {
-    if (analysis.statements.size() != 1) {
-      co_return LocalError(
-          PgStatus("0A000", "a query string with several statements cannot span shards",
-                   "Send the statements one at a time."),
-          false);
-    }
-    std::optional<CacheFill> fill = std::move(fill_pending_);
-    fill_pending_.reset();
-    const size_t start = client_out_.size();
-    const uint64_t flushes = client_flushes_;
-    absl::StatusOr<bool> done = co_await FanOutQuery(
-        sql, analysis.statements[0], *plan,
-        plan->write && OnlyReferenceTables(analysis, *topology_->map()));
-    if (fill && done.ok()) StoreFanOutAnswer(std::move(*fill), start, flushes);
-    co_return done;
-  }
+  if (spans && !InTransaction()) co_return co_await RouteAcrossShards(sql, analysis, *plan);
   absl::StatusOr<bool> routed = co_await Target(*plan, false);
   // Armed only for a read forwarded to one server that is not a cache fill.
   prepared_read_.armed =
@@ -491,6 +534,26 @@ void ClientSession::NoteParseSharded(const p::Parse& parse) {
   prepared_[std::string(parse.name)] = std::move(prepared);
 }
 
+routing::PlanInput ClientSession::BindPlanInput(const Prepared& prepared, const p::Bind& bind) {
+  routing::PlanInput input;
+  input.literals = prepared.literals;
+  input.params.values = bind.params;
+  input.params.formats = bind.param_formats;
+  input.params.types = prepared.param_types;
+  input.hints = prepared.hints;
+  input.hints.MergeFrom(session_hints_);
+  input.in_transaction = InTransaction();
+  input.explain = explain_;
+  return input;
+}
+
+asio::awaitable<void> ClientSession::PlanBindWithLookups(const Prepared& prepared,
+                                                        const p::Bind& bind,
+                                                        absl::StatusOr<routing::RoutePlan>& plan) {
+  const routing::PlanInput input = BindPlanInput(prepared, bind);
+  plan = co_await PlanStatement(*prepared.analysis, input, std::move(plan));
+}
+
 asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteBind(const p::Frame& frame) {
   auto bind = p::ParseBind(frame.body);
   if (!bind.ok()) co_return bind.status();
@@ -503,8 +566,9 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteBind(const p::Frame& f
     co_return co_await AttachAnyShard(true);
   }
   const Prepared& prepared = it->second;
-  // The portal the proxy runs itself at Execute (see FanOutPortal).
-  auto fanout_portal = [&](routing::RoutePlan plan) {
+  // The portal the proxy runs itself at Execute (see FanOutPortal). By pointer (null: an
+  // empty plan): a plan passed by value would be one more RoutePlan in this coroutine's frame.
+  auto fanout_portal = [&](routing::RoutePlan* plan) {
     FanOutPortal portal;
     portal.name = std::string(bind->portal);
     portal.sql = prepared.sql;
@@ -512,8 +576,9 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteBind(const p::Frame& f
     portal.bind_body = std::string(frame.body);
     portal.kind = prepared.analysis->statements[0].kind;
     portal.analysis = prepared.analysis;
-    portal.reference = plan.write && OnlyReferenceTables(*prepared.analysis, *topology_->map());
-    portal.plan = std::move(plan);
+    portal.reference = plan != nullptr && plan->write &&
+                       OnlyReferenceTables(*prepared.analysis, *topology_->map());
+    portal.plan = plan != nullptr ? std::move(*plan) : routing::RoutePlan();
     fanout_portal_ = std::move(portal);
     std::string out;
     p::AppendBindComplete(out);
@@ -528,7 +593,7 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteBind(const p::Frame& f
     absl::StatusOr<std::string> tag = DistributedTransactionTag(txn);
     if (!tag.ok()) co_return LocalError(tag.status(), true);
     if (!tag->empty()) {
-      fanout_portal(routing::RoutePlan());
+      fanout_portal(nullptr);
       fanout_portal_->transaction = *tag;
       co_return false;
     }
@@ -558,18 +623,11 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteBind(const p::Frame& f
     RefreshMap();
   }
   if (!prepared.hint_error.ok()) co_return RefuseStatement(prepared.hint_error, true);
-  routing::PlanInput input;
-  input.literals = prepared.literals;
-  input.params.values = bind->params;
-  input.params.formats = bind->param_formats;
-  input.params.types = prepared.param_types;
-  input.hints = prepared.hints;
-  input.hints.MergeFrom(session_hints_);
-  input.in_transaction = InTransaction();
-  input.explain = explain_;
-  absl::StatusOr<routing::RoutePlan> plan = planner_->Plan(*prepared.analysis, input);
+  // As in RouteQuery, the planner's input stays out of this coroutine's frame.
+  absl::StatusOr<routing::RoutePlan> plan = planner_->Plan(*prepared.analysis,
+                                                           BindPlanInput(prepared, *bind));
   if (MissedDirectory(plan)) {
-    plan = co_await PlanStatement(*prepared.analysis, input, std::move(plan));
+    co_await PlanBindWithLookups(prepared, *bind, plan);
   }
   if (!plan.ok()) co_return RefuseStatement(plan.status(), true);
   if (plan->write) {
@@ -622,7 +680,7 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteBind(const p::Frame& f
         co_return LocalError(SetInDistributed(), true);
       }
       PinToTransactionShard(*plan);
-      fanout_portal(std::move(*plan));
+      fanout_portal(&*plan);
       co_return false;
     }
   }
@@ -632,7 +690,7 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteBind(const p::Frame& f
     if (prepared.analysis->statements.size() != 1) {
       co_return LocalError(PgStatus("0A000", "a statement list cannot span shards"), true);
     }
-    fanout_portal(std::move(*plan));
+    fanout_portal(&*plan);
     co_return false;
   }
   absl::StatusOr<bool> routed = co_await Target(*plan, true);

@@ -1,5 +1,7 @@
 // Linked into shardgate_alloc_counted (the daemon's main.cc plus this file, tests only): replaces
-// the global operator new to count every allocation of the process, and reports the count to
+// the global operator new, and the C aligned allocators (Asio's recycling allocator gets its
+// coroutine frames and handlers from aligned_alloc, past operator new), to count every
+// allocation of the process but plain malloc, and reports the count to
 // the file named by $SHARDGATE_ALLOC_REPORT (rewritten about every 20 ms while it changes) so
 // that tests/proxy/alloc_test.cc can measure how many allocations a run of transactions costs.
 // The reporter thread itself allocates nothing (raw system calls, a stack buffer).
@@ -7,11 +9,15 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <new>
 #include <thread>
+
+// glibc's allocator under the aligned entry points replaced below.
+extern "C" void* __libc_memalign(std::size_t align, std::size_t size);
 
 namespace {
 
@@ -20,9 +26,7 @@ std::atomic<unsigned long long> g_allocations{0};
 void* Allocate(std::size_t size, std::size_t align) {
   g_allocations.fetch_add(1, std::memory_order_relaxed);
   if (size == 0) size = 1;
-  void* p = align <= alignof(std::max_align_t)
-                ? std::malloc(size)
-                : std::aligned_alloc(align, (size + align - 1) / align * align);
+  void* p = align <= alignof(std::max_align_t) ? std::malloc(size) : __libc_memalign(align, size);
   if (p == nullptr) throw std::bad_alloc();
   return p;
 }
@@ -86,3 +90,21 @@ void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
 void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
 void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+
+// The C aligned allocators: the same count (free() releases what they return).
+extern "C" void* aligned_alloc(std::size_t align, std::size_t size) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  return __libc_memalign(align, size);
+}
+extern "C" void* memalign(std::size_t align, std::size_t size) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  return __libc_memalign(align, size);
+}
+extern "C" int posix_memalign(void** out, std::size_t align, std::size_t size) {
+  if (align < sizeof(void*) || (align & (align - 1)) != 0) return EINVAL;
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  void* p = __libc_memalign(align, size);
+  if (p == nullptr) return ENOMEM;
+  *out = p;
+  return 0;
+}
