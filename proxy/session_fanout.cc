@@ -114,6 +114,9 @@ absl::Status PlanFanOutMerge(std::string_view sql,
 std::string ClientSession::ReplaySql(ServerConnection& conn) const {
   std::string sql;
   auto& have = conn.settings();
+  // The usual case, once per transaction: the server already has exactly these settings (one
+  // pass over both sorted maps, no lookups).
+  if (have == settings_) return sql;
   for (const auto& [name, stmt] : settings_) {
     auto it = have.find(name);
     if (it != have.end() && it->second == stmt) continue;
