@@ -418,7 +418,9 @@ void ClientSession::EndPump() {
           co_await self->FlushClient();
           self->PumpEnded();
         }(shared_from_this()),
-        asio::detached);
+        [](std::exception_ptr e) {
+          if (e) spdlog::error("server pump ended with an exception");
+        });
     return;
   }
   PumpEnded();
