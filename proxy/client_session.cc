@@ -272,7 +272,7 @@ asio::awaitable<absl::StatusOr<protocol::Frame>> ClientSession::ReadClientFrame(
     });
     ++client_reads_;
     client_read_pending_ = true;
-    auto [ec, n] = co_await stream_.ReadSome(client_in_.Prepare(r.need));
+    auto [ec, n] = co_await stream_.AsyncReadSome(client_in_.Prepare(r.need), kTuple);
     client_read_pending_ = false;
     if (deadline.expired()) {
       co_return PgStatus("08P01",
@@ -294,7 +294,7 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::Startup() {
       if (r.status != p::FrameStatus::kNeedMore) break;
       ++client_reads_;
       client_read_pending_ = true;
-      auto [ec, n] = co_await stream_.ReadSome(client_in_.Prepare(r.need));
+      auto [ec, n] = co_await stream_.AsyncReadSome(client_in_.Prepare(r.need), kTuple);
       client_read_pending_ = false;
       if (ec) co_return false;  // a port probe or a client that gave up: nothing to say
       client_in_.Commit(n);

@@ -17,22 +17,6 @@ asio::awaitable<boost::system::error_code> ClientStream::StartTls(asio::ssl::con
   co_return ec;
 }
 
-asio::awaitable<std::pair<boost::system::error_code, size_t>> ClientStream::ReadSome(
-    asio::mutable_buffer buf) {
-  if (stream_.index() == 0) {
-    ClientSocket& socket = std::get<0>(stream_);
-    auto [ec, n] = co_await asio::async_initiate<decltype(kTuple),
-                                                 void(boost::system::error_code, size_t)>(
-        [&socket](auto handler, asio::mutable_buffer b) {
-          socket.AsyncReadSome(b, std::move(handler));
-        },
-        kTuple, buf);
-    co_return std::pair{ec, n};
-  }
-  auto [ec, n] = co_await std::get<1>(stream_).async_read_some(buf, kTuple);
-  co_return std::pair{ec, n};
-}
-
 asio::awaitable<boost::system::error_code> ClientStream::WriteAll(asio::const_buffer buf) {
   if (stream_.index() == 0) {
     tcp::socket& socket = std::get<0>(stream_);

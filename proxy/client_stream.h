@@ -29,8 +29,20 @@ class ClientStream {
   asio::awaitable<boost::system::error_code> StartTls(asio::ssl::context& ctx);
   bool IsTls() const { return stream_.index() == 1; }
 
-  asio::awaitable<std::pair<boost::system::error_code, size_t>> ReadSome(
-      asio::mutable_buffer buf);
+  // Reads what has arrived, up to `buf`: an Asio asynchronous operation, so that awaiting it
+  // (`co_await stream.AsyncReadSome(buf, kTuple)`) costs no coroutine frame of its own.
+  template <typename Token>
+  auto AsyncReadSome(asio::mutable_buffer buf, Token&& token) {
+    return asio::async_initiate<Token, void(boost::system::error_code, size_t)>(
+        [this](auto handler, asio::mutable_buffer b) {
+          if (stream_.index() == 0) {
+            std::get<0>(stream_).AsyncReadSome(b, std::move(handler));
+          } else {
+            std::get<1>(stream_).async_read_some(b, std::move(handler));
+          }
+        },
+        token, buf);
+  }
   asio::awaitable<boost::system::error_code> WriteAll(asio::const_buffer buf);
 
   tcp::socket& Socket();
