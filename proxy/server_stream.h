@@ -20,8 +20,8 @@ namespace asio = boost::asio;
 
 // An Asio AsyncReadStream/AsyncWriteStream (so asio::async_write, ReadTypedFrame and the pump
 // use it exactly as they used the socket) that dispatches each operation to TLS or the socket.
-// Unlike ClientStream (coroutine methods ReadSome/WriteAll), it keeps Asio's initiating-function
-// shape: the pump's per-read path then costs no extra coroutine frame, plain or TLS.
+// Like ClientStream::AsyncReadSome, it keeps Asio's initiating-function shape: the pump's
+// per-read path then costs no extra coroutine frame, plain or TLS.
 // Contract: one reader and one writer at a time. Deadlines cancel or close `socket()`, which
 // fails a pending TLS operation too. The stream may be destroyed while an operation is pending
 // (a session drops a lost server while its pump still waits to read): a plain socket's

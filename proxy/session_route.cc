@@ -56,6 +56,11 @@ absl::Status TransactionAborted() {
                   "block");
 }
 
+absl::Status SeveralStatementsAcrossShards() {
+  return PgStatus("0A000", "a query string with several statements cannot span shards",
+                  "Send the statements one at a time.");
+}
+
 absl::Status SetInDistributed() {
   return PgStatus("0A000", "SET inside a transaction that spans shards is not supported",
                   "SET before BEGIN, or keep the transaction on one shard.");
@@ -341,10 +346,7 @@ asio::awaitable<std::optional<absl::StatusOr<bool>>> ClientSession::RouteDistrib
   absl::Status entered = dist_ ? absl::OkStatus() : co_await EnterDistributed();
   if (!entered.ok()) co_return std::nullopt;
   if (analysis.statements.size() != 1) {
-    co_return LocalError(
-        PgStatus("0A000", "a query string with several statements cannot span shards",
-                 "Send the statements one at a time."),
-        false);
+    co_return LocalError(SeveralStatementsAcrossShards(), false);
   }
   if (analysis.statements[0].kind == routing::StatementKind::kSet) {
     co_return LocalError(SetInDistributed(), false);
@@ -357,10 +359,7 @@ asio::awaitable<std::optional<absl::StatusOr<bool>>> ClientSession::RouteDistrib
 asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteAcrossShards(
     std::string_view sql, const routing::Analysis& analysis, const routing::RoutePlan& plan) {
   if (analysis.statements.size() != 1) {
-    co_return LocalError(
-        PgStatus("0A000", "a query string with several statements cannot span shards",
-                 "Send the statements one at a time."),
-        false);
+    co_return LocalError(SeveralStatementsAcrossShards(), false);
   }
   std::optional<CacheFill> fill = std::move(fill_pending_);
   fill_pending_.reset();
