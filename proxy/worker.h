@@ -122,7 +122,10 @@ class Worker {
 
   int index_;
   Runtime& runtime_;
-  boost::asio::io_context io_{1};
+  // One thread runs it, and every socket and timer of the worker is used from that thread
+  // (other threads only post to it): the reactor's per-socket locks are left out (two lock
+  // pairs per read or write otherwise). The scheduler keeps its lock for those posts.
+  boost::asio::io_context io_{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
   PoolSet pools_;
   routing::AnalysisCache analysis_cache_;

@@ -2,6 +2,7 @@
 // are) producing the normalized cache key and the literal values.
 #include "routing/normalize.h"
 
+#include <algorithm>
 #include <array>
 
 #include "absl/container/inlined_vector.h"
@@ -41,13 +42,28 @@ inline bool IsIdentStart(char c) { return Is(c, kIdentStart); }
 inline bool IsIdentChar(char c) { return Is(c, kIdentChar); }
 inline bool IsDigit(char c) { return Is(c, kDigit); }
 
-// A set of lowercase keywords, looked up case-insensitively: most identifiers are rejected by
-// their first letter and length without a comparison (the lexer looks up every bare word).
+// A set of lowercase keywords, looked up case-insensitively (the lexer looks up every bare
+// word): most identifiers are rejected by their first letter and length alone; the others are
+// folded once into two 64-bit words and compared with the keywords of their first letter, two
+// integer comparisons each.
+//
+// Folding sets bit 0x20 of each of the 16 bytes (the word, then zero padding): it maps 'A'-'Z'
+// to 'a'-'z' and no other byte of an identifier (letters, digits, '_', '$', bytes >= 0x80) to
+// a letter or to the padding's 0x20, so folded words are equal exactly when the words are
+// equal ignoring ASCII case.
 template <size_t N>
 class KeywordSet {
  public:
-  constexpr explicit KeywordSet(std::array<std::string_view, N> words) : words_(words) {
-    for (std::string_view w : words) lengths_[w[0] - 'a'] |= 1u << w.size();
+  constexpr explicit KeywordSet(std::array<std::string_view, N> words) {
+    std::sort(words.begin(), words.end());  // by first letter: each letter's words together
+    for (size_t i = N; i-- > 0;) {
+      const std::string_view w = words[i];
+      const int letter = w[0] - 'a';
+      lengths_[letter] |= 1u << w.size();
+      first_[letter] = static_cast<uint8_t>(i);
+      ++count_[letter];
+      folded_[i] = Fold(w);
+    }
   }
   bool Contains(std::string_view w) const {
     if (w.empty() || w.size() > kMaxLength) return false;
@@ -55,16 +71,30 @@ class KeywordSet {
     if (first < 'a' || first > 'z' || ((lengths_[first - 'a'] >> w.size()) & 1u) == 0) {
       return false;
     }
-    for (std::string_view k : words_) {
-      if (k.size() == w.size() && k[0] == first && EqualsNoCase(w, k)) return true;
+    const std::array<uint64_t, 2> folded = Fold(w);
+    const size_t begin = first_[first - 'a'];
+    for (size_t i = begin; i < begin + count_[first - 'a']; ++i) {
+      if (folded_[i] == folded) return true;
     }
     return false;
   }
 
  private:
+  // Byte by byte in registers (a memcpy into a buffer read back as two 64-bit words stalls on
+  // store forwarding and costs more than this loop).
+  static constexpr std::array<uint64_t, 2> Fold(std::string_view w) {
+    std::array<uint64_t, 2> f = {0x2020202020202020u, 0x2020202020202020u};
+    for (size_t k = 0; k < w.size(); ++k) {
+      f[k / 8] |= uint64_t{static_cast<unsigned char>(w[k])} << (8 * (k % 8));
+    }
+    return f;
+  }
+  static_assert(N < 256);
   static constexpr size_t kMaxLength = 15;  // lengths_ has a bit per length
-  std::array<std::string_view, N> words_;
+  std::array<std::array<uint64_t, 2>, N> folded_{};
   std::array<uint16_t, 26> lengths_{};  // bit L of [c - 'a']: a word of length L starts with c
+  std::array<uint8_t, 26> first_{};     // [c - 'a']: index of the first word starting with c
+  std::array<uint8_t, 26> count_{};     // [c - 'a']: how many words start with c
 };
 
 // Words after which an expression (so a parameter) may follow. A string literal after any
@@ -117,9 +147,11 @@ class Lexer {
         SkipQuoted(i_ + 2, Peek(2));  // Unicode-escaped: kept in place
         prev_word_ = {};
       } else if (IsIdentStart(c)) {
-        size_t start = i_;
-        while (i_ < n && IsIdentChar(s_[i_])) ++i_;
-        prev_word_ = s_.substr(start, i_ - start);
+        const size_t start = i_;
+        size_t end = i_ + 1;  // a local index: the loop keeps it in a register
+        while (end < n && IsIdentChar(s_[end])) ++end;
+        i_ = end;
+        prev_word_ = s_.substr(start, end - start);
         prev_value_ = false;
         if (ResetsChain(prev_word_)) ResetSegment();
       } else if (c == '"') {

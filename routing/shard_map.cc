@@ -84,6 +84,14 @@ absl::StatusOr<std::shared_ptr<const ShardMap>> ShardMap::Build(
     }
     map->tables_.emplace(table.name, std::move(table));
   }
+  for (const auto& [name, table] : map->tables_) {
+    const std::string_view n = name;
+    if (n.starts_with("public.")) {
+      map->by_name_.insert_or_assign(n.substr(7), &table);
+    } else if (n.find('.') == std::string_view::npos) {
+      map->by_name_.try_emplace(n, &table);
+    }
+  }
   if (!problems.empty()) {
     std::string all;
     for (const std::string& p : problems) all += (all.empty() ? "" : "\n") + p;
@@ -105,25 +113,24 @@ const Router* ShardMap::router(std::string_view name) const {
 }
 
 const ShardMap::Table* ShardMap::FindTable(std::string_view schema, std::string_view name) const {
-  if (tables_.empty()) return nullptr;
+  if (schema.empty() || schema == "public") {  // "public.x", else "x": this runs per statement
+    auto it = by_name_.find(name);
+    return it == by_name_.end() ? nullptr : it->second;
+  }
   // "schema.name" in a stack buffer (names are at most 63 bytes each in PostgreSQL; longer
-  // ones are built on the heap): this runs for every table of every statement.
+  // ones are built on the heap).
   char buf[160];
   std::string heap;
-  auto qualified = [&](std::string_view s) -> std::string_view {
-    if (s.size() + 1 + name.size() > sizeof buf) return heap = Cat(s, ".", name);
-    std::memcpy(buf, s.data(), s.size());
-    buf[s.size()] = '.';
-    std::memcpy(buf + s.size() + 1, name.data(), name.size());
-    return std::string_view(buf, s.size() + 1 + name.size());
-  };
-  if (!schema.empty()) {
-    if (auto it = tables_.find(qualified(schema)); it != tables_.end()) return &it->second;
-    if (schema != "public") return nullptr;
+  std::string_view qualified;
+  if (schema.size() + 1 + name.size() > sizeof buf) {
+    qualified = heap = Cat(schema, ".", name);
   } else {
-    if (auto it = tables_.find(qualified("public")); it != tables_.end()) return &it->second;
+    std::memcpy(buf, schema.data(), schema.size());
+    buf[schema.size()] = '.';
+    std::memcpy(buf + schema.size() + 1, name.data(), name.size());
+    qualified = std::string_view(buf, schema.size() + 1 + name.size());
   }
-  auto it = tables_.find(name);
+  auto it = tables_.find(qualified);
   return it == tables_.end() ? nullptr : &it->second;
 }
 

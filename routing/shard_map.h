@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "conf/config.h"
 #include "routing/router.h"
@@ -55,6 +56,9 @@ class ShardMap {
 
  private:
   ShardMap() = default;
+  // by_name_ views tables_' keys: a ShardMap stays where Build made it.
+  ShardMap(const ShardMap&) = delete;
+  ShardMap& operator=(const ShardMap&) = delete;
 
   std::string database_;
   std::vector<std::string> shard_names_;
@@ -62,6 +66,9 @@ class ShardMap {
   std::vector<std::unique_ptr<Router>> routers_;
   std::map<std::string, const Router*, std::less<>> routers_by_name_;
   std::map<std::string, Table, std::less<>> tables_;
+  // FindTable's one hash lookup for a name without a schema or in public: "x" -> the rule of
+  // "public.x", else of "x" (a rule for "public.x" wins over one for "x").
+  absl::flat_hash_map<std::string_view, const Table*> by_name_;
   bool sharded_ = false;
   std::optional<int> default_shard_;
   conf::ReadFrom read_from_ = conf::ReadFrom::kReplicas;

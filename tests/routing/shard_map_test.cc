@@ -43,6 +43,31 @@ TEST(ShardMap, BuildsTheExampleShape) {
   EXPECT_EQ(m.FindTable("", "missing"), nullptr);
 }
 
+TEST(ShardMap, FindTableLooksInPublicFirstThenTheBareNameAndOtherSchemasExactly) {
+  auto l = LoadMap(ThreeShards(
+      "    routers:\n"
+      "      r: {type: modulo, hash: postgres, shards: [s0, s1, s2]}\n"
+      "    tables:\n"
+      "      events: {key: a, router: r}\n"
+      "      public.events: {key: b, router: r}\n"
+      "      logs: {key: c, router: r}\n"
+      "      audit.logs: {key: d, router: r}\n"));
+  ASSERT_TRUE(l.ok()) << l.status();
+  const ShardMap& m = *l->map;
+  // A rule for public.x wins over one for x, with or without the schema in the statement.
+  ASSERT_NE(m.FindTable("", "events"), nullptr);
+  EXPECT_EQ(m.FindTable("", "events")->key, "b");
+  EXPECT_EQ(m.FindTable("public", "events")->key, "b");
+  // Another schema's rule applies only to that schema; the bare rule to public.
+  EXPECT_EQ(m.FindTable("", "logs")->key, "c");
+  EXPECT_EQ(m.FindTable("public", "logs")->key, "c");
+  ASSERT_NE(m.FindTable("audit", "logs"), nullptr);
+  EXPECT_EQ(m.FindTable("audit", "logs")->key, "d");
+  EXPECT_EQ(m.FindTable("audit", "events"), nullptr);
+  EXPECT_EQ(m.FindTable("", "audit.logs"), nullptr);  // a name, not a schema and a name
+  EXPECT_EQ(m.FindTable(std::string(100, 's'), std::string(100, 't')), nullptr);  // long names
+}
+
 TEST(ShardMap, OneShardWithoutRoutersIsNotSharded) {
   auto l = LoadMap("    shards:\n      - {name: only, primary: {host: 127.0.0.1, port: 5432}}\n");
   ASSERT_TRUE(l.ok()) << l.status();
