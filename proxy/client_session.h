@@ -435,6 +435,12 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   Worker& worker_;
   ClientStream stream_;
   struct DatabaseStats* stats_ = nullptr;  // the worker's counters for db_name_
+  // stats_->routed's counter for (shard, role), the last one counted: a session usually stays
+  // on one shard and role, and the map's key is two strings. Keyed by the shard's name (not
+  // its index, which a reload may give another shard).
+  int64_t& RoutedCounter(int shard, bool replica);
+  int64_t* routed_counter_ = nullptr;
+  const std::pair<std::string, std::string>* routed_counter_key_ = nullptr;
   // The worker's hot-key sketches for db_name_ (set on the first routed key).
   std::map<std::string, routing::HotKeySketch, std::less<>>* hot_keys_ = nullptr;
   void NoteHotKeys(const routing::RoutePlan& plan);

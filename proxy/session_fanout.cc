@@ -166,7 +166,7 @@ asio::awaitable<absl::Status> ClientSession::AcquireLegs(absl::Span<const int> s
     }
     leg->conn = std::move(*conn);
     if (stats_) {
-      ++stats_->routed[{topology_->map()->shard_name(shard), replica ? "replica" : "primary"}];
+      ++RoutedCounter(shard, replica);
     }
     legs.push_back(std::move(leg));
   }

@@ -289,10 +289,22 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::Target(const routing::Route
   }
   if (stats_ && attached_shard_ >= 0) {
     ++stats_->direct;
-    ++stats_->routed[{topology_->map()->shard_name(attached_shard_),
-                      attached_replica_ ? "replica" : "primary"}];
+    ++RoutedCounter(attached_shard_, attached_replica_);
   }
   co_return true;
+}
+
+int64_t& ClientSession::RoutedCounter(int shard, bool replica) {
+  const std::string& name = topology_->map()->shard_name(shard);
+  const std::string_view role = replica ? "replica" : "primary";
+  if (routed_counter_ == nullptr || routed_counter_key_->first != name ||
+      routed_counter_key_->second != role) {
+    // std::map: the node, and so the pointers, stay while the worker lives.
+    auto it = stats_->routed.try_emplace({name, std::string(role)}).first;
+    routed_counter_ = &it->second;
+    routed_counter_key_ = &it->first;
+  }
+  return *routed_counter_;
 }
 
 absl::StatusOr<routing::PlanInput> ClientSession::QueryPlanInput(
