@@ -160,6 +160,10 @@ struct DatabaseConfig {
   // type an ALTER changed fails with 0A000 like any prepared statement (outside one the proxy
   // prepares it anew and runs it again).
   bool prepare_reads = false;
+  // Statements the proxy keeps prepared on one server connection (clients' prepared statements
+  // and prepare_reads' reads): beyond it the least recently used is closed, and prepared again
+  // when next needed. 0 = no limit.
+  int max_prepared_statements = 200;
   Mark mark;
 
   const ShardConfig* FindShard(std::string_view name) const;

@@ -278,6 +278,8 @@ void ShowConfig(Runtime& runtime, std::string& out) {
                     "yes"});
     rows.push_back({absl::StrCat("databases.", name, ".prepare_reads"),
                     db.prepare_reads ? "on" : "off", "off", "yes"});
+    rows.push_back({absl::StrCat("databases.", name, ".max_prepared_statements"),
+                    Num(db.max_prepared_statements), "200", "yes"});
   }
   AppendTable(out, {"key", "value", "default", "changeable"}, rows);
 }

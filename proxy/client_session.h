@@ -406,6 +406,11 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // whether it does; the caller arms it. SendPreparedRead sends the armed read.
   bool BuildPreparedRead(std::string_view sql, const routing::AnalysisCache::Result& analyzed);
   void SendPreparedRead(ServerConnection& conn);
+  // Before the proxy prepares a statement on `conn`: while the connection holds
+  // databases.<db>.max_prepared_statements of them, closes the least recently used one (a Close
+  // ahead of the Parse, its CloseComplete swallowed). Any statement closed so is prepared again
+  // when it is next needed.
+  void MakeRoomForStatement(ServerConnection& conn);
   // The read's Bind, Describe, Execute and Sync, and what the proxy expects back (`read`:
   // PreparedRead::seq, 0 for a retry).
   void AppendPreparedRun(std::string& out) const;

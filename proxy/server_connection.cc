@@ -185,6 +185,18 @@ asio::awaitable<absl::Status> ServerConnection::Login() {
   }
 }
 
+std::string ServerConnection::EvictPrepared() {
+  // A scan: it runs only when a connection is full, and max_prepared_statements is small.
+  auto victim = prepared_.end();
+  for (auto it = prepared_.begin(); it != prepared_.end(); ++it) {
+    if (victim == prepared_.end() || it->second < victim->second) victim = it;
+  }
+  if (victim == prepared_.end()) return {};
+  std::string name = victim->first;
+  prepared_.erase(victim);
+  return name;
+}
+
 asio::awaitable<absl::Status> ServerConnection::Reset(std::chrono::milliseconds timeout) {
   Deadline deadline(stream_.get_executor(), timeout, [this] {
     boost::system::error_code ignored;

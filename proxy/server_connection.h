@@ -14,8 +14,9 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
-#include "absl/container/flat_hash_set.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "proxy/buffer.h"
 #include "proxy/io.h"
 #include "proxy/server_stream.h"
@@ -65,8 +66,28 @@ class ServerConnection {
   // ParameterStatus values the server reported at startup and since (server_version, ...).
   std::map<std::string, std::string, std::less<>>& parameters() { return parameters_; }
 
-  // Names of the statements the proxy prepared on this server ("sg_<hash>").
-  absl::flat_hash_set<std::string>& prepared() { return prepared_; }
+  // The statements the proxy prepared on this server ("sg_<hash>"), each with when it was last
+  // used, so that the least recently used one can be closed to make room
+  // (databases.<db>.max_prepared_statements).
+  // True when `name` is prepared here; it then counts as just used.
+  bool UsePrepared(absl::string_view name) {
+    auto it = prepared_.find(name);
+    if (it == prepared_.end()) return false;
+    it->second = ++prepared_clock_;
+    return true;
+  }
+  // `oldest`: as if never used since (a statement whose Close the server skipped).
+  void AddPrepared(absl::string_view name, bool oldest = false) {
+    prepared_.insert_or_assign(std::string(name), oldest ? 0 : ++prepared_clock_);
+  }
+  void ForgetPrepared(absl::string_view name) {
+    if (auto it = prepared_.find(name); it != prepared_.end()) prepared_.erase(it);
+  }
+  void ClearPrepared() { prepared_.clear(); }
+  size_t prepared_count() const { return prepared_.size(); }
+  // Removes the least recently used statement from the set and returns its name (the caller
+  // closes it on the server); empty when there is none.
+  std::string EvictPrepared();
   // Session settings applied on this server beyond its startup defaults (name -> value text).
   std::map<std::string, std::string, std::less<>>& settings() { return settings_; }
 
@@ -104,7 +125,8 @@ class ServerConnection {
   ReadBuffer in_;
   int32_t pid_ = 0, secret_ = 0;
   std::map<std::string, std::string, std::less<>> parameters_;
-  absl::flat_hash_set<std::string> prepared_;
+  absl::flat_hash_map<std::string, uint64_t> prepared_;  // name -> prepared_clock_ at last use
+  uint64_t prepared_clock_ = 0;
   std::map<std::string, std::string, std::less<>> settings_;
   char tx_status_ = 'I';
   uint64_t tls_version_ = 0;

@@ -85,7 +85,7 @@ void ClientSession::Push(Expect kind, std::string name) {
   if (IsInject(static_cast<uint8_t>(kind))) {
     DrainInjected();
   } else if (fill_ && fill_->open && kind != Expect::kSwallowQuery &&
-             kind != Expect::kSwallowParse) {
+             kind != Expect::kSwallowParse && kind != Expect::kSwallowClose) {
     // The items of a cache fill's request: its answer is captured as it is forwarded (what the
     // proxy adds, a settings replay or a Parse, is not part of it). Anything else in the
     // request (a second Bind or Execute, a Parse) makes it not cacheable.
@@ -687,7 +687,9 @@ void ClientSession::ProcessServerFrame(ServerConnection& conn, const protocol::F
           break;
         }
         if (item.kind == Expect::kParse || item.kind == Expect::kSwallowParse) {
-          conn.prepared().erase(item.name);
+          conn.ForgetPrepared(item.name);
+        } else if (item.kind == Expect::kSwallowClose && !item.name.empty()) {
+          conn.AddPrepared(item.name, /*oldest=*/true);  // its Close skipped: still there
         }
         expected_.pop_front();
       }
@@ -724,14 +726,14 @@ void ClientSession::ProcessServerFrame(ServerConnection& conn, const protocol::F
       std::string_view tag = frame.body.empty() ? "" : frame.body.substr(0, frame.body.size() - 1);
       last_tag_.assign(tag);
       if (tag == "DISCARD ALL") {
-        conn.prepared().clear();
+        conn.ClearPrepared();
         conn.settings().clear();
         prepared_.clear();
         next_id_statements_.clear();
         settings_ = startup_settings_;
         pending_settings_.clear();
       } else if (tag == "DEALLOCATE ALL") {
-        conn.prepared().clear();
+        conn.ClearPrepared();
         prepared_.clear();
       } else if ((tag == "SET" || tag == "RESET") && head.kind == Expect::kQuery &&
                  !head.name.empty()) {
@@ -900,11 +902,12 @@ absl::Status ClientSession::HandleClientFrame(const protocol::Frame& frame) {
       Prepared prepared;
       prepared.server_name = ServerStatementNameFor(parse);
       p::AppendParse(prepared.parse_msg, prepared.server_name, parse.sql, parse.param_types);
-      if (conn.prepared().contains(prepared.server_name)) {
+      if (conn.UsePrepared(prepared.server_name)) {
         Push(Expect::kInjectParseComplete);
       } else {
+        MakeRoomForStatement(conn);
         server_out_.append(prepared.parse_msg);
-        conn.prepared().insert(prepared.server_name);
+        conn.AddPrepared(prepared.server_name);
         Push(Expect::kParse, prepared.server_name);
       }
       prepared_[std::string(parse.name)] = std::move(prepared);
@@ -937,9 +940,10 @@ absl::Status ClientSession::HandleClientFrame(const protocol::Frame& frame) {
       if (prepared == nullptr) {
         server_out_.append(frame.whole);
       } else {
-        if (!conn.prepared().contains(prepared->server_name)) {
+        if (!conn.UsePrepared(prepared->server_name)) {
+          MakeRoomForStatement(conn);
           server_out_.append(prepared->parse_msg);
-          conn.prepared().insert(prepared->server_name);
+          conn.AddPrepared(prepared->server_name);
           Push(Expect::kSwallowParse, prepared->server_name);
         }
         p::MessageWriter w(server_out_);
@@ -1027,13 +1031,26 @@ bool ClientSession::BuildPreparedRead(std::string_view sql,
 void ClientSession::SendPreparedRead(ServerConnection& conn) {
   PreparedRead& r = prepared_read_;
   if (stats_) ++stats_->prepared_reads;
-  if (!conn.prepared().contains(r.name)) {
+  if (!conn.UsePrepared(r.name)) {
+    MakeRoomForStatement(conn);
     p::AppendParse(server_out_, r.name, r.sql, r.types);
-    conn.prepared().insert(r.name);
+    conn.AddPrepared(r.name);
     Push(Expect::kSwallowParse, r.name);
   }
   AppendPreparedRun(server_out_);
   ExpectPreparedRun(r.seq);
+}
+
+void ClientSession::MakeRoomForStatement(ServerConnection& conn) {
+  const int limit = db_->max_prepared_statements;
+  if (limit <= 0) return;
+  while (conn.prepared_count() >= static_cast<size_t>(limit)) {
+    std::string victim = conn.EvictPrepared();
+    spdlog::debug("closing statement {} on shard \"{}\": {} statements prepared there", victim,
+                  conn.target().shard, limit);
+    p::AppendClose(server_out_, 'S', victim);
+    Push(Expect::kSwallowClose, std::move(victim));
+  }
 }
 
 void ClientSession::AppendPreparedRun(std::string& out) const {

@@ -53,6 +53,7 @@ TEST(ConfigTest, MinimalConfigGetsEveryDefault) {
   ASSERT_NE(db, nullptr);
   EXPECT_EQ(db->name, "app");
   EXPECT_EQ(db->pool_size, 20);
+  EXPECT_EQ(db->max_prepared_statements, 200);
   EXPECT_EQ(db->read_from, ReadFrom::kReplicas);
   EXPECT_EQ(db->replica_balance, ReplicaBalance::kRoundRobin);
   EXPECT_EQ(db->max_replica_lag, milliseconds(5000));
@@ -103,6 +104,7 @@ users:
 databases:
   Shop:
     pool_size: 7
+    max_prepared_statements: 0
     read_from: any
     replica_balance: least_outstanding
     max_replica_lag: 250ms
@@ -167,6 +169,7 @@ TEST(ConfigTest, EveryKeyIsRead) {
   ASSERT_NE(shop, nullptr);
   EXPECT_EQ(config->FindDatabase("shop"), nullptr);  // database names are case-sensitive
   EXPECT_EQ(shop->pool_size, 7);
+  EXPECT_EQ(shop->max_prepared_statements, 0);
   EXPECT_EQ(shop->read_from, ReadFrom::kAny);
   EXPECT_EQ(shop->replica_balance, ReplicaBalance::kLeastOutstanding);
   EXPECT_EQ(shop->max_replica_lag, milliseconds(250));
@@ -189,7 +192,7 @@ TEST(ConfigTest, EveryKeyIsRead) {
   EXPECT_EQ(s0.replicas[0].dbname, "Shop");
   EXPECT_EQ(s0.replicas[0].zone, "z1");
   EXPECT_EQ(s0.replicas[1].port, 5432);
-  EXPECT_EQ(s0.replicas[1].mark.line, 26);
+  EXPECT_EQ(s0.replicas[1].mark.line, 27);
   EXPECT_EQ(shop->shards[1].primary.host, "db1");
   EXPECT_EQ(shop->shards[1].primary.dbname, "Shop");
 
@@ -197,7 +200,7 @@ TEST(ConfigTest, EveryKeyIsRead) {
   const RouterConfig& r1 = shop->routers.at("r1");
   EXPECT_EQ(r1.name, "r1");
   EXPECT_EQ(r1.type, "modulo");
-  EXPECT_EQ(r1.mark.line, 30);
+  EXPECT_EQ(r1.mark.line, 31);
   ASSERT_NE(r1.settings.Find("type"), nullptr);
   ASSERT_NE(r1.settings.Find("hash"), nullptr);
   EXPECT_EQ(r1.settings.Find("hash")->scalar, "postgres");
@@ -215,7 +218,7 @@ TEST(ConfigTest, EveryKeyIsRead) {
   EXPECT_EQ(orders.key, "user_id");
   EXPECT_EQ(orders.router, "r1");
   EXPECT_FALSE(orders.reference);
-  EXPECT_EQ(orders.mark.line, 33);
+  EXPECT_EQ(orders.mark.line, 34);
   EXPECT_EQ(orders.mark.column, 7);
   const TableConfig& items = shop->tables.at("public.items");
   EXPECT_EQ(items.router, "r2");

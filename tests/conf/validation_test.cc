@@ -160,6 +160,8 @@ std::vector<ErrorCase> Cases() {
       {"NegativePoolSize", Base("    pool_size: -1\n"), "5:16",
        "'pool_size' must be at least 1, got -1"},
       {"ZeroPoolSize", Base("    pool_size: 0\n"), "5:16", "'pool_size' must be at least 1"},
+      {"NegativeMaxPreparedStatements", Base("    max_prepared_statements: -5\n"), "5:30",
+       "'max_prepared_statements' must be at least 0, got -5"},
       {"UnknownReadFrom", Base("    read_from: replica\n"), "5:16",
        "unknown read_from 'replica' (expected replicas, primary, any); did you mean 'replicas'?"},
       {"UnknownReplicaBalance", Base("    replica_balance: random\n"), "5:22",

@@ -204,6 +204,8 @@ TEST_F(PreparedReadsTest, EveryStatementAnswersAsPostgresDoes) {
   ASSERT_OK_AND_ASSIGN(auto config, admin.Rows("SHOW CONFIG"));
   EXPECT_THAT(config, ::testing::Contains(::testing::ElementsAre(
                           "databases.app.prepare_reads", "on", "off", "yes")));
+  EXPECT_THAT(config, ::testing::Contains(::testing::ElementsAre(
+                          "databases.app.max_prepared_statements", "200", "200", "yes")));
   const std::string metrics = "\n" + HttpGet(http_port_, "/metrics").second;
   const double prepared =
       Sample(metrics, R"(shardgate_prepared_reads_total{database="app",user="app"})");
@@ -270,6 +272,90 @@ TEST_F(PreparedReadsTest, AnAlteredResultTypeIsPreparedAnew) {
   const Answer after = Ask(plain, read);
   EXPECT_EQ(after.sqlstate, "") << after.Describe();
   EXPECT_EQ(after.types, std::vector<Oid>{25}) << "text again";
+}
+
+// databases.<db>.max_prepared_statements: one server connection holds at most that many of the
+// proxy's statements (clients' own and prepared reads); the least recently used one is closed
+// and prepared again when next needed, which the client never sees, not even after a pipeline
+// error made the server skip such a Close.
+TEST_F(PreparedReadsTest, ServerConnectionHoldsAtMostTheLimit) {
+  ProxyEnvOptions o = Options();
+  o.extra_database_yaml = absl::StrCat(kPrepare, "    max_prepared_statements: 3\n");
+  o.admin_http_port = 0;
+  ASSERT_OK_AND_ASSIGN(auto proxy, env().StartExtraProxy(o));
+  ASSERT_OK_AND_ASSIGN(PgConn direct, PgConn::Connect(env().DirectConnString()));
+  ASSERT_OK_AND_ASSIGN(PgConn conn,
+                       PgConn::Connect(proxy->ConnString("app", kScramUser, kScramPassword)));
+  PGconn* c = conn.get();
+  // What the one server connection holds (LIMIT: this statement is sent as written).
+  auto held = [&] {
+    return Text(conn.Scalar(
+        "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'sg\\_%' LIMIT 1"));
+  };
+
+  // Six statements of the client's own, run in turn three times.
+  for (int k = 1; k <= 6; ++k) {
+    const std::string name = absl::StrCat("q", k);
+    const std::string sql = absl::StrCat("SELECT $1::int + ", k);
+    PgResult prepared(PQprepare(c, name.c_str(), sql.c_str(), 1, nullptr));
+    ASSERT_OK(ResultStatus(prepared.get(), c)) << name;
+  }
+  for (int round = 0; round < 3; ++round) {
+    for (int k = 1; k <= 6; ++k) {
+      const std::string name = absl::StrCat("q", k);
+      const std::string arg = absl::StrCat(100 * round);
+      const char* value = arg.c_str();
+      PgResult res(PQexecPrepared(c, name.c_str(), 1, &value, nullptr, nullptr, 0));
+      ASSERT_OK(ResultStatus(res.get(), c)) << name << " round " << round;
+      EXPECT_EQ(Cell(res.get(), 0, 0), absl::StrCat(100 * round + k)) << name;
+    }
+  }
+  EXPECT_EQ(held(), "3");
+
+  // Six reads run prepared, three times over: PostgreSQL's answers each time.
+  const std::vector<std::string> reads = {
+      "SELECT name FROM pr_items WHERE id = 3",  "SELECT big FROM pr_items WHERE id = 4",
+      "SELECT code FROM pr_items WHERE id = 5",  "SELECT price FROM pr_items WHERE id = 6",
+      "SELECT at FROM pr_items WHERE id = 7",    "SELECT score FROM pr_items WHERE id = 8",
+  };
+  auto run_reads = [&](std::string_view when) {
+    for (const std::string& sql : reads) {
+      const Answer want = Ask(direct, sql);
+      const Answer got = Ask(conn, sql);
+      EXPECT_EQ(got, want) << sql << " (" << when << ")\n  got:  " << got.Describe()
+                           << "\n  want: " << want.Describe();
+    }
+  };
+  for (int round = 0; round < 3; ++round) run_reads(absl::StrCat("round ", round));
+  EXPECT_EQ(held(), "3");
+
+  // An error ahead of a Parse that needs room: the server skips the proxy's Close with it, and
+  // the statement it would have closed stays known as prepared (else preparing it again would
+  // fail with 42P05).
+  ASSERT_EQ(PQenterPipelineMode(c), 1);
+  ASSERT_EQ(PQsendQueryParams(c, "SELECT 1/0", 0, nullptr, nullptr, nullptr, nullptr, 0), 1);
+  ASSERT_EQ(PQsendPrepare(c, "late", "SELECT $1::int * 7", 1, nullptr), 1);
+  ASSERT_EQ(PQpipelineSync(c), 1);
+  std::vector<ExecStatusType> statuses;
+  while (statuses.empty() || statuses.back() != PGRES_PIPELINE_SYNC) {
+    PgResult res(PQgetResult(c));
+    if (res == nullptr) continue;  // the end of one query's results
+    statuses.push_back(PQresultStatus(res.get()));
+    ASSERT_LT(statuses.size(), 5u);
+  }
+  EXPECT_THAT(statuses, ::testing::ElementsAre(PGRES_FATAL_ERROR, PGRES_PIPELINE_ABORTED,
+                                               PGRES_PIPELINE_SYNC));
+  ASSERT_EQ(PQexitPipelineMode(c), 1) << PQerrorMessage(c);
+  run_reads("after the pipeline");
+  PgResult late(PQprepare(c, "late", "SELECT $1::int * 7", 1, nullptr));
+  ASSERT_OK(ResultStatus(late.get(), c));
+  const char* six = "6";
+  PgResult product(PQexecPrepared(c, "late", 1, &six, nullptr, nullptr, 0));
+  ASSERT_OK(ResultStatus(product.get(), c));
+  EXPECT_EQ(Cell(product.get(), 0, 0), "42");
+  EXPECT_EQ(held(), "3");
+  auto exited = proxy->Wait(0);
+  EXPECT_FALSE(exited.ok()) << "shardgate exited: " << proxy->Log();
 }
 
 }  // namespace
