@@ -155,11 +155,12 @@ struct DatabaseConfig {
   std::optional<RateLimitConfig> rate_limit;
   // Simple-protocol reads on one shard whose literals are all compared with columns
   // (`WHERE id = 42`) run as statements prepared on the server (Parse once per connection,
-  // then Bind/Execute), which saves the server's parse and plan. Off by default: it changes
-  // what the server logs and plans (generic plans), and inside a transaction a read whose result
-  // type an ALTER changed fails with 0A000 like any prepared statement (outside one the proxy
-  // prepares it anew and runs it again).
-  bool prepare_reads = false;
+  // then Bind/Execute), which saves the server's parse and plan. On by default (since
+  // 2026-12-06), as drivers that prepare on their own (pgx, asyncpg, JDBC after 5 runs) do: it
+  // changes what the server logs and plans (generic plans), and inside a transaction a read
+  // whose result type an ALTER changed fails with 0A000 like any prepared statement (outside
+  // one the proxy prepares it anew and runs it again).
+  bool prepare_reads = true;
   // Statements the proxy keeps prepared on one server connection (clients' prepared statements
   // and prepare_reads' reads): beyond it the least recently used is closed, and prepared again
   // when next needed. 0 = no limit.

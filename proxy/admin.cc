@@ -271,15 +271,17 @@ void ShowConfig(Runtime& runtime, std::string& out) {
        d.cross_shard.two_phase ? "on" : "off", "yes"},
       {"map_version", Num(static_cast<int64_t>(runtime.map_version())), "", "no"},
   };
+  const conf::DatabaseConfig defaults;
   for (const auto& [name, db] : c->databases) {
-    rows.push_back({absl::StrCat("databases.", name, ".pool_size"), Num(db.pool_size), "20",
-                    "yes"});
+    rows.push_back({absl::StrCat("databases.", name, ".pool_size"), Num(db.pool_size),
+                    Num(defaults.pool_size), "yes"});
     rows.push_back({absl::StrCat("databases.", name, ".shards"), Num(db.shards.size()), "",
                     "yes"});
     rows.push_back({absl::StrCat("databases.", name, ".prepare_reads"),
-                    db.prepare_reads ? "on" : "off", "off", "yes"});
+                    db.prepare_reads ? "on" : "off", defaults.prepare_reads ? "on" : "off",
+                    "yes"});
     rows.push_back({absl::StrCat("databases.", name, ".max_prepared_statements"),
-                    Num(db.max_prepared_statements), "200", "yes"});
+                    Num(db.max_prepared_statements), Num(defaults.max_prepared_statements), "yes"});
   }
   AppendTable(out, {"key", "value", "default", "changeable"}, rows);
 }

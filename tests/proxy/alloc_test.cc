@@ -65,7 +65,9 @@ class AllocTest : public ::testing::Test {
     proxy_ = std::move(*proxy);
   }
 
-  virtual std::string ExtraYaml() const { return ""; }
+  // The base test sends simple reads as written; AllocPrepareReadsTest runs them prepared
+  // (prepare_reads, on by default).
+  virtual std::string ExtraYaml() const { return "    prepare_reads: false\n"; }
 
   // Read i's answer checked too: a proxy that answered without asking the shard would not know
   // the balance.
@@ -144,7 +146,7 @@ TEST_F(AllocTest, SteadyStateAllocatesNothingPerTransaction) {
 // built in the session's reused buffers.
 class AllocPrepareReadsTest : public AllocTest {
  protected:
-  std::string ExtraYaml() const override { return "    prepare_reads: true\n"; }
+  std::string ExtraYaml() const override { return ""; }  // prepare_reads' default: on
 };
 
 TEST_F(AllocPrepareReadsTest, PreparedReadsAllocateNothingPerTransaction) {

@@ -203,7 +203,7 @@ TEST_F(PreparedReadsTest, EveryStatementAnswersAsPostgresDoes) {
                                                                             "admin")));
   ASSERT_OK_AND_ASSIGN(auto config, admin.Rows("SHOW CONFIG"));
   EXPECT_THAT(config, ::testing::Contains(::testing::ElementsAre(
-                          "databases.app.prepare_reads", "on", "off", "yes")));
+                          "databases.app.prepare_reads", "on", "on", "yes")));
   EXPECT_THAT(config, ::testing::Contains(::testing::ElementsAre(
                           "databases.app.max_prepared_statements", "200", "200", "yes")));
   const std::string metrics = "\n" + HttpGet(http_port_, "/metrics").second;

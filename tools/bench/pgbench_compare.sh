@@ -9,8 +9,9 @@
 #   3. connection churn (-C, a new connection per transaction, 4 clients, 1 thread): connections/s;
 #   4. --idle (10000) idle client connections held open (tools/bench/idle_client): the proxy's
 #      RSS growth per connection.
-# Parts 1 and 2 also run a second shardgate, "sg+prep", the same but with `prepare_reads: true`
-# (simple-protocol point reads run as statements prepared on the server).
+# Parts 1 and 2 also run a second shardgate, "sg-prep", the same but with `prepare_reads: false`
+# (shardgate runs simple-protocol point reads as statements prepared on the server by default;
+# "sg-prep" sends them as written, as shardgate did by default before 2026-12-06).
 # With --syscalls, part 1 also reports each proxy's own CPU (user and system, /proc/PID/stat)
 # and its recvfrom/sendto/epoll_wait calls per transaction (perf stat on the syscall
 # tracepoints, needs perf and tracefs: run as root).
@@ -146,15 +147,15 @@ if [[ -x $SHARDGATE ]]; then
   echo "== starting shardgate on $SG_PORT ($SHARDGATE, $WORKERS workers)" >&2
   "$SHARDGATE" --config "$WORK/cluster/shardgate.yaml" >"$WORK/shardgate.log" 2>&1 &
   SG_PID=$!
-  # The same proxy with prepare_reads on, on its own port (no admin HTTP port to share).
+  # The same proxy with prepare_reads off, on its own port (no admin HTTP port to share).
   sed -e "s/^listen: .*/listen: {host: 127.0.0.1, port: $PREP_PORT}/" \
-      -e "s/^    default_shard: s0$/    default_shard: s0\n    prepare_reads: true/" \
+      -e "s/^    default_shard: s0$/    default_shard: s0\n    prepare_reads: false/" \
       -e '/^  http: /d' "$WORK/cluster/shardgate.yaml" >"$WORK/shardgate-prep.yaml"
-  grep -q 'prepare_reads: true' "$WORK/shardgate-prep.yaml" || { echo "could not write shardgate-prep.yaml" >&2; exit 1; }
+  grep -q 'prepare_reads: false' "$WORK/shardgate-prep.yaml" || { echo "could not write shardgate-prep.yaml" >&2; exit 1; }
   "$SHARDGATE" --config "$WORK/shardgate-prep.yaml" >"$WORK/shardgate-prep.log" 2>&1 &
   PREP_PID=$!
   if wait_port "$SG_PORT" "$SG_PID" && wait_port "$PREP_PORT" "$PREP_PID"; then
-    TARGETS="direct pgbouncer shardgate sg+prep"
+    TARGETS="direct pgbouncer shardgate sg-prep"
   else
     echo "shardgate did not start; benchmarking without it:" >&2
     tail -n 20 "$WORK/shardgate.log" "$WORK/shardgate-prep.log" >&2
@@ -163,8 +164,8 @@ else
   echo "no shardgate binary at $SHARDGATE; benchmarking without it" >&2
 fi
 
-port_of() { case $1 in direct) echo "$PG_PORT" ;; pgbouncer) echo "$BOUNCER_PORT" ;; shardgate) echo "$SG_PORT" ;; sg+prep) echo "$PREP_PORT" ;; esac; }
-pid_of() { case $1 in pgbouncer) echo "$BOUNCER_PID" ;; shardgate) echo "$SG_PID" ;; sg+prep) echo "$PREP_PID" ;; esac; }
+port_of() { case $1 in direct) echo "$PG_PORT" ;; pgbouncer) echo "$BOUNCER_PORT" ;; shardgate) echo "$SG_PORT" ;; sg-prep) echo "$PREP_PORT" ;; esac; }
+pid_of() { case $1 in pgbouncer) echo "$BOUNCER_PID" ;; shardgate) echo "$SG_PID" ;; sg-prep) echo "$PREP_PID" ;; esac; }
 
 echo "== pgbench -i -s $SCALE" >&2
 PGPASSWORD=app_pw pgbench -h 127.0.0.1 -p "$PG_PORT" -U app -i -s "$SCALE" -q app >/dev/null 2>&1
@@ -233,8 +234,8 @@ run_pgbench() {
 interleaved() {  # interleaved PART MODE PGBENCH-ARGS...
   local part=$1 mode=$2 round k n target targets=$TARGETS
   shift 2
-  # prepare_reads changes nothing for connections: churn runs without sg+prep.
-  [[ $part == churn ]] && targets=${TARGETS/ sg+prep/}
+  # prepare_reads changes nothing for connections: churn runs without sg-prep.
+  [[ $part == churn ]] && targets=${TARGETS/ sg-prep/}
   for ((round = 1; round <= ROUNDS; round++)); do
     read -r -a order <<<"$targets"
     n=${#order[@]}
@@ -259,7 +260,7 @@ fi
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 if ((IDLE > 0)); then
   for target in $TARGETS; do
-    [[ $target == direct || $target == sg+prep ]] && continue
+    [[ $target == direct || $target == sg-prep ]] && continue
     pid=$(pid_of "$target")
     before=$(rss_kib "$pid")
     mkfifo "$WORK/idle-$target.in"
@@ -310,21 +311,21 @@ awk -v targets="$TARGETS" -v modes="$MODES" -v clients="$CLIENTS" '
   { key = $1 " " $2 " " $3; v[key] = v[key] " " $5; c[key] = c[key] " " $6; extra[key] = $6 }
   END {
     printf "\n%d clients, TPS      %10s %10s %10s %10s %10s %10s %10s %10s   proxy CPU us/txn added\n", clients,
-           "direct", "pgbouncer", "shardgate", "sg/direct", "sg/pgb", "sg+prep", "+prep/dir", "+prep/pgb"
+           "direct", "pgbouncer", "shardgate", "sg/direct", "sg/pgb", "sg-prep", "-prep/dir", "-prep/pgb"
     nm = split(modes, m, " ")
     for (i = 1; i <= nm; i++) {
       d = med(v, "tps " m[i], "direct"); p = med(v, "tps " m[i], "pgbouncer"); s = med(v, "tps " m[i], "shardgate")
-      r = med(v, "tps " m[i], "sg+prep")
+      r = med(v, "tps " m[i], "sg-prep")
       dc = med(c, "tps " m[i], "direct"); pc = med(c, "tps " m[i], "pgbouncer"); sc = med(c, "tps " m[i], "shardgate")
-      rc = med(c, "tps " m[i], "sg+prep")
-      printf "  -M %-15s %10s %10s %10s %10s %10s %10s %10s %10s   pgbouncer %s, shardgate %s, sg+prep %s\n", m[i],
+      rc = med(c, "tps " m[i], "sg-prep")
+      printf "  -M %-15s %10s %10s %10s %10s %10s %10s %10s %10s   pgbouncer %s, shardgate %s, sg-prep %s\n", m[i],
              f0(d), f0(p), f0(s), ratio(s, d), ratio(s, p), f0(r), ratio(r, d), ratio(r, p),
              added(pc, dc), added(sc, dc), added(rc, dc)
     }
     if (("latency simple direct") in v) {
       d = med(v, "latency simple", "direct"); p = med(v, "latency simple", "pgbouncer"); s = med(v, "latency simple", "shardgate")
-      r = med(v, "latency simple", "sg+prep")
-      printf "\n1 client, latency us %10s %10s %10s %10s   added: pgbouncer %s, shardgate %s, sg+prep %s\n", d, p, s, r,
+      r = med(v, "latency simple", "sg-prep")
+      printf "\n1 client, latency us %10s %10s %10s %10s   added: pgbouncer %s, shardgate %s, sg-prep %s\n", d, p, s, r,
              added(p, d), added(s, d), added(r, d)
       d = med(v, "churn simple", "direct"); p = med(v, "churn simple", "pgbouncer"); s = med(v, "churn simple", "shardgate")
       printf "-C churn, conn/s     %10s %10s %10s   sg/pgbouncer %s\n", f0(d), f0(p), f0(s), ratio(s, p)
