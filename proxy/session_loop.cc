@@ -678,22 +678,22 @@ void ClientSession::ProcessServerFrame(ServerConnection& conn, const protocol::F
       }
       forward();
       if (head.kind == Expect::kQuery) break;  // ReadyForQuery ends it
-      // Extended protocol: the server now discards everything up to Sync.
-      bool found_sync = false;
-      while (!expected_.empty()) {
-        Item& item = expected_.front();
-        if (item.kind == Expect::kSync) {
-          found_sync = true;
-          break;
-        }
+      // Extended protocol: the server now discards everything up to Sync. What the proxy noted
+      // of the failed and discarded Parses and Closes is undone, latest first (one batch may
+      // close a statement and prepare it again): a Parse's statement is not there, a Close's
+      // still is.
+      size_t skipped = 0;
+      while (skipped < expected_.size() && expected_.at(skipped).kind != Expect::kSync) ++skipped;
+      for (size_t i = skipped; i-- > 0;) {
+        const Item& item = expected_.at(i);
         if (item.kind == Expect::kParse || item.kind == Expect::kSwallowParse) {
           conn.ForgetPrepared(item.name);
         } else if (item.kind == Expect::kSwallowClose && !item.name.empty()) {
-          conn.AddPrepared(item.name, /*oldest=*/true);  // its Close skipped: still there
+          conn.AddPrepared(item.name, /*oldest=*/true);
         }
-        expected_.pop_front();
       }
-      if (!found_sync) skip_until_sync_ = true;
+      if (skipped == expected_.size()) skip_until_sync_ = true;
+      for (; skipped > 0; --skipped) expected_.pop_front();
       return;  // what was skipped must not be injected
     }
     case p::be::kReadyForQuery: {

@@ -358,5 +358,48 @@ TEST_F(PreparedReadsTest, ServerConnectionHoldsAtMostTheLimit) {
   EXPECT_FALSE(exited.ok()) << "shardgate exited: " << proxy->Log();
 }
 
+// With room for one statement, one failed batch closes the client's "a" to prepare "b", then
+// closes "b" to prepare "a" again: undone latest first, the proxy knows that the server still
+// holds "a" and never got "b" (undone in order it would think the reverse: "a" would then fail
+// with 42P05, "b" with 26000).
+TEST_F(PreparedReadsTest, OneFailedBatchThatClosesAndPreparesAgain) {
+  ProxyEnvOptions o = Options();
+  o.extra_database_yaml = absl::StrCat(kPrepare, "    max_prepared_statements: 1\n");
+  o.admin_http_port = 0;
+  ASSERT_OK_AND_ASSIGN(auto proxy, env().StartExtraProxy(o));
+  ASSERT_OK_AND_ASSIGN(PgConn conn,
+                       PgConn::Connect(proxy->ConnString("app", kScramUser, kScramPassword)));
+  PGconn* c = conn.get();
+  const char* two = "2";
+  PgResult a(PQprepare(c, "a", "SELECT $1::int + 1", 1, nullptr));
+  ASSERT_OK(ResultStatus(a.get(), c));
+  ASSERT_EQ(PQenterPipelineMode(c), 1);
+  ASSERT_EQ(PQsendQueryParams(c, "SELECT 1/0", 0, nullptr, nullptr, nullptr, nullptr, 0), 1);
+  ASSERT_EQ(PQsendPrepare(c, "b", "SELECT $1::int + 2", 1, nullptr), 1);
+  ASSERT_EQ(PQsendQueryPrepared(c, "a", 1, &two, nullptr, nullptr, 0), 1);
+  ASSERT_EQ(PQpipelineSync(c), 1);
+  std::vector<ExecStatusType> statuses;
+  while (statuses.empty() || statuses.back() != PGRES_PIPELINE_SYNC) {
+    PgResult res(PQgetResult(c));
+    if (res == nullptr) continue;
+    statuses.push_back(PQresultStatus(res.get()));
+    ASSERT_LT(statuses.size(), 6u);
+  }
+  EXPECT_THAT(statuses, ::testing::ElementsAre(PGRES_FATAL_ERROR, PGRES_PIPELINE_ABORTED,
+                                               PGRES_PIPELINE_ABORTED, PGRES_PIPELINE_SYNC));
+  ASSERT_EQ(PQexitPipelineMode(c), 1) << PQerrorMessage(c);
+  PgResult run_a(PQexecPrepared(c, "a", 1, &two, nullptr, nullptr, 0));
+  ASSERT_OK(ResultStatus(run_a.get(), c));
+  EXPECT_EQ(Cell(run_a.get(), 0, 0), "3");
+  PgResult b(PQprepare(c, "b", "SELECT $1::int + 2", 1, nullptr));
+  ASSERT_OK(ResultStatus(b.get(), c));
+  PgResult run_b(PQexecPrepared(c, "b", 1, &two, nullptr, nullptr, 0));
+  ASSERT_OK(ResultStatus(run_b.get(), c));
+  EXPECT_EQ(Cell(run_b.get(), 0, 0), "4");
+  PgResult run_a_again(PQexecPrepared(c, "a", 1, &two, nullptr, nullptr, 0));
+  ASSERT_OK(ResultStatus(run_a_again.get(), c));
+  EXPECT_EQ(Cell(run_a_again.get(), 0, 0), "3");
+}
+
 }  // namespace
 }  // namespace shardgate::testing
