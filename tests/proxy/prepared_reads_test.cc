@@ -3,7 +3,8 @@
 // corpus (literal types PostgreSQL infers differently, strings typed by their column, errors in
 // Parse and in Bind, statements that must not be rewritten) gives through shardgate, unsharded
 // and routed, what it gives straight from PostgreSQL, seven times over (the server switches to a
-// generic plan after five), and the server really holds the prepared statements.
+// generic plan after five), and the server really holds the prepared statements. A server
+// connection holds at most max_prepared_statements of them, also after failed pipelines.
 #include <string>
 #include <vector>
 
