@@ -114,6 +114,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
     std::chrono::steady_clock::time_point at{};  // kQuery/kSync: when sent (latency metric)
     bool fill = false;  // its answer goes to the query cache too (fill_)
     uint32_t read = 0;  // kSwallowBind: PreparedRead::seq of the read it binds (0: a retry)
+    bool renamed = false;  // kBind/kDescribe: of a client's statement, by its sg_ name
   };
   // A client's named prepared statement, and how to recreate it on any server.
   struct Prepared {
@@ -415,11 +416,11 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // PreparedRead::seq, 0 for a retry).
   void AppendPreparedRun(std::string& out) const;
   void ExpectPreparedRun(uint32_t read);
-  // A prepared read failed at Bind with 0A000 because an ALTER changed its result type: outside
-  // a transaction, and when it is the last request, it is prepared anew and run again, and the
-  // client never sees the error. False: the error goes to the client as it is.
-  bool RetryPreparedRead(ServerConnection& conn, const Item& failed,
-                         const protocol::ErrorFields& error);
+  // A prepared read failed at Bind with 0A000 (an ALTER changed its result type) or 26000 (its
+  // statement was deallocated behind the proxy's back): outside a transaction, and when it is
+  // the last request, it is prepared anew and run again, and the client never sees the error.
+  // False: the error goes to the client as it is.
+  bool RetryPreparedRead(ServerConnection& conn, const Item& failed);
   void Push(Expect kind, std::string name = {});
   void ProcessServerFrame(ServerConnection& conn, const protocol::Frame& frame);
   void DrainInjected();

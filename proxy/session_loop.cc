@@ -668,10 +668,15 @@ void ClientSession::ProcessServerFrame(ServerConnection& conn, const protocol::F
         break;
       }
       if (auto fields = p::ParseErrorFields(frame.body); fields.ok()) {
-        if (head.kind == Expect::kSwallowBind && fields->SqlState() == "0A000") {
-          if (RetryPreparedRead(conn, head, *fields)) return;
+        const std::string_view state = fields->SqlState();
+        if (head.kind == Expect::kSwallowBind && (state == "0A000" || state == "26000")) {
+          if (RetryPreparedRead(conn, head)) return;
           // Not run again: the error goes to the client, and the connection, closed at its
           // release, takes the stale statement with it.
+          conn.MarkBroken();
+        } else if (head.renamed && state == "26000") {
+          // A statement the proxy thought prepared there is gone (a client's DEALLOCATE of an
+          // sg_ name): closed at its release, the connection forgets it.
           conn.MarkBroken();
         }
         CountError(fields->SqlState());
@@ -957,6 +962,7 @@ absl::Status ClientSession::HandleClientFrame(const protocol::Frame& frame) {
         w.End();
       }
       Push(type == p::fe::kBind ? Expect::kBind : Expect::kDescribe);
+      expected_.back().renamed = prepared != nullptr;
       return absl::OkStatus();
     }
     case p::fe::kClose: {
@@ -1070,13 +1076,11 @@ void ClientSession::ExpectPreparedRun(uint32_t read) {
   Push(Expect::kSync);
 }
 
-bool ClientSession::RetryPreparedRead(ServerConnection& conn, const Item& failed,
-                                      const p::ErrorFields& error) {
+bool ClientSession::RetryPreparedRead(ServerConnection& conn, const Item& failed) {
   const PreparedRead& r = prepared_read_;
   // Once per read; only the read the buffers still hold; only where nothing is lost by failing
   // (outside a transaction: the Sync ended the implicit one) and nothing else is under way.
   if (failed.read == 0 || failed.read != r.seq || conn.tx_status() != 'I' ||
-      error.Message().find("cached plan must not change result type") == std::string_view::npos ||
       server_writes_ != 0 || !server_out_.empty() || skip_until_sync_) {
     return false;
   }
@@ -1093,7 +1097,8 @@ bool ClientSession::RetryPreparedRead(ServerConnection& conn, const Item& failed
   if (TrySend(conn.stream(), asio::buffer(retry), ec) != retry.size() || ec) {
     return false;  // (the caller closes the connection: a partial send cannot be taken back)
   }
-  spdlog::debug("prepared read {} re-prepared after 0A000 (an ALTER changed its result type)",
+  spdlog::debug("prepared read {} prepared anew after an error at Bind (0A000: an ALTER changed "
+                "its result type; 26000: the statement was deallocated)",
                 r.name);
   for (size_t i = 0; i < sync; ++i) expected_.pop_front();
   expected_.front().kind = Expect::kRetrySync;

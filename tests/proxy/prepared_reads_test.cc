@@ -275,6 +275,45 @@ TEST_F(PreparedReadsTest, AnAlteredResultTypeIsPreparedAnew) {
   EXPECT_EQ(after.types, std::vector<Oid>{25}) << "text again";
 }
 
+// A statement deallocated behind the proxy's back (a client's DEALLOCATE of an sg_ name): a read
+// outside a transaction prepares it anew unseen; inside one the client gets PostgreSQL's 26000
+// and the connection is closed at the transaction's end; a client's own statement fails once
+// and then works again. Without this, the proxy would bind the missing statement forever.
+TEST_F(PreparedReadsTest, AStatementDeallocatedBehindTheProxysBack) {
+  ASSERT_OK_AND_ASSIGN(PgConn conn, env().Connect());
+  PGconn* c = conn.get();
+  // The server name of the statement whose text ends so (LIMIT: sent as written).
+  auto server_name = [&](const std::string& tail) {
+    return Text(conn.Scalar(absl::StrCat(
+        "SELECT name FROM pg_prepared_statements WHERE statement LIKE '%", tail, "' LIMIT 1")));
+  };
+  EXPECT_EQ(Text(conn.Scalar("SELECT name FROM pr_items WHERE id = 3")), "n3");
+  const std::string read = server_name("FROM pr_items WHERE id = $1");
+  ASSERT_THAT(read, ::testing::StartsWith("sg_"));
+
+  ASSERT_OK(conn.Exec("DEALLOCATE " + read));
+  EXPECT_EQ(Text(conn.Scalar("SELECT name FROM pr_items WHERE id = 4")), "n4");
+
+  ASSERT_OK(conn.Exec("DEALLOCATE " + read));
+  ASSERT_OK(conn.Exec("BEGIN"));
+  EXPECT_THAT(conn.Scalar("SELECT name FROM pr_items WHERE id = 5").status(),
+              HasSqlState("26000"));
+  ASSERT_OK(conn.Exec("ROLLBACK"));
+  EXPECT_EQ(Text(conn.Scalar("SELECT name FROM pr_items WHERE id = 5")), "n5");
+
+  PgResult mine(PQprepare(c, "mine", "SELECT $1::int * 3", 1, nullptr));
+  ASSERT_OK(ResultStatus(mine.get(), c));
+  const char* two = "2";
+  PgResult first(PQexecPrepared(c, "mine", 1, &two, nullptr, nullptr, 0));
+  ASSERT_OK(ResultStatus(first.get(), c));
+  ASSERT_OK(conn.Exec("DEALLOCATE " + server_name("$1::int * 3")));
+  PgResult gone(PQexecPrepared(c, "mine", 1, &two, nullptr, nullptr, 0));
+  EXPECT_THAT(ResultStatus(gone.get(), c), HasSqlState("26000"));
+  PgResult again(PQexecPrepared(c, "mine", 1, &two, nullptr, nullptr, 0));
+  ASSERT_OK(ResultStatus(again.get(), c));
+  EXPECT_EQ(Cell(again.get(), 0, 0), "6");
+}
+
 // databases.<db>.max_prepared_statements: one server connection holds at most that many of the
 // proxy's statements (clients' own and prepared reads); the least recently used one is closed
 // and prepared again when next needed, which the client never sees, not even after a pipeline
