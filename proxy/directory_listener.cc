@@ -58,7 +58,7 @@ asio::awaitable<void> Listen(Runtime& runtime, std::string database,
     if (channel == kChannel) Invalidate(*map, payload);
   };
   asio::steady_timer pause(executor);
-  bool warned = false;
+  bool warned = false, first = true;
   while (live()) {
     auto config = runtime.config();
     BackendTarget target = HealthTarget(*config, database, shard_name, topology->Primary(*shard));
@@ -76,9 +76,13 @@ asio::awaitable<void> Listen(Runtime& runtime, std::string database,
     absl::Status st = conn.ok() ? absl::OkStatus() : conn.status();
     if (st.ok()) st = co_await bounded(absl::StrCat("LISTEN ", kChannel));
     if (st.ok()) {
-      if (warned)
+      if (warned) {
         spdlog::info("directory listener on {} ({}) connected again", shard_name, database);
+      } else if (first) {
+        spdlog::info("directory listener on {} ({}) listening", shard_name, database);
+      }
       warned = false;
+      first = false;
       InvalidateAll(*map, shard_name);
       // Woken when the server sends (a notification), or after a second; the empty query then
       // reads whatever came (under TLS, decrypted data may wait without the socket being readable).
