@@ -76,10 +76,10 @@ asio::awaitable<void> Listen(Runtime& runtime, std::string database,
     absl::Status st = conn.ok() ? absl::OkStatus() : conn.status();
     if (st.ok()) st = co_await bounded(absl::StrCat("LISTEN ", kChannel));
     if (st.ok()) {
-      if (warned) {
-        spdlog::info("directory listener on {} ({}) connected again", shard_name, database);
-      } else if (first) {
+      if (first) {
         spdlog::info("directory listener on {} ({}) listening", shard_name, database);
+      } else if (warned) {
+        spdlog::info("directory listener on {} ({}) connected again", shard_name, database);
       }
       warned = false;
       first = false;
