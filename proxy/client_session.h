@@ -22,6 +22,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/container/inlined_vector.h"
+#include "absl/functional/function_ref.h"
 #include "absl/types/span.h"
 #include "conf/config.h"
 #include "routing/analysis_cache.h"
@@ -407,11 +408,13 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // whether it does; the caller arms it. SendPreparedRead sends the armed read.
   bool BuildPreparedRead(std::string_view sql, const routing::AnalysisCache::Result& analyzed);
   void SendPreparedRead(ServerConnection& conn);
-  // Before the proxy prepares a statement on `conn`: while the connection holds
-  // databases.<db>.max_prepared_statements of them, closes the least recently used one (a Close
-  // ahead of the Parse, its CloseComplete swallowed). Any statement closed so is prepared again
-  // when it is next needed.
-  void MakeRoomForStatement(ServerConnection& conn);
+  // True when the statement `name` is prepared on `conn` already (it then counts as just used).
+  // Else sends its Parse (`append_parse` appends it) and expects its ParseComplete as `kind`;
+  // first, while the connection holds databases.<db>.max_prepared_statements of them, closes
+  // the least recently used one (a Close ahead of the Parse, its CloseComplete swallowed). Any
+  // statement closed so is prepared again here when it is next needed.
+  bool PrepareOnServer(ServerConnection& conn, const std::string& name, Expect kind,
+                       absl::FunctionRef<void(std::string&)> append_parse);
   // The read's Bind, Describe, Execute and Sync, and what the proxy expects back (`read`:
   // PreparedRead::seq, 0 for a retry).
   void AppendPreparedRun(std::string& out) const;
@@ -445,8 +448,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // on one shard and role, and the map's key is two strings. Keyed by the shard's name (not
   // its index, which a reload may give another shard).
   int64_t& RoutedCounter(int shard, bool replica);
-  int64_t* routed_counter_ = nullptr;
-  const std::pair<std::string, std::string>* routed_counter_key_ = nullptr;
+  std::pair<const std::pair<std::string, std::string>, int64_t>* routed_counter_ = nullptr;
   // The worker's hot-key sketches for db_name_ (set on the first routed key).
   std::map<std::string, routing::HotKeySketch, std::less<>>* hot_keys_ = nullptr;
   void NoteHotKeys(const routing::RoutePlan& plan);

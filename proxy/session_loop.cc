@@ -907,13 +907,9 @@ absl::Status ClientSession::HandleClientFrame(const protocol::Frame& frame) {
       Prepared prepared;
       prepared.server_name = ServerStatementNameFor(parse);
       p::AppendParse(prepared.parse_msg, prepared.server_name, parse.sql, parse.param_types);
-      if (conn.UsePrepared(prepared.server_name)) {
+      if (PrepareOnServer(conn, prepared.server_name, Expect::kParse,
+                          [&](std::string& out) { out.append(prepared.parse_msg); })) {
         Push(Expect::kInjectParseComplete);
-      } else {
-        MakeRoomForStatement(conn);
-        server_out_.append(prepared.parse_msg);
-        conn.AddPrepared(prepared.server_name);
-        Push(Expect::kParse, prepared.server_name);
       }
       prepared_[std::string(parse.name)] = std::move(prepared);
       return absl::OkStatus();
@@ -945,12 +941,8 @@ absl::Status ClientSession::HandleClientFrame(const protocol::Frame& frame) {
       if (prepared == nullptr) {
         server_out_.append(frame.whole);
       } else {
-        if (!conn.UsePrepared(prepared->server_name)) {
-          MakeRoomForStatement(conn);
-          server_out_.append(prepared->parse_msg);
-          conn.AddPrepared(prepared->server_name);
-          Push(Expect::kSwallowParse, prepared->server_name);
-        }
+        PrepareOnServer(conn, prepared->server_name, Expect::kSwallowParse,
+                        [&](std::string& out) { out.append(prepared->parse_msg); });
         p::MessageWriter w(server_out_);
         w.Begin(type);
         if (type == p::fe::kBind) {
@@ -1037,26 +1029,27 @@ bool ClientSession::BuildPreparedRead(std::string_view sql,
 void ClientSession::SendPreparedRead(ServerConnection& conn) {
   PreparedRead& r = prepared_read_;
   if (stats_) ++stats_->prepared_reads;
-  if (!conn.UsePrepared(r.name)) {
-    MakeRoomForStatement(conn);
-    p::AppendParse(server_out_, r.name, r.sql, r.types);
-    conn.AddPrepared(r.name);
-    Push(Expect::kSwallowParse, r.name);
-  }
+  PrepareOnServer(conn, r.name, Expect::kSwallowParse,
+                  [&](std::string& out) { p::AppendParse(out, r.name, r.sql, r.types); });
   AppendPreparedRun(server_out_);
   ExpectPreparedRun(r.seq);
 }
 
-void ClientSession::MakeRoomForStatement(ServerConnection& conn) {
+bool ClientSession::PrepareOnServer(ServerConnection& conn, const std::string& name, Expect kind,
+                                    absl::FunctionRef<void(std::string&)> append_parse) {
+  if (conn.UsePrepared(name)) return true;
   const int limit = db_->max_prepared_statements;
-  if (limit <= 0) return;
-  while (conn.prepared_count() >= static_cast<size_t>(limit)) {
+  while (limit > 0 && conn.prepared_count() >= static_cast<size_t>(limit)) {
     std::string victim = conn.EvictPrepared();
     spdlog::debug("closing statement {} on shard \"{}\": {} statements prepared there", victim,
                   conn.target().shard, limit);
     p::AppendClose(server_out_, 'S', victim);
     Push(Expect::kSwallowClose, std::move(victim));
   }
+  append_parse(server_out_);
+  conn.AddPrepared(name);
+  Push(kind, name);
+  return false;
 }
 
 void ClientSession::AppendPreparedRun(std::string& out) const {

@@ -297,14 +297,12 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::Target(const routing::Route
 int64_t& ClientSession::RoutedCounter(int shard, bool replica) {
   const std::string& name = topology_->map()->shard_name(shard);
   const std::string_view role = replica ? "replica" : "primary";
-  if (routed_counter_ == nullptr || routed_counter_key_->first != name ||
-      routed_counter_key_->second != role) {
-    // std::map: the node, and so the pointers, stay while the worker lives.
-    auto it = stats_->routed.try_emplace({name, std::string(role)}).first;
-    routed_counter_ = &it->second;
-    routed_counter_key_ = &it->first;
+  if (routed_counter_ == nullptr || routed_counter_->first.first != name ||
+      routed_counter_->first.second != role) {
+    // std::map: the node, and so the pointer, stays while the worker lives.
+    routed_counter_ = &*stats_->routed.try_emplace({name, std::string(role)}).first;
   }
-  return *routed_counter_;
+  return routed_counter_->second;
 }
 
 absl::StatusOr<routing::PlanInput> ClientSession::QueryPlanInput(
