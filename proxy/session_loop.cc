@@ -674,9 +674,12 @@ void ClientSession::ProcessServerFrame(ServerConnection& conn, const protocol::F
           // Not run again: the error goes to the client, and the connection, closed at its
           // release, takes the stale statement with it.
           conn.MarkBroken();
-        } else if (head.renamed && state == "26000") {
-          // A statement the proxy thought prepared there is gone (a client's DEALLOCATE of an
-          // sg_ name): closed at its release, the connection forgets it.
+        } else if (head.renamed && (state == "26000" || state == "0A000")) {
+          // A client's statement run under its sg_ name that the server no longer runs: gone
+          // (26000, a client's DEALLOCATE of an sg_ name), or prepared before an ALTER that
+          // changed its result type (0A000 "cached plan must not change result type", which
+          // the server would repeat at every Bind of it). Closed at its release, the connection
+          // takes the stale statement with it, and the next Bind prepares it anew.
           conn.MarkBroken();
         }
         CountError(fields->SqlState());

@@ -275,6 +275,48 @@ TEST_F(PreparedReadsTest, AnAlteredResultTypeIsPreparedAnew) {
   EXPECT_EQ(after.types, std::vector<Oid>{25}) << "text again";
 }
 
+// The unnamed statement (PQexecParams: Parse, Bind, Execute each time) of a routed database runs
+// prepared on the server under its sg_ name, as a client's named statement does. An ALTER that
+// changes its result type makes the server refuse the statement prepared before it (0A000
+// "cached plan must not change result type") at every Bind: the client gets that error once
+// per server connection, and the connection, closed at its release, takes the stale statement
+// with it, so the next run prepares it anew (before, every later run failed on it).
+TEST_F(PreparedReadsTest, AStatementPreparedBeforeAnAlterFailsOnceNotForever) {
+  ASSERT_OK_AND_ASSIGN(PgConn direct, PgConn::Connect(env().DirectConnString()));
+  ASSERT_OK(direct.Exec("DROP TABLE IF EXISTS pr_unnamed; "
+                        "CREATE TABLE pr_unnamed (id int PRIMARY KEY, name text); "
+                        "INSERT INTO pr_unnamed VALUES (1, 'one')"));
+  ASSERT_OK_AND_ASSIGN(PgConn conn, PgConn::Connect(routed_->ConnString("app", kScramUser,
+                                                                        kScramPassword)));
+  PGconn* c = conn.get();
+  const char* one = "1";
+  auto run = [&]() -> std::pair<std::string, Oid> {
+    PgResult res(PQexecParams(c, "SELECT name FROM pr_unnamed WHERE id = $1", 1, nullptr, &one,
+                              nullptr, nullptr, 0));
+    const absl::Status st = ResultStatus(res.get(), c);
+    if (!st.ok()) return {std::string(SqlState(st)), 0};
+    return {Cell(res.get(), 0, 0), PQftype(res.get(), 0)};
+  };
+  const auto text_one = std::make_pair(std::string("one"), Oid{25});
+  const auto varchar_one = std::make_pair(std::string("one"), Oid{1043});
+  const auto refused = std::make_pair(std::string("0A000"), Oid{0});
+  EXPECT_EQ(run(), text_one);
+  EXPECT_EQ(run(), text_one);
+  ASSERT_OK(direct.Exec("ALTER TABLE pr_unnamed ALTER COLUMN name TYPE varchar(10)"));
+  EXPECT_EQ(run(), refused);
+  EXPECT_EQ(run(), varchar_one);
+  EXPECT_EQ(run(), varchar_one);
+  ASSERT_OK(direct.Exec("ALTER TABLE pr_unnamed ALTER COLUMN name TYPE text"));
+  ASSERT_OK(conn.Exec("BEGIN"));
+  EXPECT_EQ(run(), refused);
+  EXPECT_EQ(PQtransactionStatus(c), PQTRANS_INERROR);
+  ASSERT_OK(conn.Exec("ROLLBACK"));
+  EXPECT_EQ(run(), text_one);
+  ASSERT_OK(conn.Exec("BEGIN"));
+  EXPECT_EQ(run(), text_one);
+  ASSERT_OK(conn.Exec("COMMIT"));
+}
+
 // A statement deallocated behind the proxy's back (a client's DEALLOCATE of an sg_ name): a read
 // outside a transaction prepares it anew unseen; inside one the client gets PostgreSQL's 26000
 // and the connection is closed at the transaction's end; a client's own statement fails once
