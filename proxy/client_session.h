@@ -116,6 +116,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
     bool fill = false;  // its answer goes to the query cache too (fill_)
     uint32_t read = 0;  // kSwallowBind: PreparedRead::seq of the read it binds (0: a retry)
     bool renamed = false;  // kBind/kDescribe: of a client's statement, by its sg_ name
+    uint32_t batch = 0;    // kBind renamed: the RenamedBatch::id it starts (0: none)
   };
   // A client's named prepared statement, and how to recreate it on any server.
   struct Prepared {
@@ -424,6 +425,15 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // the last request, it is prepared anew and run again, and the client never sees the error.
   // False: the error goes to the client as it is.
   bool RetryPreparedRead(ServerConnection& conn, const Item& failed);
+  // The client's batch that `failed` (a Bind of a client's statement by its sg_ name) starts,
+  // run again after the statement is closed and prepared anew, when the server refused it
+  // (0A000, 26000) outside a transaction with nothing before it in the batch. False when it
+  // cannot be (see renamed_batch_).
+  bool RetryRenamedBatch(ServerConnection& conn, const Item& failed);
+  // Keeps renamed_batch_ in step with the client's messages; `start` is where `type`'s message
+  // begins in server_out_ (it was appended as the server gets it).
+  void NoteRenamedBatch(ServerConnection& conn, char type, const Prepared* prepared,
+                        size_t start);
   void Push(Expect kind, std::string name = {});
   void ProcessServerFrame(ServerConnection& conn, const protocol::Frame& frame);
   void DrainInjected();
@@ -531,6 +541,24 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
     std::string bind;  // the whole Bind message
   };
   PreparedRead prepared_read_;
+  // The client's last extended batch that began, outside a transaction and with nothing
+  // executed before it in the batch, with a Bind of a client's statement by its sg_ name (the
+  // unnamed statement of a routed database, PQexecParams), as sent to the server up to its
+  // Sync: if the server refuses that statement at the Bind (prepared before an ALTER changed its
+  // result type: 0A000; deallocated: 26000), the proxy closes and prepares it anew and runs the
+  // batch again, unseen, as PostgreSQL would have parsed it anew. Another Bind, a Parse, a Close
+  // or a Query before the Sync ends the recording (nothing is run again then).
+  struct RenamedBatch {
+    uint32_t id = 0;        // counts the batches recorded; the Bind's Item::batch
+    bool open = false;      // recording, up to the Sync
+    bool complete = false;  // recorded up to the Sync, not yet run again
+    bool ran = false;       // since the last Sync or Query, a Bind, Execute or FunctionCall
+                            // was sent: a Bind after it is not the batch's first
+    std::string name;       // the sg_ statement
+    std::string parse;      // its whole Parse message
+    std::string messages;   // the Bind and what followed it, up to and including the Sync
+  };
+  RenamedBatch renamed_batch_;
   std::optional<CachedPortal> cached_portal_;
 
   // Sharded databases only (topology_ set).

@@ -678,8 +678,11 @@ void ClientSession::ProcessServerFrame(ServerConnection& conn, const protocol::F
           // A client's statement run under its sg_ name that the server no longer runs: gone
           // (26000, a client's DEALLOCATE of an sg_ name), or prepared before an ALTER that
           // changed its result type (0A000 "cached plan must not change result type", which
-          // the server would repeat at every Bind of it). Closed at its release, the connection
-          // takes the stale statement with it, and the next Bind prepares it anew.
+          // the server would repeat at every Bind of it). Its batch is run again after the
+          // statement is prepared anew where nothing is lost by that; else the error goes to
+          // the client and the connection, closed at its release, takes the stale statement
+          // with it, so that the next Bind prepares it anew.
+          if (RetryRenamedBatch(conn, head)) return;
           conn.MarkBroken();
         }
         CountError(fields->SqlState());
@@ -867,6 +870,13 @@ absl::Status ClientSession::HandleClientFrame(const protocol::Frame& frame) {
     server_out_.append(frame.whole);  // the server ignores it, as PostgreSQL does
     return absl::OkStatus();
   }
+  if (renamed_batch_.open && type != p::fe::kBind && type != p::fe::kDescribe &&
+      type != p::fe::kExecute && type != p::fe::kSync) {
+    renamed_batch_.open = false;  // not a batch that can be run again as it was
+  }
+  // (A Bind notes it in NoteRenamedBatch, after looking at it.)
+  if (type == p::fe::kExecute || type == p::fe::kFunctionCall) renamed_batch_.ran = true;
+  if (type == p::fe::kSync || type == p::fe::kQuery) renamed_batch_.ran = false;
   switch (type) {
     case p::fe::kQuery: {
       ASSIGN_OR_RETURN(p::Query q, p::ParseQuery(frame.body));
@@ -941,11 +951,13 @@ absl::Status ClientSession::HandleClientFrame(const protocol::Frame& frame) {
         auto it = prepared_.find(Av(statement));
         if (it != prepared_.end()) prepared = &it->second;
       }
+      size_t start = server_out_.size();
       if (prepared == nullptr) {
         server_out_.append(frame.whole);
       } else {
         PrepareOnServer(conn, prepared->server_name, Expect::kSwallowParse,
                         [&](std::string& out) { out.append(prepared->parse_msg); });
+        start = server_out_.size();
         p::MessageWriter w(server_out_);
         w.Begin(type);
         if (type == p::fe::kBind) {
@@ -958,6 +970,7 @@ absl::Status ClientSession::HandleClientFrame(const protocol::Frame& frame) {
       }
       Push(type == p::fe::kBind ? Expect::kBind : Expect::kDescribe);
       expected_.back().renamed = prepared != nullptr;
+      NoteRenamedBatch(conn, type, prepared, start);
       return absl::OkStatus();
     }
     case p::fe::kClose: {
@@ -974,11 +987,17 @@ absl::Status ClientSession::HandleClientFrame(const protocol::Frame& frame) {
     case p::fe::kExecute:
       server_out_.append(frame.whole);
       Push(Expect::kExecute);
+      if (renamed_batch_.open) renamed_batch_.messages.append(frame.whole);
       return absl::OkStatus();
     case p::fe::kSync:
       server_out_.append(frame.whole);
       skip_until_sync_ = false;
       Push(Expect::kSync);
+      if (renamed_batch_.open) {
+        renamed_batch_.messages.append(frame.whole);
+        renamed_batch_.open = false;
+        renamed_batch_.complete = true;
+      }
       return absl::OkStatus();
     case p::fe::kFunctionCall:
       server_out_.append(frame.whole);
@@ -1101,6 +1120,81 @@ bool ClientSession::RetryPreparedRead(ServerConnection& conn, const Item& failed
   Push(Expect::kSwallowClose);
   Push(Expect::kSwallowParse, r.name);
   ExpectPreparedRun(0);  // not run a third time
+  return true;
+}
+
+void ClientSession::NoteRenamedBatch(ServerConnection& conn, char type, const Prepared* prepared,
+                                     size_t start) {
+  RenamedBatch& b = renamed_batch_;
+  if (type == p::fe::kDescribe) {
+    if (b.open) b.messages.append(server_out_, start);
+    return;
+  }
+  b.open = false;  // a second Bind in the batch: not recorded
+  const bool first = !b.ran;
+  b.ran = true;
+  // Not after something this batch ran (even if its answers are in: the Sync has not ended its
+  // implicit transaction yet, and the error rolls it back).
+  if (prepared == nullptr || !first || conn.tx_status() != 'I') return;
+  // Nothing in this batch ran before this Bind, nor is a batch before it still under way: what
+  // the proxy waits for ahead of it only prepares or closes statements.
+  for (size_t i = 0; i + 1 < expected_.size(); ++i) {
+    switch (expected_.at(i).kind) {
+      case Expect::kParse:
+      case Expect::kSwallowParse:
+      case Expect::kInjectParseComplete:
+      case Expect::kSwallowClose:
+      case Expect::kInjectCloseComplete:
+        break;
+      default:
+        return;
+    }
+  }
+  if (++b.id == 0) b.id = 1;
+  b.open = true;
+  b.complete = false;
+  b.name.assign(prepared->server_name);
+  b.parse.assign(prepared->parse_msg);
+  b.messages.assign(server_out_, start);
+  expected_.back().batch = b.id;
+}
+
+bool ClientSession::RetryRenamedBatch(ServerConnection& conn, const Item& failed) {
+  RenamedBatch& b = renamed_batch_;
+  // Once per batch; only the batch recorded, whole, and nothing else under way (as for
+  // RetryPreparedRead). The server was idle before the batch and nothing of it ran before the
+  // Bind, so after the Sync it is idle again with nothing lost.
+  if (failed.kind != Expect::kBind || failed.batch == 0 || failed.batch != b.id ||
+      !b.complete || conn.tx_status() != 'I' || server_writes_ != 0 || !server_out_.empty() ||
+      skip_until_sync_) {
+    return false;
+  }
+  size_t sync = 0;
+  while (sync < expected_.size() && expected_.at(sync).kind != Expect::kSync) ++sync;
+  if (sync + 1 != expected_.size()) return false;
+  b.complete = false;
+  std::string retry;
+  p::AppendClose(retry, 'S', b.name);
+  retry.append(b.parse);
+  retry.append(b.messages);
+  boost::system::error_code ec;
+  if (TrySend(conn.stream(), asio::buffer(retry), ec) != retry.size() || ec) {
+    return false;  // (the caller closes the connection: a partial send cannot be taken back)
+  }
+  spdlog::debug("statement {} prepared anew after an error at Bind (0A000: an ALTER changed its "
+                "result type; 26000: it was deallocated); its batch runs again",
+                b.name);
+  // The batch's items again, after the Close and the Parse; the failed Sync's ReadyForQuery
+  // is not forwarded (the retry's is).
+  std::vector<Item> again;
+  again.reserve(sync + 1);
+  for (size_t i = 0; i <= sync; ++i) again.push_back(expected_.at(i));
+  again.front().batch = 0;  // not run a third time
+  for (size_t i = 0; i < sync; ++i) expected_.pop_front();
+  expected_.front().kind = Expect::kRetrySync;
+  Push(Expect::kSwallowClose);
+  Push(Expect::kSwallowParse, b.name);
+  for (Item& item : again) expected_.push_back(std::move(item));
   return true;
 }
 

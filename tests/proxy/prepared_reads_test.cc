@@ -278,10 +278,12 @@ TEST_F(PreparedReadsTest, AnAlteredResultTypeIsPreparedAnew) {
 // The unnamed statement (PQexecParams: Parse, Bind, Execute each time) of a routed database runs
 // prepared on the server under its sg_ name, as a client's named statement does. An ALTER that
 // changes its result type makes the server refuse the statement prepared before it (0A000
-// "cached plan must not change result type") at every Bind: the client gets that error once
-// per server connection, and the connection, closed at its release, takes the stale statement
-// with it, so the next run prepares it anew (before, every later run failed on it).
-TEST_F(PreparedReadsTest, AStatementPreparedBeforeAnAlterFailsOnceNotForever) {
+// "cached plan must not change result type") at every Bind. Outside a transaction the proxy
+// prepares it anew and runs the client's batch again, so the client sees what PostgreSQL,
+// which parses the unnamed statement anew every time, gives; inside one the transaction has
+// failed and the client gets the error, and the connection, closed when the transaction ends,
+// takes the stale statement with it (before, every later run failed on it).
+TEST_F(PreparedReadsTest, AnUnnamedStatementAfterAnAlter) {
   ASSERT_OK_AND_ASSIGN(PgConn direct, PgConn::Connect(env().DirectConnString()));
   ASSERT_OK(direct.Exec("DROP TABLE IF EXISTS pr_unnamed; "
                         "CREATE TABLE pr_unnamed (id int PRIMARY KEY, name text); "
@@ -303,7 +305,6 @@ TEST_F(PreparedReadsTest, AStatementPreparedBeforeAnAlterFailsOnceNotForever) {
   EXPECT_EQ(run(), text_one);
   EXPECT_EQ(run(), text_one);
   ASSERT_OK(direct.Exec("ALTER TABLE pr_unnamed ALTER COLUMN name TYPE varchar(10)"));
-  EXPECT_EQ(run(), refused);
   EXPECT_EQ(run(), varchar_one);
   EXPECT_EQ(run(), varchar_one);
   ASSERT_OK(direct.Exec("ALTER TABLE pr_unnamed ALTER COLUMN name TYPE text"));
@@ -319,8 +320,9 @@ TEST_F(PreparedReadsTest, AStatementPreparedBeforeAnAlterFailsOnceNotForever) {
 
 // A statement deallocated behind the proxy's back (a client's DEALLOCATE of an sg_ name): a read
 // outside a transaction prepares it anew unseen; inside one the client gets PostgreSQL's 26000
-// and the connection is closed at the transaction's end; a client's own statement fails once
-// and then works again. Without this, the proxy would bind the missing statement forever.
+// and the connection is closed at the transaction's end; a client's own statement alike (its
+// batch run again outside a transaction; 26000 once inside one, then it works again). Without
+// this, the proxy would bind the missing statement forever.
 TEST_F(PreparedReadsTest, AStatementDeallocatedBehindTheProxysBack) {
   ASSERT_OK_AND_ASSIGN(PgConn conn, env().Connect());
   PGconn* c = conn.get();
@@ -350,10 +352,63 @@ TEST_F(PreparedReadsTest, AStatementDeallocatedBehindTheProxysBack) {
   ASSERT_OK(ResultStatus(first.get(), c));
   ASSERT_OK(conn.Exec("DEALLOCATE " + server_name("$1::int * 3")));
   PgResult gone(PQexecPrepared(c, "mine", 1, &two, nullptr, nullptr, 0));
-  EXPECT_THAT(ResultStatus(gone.get(), c), HasSqlState("26000"));
+  ASSERT_OK(ResultStatus(gone.get(), c));
+  EXPECT_EQ(Cell(gone.get(), 0, 0), "6") << "prepared anew and run again, unseen";
+  ASSERT_OK(conn.Exec("DEALLOCATE " + server_name("$1::int * 3")));
+  ASSERT_OK(conn.Exec("BEGIN"));
+  PgResult in_txn(PQexecPrepared(c, "mine", 1, &two, nullptr, nullptr, 0));
+  EXPECT_THAT(ResultStatus(in_txn.get(), c), HasSqlState("26000"));
+  ASSERT_OK(conn.Exec("ROLLBACK"));
   PgResult again(PQexecPrepared(c, "mine", 1, &two, nullptr, nullptr, 0));
   ASSERT_OK(ResultStatus(again.get(), c));
   EXPECT_EQ(Cell(again.get(), 0, 0), "6");
+}
+
+// A batch that ran something before the Bind the server refuses is not run again, even when
+// that something's answer came back before the Bind was sent (a pipeline with a flush request):
+// the error rolled the batch's implicit transaction back, and running the rest again would
+// tell the client that a batch whose INSERT is gone succeeded.
+TEST_F(PreparedReadsTest, ABatchThatRanSomethingFirstIsNotRunAgain) {
+  ASSERT_OK_AND_ASSIGN(PgConn direct, PgConn::Connect(env().DirectConnString()));
+  ASSERT_OK(direct.Exec("DROP TABLE IF EXISTS pr_batch; CREATE TABLE pr_batch (id int)"));
+  ASSERT_OK_AND_ASSIGN(PgConn conn, env().Connect());
+  PGconn* c = conn.get();
+  PgResult mine(PQprepare(c, "five", "SELECT $1::int * 5", 1, nullptr));
+  ASSERT_OK(ResultStatus(mine.get(), c));
+  const char* two = "2";
+  PgResult first(PQexecPrepared(c, "five", 1, &two, nullptr, nullptr, 0));
+  ASSERT_OK(ResultStatus(first.get(), c));
+  ASSERT_OK(conn.Exec("DEALLOCATE " + Text(conn.Scalar("SELECT name FROM pg_prepared_statements "
+                                                       "WHERE statement LIKE '%$1::int * 5'"))));
+
+  ASSERT_EQ(PQenterPipelineMode(c), 1);
+  ASSERT_EQ(PQsendQueryParams(c, "INSERT INTO pr_batch VALUES (1)", 0, nullptr, nullptr, nullptr,
+                              nullptr, 0),
+            1);
+  ASSERT_EQ(PQsendFlushRequest(c), 1);
+  ASSERT_EQ(PQflush(c), 0);
+  {
+    PgResult inserted(PQgetResult(c));
+    EXPECT_EQ(PQresultStatus(inserted.get()), PGRES_COMMAND_OK) << PQerrorMessage(c);
+    PgResult end(PQgetResult(c));
+    EXPECT_EQ(end.get(), nullptr);
+  }
+  ASSERT_EQ(PQsendQueryPrepared(c, "five", 1, &two, nullptr, nullptr, 0), 1);
+  ASSERT_EQ(PQpipelineSync(c), 1);
+  {
+    PgResult refused(PQgetResult(c));
+    EXPECT_THAT(ResultStatus(refused.get(), c), HasSqlState("26000"));
+    PgResult end(PQgetResult(c));
+    EXPECT_EQ(end.get(), nullptr);
+    PgResult sync(PQgetResult(c));
+    EXPECT_EQ(PQresultStatus(sync.get()), PGRES_PIPELINE_SYNC);
+  }
+  ASSERT_EQ(PQexitPipelineMode(c), 1);
+  EXPECT_EQ(Text(direct.Scalar("SELECT count(*) FROM pr_batch")), "0")
+      << "the failed batch's INSERT was rolled back, as the client was told";
+  PgResult again(PQexecPrepared(c, "five", 1, &two, nullptr, nullptr, 0));
+  ASSERT_OK(ResultStatus(again.get(), c));
+  EXPECT_EQ(Cell(again.get(), 0, 0), "10");
 }
 
 // databases.<db>.max_prepared_statements: one server connection holds at most that many of the
