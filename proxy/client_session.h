@@ -432,8 +432,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   bool RetryRenamedBatch(ServerConnection& conn, const Item& failed);
   // Keeps renamed_batch_ in step with the client's messages; `start` is where `type`'s message
   // begins in server_out_ (it was appended as the server gets it).
+  // `text_params`: a Bind whose parameters are all in text format.
   void NoteRenamedBatch(ServerConnection& conn, char type, const Prepared* prepared,
-                        size_t start);
+                        size_t start, bool text_params);
   void Push(Expect kind, std::string name = {});
   void ProcessServerFrame(ServerConnection& conn, const protocol::Frame& frame);
   void DrainInjected();
@@ -546,12 +547,16 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // unnamed statement of a routed database, PQexecParams), as sent to the server up to its
   // Sync: if the server refuses that statement at the Bind (prepared before an ALTER changed its
   // result type: 0A000; deallocated: 26000), the proxy closes and prepares it anew and runs the
-  // batch again, unseen, as PostgreSQL would have parsed it anew. Another Bind, a Parse, a Close
-  // or a Query before the Sync ends the recording (nothing is run again then).
+  // batch again, unseen, as PostgreSQL would have parsed it anew. Only a batch whose Bind has
+  // its parameters in text (the statement prepared anew may type them differently) and that
+  // describes its portal (the client learns the result's new types with the rows, instead of
+  // decoding them by a description it got earlier). Another Bind, a Parse, a Close or a Query
+  // before the Sync ends the recording (nothing is run again then).
   struct RenamedBatch {
     uint32_t id = 0;        // counts the batches recorded; the Bind's Item::batch
     bool open = false;      // recording, up to the Sync
     bool complete = false;  // recorded up to the Sync, not yet run again
+    bool described = false;  // the batch describes its portal
     bool ran = false;       // since the last Sync or Query, a Bind, Execute or FunctionCall
                             // was sent: a Bind after it is not the batch's first
     std::string name;       // the sg_ statement

@@ -970,7 +970,16 @@ absl::Status ClientSession::HandleClientFrame(const protocol::Frame& frame) {
       }
       Push(type == p::fe::kBind ? Expect::kBind : Expect::kDescribe);
       expected_.back().renamed = prepared != nullptr;
-      NoteRenamedBatch(conn, type, prepared, start);
+      // A Bind's parameter format codes (after the statement name): none or all text.
+      bool text_params = false;
+      if (type == p::fe::kBind && rest.size() >= 2) {
+        const size_t n = (static_cast<uint8_t>(rest[0]) << 8) | static_cast<uint8_t>(rest[1]);
+        text_params = rest.size() >= 2 + 2 * n;
+        for (size_t i = 0; text_params && i < n; ++i) {
+          text_params = rest[2 + 2 * i] == 0 && rest[3 + 2 * i] == 0;
+        }
+      }
+      NoteRenamedBatch(conn, type, prepared, start, text_params);
       return absl::OkStatus();
     }
     case p::fe::kClose: {
@@ -996,7 +1005,7 @@ absl::Status ClientSession::HandleClientFrame(const protocol::Frame& frame) {
       if (renamed_batch_.open) {
         renamed_batch_.messages.append(frame.whole);
         renamed_batch_.open = false;
-        renamed_batch_.complete = true;
+        renamed_batch_.complete = renamed_batch_.described;
       }
       return absl::OkStatus();
     case p::fe::kFunctionCall:
@@ -1124,10 +1133,14 @@ bool ClientSession::RetryPreparedRead(ServerConnection& conn, const Item& failed
 }
 
 void ClientSession::NoteRenamedBatch(ServerConnection& conn, char type, const Prepared* prepared,
-                                     size_t start) {
+                                     size_t start, bool text_params) {
   RenamedBatch& b = renamed_batch_;
   if (type == p::fe::kDescribe) {
-    if (b.open) b.messages.append(server_out_, start);
+    if (b.open) {
+      b.messages.append(server_out_, start);
+      // Describe: 'D', length, then 'P' (portal) or 'S' (statement).
+      if (server_out_.size() > start + 5 && server_out_[start + 5] == 'P') b.described = true;
+    }
     return;
   }
   b.open = false;  // a second Bind in the batch: not recorded
@@ -1135,7 +1148,7 @@ void ClientSession::NoteRenamedBatch(ServerConnection& conn, char type, const Pr
   b.ran = true;
   // Not after something this batch ran (even if its answers are in: the Sync has not ended its
   // implicit transaction yet, and the error rolls it back).
-  if (prepared == nullptr || !first || conn.tx_status() != 'I') return;
+  if (prepared == nullptr || !first || !text_params || conn.tx_status() != 'I') return;
   // Nothing in this batch ran before this Bind, nor is a batch before it still under way: what
   // the proxy waits for ahead of it only prepares or closes statements.
   for (size_t i = 0; i + 1 < expected_.size(); ++i) {
@@ -1153,6 +1166,7 @@ void ClientSession::NoteRenamedBatch(ServerConnection& conn, char type, const Pr
   if (++b.id == 0) b.id = 1;
   b.open = true;
   b.complete = false;
+  b.described = false;
   b.name.assign(prepared->server_name);
   b.parse.assign(prepared->parse_msg);
   b.messages.assign(server_out_, start);

@@ -316,6 +316,24 @@ TEST_F(PreparedReadsTest, AnUnnamedStatementAfterAnAlter) {
   ASSERT_OK(conn.Exec("BEGIN"));
   EXPECT_EQ(run(), text_one);
   ASSERT_OK(conn.Exec("COMMIT"));
+
+  // Parameters in binary: not run again (the statement prepared anew could type them
+  // otherwise): the error, once, then the statement is prepared anew.
+  const Oid int4 = 23;
+  const unsigned char be_one[4] = {0, 0, 0, 1};
+  const char* bin = reinterpret_cast<const char*>(be_one);
+  const int len = 4, binary = 1;
+  auto run_binary = [&]() -> std::pair<std::string, Oid> {
+    PgResult res(PQexecParams(c, "SELECT name FROM pr_unnamed WHERE id = $1", 1, &int4, &bin,
+                              &len, &binary, 0));
+    const absl::Status st = ResultStatus(res.get(), c);
+    if (!st.ok()) return {std::string(SqlState(st)), 0};
+    return {Cell(res.get(), 0, 0), PQftype(res.get(), 0)};
+  };
+  EXPECT_EQ(run_binary(), text_one);
+  ASSERT_OK(direct.Exec("ALTER TABLE pr_unnamed ALTER COLUMN name TYPE varchar(10)"));
+  EXPECT_EQ(run_binary(), refused);
+  EXPECT_EQ(run_binary(), varchar_one);
 }
 
 // A statement deallocated behind the proxy's back (a client's DEALLOCATE of an sg_ name): a read
