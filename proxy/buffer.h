@@ -66,6 +66,7 @@ class RingQueue {
   T& front() { return slots_[head_]; }
   T& back() { return slots_[(head_ + size_ - 1) % slots_.size()]; }
   T& at(size_t i) { return slots_[(head_ + i) % slots_.size()]; }  // i < size()
+  const T& at(size_t i) const { return slots_[(head_ + i) % slots_.size()]; }
   void push_back(T value) {
     if (size_ == slots_.size()) Grow();
     slots_[(head_ + size_) % slots_.size()] = std::move(value);

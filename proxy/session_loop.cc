@@ -1108,27 +1108,40 @@ bool ClientSession::RetryPreparedRead(ServerConnection& conn, const Item& failed
       server_writes_ != 0 || !server_out_.empty() || skip_until_sync_) {
     return false;
   }
-  // The failed read's items up to its Sync, and nothing after it.
+  const size_t sync = FailedBatchSync();
+  if (sync == 0) return false;
+  std::string run;
+  p::AppendParse(run, r.name, r.sql, r.types);
+  AppendPreparedRun(run);
+  if (!SendRetry(conn, r.name, run, sync)) return false;
+  spdlog::debug("prepared read {} prepared anew after an error at Bind (0A000: an ALTER changed "
+                "its result type; 26000: the statement was deallocated)",
+                r.name);
+  ExpectPreparedRun(0);  // not run a third time
+  return true;
+}
+
+size_t ClientSession::FailedBatchSync() const {
   size_t sync = 0;
   while (sync < expected_.size() && expected_.at(sync).kind != Expect::kSync) ++sync;
-  if (sync + 1 != expected_.size()) return false;
-  // The server skips to the Sync, then runs this: the statement dropped and prepared anew.
+  return sync + 1 == expected_.size() ? sync : 0;
+}
+
+bool ClientSession::SendRetry(ServerConnection& conn, const std::string& name,
+                              std::string_view parse_and_run, size_t sync) {
+  // The server skips to the failed batch's Sync, then runs this: the statement dropped and
+  // prepared anew, and run again.
   std::string retry;
-  p::AppendClose(retry, 'S', r.name);
-  p::AppendParse(retry, r.name, r.sql, r.types);
-  AppendPreparedRun(retry);
+  p::AppendClose(retry, 'S', name);
+  retry.append(parse_and_run);
   boost::system::error_code ec;
   if (TrySend(conn.stream(), asio::buffer(retry), ec) != retry.size() || ec) {
     return false;  // (the caller closes the connection: a partial send cannot be taken back)
   }
-  spdlog::debug("prepared read {} prepared anew after an error at Bind (0A000: an ALTER changed "
-                "its result type; 26000: the statement was deallocated)",
-                r.name);
   for (size_t i = 0; i < sync; ++i) expected_.pop_front();
   expected_.front().kind = Expect::kRetrySync;
   Push(Expect::kSwallowClose);
-  Push(Expect::kSwallowParse, r.name);
-  ExpectPreparedRun(0);  // not run a third time
+  Push(Expect::kSwallowParse, name);
   return true;
 }
 
@@ -1183,31 +1196,21 @@ bool ClientSession::RetryRenamedBatch(ServerConnection& conn, const Item& failed
       skip_until_sync_) {
     return false;
   }
-  size_t sync = 0;
-  while (sync < expected_.size() && expected_.at(sync).kind != Expect::kSync) ++sync;
-  if (sync + 1 != expected_.size()) return false;
+  const size_t sync = FailedBatchSync();
+  if (sync == 0) return false;
   b.complete = false;
-  std::string retry;
-  p::AppendClose(retry, 'S', b.name);
-  retry.append(b.parse);
-  retry.append(b.messages);
-  boost::system::error_code ec;
-  if (TrySend(conn.stream(), asio::buffer(retry), ec) != retry.size() || ec) {
-    return false;  // (the caller closes the connection: a partial send cannot be taken back)
-  }
-  spdlog::debug("statement {} prepared anew after an error at Bind (0A000: an ALTER changed its "
-                "result type; 26000: it was deallocated); its batch runs again",
-                b.name);
-  // The batch's items again, after the Close and the Parse; the failed Sync's ReadyForQuery
-  // is not forwarded (the retry's is).
+  // The batch's items again, after the Close and the Parse (the failed Sync's ReadyForQuery is
+  // not forwarded: the retry's is).
   std::vector<Item> again;
   again.reserve(sync + 1);
   for (size_t i = 0; i <= sync; ++i) again.push_back(expected_.at(i));
   again.front().batch = 0;  // not run a third time
-  for (size_t i = 0; i < sync; ++i) expected_.pop_front();
-  expected_.front().kind = Expect::kRetrySync;
-  Push(Expect::kSwallowClose);
-  Push(Expect::kSwallowParse, b.name);
+  std::string run = b.parse;
+  run.append(b.messages);
+  if (!SendRetry(conn, b.name, run, sync)) return false;
+  spdlog::debug("statement {} prepared anew after an error at Bind (0A000: an ALTER changed its "
+                "result type; 26000: it was deallocated); its batch runs again",
+                b.name);
   for (Item& item : again) expected_.push_back(std::move(item));
   return true;
 }
