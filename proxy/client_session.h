@@ -438,11 +438,11 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // the send fails (nothing changed here; the caller closes the connection).
   bool SendRetry(ServerConnection& conn, const std::string& name, std::string_view parse_and_run,
                  size_t sync);
-  // Keeps renamed_batch_ in step with the client's messages; `start` is where `type`'s message
-  // begins in server_out_ (it was appended as the server gets it).
-  // `text_params`: a Bind whose parameters are all in text format.
-  void NoteRenamedBatch(ServerConnection& conn, char type, const Prepared* prepared,
-                        size_t start, bool text_params);
+  // Keeps renamed_batch_ in step with the client's Bind and Describe messages (`describe_kind`:
+  // a Describe's 'S' or 'P'; `prepared`: the client's statement it names, renamed); `start` is
+  // where the message, as the server gets it, begins in server_out_.
+  void NoteRenamedBatch(ServerConnection& conn, const protocol::Frame& frame, char describe_kind,
+                        const Prepared* prepared, size_t start);
   void Push(Expect kind, std::string name = {});
   void ProcessServerFrame(ServerConnection& conn, const protocol::Frame& frame);
   void DrainInjected();

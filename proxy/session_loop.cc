@@ -970,16 +970,7 @@ absl::Status ClientSession::HandleClientFrame(const protocol::Frame& frame) {
       }
       Push(type == p::fe::kBind ? Expect::kBind : Expect::kDescribe);
       expected_.back().renamed = prepared != nullptr;
-      // A Bind's parameter format codes (after the statement name): none or all text.
-      bool text_params = false;
-      if (type == p::fe::kBind && rest.size() >= 2) {
-        const size_t n = (static_cast<uint8_t>(rest[0]) << 8) | static_cast<uint8_t>(rest[1]);
-        text_params = rest.size() >= 2 + 2 * n;
-        for (size_t i = 0; text_params && i < n; ++i) {
-          text_params = rest[2 + 2 * i] == 0 && rest[3 + 2 * i] == 0;
-        }
-      }
-      NoteRenamedBatch(conn, type, prepared, start, text_params);
+      NoteRenamedBatch(conn, frame, kind, prepared, start);
       return absl::OkStatus();
     }
     case p::fe::kClose: {
@@ -1145,14 +1136,13 @@ bool ClientSession::SendRetry(ServerConnection& conn, const std::string& name,
   return true;
 }
 
-void ClientSession::NoteRenamedBatch(ServerConnection& conn, char type, const Prepared* prepared,
-                                     size_t start, bool text_params) {
+void ClientSession::NoteRenamedBatch(ServerConnection& conn, const protocol::Frame& frame,
+                                     char describe_kind, const Prepared* prepared, size_t start) {
   RenamedBatch& b = renamed_batch_;
-  if (type == p::fe::kDescribe) {
+  if (frame.type == p::fe::kDescribe) {
     if (b.open) {
       b.messages.append(server_out_, start);
-      // Describe: 'D', length, then 'P' (portal) or 'S' (statement).
-      if (server_out_.size() > start + 5 && server_out_[start + 5] == 'P') b.described = true;
+      if (describe_kind == 'P') b.described = true;
     }
     return;
   }
@@ -1161,7 +1151,13 @@ void ClientSession::NoteRenamedBatch(ServerConnection& conn, char type, const Pr
   b.ran = true;
   // Not after something this batch ran (even if its answers are in: the Sync has not ended its
   // implicit transaction yet, and the error rolls it back).
-  if (prepared == nullptr || !first || !text_params || conn.tx_status() != 'I') return;
+  if (prepared == nullptr || !first || conn.tx_status() != 'I') return;
+  // Parameters in text only.
+  auto bind = p::ParseBind(frame.body);
+  if (!bind.ok()) return;
+  for (size_t i = 0; i < bind->params.size(); ++i) {
+    if (bind->ParamFormat(i) != 0) return;
+  }
   // Nothing in this batch ran before this Bind, nor is a batch before it still under way: what
   // the proxy waits for ahead of it only prepares or closes statements.
   for (size_t i = 0; i + 1 < expected_.size(); ++i) {
