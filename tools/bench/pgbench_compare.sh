@@ -9,6 +9,11 @@
 #   3. connection churn (-C, a new connection per transaction, 4 clients, 1 thread): connections/s;
 #   4. --idle (10000) idle client connections held open (tools/bench/idle_client): the proxy's
 #      RSS growth per connection.
+# Both proxies get the same --pool-size of server connections (20: default_pool_size for
+# PgBouncer; for shardgate, whose pool_size is per worker, each of the --workers gets its share,
+# rounded up). With 16 clients a pool of 20 pools nothing (every client holds its own server
+# connection); a pool smaller than the clients (e.g. 4 on two cores) is how a transaction pooler
+# runs in production, with fewer PostgreSQL backends to switch between.
 # Parts 1 and 2 also run a second shardgate, "sg-prep", the same but with `prepare_reads: false`
 # (shardgate runs simple-protocol point reads as statements prepared on the server by default;
 # "sg-prep" sends them as written, as shardgate did by default before 2026-12-06).
@@ -17,17 +22,20 @@
 # tracepoints, needs perf and tracefs: run as root).
 #
 #   tools/bench/pgbench_compare.sh [--duration 10] [--rounds 3] [--clients 16] [--threads 2]
-#                                  [--scale 10] [--workers 2] [--idle 10000]
+#                                  [--scale 10] [--workers 2] [--idle 10000] [--pool-size 20]
 #                                  [--modes "simple extended prepared"] [--only tps] [--syscalls]
 #                                  [--shardgate build/release/proxy/shardgate]
 #
 # PgBouncer (1.18) in transaction mode cannot run -M prepared ("prepared statement does not
-# exist"): that cell is reported as FAILED, a known PgBouncer limit. --only tps skips parts 2-4.
+# exist"): that cell is reported as FAILED, a known PgBouncer limit. A round in which pgbench
+# reports any error or aborted client fails (with a small pool PgBouncer's -M prepared can get
+# through a round when each of its few server connections already has pgbench's statement from
+# an earlier one, and otherwise loses clients mid-run). --only tps skips parts 2-4.
 # Everything started here is stopped on exit, also on Ctrl-C.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-DURATION=10 ROUNDS=3 CLIENTS=16 THREADS=2 SCALE=10 WORKERS=2 IDLE=10000 ONLY="" SYSCALLS=0
+DURATION=10 ROUNDS=3 CLIENTS=16 THREADS=2 SCALE=10 WORKERS=2 IDLE=10000 POOL=20 ONLY="" SYSCALLS=0
 MODES="simple extended prepared"
 SHARDGATE=${SHARDGATE_BIN:-$ROOT/build/release/proxy/shardgate}
 while (($#)); do
@@ -39,11 +47,12 @@ while (($#)); do
     --scale) SCALE=$2; shift 2 ;;
     --workers) WORKERS=$2; shift 2 ;;
     --idle) IDLE=$2; shift 2 ;;
+    --pool-size) POOL=$2; shift 2 ;;
     --modes) MODES=$2; shift 2 ;;
     --only) ONLY=$2; shift 2 ;;
     --syscalls) SYSCALLS=1; shift ;;
     --shardgate) SHARDGATE=$2; shift 2 ;;
-    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -52,6 +61,7 @@ done
 ((CLIENTS >= 1 && CLIENTS <= 200)) || { echo "--clients must be 1..200" >&2; exit 2; }
 ((WORKERS >= 1 && WORKERS <= 64)) || { echo "--workers must be 1..64" >&2; exit 2; }
 ((IDLE >= 0 && IDLE <= 50000)) || { echo "--idle must be 0..50000" >&2; exit 2; }
+((POOL >= 1 && POOL <= 100)) || { echo "--pool-size must be 1..100" >&2; exit 2; }
 [[ -z $ONLY || $ONLY == tps ]] || { echo "--only takes tps" >&2; exit 2; }
 [[ $ONLY == tps ]] && IDLE=0
 if ((SYSCALLS)); then
@@ -110,7 +120,11 @@ bash "$ROOT/tools/pg_cluster.sh" start --dir "$WORK/cluster" --shards 1 --listen
 # shellcheck disable=SC1091
 . "$WORK/cluster/env"
 PG_PORT=${PG_PORT_s0:?}
-sed -i "s/^workers: .*/workers: $WORKERS/" "$WORK/cluster/shardgate.yaml"
+SG_POOL=$(((POOL + WORKERS - 1) / WORKERS))  # per worker
+sed -i -e "s/^workers: .*/workers: $WORKERS/" -e "s/^    pool_size: .*/    pool_size: $SG_POOL/" \
+  "$WORK/cluster/shardgate.yaml"
+grep -q "^    pool_size: $SG_POOL\$" "$WORK/cluster/shardgate.yaml" ||
+  { echo "could not set pool_size in $WORK/cluster/shardgate.yaml" >&2; exit 1; }
 # Room for the idle connections (limits.max_client_conn refuses clients beyond it).
 printf 'limits: {max_client_conn: %d}\n' $((IDLE + 1000)) >>"$WORK/cluster/shardgate.yaml"
 
@@ -127,7 +141,7 @@ auth_type = scram-sha-256
 auth_file = $WORK/pgbouncer/userlist.txt
 pool_mode = transaction
 max_client_conn = $((IDLE + 1000))
-default_pool_size = 20
+default_pool_size = $POOL
 ignore_startup_parameters = extra_float_digits
 logfile = $WORK/pgbouncer/pgbouncer.log
 pidfile = $WORK/pgbouncer/pgbouncer.pid
@@ -195,7 +209,7 @@ run_pgbench() {
   b0=$(busy_jiffies)
   if PGPASSWORD=app_pw timeout $((DURATION + 60)) pgbench -h 127.0.0.1 -p "$(port_of "$target")" \
       -U app -n -S -T "$DURATION" -M "$mode" "$@" app >"$out" 2>&1 &&
-     ! grep -q '^number of failed transactions: [1-9]' "$out"; then
+     ! grep -q -e '^number of failed transactions: [1-9]' -e 'aborted' -e 'error:' "$out"; then
     b1=$(busy_jiffies)
     if [[ $part == latency ]]; then
       value=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$out" | awk '{ printf "%.1f", $1 * 1000 }')
@@ -293,7 +307,7 @@ fi
 
 echo
 echo "$(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1); $(uname -sr)"
-echo "pgbench -S -T $DURATION, scale $SCALE, $ROUNDS round(s) interleaved, medians; shardgate: $WORKERS workers, routing on"
+echo "pgbench -S -T $DURATION, scale $SCALE, $ROUNDS round(s) interleaved, medians; shardgate: $WORKERS workers, routing on; $POOL server connections per proxy"
 awk -v targets="$TARGETS" -v modes="$MODES" -v clients="$CLIENTS" '
   function median(list,   a, b, n, i, j, t, ok) {
     n = split(list, a, " "); ok = 0

@@ -8,16 +8,17 @@
 #
 #   tools/bench/pgbench_sharded.sh [--duration 10] [--rounds 3] [--clients 8] [--threads 2]
 #                                  [--scale 10] [--replicas 0] [--modes "simple extended prepared"]
-#                                  [--shardgate build/release/proxy/shardgate]
+#                                  [--pool-size 20] [--shardgate build/release/proxy/shardgate]
 #
 # Each shard gets the full pgbench tables (`pgbench -i` on each shard directly): -S reads one
 # account by key, so whichever shard the router names has it. pgbench's other tables are not
 # listed in the router map and go to default_shard s0. With --replicas N the reads go to the
-# replicas (read_from: replicas). Everything started here is stopped on exit, also on Ctrl-C.
+# replicas (read_from: replicas). --pool-size sets the database's pool_size (per shard, server
+# and worker) in both proxies. Everything started here is stopped on exit, also on Ctrl-C.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-DURATION=10 ROUNDS=3 CLIENTS=8 THREADS=2 SCALE=10 REPLICAS=0 MODES="simple extended prepared"
+DURATION=10 ROUNDS=3 CLIENTS=8 THREADS=2 SCALE=10 REPLICAS=0 POOL=20 MODES="simple extended prepared"
 SHARDGATE=${SHARDGATE_BIN:-$ROOT/build/release/proxy/shardgate}
 while (($#)); do
   case $1 in
@@ -28,8 +29,9 @@ while (($#)); do
     --scale) SCALE=$2; shift 2 ;;
     --replicas) REPLICAS=$2; shift 2 ;;
     --modes) MODES=$2; shift 2 ;;
+    --pool-size) POOL=$2; shift 2 ;;
     --shardgate) SHARDGATE=$2; shift 2 ;;
-    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -38,6 +40,7 @@ done
 ((CLIENTS >= 1 && CLIENTS <= 200)) || { echo "--clients must be 1..200" >&2; exit 2; }
 ((SCALE >= 1 && SCALE <= 1000)) || { echo "--scale must be 1..1000" >&2; exit 2; }
 ((REPLICAS >= 0 && REPLICAS <= 2)) || { echo "--replicas must be 0..2" >&2; exit 2; }
+((POOL >= 1 && POOL <= 100)) || { echo "--pool-size must be 1..100" >&2; exit 2; }
 [[ -x $SHARDGATE ]] || { echo "no shardgate binary at $SHARDGATE (build it or pass --shardgate)" >&2; exit 1; }
 command -v pgbench >/dev/null || { echo "pgbench is not installed (tools/install_deps.sh)" >&2; exit 1; }
 
@@ -70,6 +73,9 @@ bash "$ROOT/tools/pg_cluster.sh" start --dir "$WORK/cluster" --shards 2 --replic
 . "$WORK/cluster/env"
 PG_PORT=${PG_PORT_s0:?}
 PG_PORT1=${PG_PORT_s1:?}
+sed -i "s/^    pool_size: .*/    pool_size: $POOL/" "$WORK/cluster/shardgate.yaml"
+grep -q "^    pool_size: $POOL\$" "$WORK/cluster/shardgate.yaml" ||
+  { echo "could not set pool_size in $WORK/cluster/shardgate.yaml" >&2; exit 1; }
 
 # The single-shard reference: the same file with the database cut down to shard s0 and its
 # replicas (everything up to s1's entry), routing and parsing on as over two shards: the same
@@ -152,7 +158,7 @@ for mode in $MODES; do
 done
 
 echo
-echo "pgbench -S -c $CLIENTS -j $THREADS -T $DURATION, scale $SCALE per shard, $ROUNDS round(s) interleaved, median TPS"
+echo "pgbench -S -c $CLIENTS -j $THREADS -T $DURATION, scale $SCALE per shard, $ROUNDS round(s) interleaved, median TPS; pool_size $POOL"
 echo "direct = PostgreSQL s0; single = shardgate over s0 (by aid); sharded = shardgate over s0+s1 (by aid)"
 awk -v modes="$MODES" "$MEDIAN_AWK"'
   { v[$1 " " $2] = v[$1 " " $2] " " $4 }
