@@ -63,9 +63,9 @@ asio::awaitable<absl::StatusOr<std::unique_ptr<ServerConnection>>> Pool::Acquire
     Waiter waiter(co_await asio::this_coro::executor);
     waiter.since = start;
     waiter.timer.expires_at(deadline);
-    auto it = waiters_.insert(waiters_.end(), &waiter);
+    waiters_.push_back(waiter);
     co_await waiter.timer.async_wait(kTuple);
-    if (!waiter.conn && !waiter.slot) waiters_.erase(it);  // timed out: still queued
+    if (waiter.is_linked()) waiter.unlink();  // timed out: still queued
     if (waiter.conn) co_return std::move(waiter.conn);
     // A slot or nothing: loop to reuse idle, connect, or fail on the deadline.
   }
@@ -94,10 +94,10 @@ void Pool::Release(std::unique_ptr<ServerConnection> conn) {
   }
   conn->Touch();
   if (!waiters_.empty()) {
-    Waiter* w = waiters_.front();
+    Waiter& w = waiters_.front();
     waiters_.pop_front();
-    w->conn = std::move(conn);
-    w->timer.cancel();
+    w.conn = std::move(conn);
+    w.timer.cancel();
     return;
   }
   idle_.push_back(std::move(conn));
@@ -107,7 +107,7 @@ std::chrono::microseconds Pool::max_wait() const {
   // A waiter woken for a free slot that another took queues again at the back: not FIFO by age.
   const auto now = Clock::now();
   auto oldest = now;
-  for (const Waiter* w : waiters_) oldest = std::min(oldest, w->since);
+  for (const Waiter& w : waiters_) oldest = std::min(oldest, w.since);
   return std::chrono::duration_cast<std::chrono::microseconds>(now - oldest);
 }
 
@@ -125,10 +125,10 @@ void Pool::NoteLogin(const std::string& settings_key, const Parameters& paramete
 
 void Pool::WakeOne() {
   if (waiters_.empty()) return;
-  Waiter* w = waiters_.front();
+  Waiter& w = waiters_.front();
   waiters_.pop_front();
-  w->slot = true;
-  w->timer.cancel();
+  w.slot = true;
+  w.timer.cancel();
 }
 
 void Pool::CloseIdle(std::chrono::milliseconds max_idle) {

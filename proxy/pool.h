@@ -3,13 +3,13 @@
 
 #include <chrono>
 #include <deque>
-#include <list>
 #include <map>
 #include <memory>
 #include <string>
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/intrusive/list.hpp>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
@@ -47,7 +47,7 @@ class Pool {
   int open() const { return open_; }  // idle + checked out + connecting
   int idle() const { return static_cast<int>(idle_.size()); }
   int connecting() const { return connecting_; }  // logging in to the server
-  int waiting() const { return static_cast<int>(waiters_.size()); }
+  int waiting() const { return static_cast<int>(waiters_.size()); }  // O(waiting)
   // How long the longest-waiting client has waited for a server (0 when none waits).
   std::chrono::microseconds max_wait() const;
   int max_size() const { return max_size_; }
@@ -65,7 +65,12 @@ class Pool {
   void NoteLogin(const std::string& settings_key, const Parameters& parameters);
 
  private:
-  struct Waiter {
+  // Linked into waiters_ while it waits; it lives in its Acquire's frame, so queueing allocates
+  // nothing (a waiting client is the steady state of a pool smaller than its clients), and it
+  // unlinks itself if that frame goes first.
+  using WaiterHook =
+      boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
+  struct Waiter : WaiterHook {
     explicit Waiter(asio::any_io_executor ex) : timer(ex) {}
     asio::steady_timer timer;
     Clock::time_point since;  // when its Acquire began
@@ -81,7 +86,7 @@ class Pool {
   int open_ = 0;
   int connecting_ = 0;
   std::deque<std::unique_ptr<ServerConnection>> idle_;  // most recently used at the back
-  std::list<Waiter*> waiters_;
+  boost::intrusive::list<Waiter, boost::intrusive::constant_time_size<false>> waiters_;
   // Startup-settings key -> the ParameterStatus set a server reported after applying them.
   absl::flat_hash_map<std::string, Parameters> known_logins_;
 };
