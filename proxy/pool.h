@@ -47,7 +47,7 @@ class Pool {
   int open() const { return open_; }  // idle + checked out + connecting
   int idle() const { return static_cast<int>(idle_.size()); }
   int connecting() const { return connecting_; }  // logging in to the server
-  int waiting() const { return static_cast<int>(waiters_.size()); }  // O(waiting)
+  int waiting() const { return static_cast<int>(waiters_.size()); }
   // How long the longest-waiting client has waited for a server (0 when none waits).
   std::chrono::microseconds max_wait() const;
   int max_size() const { return max_size_; }

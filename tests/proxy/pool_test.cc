@@ -8,14 +8,13 @@
 
 #include <gtest/gtest.h>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
 #include <chrono>
 #include <memory>
 #include <optional>
 #include <vector>
-
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
-#include <boost/asio/io_context.hpp>
 
 #include "protocol/status.h"
 
@@ -39,8 +38,8 @@ TEST(PoolWaitTest, WaitersLeaveTheQueueInTheOrderTheirDeadlinesCome) {
   Pool pool(NoServer(), /*max_size=*/0, 1s);
   asio::io_context io;
   std::vector<std::optional<absl::Status>> results(3);
-  std::vector<int> left;              // which waiter left, in order
-  std::vector<int> waiting_after;     // pool.waiting() as each left
+  std::vector<int> left;           // which waiter left, in order
+  std::vector<int> waiting_after;  // pool.waiting() as each left
   auto acquire = [&](int i, std::chrono::milliseconds wait) -> asio::awaitable<void> {
     auto conn = co_await pool.Acquire(wait);
     results[i] = conn.status();
@@ -68,12 +67,12 @@ TEST(PoolWaitTest, WaitersLeaveTheQueueInTheOrderTheirDeadlinesCome) {
 TEST(PoolWaitTest, AWaiterDestroyedWhileWaitingLeavesTheQueue) {
   Pool pool(NoServer(), /*max_size=*/0, 1s);
   bool finished = false;
+  auto acquire = [&]() -> asio::awaitable<void> {  // outlives the coroutines' frames
+    (void)co_await pool.Acquire(60s);
+    finished = true;
+  };
   {
     asio::io_context io;
-    auto acquire = [&]() -> asio::awaitable<void> {
-      (void)co_await pool.Acquire(60s);
-      finished = true;
-    };
     asio::co_spawn(io, acquire(), asio::detached);
     asio::co_spawn(io, acquire(), asio::detached);
     io.poll();
