@@ -430,14 +430,17 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // (0A000, 26000) outside a transaction with nothing before it in the batch. False when it
   // cannot be (see renamed_batch_).
   bool RetryRenamedBatch(ServerConnection& conn, const Item& failed);
-  // Where the failed batch's Sync is in expected_ when it is the last thing expected (the
-  // failed request is the last one sent); 0 otherwise (a Sync at 0 has nothing to run again).
-  size_t FailedBatchSync() const;
-  // Sends Close `name` + `parse_and_run` at once and expects the Close and the Parse in place of
-  // the failed batch's items up to its Sync, whose ReadyForQuery is not forwarded. False when
-  // the send fails (nothing changed here; the caller closes the connection).
-  bool SendRetry(ServerConnection& conn, const std::string& name, std::string_view parse_and_run,
-                 size_t sync);
+  // Where the failed batch's Sync is in expected_ when the batch can be run again now: outside
+  // a transaction, nothing being written or waiting to be, not skipping to a Sync, and its Sync
+  // the last thing expected (the failed request is the last one sent); 0 otherwise (a Sync at 0
+  // has nothing to run again).
+  size_t FailedBatchSync(const ServerConnection& conn) const;
+  // Sends Close `name` and what `append_parse_and_run` appends at once, and expects the Close
+  // and the Parse in place of the failed batch's items up to its Sync (at `sync`), whose
+  // ReadyForQuery is not forwarded. False when the send fails (nothing changed here; the caller
+  // closes the connection).
+  bool SendRetry(ServerConnection& conn, const std::string& name, size_t sync,
+                 absl::FunctionRef<void(std::string&)> append_parse_and_run);
   // Keeps renamed_batch_ in step with the client's Bind and Describe messages (`describe_kind`:
   // a Describe's 'S' or 'P'; `prepared`: the client's statement it names, renamed); `start` is
   // where the message, as the server gets it, begins in server_out_.

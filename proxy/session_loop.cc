@@ -1093,18 +1093,16 @@ void ClientSession::ExpectPreparedRun(uint32_t read) {
 
 bool ClientSession::RetryPreparedRead(ServerConnection& conn, const Item& failed) {
   const PreparedRead& r = prepared_read_;
-  // Once per read; only the read the buffers still hold; only where nothing is lost by failing
-  // (outside a transaction: the Sync ended the implicit one) and nothing else is under way.
-  if (failed.read == 0 || failed.read != r.seq || conn.tx_status() != 'I' ||
-      server_writes_ != 0 || !server_out_.empty() || skip_until_sync_) {
+  // Once per read; only the read the buffers still hold.
+  if (failed.read == 0 || failed.read != r.seq) return false;
+  const size_t sync = FailedBatchSync(conn);
+  if (sync == 0) return false;
+  if (!SendRetry(conn, r.name, sync, [&](std::string& out) {
+        p::AppendParse(out, r.name, r.sql, r.types);
+        AppendPreparedRun(out);
+      })) {
     return false;
   }
-  const size_t sync = FailedBatchSync();
-  if (sync == 0) return false;
-  std::string run;
-  p::AppendParse(run, r.name, r.sql, r.types);
-  AppendPreparedRun(run);
-  if (!SendRetry(conn, r.name, run, sync)) return false;
   spdlog::debug("prepared read {} prepared anew after an error at Bind (0A000: an ALTER changed "
                 "its result type; 26000: the statement was deallocated)",
                 r.name);
@@ -1112,19 +1110,24 @@ bool ClientSession::RetryPreparedRead(ServerConnection& conn, const Item& failed
   return true;
 }
 
-size_t ClientSession::FailedBatchSync() const {
+size_t ClientSession::FailedBatchSync(const ServerConnection& conn) const {
+  // Only where nothing is lost by failing (outside a transaction: the Sync ends the implicit
+  // one) and nothing else is under way.
+  if (conn.tx_status() != 'I' || server_writes_ != 0 || !server_out_.empty() || skip_until_sync_) {
+    return 0;
+  }
   size_t sync = 0;
   while (sync < expected_.size() && expected_.at(sync).kind != Expect::kSync) ++sync;
   return sync + 1 == expected_.size() ? sync : 0;
 }
 
-bool ClientSession::SendRetry(ServerConnection& conn, const std::string& name,
-                              std::string_view parse_and_run, size_t sync) {
+bool ClientSession::SendRetry(ServerConnection& conn, const std::string& name, size_t sync,
+                              absl::FunctionRef<void(std::string&)> append_parse_and_run) {
   // The server skips to the failed batch's Sync, then runs this: the statement dropped and
   // prepared anew, and run again.
   std::string retry;
   p::AppendClose(retry, 'S', name);
-  retry.append(parse_and_run);
+  append_parse_and_run(retry);
   boost::system::error_code ec;
   if (TrySend(conn.stream(), asio::buffer(retry), ec) != retry.size() || ec) {
     return false;  // (the caller closes the connection: a partial send cannot be taken back)
@@ -1184,15 +1187,12 @@ void ClientSession::NoteRenamedBatch(ServerConnection& conn, const protocol::Fra
 
 bool ClientSession::RetryRenamedBatch(ServerConnection& conn, const Item& failed) {
   RenamedBatch& b = renamed_batch_;
-  // Once per batch; only the batch recorded, whole, and nothing else under way (as for
-  // RetryPreparedRead). The server was idle before the batch and nothing of it ran before the
-  // Bind, so after the Sync it is idle again with nothing lost.
-  if (failed.kind != Expect::kBind || failed.batch == 0 || failed.batch != b.id ||
-      !b.complete || conn.tx_status() != 'I' || server_writes_ != 0 || !server_out_.empty() ||
-      skip_until_sync_) {
+  // Once per batch; only the batch recorded, whole. The server was idle before the batch and
+  // nothing of it ran before the Bind, so after the Sync it is idle again with nothing lost.
+  if (failed.kind != Expect::kBind || failed.batch == 0 || failed.batch != b.id || !b.complete) {
     return false;
   }
-  const size_t sync = FailedBatchSync();
+  const size_t sync = FailedBatchSync(conn);
   if (sync == 0) return false;
   b.complete = false;
   // The batch's items again, after the Close and the Parse (the failed Sync's ReadyForQuery is
@@ -1201,9 +1201,12 @@ bool ClientSession::RetryRenamedBatch(ServerConnection& conn, const Item& failed
   again.reserve(sync + 1);
   for (size_t i = 0; i <= sync; ++i) again.push_back(expected_.at(i));
   again.front().batch = 0;  // not run a third time
-  std::string run = b.parse;
-  run.append(b.messages);
-  if (!SendRetry(conn, b.name, run, sync)) return false;
+  if (!SendRetry(conn, b.name, sync, [&](std::string& out) {
+        out.append(b.parse);
+        out.append(b.messages);
+      })) {
+    return false;
+  }
   spdlog::debug("statement {} prepared anew after an error at Bind (0A000: an ALTER changed its "
                 "result type; 26000: it was deallocated); its batch runs again",
                 b.name);
