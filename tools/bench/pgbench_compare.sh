@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Direct PostgreSQL, PgBouncer (transaction mode) and shardgate (routing and parsing on: a modulo
 # router on pgbench_accounts.aid over the one shard) side by side in one run, rounds interleaved
-# so that machine noise hits every target alike, medians reported:
+# so that machine noise hits every target alike, medians reported (and, for part 1, the median
+# of each round's own ratios beside the ratio of the medians):
 #   1. pgbench -S with --clients (16) for -M simple, extended and prepared: TPS, the ratios
 #      shardgate/direct and shardgate/pgbouncer, and the machine's CPU per transaction (busy
 #      jiffies of /proc/stat over the run / transactions) minus direct's: what the proxy adds;
@@ -322,7 +323,20 @@ awk -v targets="$TARGETS" -v modes="$MODES" -v clients="$CLIENTS" '
   function ratio(x, y) { return (num(x) && num(y) && y > 0) ? sprintf("%.2f", x / y) : "-" }
   function f0(x) { return num(x) ? sprintf("%.0f", x) : x }
   function added(x, d) { return (num(x) && num(d)) ? sprintf("%+.1f", x - d) : "-" }
-  { key = $1 " " $2 " " $3; v[key] = v[key] " " $5; c[key] = c[key] " " $6; extra[key] = $6 }
+  # The ratio within each round, whose targets ran back to back under much the same host load:
+  # the median over the rounds and the lowest and highest, beside the ratio of medians above.
+  function paired(mode, x, y,   k, list, lo, hi, q, n) {
+    list = ""; n = 0
+    for (k = 1; k <= maxround; k++) {
+      if (!num(w["tps " mode " " x, k]) || !num(w["tps " mode " " y, k]) || w["tps " mode " " y, k] <= 0) continue
+      q = w["tps " mode " " x, k] / w["tps " mode " " y, k]; list = list " " q; n++
+      if (n == 1 || q < lo) lo = q
+      if (n == 1 || q > hi) hi = q
+    }
+    return n ? sprintf("%.2f (%.2f-%.2f)", median(list), lo, hi) : "-"
+  }
+  { key = $1 " " $2 " " $3; v[key] = v[key] " " $5; c[key] = c[key] " " $6; extra[key] = $6
+    if ($1 == "tps") { w[key, $4] = $5; if ($4 + 0 > maxround) maxround = $4 + 0 } }
   END {
     printf "\n%d clients, TPS      %10s %10s %10s %10s %10s %10s %10s %10s   proxy CPU us/txn added\n", clients,
            "direct", "pgbouncer", "shardgate", "sg/direct", "sg/pgb", "sg-prep", "-prep/dir", "-prep/pgb"
@@ -335,6 +349,11 @@ awk -v targets="$TARGETS" -v modes="$MODES" -v clients="$CLIENTS" '
       printf "  -M %-15s %10s %10s %10s %10s %10s %10s %10s %10s   pgbouncer %s, shardgate %s, sg-prep %s\n", m[i],
              f0(d), f0(p), f0(s), ratio(s, d), ratio(s, p), f0(r), ratio(r, d), ratio(r, p),
              added(pc, dc), added(sc, dc), added(rc, dc)
+    }
+    printf "\n%-50s %18s %18s %18s %18s\n", "ratio within each round, median (lowest-highest)", "sg/direct", "sg/pgb", "-prep/dir", "-prep/pgb"
+    for (i = 1; i <= nm; i++) {
+      printf "  -M %-45s %18s %18s %18s %18s\n", m[i], paired(m[i], "shardgate", "direct"),
+             paired(m[i], "shardgate", "pgbouncer"), paired(m[i], "sg-prep", "direct"), paired(m[i], "sg-prep", "pgbouncer")
     }
     if (("latency simple direct") in v) {
       d = med(v, "latency simple", "direct"); p = med(v, "latency simple", "pgbouncer"); s = med(v, "latency simple", "shardgate")
