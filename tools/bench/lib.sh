@@ -50,3 +50,21 @@ MEDIAN_AWK='
   function num(x) { return x ~ /^[0-9.]+$/ ? sprintf("%.0f", x) : x }
   function ratio(x, y) { return (x ~ /^[0-9.]+$/ && y ~ /^[0-9.]+$/ && y > 0) ? sprintf("%.2f", x / y) : "-" }
 '
+
+# paired(w, x, y, n): w[k, r] is target k's figure in round r (1..n). The ratio x/y within
+# each round where both are numbers (a round's targets run back to back, under much the same
+# host load), as "median (lowest-highest)", e.g. "1.17 (1.03-1.25)"; "-" if no round has both.
+# Needs a median() of a space-separated list (MEDIAN_AWK's, or the script's own).
+PAIRED_AWK='
+  function paired(w, x, y, n,   r, list, lo, hi, q, c) {
+    list = ""; c = 0
+    for (r = 1; r <= n; r++) {
+      if (!((x, r) in w) || !((y, r) in w)) continue
+      if (w[x, r] !~ /^[0-9.]+$/ || w[y, r] !~ /^[0-9.]+$/ || w[y, r] <= 0) continue
+      q = w[x, r] / w[y, r]; list = list " " q; c++
+      if (c == 1 || q < lo) lo = q
+      if (c == 1 || q > hi) hi = q
+    }
+    return c ? sprintf("%.2f (%.2f-%.2f)", median(list), lo, hi) : "-"
+  }
+'

@@ -309,7 +309,7 @@ fi
 echo
 echo "$(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1); $(uname -sr)"
 echo "pgbench -S -T $DURATION, scale $SCALE, $ROUNDS round(s) interleaved, medians; shardgate: $WORKERS workers, routing on; $POOL server connections per proxy"
-awk -v targets="$TARGETS" -v modes="$MODES" -v clients="$CLIENTS" '
+awk -v targets="$TARGETS" -v modes="$MODES" -v clients="$CLIENTS" "$PAIRED_AWK"'
   function median(list,   a, b, n, i, j, t, ok) {
     n = split(list, a, " "); ok = 0
     for (i = 1; i <= n; i++) if (a[i] != "FAILED" && a[i] != "-") b[++ok] = a[i] + 0
@@ -323,18 +323,6 @@ awk -v targets="$TARGETS" -v modes="$MODES" -v clients="$CLIENTS" '
   function ratio(x, y) { return (num(x) && num(y) && y > 0) ? sprintf("%.2f", x / y) : "-" }
   function f0(x) { return num(x) ? sprintf("%.0f", x) : x }
   function added(x, d) { return (num(x) && num(d)) ? sprintf("%+.1f", x - d) : "-" }
-  # The ratio within each round, whose targets ran back to back under much the same host load:
-  # the median over the rounds and the lowest and highest, beside the ratio of medians above.
-  function paired(mode, x, y,   k, list, lo, hi, q, n) {
-    list = ""; n = 0
-    for (k = 1; k <= maxround; k++) {
-      if (!num(w["tps " mode " " x, k]) || !num(w["tps " mode " " y, k]) || w["tps " mode " " y, k] <= 0) continue
-      q = w["tps " mode " " x, k] / w["tps " mode " " y, k]; list = list " " q; n++
-      if (n == 1 || q < lo) lo = q
-      if (n == 1 || q > hi) hi = q
-    }
-    return n ? sprintf("%.2f (%.2f-%.2f)", median(list), lo, hi) : "-"
-  }
   { key = $1 " " $2 " " $3; v[key] = v[key] " " $5; c[key] = c[key] " " $6; extra[key] = $6
     if ($1 == "tps") { w[key, $4] = $5; if ($4 + 0 > maxround) maxround = $4 + 0 } }
   END {
@@ -352,8 +340,10 @@ awk -v targets="$TARGETS" -v modes="$MODES" -v clients="$CLIENTS" '
     }
     printf "\n%-50s %18s %18s %18s %18s\n", "ratio within each round, median (lowest-highest)", "sg/direct", "sg/pgb", "-prep/dir", "-prep/pgb"
     for (i = 1; i <= nm; i++) {
-      printf "  -M %-45s %18s %18s %18s %18s\n", m[i], paired(m[i], "shardgate", "direct"),
-             paired(m[i], "shardgate", "pgbouncer"), paired(m[i], "sg-prep", "direct"), paired(m[i], "sg-prep", "pgbouncer")
+      k = "tps " m[i] " "
+      printf "  -M %-45s %18s %18s %18s %18s\n", m[i], paired(w, k "shardgate", k "direct", maxround),
+             paired(w, k "shardgate", k "pgbouncer", maxround), paired(w, k "sg-prep", k "direct", maxround),
+             paired(w, k "sg-prep", k "pgbouncer", maxround)
     }
     if (("latency simple direct") in v) {
       d = med(v, "latency simple", "direct"); p = med(v, "latency simple", "pgbouncer"); s = med(v, "latency simple", "shardgate")

@@ -3,8 +3,9 @@
 # hash modulo router), beside the single-shard figures: the same PostgreSQL directly and
 # shardgate in front of that one shard with the same router over it alone (routing and parsing
 # on in both). Rounds are interleaved so that machine noise hits every target
-# alike; -M simple, extended and prepared. Prints the median TPS per target and mode, how the
-# sharded runs' key reads split over the shards, and exits 1 if a sharded run had a failure.
+# alike; -M simple, extended and prepared. Prints the median TPS per target and mode, the
+# median of each round's own sharded/single ratio, how the sharded runs' key reads split over
+# the shards, and exits 1 if a sharded run had a failure.
 #
 #   tools/bench/pgbench_sharded.sh [--duration 10] [--rounds 3] [--clients 8] [--threads 2]
 #                                  [--scale 10] [--replicas 0] [--modes "simple extended prepared"]
@@ -160,15 +161,17 @@ done
 echo
 echo "pgbench -S -c $CLIENTS -j $THREADS -T $DURATION, scale $SCALE per shard, $ROUNDS round(s) interleaved, median TPS; pool_size $POOL"
 echo "direct = PostgreSQL s0; single = shardgate over s0 (by aid); sharded = shardgate over s0+s1 (by aid)"
-awk -v modes="$MODES" "$MEDIAN_AWK"'
-  { v[$1 " " $2] = v[$1 " " $2] " " $4 }
+awk -v modes="$MODES" "$MEDIAN_AWK$PAIRED_AWK"'
+  { v[$1 " " $2] = v[$1 " " $2] " " $4; w[$1 " " $2, $3] = $4; if ($3 + 0 > n) n = $3 + 0 }
   END {
-    fmt = "%-10s %12s %12s %12s %16s %16s\n"
-    printf fmt, "mode", "direct", "single", "sharded", "sharded/single", "sharded/direct"
+    fmt = "%-10s %12s %12s %12s %16s %16s   %s\n"
+    printf fmt, "mode", "direct", "single", "sharded", "sharded/single", "sharded/direct",
+           "sharded/single within each round, median (lowest-highest)"
     nm = split(modes, m, " ")
     for (i = 1; i <= nm; i++) {
       d = median(v[m[i] " direct"]); s1 = median(v[m[i] " single"]); s2 = median(v[m[i] " sharded"])
-      printf fmt, m[i], num(d), num(s1), num(s2), ratio(s2, s1), ratio(s2, d)
+      printf fmt, m[i], num(d), num(s1), num(s2), ratio(s2, s1), ratio(s2, d),
+             paired(w, m[i] " sharded", m[i] " single", n)
     }
   }' "$RESULTS"
 total=$((SPLIT_S0 + SPLIT_S1))
