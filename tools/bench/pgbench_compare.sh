@@ -309,7 +309,7 @@ fi
 echo
 echo "$(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1); $(uname -sr)"
 echo "pgbench -S -T $DURATION, scale $SCALE, $ROUNDS round(s) interleaved, medians; shardgate: $WORKERS workers, routing on; $POOL server connections per proxy"
-awk -v targets="$TARGETS" -v modes="$MODES" -v clients="$CLIENTS" "$PAIRED_AWK"'
+awk -v targets="$TARGETS" -v modes="$MODES" -v clients="$CLIENTS" -v rounds="$ROUNDS" "$PAIRED_AWK"'
   function median(list,   a, b, n, i, j, t, ok) {
     n = split(list, a, " "); ok = 0
     for (i = 1; i <= n; i++) if (a[i] != "FAILED" && a[i] != "-") b[++ok] = a[i] + 0
@@ -324,7 +324,7 @@ awk -v targets="$TARGETS" -v modes="$MODES" -v clients="$CLIENTS" "$PAIRED_AWK"'
   function f0(x) { return num(x) ? sprintf("%.0f", x) : x }
   function added(x, d) { return (num(x) && num(d)) ? sprintf("%+.1f", x - d) : "-" }
   { key = $1 " " $2 " " $3; v[key] = v[key] " " $5; c[key] = c[key] " " $6; extra[key] = $6
-    if ($1 == "tps") { w[key, $4] = $5; if ($4 + 0 > maxround) maxround = $4 + 0 } }
+    if ($1 == "tps") w[key, $4] = $5 }
   END {
     printf "\n%d clients, TPS      %10s %10s %10s %10s %10s %10s %10s %10s   proxy CPU us/txn added\n", clients,
            "direct", "pgbouncer", "shardgate", "sg/direct", "sg/pgb", "sg-prep", "-prep/dir", "-prep/pgb"
@@ -341,9 +341,9 @@ awk -v targets="$TARGETS" -v modes="$MODES" -v clients="$CLIENTS" "$PAIRED_AWK"'
     printf "\n%-50s %18s %18s %18s %18s\n", "ratio within each round, median (lowest-highest)", "sg/direct", "sg/pgb", "-prep/dir", "-prep/pgb"
     for (i = 1; i <= nm; i++) {
       k = "tps " m[i] " "
-      printf "  -M %-45s %18s %18s %18s %18s\n", m[i], paired(w, k "shardgate", k "direct", maxround),
-             paired(w, k "shardgate", k "pgbouncer", maxround), paired(w, k "sg-prep", k "direct", maxround),
-             paired(w, k "sg-prep", k "pgbouncer", maxround)
+      printf "  -M %-45s %18s %18s %18s %18s\n", m[i], paired(w, k "shardgate", k "direct", rounds),
+             paired(w, k "shardgate", k "pgbouncer", rounds), paired(w, k "sg-prep", k "direct", rounds),
+             paired(w, k "sg-prep", k "pgbouncer", rounds)
     }
     if (("latency simple direct") in v) {
       d = med(v, "latency simple", "direct"); p = med(v, "latency simple", "pgbouncer"); s = med(v, "latency simple", "shardgate")

@@ -161,8 +161,8 @@ done
 echo
 echo "pgbench -S -c $CLIENTS -j $THREADS -T $DURATION, scale $SCALE per shard, $ROUNDS round(s) interleaved, median TPS; pool_size $POOL"
 echo "direct = PostgreSQL s0; single = shardgate over s0 (by aid); sharded = shardgate over s0+s1 (by aid)"
-awk -v modes="$MODES" "$MEDIAN_AWK$PAIRED_AWK"'
-  { v[$1 " " $2] = v[$1 " " $2] " " $4; w[$1 " " $2, $3] = $4; if ($3 + 0 > n) n = $3 + 0 }
+awk -v modes="$MODES" -v rounds="$ROUNDS" "$MEDIAN_AWK$PAIRED_AWK"'
+  { v[$1 " " $2] = v[$1 " " $2] " " $4; w[$1 " " $2, $3] = $4 }
   END {
     fmt = "%-10s %12s %12s %12s %16s %16s   %s\n"
     printf fmt, "mode", "direct", "single", "sharded", "sharded/single", "sharded/direct",
@@ -171,7 +171,7 @@ awk -v modes="$MODES" "$MEDIAN_AWK$PAIRED_AWK"'
     for (i = 1; i <= nm; i++) {
       d = median(v[m[i] " direct"]); s1 = median(v[m[i] " single"]); s2 = median(v[m[i] " sharded"])
       printf fmt, m[i], num(d), num(s1), num(s2), ratio(s2, s1), ratio(s2, d),
-             paired(w, m[i] " sharded", m[i] " single", n)
+             paired(w, m[i] " sharded", m[i] " single", rounds)
     }
   }' "$RESULTS"
 total=$((SPLIT_S0 + SPLIT_S1))
