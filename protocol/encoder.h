@@ -20,6 +20,12 @@ class MessageWriter {
  public:
   explicit MessageWriter(std::string& out) : out_(out) {}
   MessageWriter& Begin(char type);
+  // Continues the message whose type byte is at `start` in out (e.g. a head kept from an
+  // earlier message and copied in), so that End() writes its whole length.
+  MessageWriter& Reopen(size_t start) {
+    start_ = start + 1;
+    return *this;
+  }
   MessageWriter& Int8(int8_t v);
   MessageWriter& Int16(int16_t v);
   MessageWriter& Int32(int32_t v);

@@ -57,24 +57,29 @@ class ReadBuffer {
 
 // A FIFO queue over a ring of slots that are reused: unlike std::deque, pushing and popping in
 // steady state allocates nothing (the ring grows, by doubling, only when full). Contract:
-// front() stays valid until the next push_back or pop_front.
+// front() stays valid until the next push_back or pop_front. The ring's size is a power of two,
+// so positions wrap with a mask (a division costs tens of cycles, and the session's queue is
+// touched several times per transaction).
 template <typename T>
 class RingQueue {
  public:
   bool empty() const { return size_ == 0; }
   size_t size() const { return size_; }
   T& front() { return slots_[head_]; }
-  T& back() { return slots_[(head_ + size_ - 1) % slots_.size()]; }
-  T& at(size_t i) { return slots_[(head_ + i) % slots_.size()]; }  // i < size()
-  const T& at(size_t i) const { return slots_[(head_ + i) % slots_.size()]; }
-  void push_back(T value) {
+  T& back() { return slots_[Wrap(head_ + size_ - 1)]; }
+  T& at(size_t i) { return slots_[Wrap(head_ + i)]; }  // i < size()
+  const T& at(size_t i) const { return slots_[Wrap(head_ + i)]; }
+  void push_back(T value) { emplace_back() = std::move(value); }
+  // A new last element, in its default state (slots outside the queue always are: popped ones
+  // are reset), for the caller to fill in place.
+  T& emplace_back() {
     if (size_ == slots_.size()) Grow();
-    slots_[(head_ + size_) % slots_.size()] = std::move(value);
     ++size_;
+    return back();
   }
   void pop_front() {
     slots_[head_] = T{};  // releases what the slot holds (its capacity may stay)
-    head_ = (head_ + 1) % slots_.size();
+    head_ = Wrap(head_ + 1);
     --size_;
   }
   void clear() {
@@ -82,11 +87,10 @@ class RingQueue {
   }
 
  private:
+  size_t Wrap(size_t i) const { return i & (slots_.size() - 1); }
   void Grow() {
     std::vector<T> bigger(slots_.empty() ? 8 : slots_.size() * 2);
-    for (size_t i = 0; i < size_; ++i) {
-      bigger[i] = std::move(slots_[(head_ + i) % slots_.size()]);
-    }
+    for (size_t i = 0; i < size_; ++i) bigger[i] = std::move(at(i));
     slots_.swap(bigger);
     head_ = 0;
   }

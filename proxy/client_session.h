@@ -550,7 +550,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
     std::string sql;        // the normalized statement (literal i = $(i + 1))
     absl::InlinedVector<uint32_t, 8> types;
     std::string name;  // sg_<hash of sql and types>, as a client's Parse of it would be named
-    std::string bind;  // the whole Bind message
+    std::string bind_head;  // the Bind's type, length, portal, name, formats and count
+    std::string run;        // the whole Bind, then Describe (portal), Execute, Sync
   };
   PreparedRead prepared_read_;
   // The client's last extended batch that began, outside a transaction and with nothing

@@ -78,10 +78,10 @@ std::string_view FirstWord(std::string_view& s) {
 }  // namespace
 
 void ClientSession::Push(Expect kind, std::string name) {
-  expected_.push_back(Item{kind, std::move(name),
-                           kind == Expect::kQuery || kind == Expect::kSync
-                               ? std::chrono::steady_clock::now()
-                               : std::chrono::steady_clock::time_point{}});
+  Item& item = expected_.emplace_back();  // filled in place: an Item is not small
+  item.kind = kind;
+  if (!name.empty()) item.name = std::move(name);
+  if (kind == Expect::kQuery || kind == Expect::kSync) item.at = std::chrono::steady_clock::now();
   if (IsInject(static_cast<uint8_t>(kind))) {
     DrainInjected();
   } else if (fill_ && fill_->open && kind != Expect::kSwallowQuery &&
@@ -90,7 +90,6 @@ void ClientSession::Push(Expect kind, std::string name) {
     // proxy adds, a settings replay or a Parse, is not part of it). Anything else in the
     // request (a second Bind or Execute, a Parse) makes it not cacheable.
     CacheFill& fill = *fill_;
-    Item& item = expected_.back();
     if (!fill.extended) {
       item.fill = kind == Expect::kQuery;
       fill.failed |= !item.fill;
@@ -879,19 +878,22 @@ absl::Status ClientSession::HandleClientFrame(const protocol::Frame& frame) {
   if (type == p::fe::kSync || type == p::fe::kQuery) renamed_batch_.ran = false;
   switch (type) {
     case p::fe::kQuery: {
-      ASSIGN_OR_RETURN(p::Query q, p::ParseQuery(frame.body));
-      if (!topology_ && db_->prepare_reads && !prepared_read_.armed && !fill_pending_) {
-        // Unsharded databases are not analysed for routing; prepare_reads analyses here.
-        if (auto analyzed = worker_.analysis_cache().Analyze(q.sql); analyzed.ok()) {
-          prepared_read_.armed = BuildPreparedRead(q.sql, *analyzed);
-        }
-      }
-      if (prepared_read_.armed && prepared_read_.query_size == q.sql.size()) {
+      // A read RouteQuery armed from this very Query (its SQL, then the NUL ending the body).
+      if (prepared_read_.armed && prepared_read_.query_size + 1 == frame.body.size()) {
         prepared_read_.armed = false;
         SendPreparedRead(conn);
         return absl::OkStatus();
       }
       prepared_read_.armed = false;
+      ASSIGN_OR_RETURN(p::Query q, p::ParseQuery(frame.body));
+      if (!topology_ && db_->prepare_reads && !fill_pending_) {
+        // Unsharded databases are not analysed for routing; prepare_reads analyses here.
+        if (auto analyzed = worker_.analysis_cache().Analyze(q.sql);
+            analyzed.ok() && BuildPreparedRead(q.sql, *analyzed)) {
+          SendPreparedRead(conn);
+          return absl::OkStatus();
+        }
+      }
       std::string_view rest = q.sql;
       std::string word = Lower(FirstWord(rest));
       if (word == "deallocate") {
@@ -1025,26 +1027,47 @@ bool ClientSession::BuildPreparedRead(std::string_view sql,
        expected_.back().kind != Expect::kSync)) {
     return false;
   }
+  absl::InlinedVector<uint32_t, 8> types;
   if (analyzed.normalized.empty() ||
       !routing::ReadParameterTypes(*analyzed.analysis, analyzed.literals, analyzed.max_param,
-                                   r.types)) {
+                                   types)) {
     return false;
   }
   r.query_size = sql.size();
   ++r.seq;
   if (r.seq == 0) r.seq = 1;  // 0 marks a retry
-  r.sql.assign(analyzed.normalized);
-  r.name.clear();
-  AppendServerStatementName(r.name, r.sql, r.types);
-  r.bind.clear();
-  p::MessageWriter w(r.bind);
-  w.Begin(p::fe::kBind).CString("").CString(r.name).Int16(0);  // unnamed portal, all text
-  w.Int16(static_cast<int16_t>(analyzed.literals.size()));
+  // A session mostly repeats its statements: the name is hashed, and the Bind's head written,
+  // only for a new one.
+  if (r.name.empty() || r.sql != analyzed.normalized || r.types != types) {
+    r.sql.assign(analyzed.normalized);
+    r.types = types;
+    r.name.clear();
+    AppendServerStatementName(r.name, r.sql, r.types);
+    r.bind_head.clear();
+    p::MessageWriter(r.bind_head)
+        .Begin(p::fe::kBind)
+        .CString("")  // the unnamed portal
+        .CString(r.name)
+        .Int16(0)  // parameters all in text
+        .Int16(static_cast<int16_t>(r.types.size()));
+  }
+  // What runs it: the Bind of its literals, a Describe of the portal, Execute and Sync.
+  static const std::string kRunTail = [] {
+    std::string tail;
+    p::AppendDescribe(tail, 'P', "");
+    p::AppendExecute(tail, "", 0);
+    p::AppendSync(tail);
+    return tail;
+  }();
+  r.run.assign(r.bind_head);
+  p::MessageWriter w(r.run);
+  w.Reopen(0);
   for (const routing::Literal& literal : analyzed.literals) {
     w.Int32(static_cast<int32_t>(literal.value.size())).Bytes(literal.value);
   }
   w.Int16(0);  // results in text, as a simple Query gets them
   w.End();
+  r.run.append(kRunTail);
   return true;
 }
 
@@ -1075,10 +1098,7 @@ bool ClientSession::PrepareOnServer(ServerConnection& conn, const std::string& n
 }
 
 void ClientSession::AppendPreparedRun(std::string& out) const {
-  out.append(prepared_read_.bind);
-  p::AppendDescribe(out, 'P', "");
-  p::AppendExecute(out, "", 0);
-  p::AppendSync(out);
+  out.append(prepared_read_.run);
 }
 
 void ClientSession::ExpectPreparedRun(uint32_t read) {

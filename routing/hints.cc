@@ -140,14 +140,16 @@ absl::Status ApplyHintWords(std::string_view body, Hints& hints) {
   return absl::OkStatus();
 }
 
-// Reads one SQL word (identifier chars and dots) at `i`.
+// Reads one SQL word (ASCII letters, digits, '_', '.' and '"') at `i`. (Not std::isalnum: a
+// call into the C library per character, and every Query's first word is read here.)
 std::string_view Word(std::string_view s, size_t& i) {
+  auto word_char = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '_' || c == '.' || c == '"';
+  };
   while (i < s.size() && IsSpace(s[i])) ++i;
   size_t start = i;
-  while (i < s.size() && (std::isalnum(static_cast<unsigned char>(s[i])) || s[i] == '_' ||
-                          s[i] == '.' || s[i] == '"')) {
-    ++i;
-  }
+  while (i < s.size() && word_char(s[i])) ++i;
   return s.substr(start, i - start);
 }
 
@@ -199,11 +201,12 @@ std::optional<absl::StatusOr<SessionHint>> ParseSessionHint(std::string_view sql
   size_t i = 0;
   for (;;) {
     while (i < sql.size() && IsSpace(sql[i])) ++i;
-    if (sql.substr(i, 2) == "/*") {
+    if (i + 1 >= sql.size() || (sql[i] != '/' && sql[i] != '-')) break;  // no comment
+    if (sql[i] == '/' && sql[i + 1] == '*') {
       size_t end = sql.find("*/", i + 2);
       if (end == std::string_view::npos) return std::nullopt;
       i = end + 2;
-    } else if (sql.substr(i, 2) == "--") {
+    } else if (sql[i] == '-' && sql[i + 1] == '-') {
       size_t end = sql.find('\n', i);
       if (end == std::string_view::npos) return std::nullopt;
       i = end + 1;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <limits>
 
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
@@ -382,6 +383,20 @@ class Lexer {
     }
     AddLiteral(start, is_float ? Literal::Kind::kFloat : Literal::Kind::kInteger,
                std::string(s_.substr(start, i_ - start)));
+    if (!is_float) IntegerValue(out_.literals.back());
+  }
+
+  // The digits' value, read once here so that routing and prepare_reads need not parse them.
+  static void IntegerValue(Literal& lit) {
+    constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+    int64_t v = 0;
+    for (char c : lit.value) {
+      const int d = c - '0';
+      if (v > (kMax - d) / 10) return;  // out of range: left to the readers' own parse
+      v = v * 10 + d;
+    }
+    lit.has_int = true;
+    lit.int_value = v;
   }
 
   std::string_view s_;

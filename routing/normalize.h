@@ -23,6 +23,10 @@ struct Literal {
   std::string value;  // the number's text, or the string's decoded content
   uint32_t offset = 0;  // byte offset of the literal in the original statement
   uint32_t length = 0;  // its length in the original statement
+  // kInteger from the normalizer: the value, when it fits an int64 (else has_int is false and
+  // readers parse `value`, as they do for literals from elsewhere).
+  bool has_int = false;
+  int64_t int_value = 0;
 };
 
 struct NormalizedStatement {

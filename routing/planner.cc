@@ -18,6 +18,7 @@ constexpr std::string_view kOneShardHint =
 absl::StatusOr<KeyValue> LiteralKey(const Literal& lit, KeyType type) {
   switch (lit.kind) {
     case Literal::Kind::kInteger: {
+      if (lit.has_int && type == KeyType::kInt) return KeyValue::Int(lit.int_value);
       ASSIGN_OR_RETURN(KeyValue v, ParseKeyText(lit.value, KeyType::kInt));
       return ConvertKey(v, type);
     }

@@ -24,10 +24,12 @@ uint32_t LiteralParameterType(const Literal& literal) {
     case Literal::Kind::kFloat:
       return kNumericOid;
     case Literal::Kind::kInteger: {
-      int64_t v = 0;
-      const char* end = literal.value.data() + literal.value.size();
-      auto [ptr, ec] = std::from_chars(literal.value.data(), end, v);
-      if (ec != std::errc{} || ptr != end) return kNumericOid;
+      int64_t v = literal.int_value;
+      if (!literal.has_int) {
+        const char* end = literal.value.data() + literal.value.size();
+        auto [ptr, ec] = std::from_chars(literal.value.data(), end, v);
+        if (ec != std::errc{} || ptr != end) return kNumericOid;
+      }
       return v >= std::numeric_limits<int32_t>::min() && v <= std::numeric_limits<int32_t>::max()
                  ? kInt4Oid
                  : kInt8Oid;

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "routing/analysis_cache.h"
+#include "routing/normalize.h"
 
 namespace shardgate::routing {
 namespace {
@@ -26,8 +27,15 @@ std::string Types(const std::string& sql) {
 }
 
 TEST(LiteralParameterType, IsTheTypePostgresGivesTheConstant) {
+  // Parsed from the text, and (integers) from the value the normalizer read: the same type.
   auto type = [](Literal::Kind kind, const std::string& value) {
-    return LiteralParameterType(Literal{kind, value, 0, 0});
+    const uint32_t t = LiteralParameterType(Literal{kind, value, 0, 0});
+    if (kind == Literal::Kind::kInteger) {
+      NormalizedStatement n = Normalize("SELECT " + value);
+      EXPECT_EQ(n.literals.size(), 1u) << value;
+      if (n.literals.size() == 1) EXPECT_EQ(LiteralParameterType(n.literals[0]), t) << value;
+    }
+    return t;
   };
   EXPECT_EQ(type(Literal::Kind::kInteger, "7"), 23u);
   EXPECT_EQ(type(Literal::Kind::kInteger, "2147483647"), 23u);
