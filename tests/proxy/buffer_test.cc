@@ -40,16 +40,24 @@ TEST(RingQueueTest, KeepsOrderAcrossWrapAndGrowth) {
   EXPECT_EQ(q.back(), "after clear");
 }
 
-TEST(RingQueueTest, PopReleasesTheSlotsValue) {
+TEST(RingQueueTest, EmplaceBackGivesADefaultSlotAlsoWhereAPoppedValueWas) {
+  // ClientSession::Push fills the slot emplace_back returns field by field: it must be in its
+  // default state, also a slot that held a value before (pop_front resets it) and the new
+  // slots of a growth.
   RingQueue<std::string> q;
-  q.push_back(std::string(100, 'x'));
-  q.push_back("b");
-  q.pop_front();
-  // The slot popped holds an empty value again (what it held is released at once).
-  for (int i = 0; i < 7; ++i) q.push_back("c");  // fills the ring of 8 without growing
-  EXPECT_EQ(q.size(), 8u);
-  EXPECT_EQ(q.front(), "b");
-  EXPECT_EQ(q.back(), "c");
+  for (int round = 0; round < 3; ++round) {
+    for (int i = 0; i < 5; ++i) q.push_back(std::string(100, 'a' + i));
+    for (int i = 0; i < 5; ++i) q.pop_front();
+  }
+  for (int i = 0; i < 40; ++i) {  // wraps over the popped slots, then grows twice
+    std::string& slot = q.emplace_back();
+    ASSERT_TRUE(slot.empty()) << "slot " << i << " holds \"" << slot.substr(0, 8) << "...\"";
+    slot = std::to_string(i);
+  }
+  for (int i = 0; i < 40; ++i) {
+    ASSERT_EQ(q.front(), std::to_string(i));
+    q.pop_front();
+  }
 }
 
 }  // namespace
