@@ -100,7 +100,13 @@ INSTANTIATE_TEST_SUITE_P(
         SetCase{"SET shardgate.shard TO DEFAULT", true, SessionHint::Op::kReset, "shard", ""},
         SetCase{"RESET ALL", true, SessionHint::Op::kResetAll, "", ""},
         SetCase{"SET search_path = public", false},
-        SetCase{"SELECT 1", false}, SetCase{"SETTINGS", false}));
+        SetCase{"SELECT 1", false}, SetCase{"SETTINGS", false},
+        // Leading comments and what only looks like one.
+        SetCase{"-- c\n  /* d */ SET shardgate.shard = 's2'", true, SessionHint::Op::kSet,
+                "shard", "s2"},
+        SetCase{"-- no newline SET shardgate.shard = 's2'", false},
+        SetCase{"/ SET shardgate.shard = 's1'", false},
+        SetCase{"- SET shardgate.shard = 's1'", false}, SetCase{"-", false}, SetCase{"", false}));
 
 TEST(SessionHints, Errors) {
   auto unknown = ParseSessionHint("SET shardgate.shrd = 's1'");
