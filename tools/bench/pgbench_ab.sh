@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# Two shardgate builds side by side: "a" (by default build/release/proxy/shardgate) and "b"
+# (--b, e.g. a copy of the binary from before a change), each with routing and parsing on (a
+# modulo router on pgbench_accounts.aid over the one shard, as in pgbench_compare.sh) in front
+# of the same PostgreSQL, pgbench -S rounds interleaved. Per mode: the median TPS of each and
+# the median of each round's own b/a ratio, and each proxy's own user and system CPU per
+# transaction (/proc/PID/stat from a run's second second to the one before its last, at the
+# run's rate): what a change did to the proxy's cost, measured in one run instead of against
+# figures from another day.
+#
+#   tools/bench/pgbench_ab.sh --b OTHER_BINARY [--a build/release/proxy/shardgate]
+#                             [--duration 5] [--rounds 5] [--clients 16] [--threads 2]
+#                             [--scale 10] [--workers 1] [--pool-size 4]
+#                             [--modes "simple extended prepared"]
+#
+# Exits 1 if a round failed. Everything started here is stopped on exit, also on Ctrl-C.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+DURATION=5 ROUNDS=5 CLIENTS=16 THREADS=2 SCALE=10 WORKERS=1 POOL=4 MODES="simple extended prepared"
+BIN_A=$ROOT/build/release/proxy/shardgate BIN_B=""
+while (($#)); do
+  case $1 in
+    --a) BIN_A=$2; shift 2 ;;
+    --b) BIN_B=$2; shift 2 ;;
+    --duration) DURATION=$2; shift 2 ;;
+    --rounds) ROUNDS=$2; shift 2 ;;
+    --clients) CLIENTS=$2; shift 2 ;;
+    --threads) THREADS=$2; shift 2 ;;
+    --scale) SCALE=$2; shift 2 ;;
+    --workers) WORKERS=$2; shift 2 ;;
+    --pool-size) POOL=$2; shift 2 ;;
+    --modes) MODES=$2; shift 2 ;;
+    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+((DURATION >= 3 && DURATION <= 600)) || { echo "--duration must be 3..600 s" >&2; exit 2; }
+((ROUNDS >= 1 && ROUNDS <= 20)) || { echo "--rounds must be 1..20" >&2; exit 2; }
+((CLIENTS >= 1 && CLIENTS <= 200)) || { echo "--clients must be 1..200" >&2; exit 2; }
+((WORKERS >= 1 && WORKERS <= 64)) || { echo "--workers must be 1..64" >&2; exit 2; }
+((POOL >= 1 && POOL <= 100)) || { echo "--pool-size must be 1..100" >&2; exit 2; }
+[[ -n $BIN_B ]] || { echo "--b OTHER_BINARY is required (the build to compare with --a)" >&2; exit 2; }
+for bin in "$BIN_A" "$BIN_B"; do
+  [[ -x $bin ]] || { echo "no shardgate binary at $bin" >&2; exit 1; }
+done
+command -v pgbench >/dev/null || { echo "pgbench is not installed (tools/install_deps.sh)" >&2; exit 1; }
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/sg-bench-ab.XXXXXX")
+chmod 755 "$WORK"
+# shellcheck source=tools/bench/lib.sh
+source "$ROOT/tools/bench/lib.sh"
+cleanup() {
+  set +e
+  stop_shardgates
+  bash "$ROOT/tools/pg_cluster.sh" stop --dir "$WORK/cluster" >/dev/null 2>&1
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+PORT_A=$(free_port)
+PORT_B=$(free_port)
+printf '%s\n' "    default_shard: s0" "    routers:" \
+  "      by_aid: {type: modulo, hash: postgres, shards: [s0]}" "    tables:" \
+  "      pgbench_accounts: {key: aid, router: by_aid}" >"$WORK/routed-db.yaml"
+echo "== starting PostgreSQL" >&2
+bash "$ROOT/tools/pg_cluster.sh" start --dir "$WORK/cluster" --shards 1 --listen-port "$PORT_A" \
+  --extra-db-yaml "$WORK/routed-db.yaml" >/dev/null
+# shellcheck disable=SC1091
+. "$WORK/cluster/env"
+SG_POOL=$(((POOL + WORKERS - 1) / WORKERS))  # pool_size is per worker
+sed -i -e "s/^workers: .*/workers: $WORKERS/" -e "s/^    pool_size: .*/    pool_size: $SG_POOL/" \
+  "$WORK/cluster/shardgate.yaml"
+grep -q "^    pool_size: $SG_POOL\$" "$WORK/cluster/shardgate.yaml" ||
+  { echo "could not set pool_size in $WORK/cluster/shardgate.yaml" >&2; exit 1; }
+sed "s/^listen: .*/listen: {host: 127.0.0.1, port: $PORT_B}/" "$WORK/cluster/shardgate.yaml" >"$WORK/b.yaml"
+grep -q "port: $PORT_B}" "$WORK/b.yaml" || { echo "could not write b.yaml" >&2; exit 1; }
+
+echo "== pgbench -i -s $SCALE" >&2
+PGPASSWORD=app_pw pgbench -h 127.0.0.1 -p "${PG_PORT_s0:?}" -U app -i -s "$SCALE" -q app \
+  >"$WORK/init.log" 2>&1 || { cat "$WORK/init.log" >&2; exit 1; }
+echo "== starting a ($BIN_A) on $PORT_A, b ($BIN_B) on $PORT_B" >&2
+SHARDGATE=$BIN_A start_shardgate a "$WORK/cluster/shardgate.yaml" "$PORT_A"
+SHARDGATE=$BIN_B start_shardgate b "$WORK/b.yaml" "$PORT_B"
+PID_A=${SG_PIDS[0]} PID_B=${SG_PIDS[1]}
+
+RESULTS="$WORK/results"  # lines: mode target round tps user_us sys_us (per transaction)
+: >"$RESULTS"
+FAILED=0
+HZ=$(getconf CLK_TCK)
+for mode in $MODES; do
+  for ((round = 1; round <= ROUNDS; round++)); do
+    # a first in odd rounds, b first in even ones.
+    if ((round % 2)); then order="a b"; else order="b a"; fi
+    for target in $order; do
+      if [[ $target == a ]]; then port=$PORT_A pid=$PID_A; else port=$PORT_B pid=$PID_B; fi
+      out="$WORK/pgbench-$mode-$target-$round.out"
+      # The proxy's CPU from the run's second second to the one before its last (the clients'
+      # logins, SCRAM included, stay out), per transaction at the run's rate.
+      PGPASSWORD=app_pw timeout $((DURATION + 60)) pgbench -h 127.0.0.1 -p "$port" -U app -n -S \
+        -c "$CLIENTS" -j "$THREADS" -T "$DURATION" -M "$mode" app >"$out" 2>&1 &
+      bench=$!
+      sleep 1
+      t0=$(awk '{ print $14, $15 }' "/proc/$pid/stat")
+      sleep $((DURATION - 2))
+      t1=$(awk '{ print $14, $15 }' "/proc/$pid/stat")
+      line=""
+      if wait "$bench" && ! grep -q -e '^number of failed transactions: [1-9]' -e 'aborted' "$out"; then
+        line=$(awk -v t0="$t0" -v t1="$t1" -v hz="$HZ" -v secs=$((DURATION - 2)) '
+          /^tps = / && !tps { tps = $3 + 0 }
+          END {
+            split(t0, a, " "); split(t1, b, " "); n = tps * secs
+            if (n > 0) printf "%s %.2f %.2f", tps, (b[1] - a[1]) / hz * 1e6 / n, (b[2] - a[2]) / hz * 1e6 / n
+          }' "$out")
+      fi
+      if [[ -z $line ]]; then
+        FAILED=1 line="FAILED - -"
+        echo "  $target -M $mode round $round failed:" >&2
+        tail -n 3 "$out" >&2
+      fi
+      echo "$mode $target $round $line" >>"$RESULTS"
+      printf '  %-9s %s round %d: %s\n' "$mode" "$target" "$round" "$line" >&2
+    done
+  done
+done
+
+echo
+echo "$(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1); $(uname -sr)"
+echo "pgbench -S -c $CLIENTS -j $THREADS -T $DURATION, scale $SCALE, $ROUNDS round(s) interleaved, medians;" \
+  "$WORKERS worker(s), $POOL server connections each"
+echo "a = $BIN_A"
+echo "b = $BIN_B"
+awk -v modes="$MODES" -v rounds="$ROUNDS" "$MEDIAN_AWK$PAIRED_AWK"'
+  function cpu(list) { return list ~ /-/ ? "-" : sprintf("%.2f", median(list)) }
+  {
+    v[$1, $2] = v[$1, $2] " " $4; w[$1 " " $2, $3] = $4
+    u[$1, $2] = u[$1, $2] " " $5; s[$1, $2] = s[$1, $2] " " $6
+  }
+  END {
+    fmt = "%-10s %8s %8s %6s %20s %10s %10s %10s %10s\n"
+    printf fmt, "mode", "a TPS", "b TPS", "b/a", "b/a within rounds", "a user us", "b user us",
+           "a sys us", "b sys us"
+    nm = split(modes, m, " ")
+    for (i = 1; i <= nm; i++) {
+      a = median(v[m[i], "a"]); b = median(v[m[i], "b"])
+      printf fmt, m[i], num(a), num(b), ratio(b, a), paired(w, m[i] " b", m[i] " a", rounds),
+             cpu(u[m[i], "a"]), cpu(u[m[i], "b"]), cpu(s[m[i], "a"]), cpu(s[m[i], "b"])
+    }
+  }' "$RESULTS"
+if ((FAILED)); then
+  echo "FAILED: a round had errors or failed transactions (logs above)" >&2
+  exit 1
+fi
