@@ -22,6 +22,23 @@ wait_port() {  # wait_port PORT PID: up to 15 s, fails early if PID died
   return 1
 }
 
+# bench_workdir NAME: $WORK, a new directory for the run (mode 755: pg_cluster.sh runs the
+# servers as `postgres` when we are root), removed on exit after the shardgates start_shardgate
+# started and the cluster in $WORK/cluster are stopped, also on Ctrl-C. For scripts that start
+# nothing else.
+bench_workdir() {
+  WORK=$(mktemp -d "${TMPDIR:-/tmp}/sg-bench-$1.XXXXXX")
+  chmod 755 "$WORK"
+  trap bench_cleanup EXIT
+  trap 'exit 130' INT TERM
+}
+bench_cleanup() {
+  set +e
+  stop_shardgates
+  bash "$ROOT/tools/pg_cluster.sh" stop --dir "$WORK/cluster" >/dev/null 2>&1
+  rm -rf "$WORK"
+}
+
 # shardgate processes started by start_shardgate, stopped by stop_shardgates (from a trap).
 SG_PIDS=()
 start_shardgate() {  # start_shardgate NAME CONFIG PORT: log in $WORK/NAME.log; exits on failure

@@ -46,18 +46,9 @@ for bin in "$BIN_A" "$BIN_B"; do
 done
 command -v pgbench >/dev/null || { echo "pgbench is not installed (tools/install_deps.sh)" >&2; exit 1; }
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/sg-bench-ab.XXXXXX")
-chmod 755 "$WORK"
 # shellcheck source=tools/bench/lib.sh
 source "$ROOT/tools/bench/lib.sh"
-cleanup() {
-  set +e
-  stop_shardgates
-  bash "$ROOT/tools/pg_cluster.sh" stop --dir "$WORK/cluster" >/dev/null 2>&1
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_workdir ab
 
 PORT_A=$(free_port)
 PORT_B=$(free_port)

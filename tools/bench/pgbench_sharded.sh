@@ -45,18 +45,9 @@ done
 [[ -x $SHARDGATE ]] || { echo "no shardgate binary at $SHARDGATE (build it or pass --shardgate)" >&2; exit 1; }
 command -v pgbench >/dev/null || { echo "pgbench is not installed (tools/install_deps.sh)" >&2; exit 1; }
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/sg-bench-sharded.XXXXXX")
-chmod 755 "$WORK"
 # shellcheck source=tools/bench/lib.sh
 source "$ROOT/tools/bench/lib.sh"
-cleanup() {
-  set +e
-  stop_shardgates
-  bash "$ROOT/tools/pg_cluster.sh" stop --dir "$WORK/cluster" >/dev/null 2>&1
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_workdir sharded
 
 SHARDED_PORT=$(free_port)
 SINGLE_PORT=$(free_port)
