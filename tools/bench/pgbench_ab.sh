@@ -38,6 +38,7 @@ done
 ((DURATION >= 3 && DURATION <= 600)) || { echo "--duration must be 3..600 s" >&2; exit 2; }
 ((ROUNDS >= 1 && ROUNDS <= 20)) || { echo "--rounds must be 1..20" >&2; exit 2; }
 ((CLIENTS >= 1 && CLIENTS <= 200)) || { echo "--clients must be 1..200" >&2; exit 2; }
+((SCALE >= 1 && SCALE <= 1000)) || { echo "--scale must be 1..1000" >&2; exit 2; }
 ((WORKERS >= 1 && WORKERS <= 64)) || { echo "--workers must be 1..64" >&2; exit 2; }
 ((POOL >= 1 && POOL <= 100)) || { echo "--pool-size must be 1..100" >&2; exit 2; }
 [[ -n $BIN_B ]] || { echo "--b OTHER_BINARY is required (the build to compare with --a)" >&2; exit 2; }
