@@ -39,6 +39,40 @@ bench_cleanup() {
   rm -rf "$WORK"
 }
 
+# set_pool_size CONFIG N [WORKERS]: a pg_cluster.sh config's database pool_size (per worker)
+# and, when given, its workers; exits if the file did not take it.
+set_pool_size() {
+  local args=(-e "s/^    pool_size: .*/    pool_size: $2/")
+  if [[ -n ${3:-} ]]; then args+=(-e "s/^workers: .*/workers: $3/"); fi
+  sed -i "${args[@]}" "$1"
+  grep -q "^    pool_size: $2\$" "$1" || { echo "could not set pool_size in $1" >&2; exit 1; }
+}
+
+# start_routed_cluster LISTEN_PORT WORKERS POOL: one PostgreSQL under $WORK/cluster (its env
+# sourced: PG_PORT_s0) and a shardgate config for it on LISTEN_PORT with routing and parsing
+# on, as issue 8's single-shard figures ask: pgbench_accounts routed by aid with a modulo router
+# over the one shard, the other tables to the default shard. POOL server connections in all,
+# split over the WORKERS (pool_size is per worker, rounded up).
+start_routed_cluster() {
+  printf '%s\n' "    default_shard: s0" "    routers:" \
+    "      by_aid: {type: modulo, hash: postgres, shards: [s0]}" "    tables:" \
+    "      pgbench_accounts: {key: aid, router: by_aid}" >"$WORK/routed-db.yaml"
+  bash "$ROOT/tools/pg_cluster.sh" start --dir "$WORK/cluster" --shards 1 --listen-port "$1" \
+    --extra-db-yaml "$WORK/routed-db.yaml" >/dev/null
+  # shellcheck disable=SC1091
+  . "$WORK/cluster/env"
+  set_pool_size "$WORK/cluster/shardgate.yaml" $((($3 + $2 - 1) / $2)) "$2"
+}
+
+# A process's user and system CPU in ticks, "USER SYS" (fields 14 and 15 of /proc/PID/stat; the
+# command name in field 2 has no spaces here).
+proc_ticks() { awk '{ print $14, $15 }' "/proc/$1/stat"; }
+
+# The machine the figures come from, one line.
+machine_line() {
+  echo "$(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1); $(uname -sr)"
+}
+
 # shardgate processes started by start_shardgate, stopped by stop_shardgates (from a trap).
 SG_PIDS=()
 start_shardgate() {  # start_shardgate NAME CONFIG PORT: log in $WORK/NAME.log; exits on failure

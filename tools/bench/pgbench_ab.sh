@@ -53,19 +53,8 @@ bench_workdir ab
 
 PORT_A=$(free_port)
 PORT_B=$(free_port)
-printf '%s\n' "    default_shard: s0" "    routers:" \
-  "      by_aid: {type: modulo, hash: postgres, shards: [s0]}" "    tables:" \
-  "      pgbench_accounts: {key: aid, router: by_aid}" >"$WORK/routed-db.yaml"
 echo "== starting PostgreSQL" >&2
-bash "$ROOT/tools/pg_cluster.sh" start --dir "$WORK/cluster" --shards 1 --listen-port "$PORT_A" \
-  --extra-db-yaml "$WORK/routed-db.yaml" >/dev/null
-# shellcheck disable=SC1091
-. "$WORK/cluster/env"
-SG_POOL=$(((POOL + WORKERS - 1) / WORKERS))  # pool_size is per worker
-sed -i -e "s/^workers: .*/workers: $WORKERS/" -e "s/^    pool_size: .*/    pool_size: $SG_POOL/" \
-  "$WORK/cluster/shardgate.yaml"
-grep -q "^    pool_size: $SG_POOL\$" "$WORK/cluster/shardgate.yaml" ||
-  { echo "could not set pool_size in $WORK/cluster/shardgate.yaml" >&2; exit 1; }
+start_routed_cluster "$PORT_A" "$WORKERS" "$POOL"
 sed "s/^listen: .*/listen: {host: 127.0.0.1, port: $PORT_B}/" "$WORK/cluster/shardgate.yaml" >"$WORK/b.yaml"
 grep -q "port: $PORT_B}" "$WORK/b.yaml" || { echo "could not write b.yaml" >&2; exit 1; }
 
@@ -94,9 +83,9 @@ for mode in $MODES; do
         -c "$CLIENTS" -j "$THREADS" -T "$DURATION" -M "$mode" app >"$out" 2>&1 &
       bench=$!
       sleep 1
-      t0=$(awk '{ print $14, $15 }' "/proc/$pid/stat")
+      t0=$(proc_ticks "$pid")
       sleep $((DURATION - 2))
-      t1=$(awk '{ print $14, $15 }' "/proc/$pid/stat")
+      t1=$(proc_ticks "$pid")
       line=""
       if wait "$bench" && ! grep -q -e '^number of failed transactions: [1-9]' -e 'aborted' "$out"; then
         line=$(awk -v t0="$t0" -v t1="$t1" -v hz="$HZ" -v secs=$((DURATION - 2)) '
@@ -118,7 +107,7 @@ for mode in $MODES; do
 done
 
 echo
-echo "$(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1); $(uname -sr)"
+machine_line
 echo "pgbench -S -c $CLIENTS -j $THREADS -T $DURATION, scale $SCALE, $ROUNDS round(s) interleaved, medians;" \
   "$WORKERS worker(s), $POOL server connections each"
 echo "a = $BIN_A"

@@ -107,25 +107,8 @@ SG_PORT=$(free_port)
 PREP_PORT=$(free_port)
 BOUNCER_PORT=$(free_port)
 echo "== starting PostgreSQL" >&2
-# Routing and parsing on: pgbench_accounts is routed by aid (to the one shard), the other tables
-# go to the default shard.
-cat >"$WORK/routed-db.yaml" <<'YAML'
-    default_shard: s0
-    routers:
-      by_aid: {type: modulo, hash: postgres, shards: [s0]}
-    tables:
-      pgbench_accounts: {key: aid, router: by_aid}
-YAML
-bash "$ROOT/tools/pg_cluster.sh" start --dir "$WORK/cluster" --shards 1 --listen-port "$SG_PORT" \
-  --extra-db-yaml "$WORK/routed-db.yaml" >/dev/null
-# shellcheck disable=SC1091
-. "$WORK/cluster/env"
+start_routed_cluster "$SG_PORT" "$WORKERS" "$POOL"
 PG_PORT=${PG_PORT_s0:?}
-SG_POOL=$(((POOL + WORKERS - 1) / WORKERS))  # per worker
-sed -i -e "s/^workers: .*/workers: $WORKERS/" -e "s/^    pool_size: .*/    pool_size: $SG_POOL/" \
-  "$WORK/cluster/shardgate.yaml"
-grep -q "^    pool_size: $SG_POOL\$" "$WORK/cluster/shardgate.yaml" ||
-  { echo "could not set pool_size in $WORK/cluster/shardgate.yaml" >&2; exit 1; }
 # Room for the idle connections (limits.max_client_conn refuses clients beyond it).
 printf 'limits: {max_client_conn: %d}\n' $((IDLE + 1000)) >>"$WORK/cluster/shardgate.yaml"
 
@@ -187,9 +170,6 @@ PGPASSWORD=app_pw pgbench -h 127.0.0.1 -p "$PG_PORT" -U app -i -s "$SCALE" -q ap
 
 # The machine's busy CPU time in jiffies (everything but idle and iowait), from /proc/stat.
 busy_jiffies() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
-# A process's user and system CPU in ticks, "USER SYS" (fields 14 and 15 of /proc/PID/stat; the
-# command name in field 2 has no spaces here).
-proc_ticks() { awk '{ print $14, $15 }' "/proc/$1/stat"; }
 
 RESULTS="$WORK/results"  # lines: part mode target round value [cpu_us_per_txn]
 : >"$RESULTS"
@@ -307,7 +287,7 @@ if ((IDLE > 0)); then
 fi
 
 echo
-echo "$(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1); $(uname -sr)"
+machine_line
 echo "pgbench -S -T $DURATION, scale $SCALE, $ROUNDS round(s) interleaved, medians; shardgate: $WORKERS workers, routing on; $POOL server connections per proxy"
 awk -v targets="$TARGETS" -v modes="$MODES" -v clients="$CLIENTS" -v rounds="$ROUNDS" "$PAIRED_AWK"'
   function median(list,   a, b, n, i, j, t, ok) {

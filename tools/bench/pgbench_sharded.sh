@@ -65,9 +65,7 @@ bash "$ROOT/tools/pg_cluster.sh" start --dir "$WORK/cluster" --shards 2 --replic
 . "$WORK/cluster/env"
 PG_PORT=${PG_PORT_s0:?}
 PG_PORT1=${PG_PORT_s1:?}
-sed -i "s/^    pool_size: .*/    pool_size: $POOL/" "$WORK/cluster/shardgate.yaml"
-grep -q "^    pool_size: $POOL\$" "$WORK/cluster/shardgate.yaml" ||
-  { echo "could not set pool_size in $WORK/cluster/shardgate.yaml" >&2; exit 1; }
+set_pool_size "$WORK/cluster/shardgate.yaml" "$POOL"
 
 # The single-shard reference: the same file with the database cut down to shard s0 and its
 # replicas (everything up to s1's entry), routing and parsing on as over two shards: the same
