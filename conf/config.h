@@ -165,6 +165,12 @@ struct DatabaseConfig {
   // and prepare_reads' reads): beyond it the least recently used is closed, and prepared again
   // when next needed. 0 = no limit.
   int max_prepared_statements = 200;
+  // Read pipelining: while every server connection of a pool is busy, up to this many
+  // prepare_reads reads of other clients are sent on a connection behind the read it is
+  // running, outside transactions, each answered in turn (the server runs them back to back
+  // instead of one per round trip through the pool). 0 = off: a client waits for a free
+  // connection, as in PgBouncer.
+  int pipeline_reads = 0;
   Mark mark;
 
   const ShardConfig* FindShard(std::string_view name) const;

@@ -191,6 +191,7 @@ DatabaseConfig ReadDatabase(const std::string& name, const Mark& name_mark, cons
   r.Dur("max_replica_lag", &db.max_replica_lag);
   r.Bool("prepare_reads", &db.prepare_reads);
   r.Int("max_prepared_statements", &db.max_prepared_statements, 0);
+  r.Int("pipeline_reads", &db.pipeline_reads, 0, 64);
   if (r.Dur("health_check_interval", &db.health_check_interval) &&
       db.health_check_interval.count() == 0) {
     problems.Add(r.Get("health_check_interval")->mark,

@@ -282,6 +282,8 @@ void ShowConfig(Runtime& runtime, std::string& out) {
                     "yes"});
     rows.push_back({absl::StrCat("databases.", name, ".max_prepared_statements"),
                     Num(db.max_prepared_statements), Num(defaults.max_prepared_statements), "yes"});
+    rows.push_back({absl::StrCat("databases.", name, ".pipeline_reads"),
+                    Num(db.pipeline_reads), Num(defaults.pipeline_reads), "yes"});
   }
   AppendTable(out, {"key", "value", "default", "changeable"}, rows);
 }

@@ -158,9 +158,22 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // A server from `pool` for this client: waits while the database is paused, for a connect
   // or for a free slot. AttachNow is the same without waiting, and false when it would have
   // to (hot paths try it first: `AttachNow(pool) ? OkStatus() : co_await Attach(pool)`).
+  // With follow_read_ set (a prepare_reads read of the frame at hand), Attach first tries to
+  // send it behind another client's read (FollowRead).
   asio::awaitable<absl::Status> Attach(Pool& pool);
   bool AttachNow(Pool& pool);
-  void Attached(Pool& pool, std::unique_ptr<ServerConnection> conn);
+  // `replay`: the session's settings are brought onto the server first (not for a follower,
+  // which only follows a server that has them).
+  void Attached(Pool& pool, std::unique_ptr<ServerConnection> conn, bool replay = true);
+  // Read pipelining (databases.<db>.pipeline_reads): sends the armed read on a lane of `pool`
+  // (Pool::LaneFor) and waits for the connection to come to it with the answer next. False
+  // when there is no lane for it, or the read could not be sent there or its connection was
+  // lost before its turn: the caller then waits for a connection as usual and sends it anew.
+  asio::awaitable<bool> FollowRead(Pool& pool);
+  bool MayFollow() const;
+  // Before the holder of a lane sends anything more on it: closes the lane, or, when reads of
+  // others follow its own, gives the connection to them once its answers are in.
+  asio::awaitable<void> LeaveLane();
   asio::awaitable<void> WaitWhileSuspended();  // PAUSE <db> until RESUME
   // False when WaitWhileSuspended would return at once (callers skip its coroutine frame).
   bool MaySuspend() const { return !dist_ && gate_ != nullptr && gate_->Suspended(); }
@@ -374,6 +387,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   enum class PumpStep { kRead, kFlushClient, kEnd };
   void StartPump();
   void PumpRead(ServerConnection* conn, uint64_t generation, size_t need);
+  void OnPumpRead(ServerConnection* conn, uint64_t generation, const boost::system::error_code& ec,
+                  size_t n);
   // One read's worth: errors, frames, timers, the client write. `need`: bytes still missing
   // of a partial frame.
   PumpStep AfterServerRead(ServerConnection& conn, uint64_t generation,
@@ -409,6 +424,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // whether it does; the caller arms it. SendPreparedRead sends the armed read.
   bool BuildPreparedRead(std::string_view sql, const routing::AnalysisCache::Result& analyzed);
   void SendPreparedRead(ServerConnection& conn);
+  // Unsharded databases (not analysed for routing): BuildPreparedRead for a Query before it has
+  // a server, armed as RouteQuery arms a routed one. False when it does not qualify.
+  bool ArmUnshardedRead(const protocol::Frame& query);
   // True when the statement `name` is prepared on `conn` already (it then counts as just used).
   // Else sends its Parse (`append_parse` appends it) and expects its ParseComplete as `kind`;
   // first, while the connection holds databases.<db>.max_prepared_statements of them, closes
@@ -552,7 +570,11 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
     std::string name;  // sg_<hash of sql and types>, as a client's Parse of it would be named
     std::string bind_head;  // the Bind's type, length, portal, name, formats and count
     std::string run;        // the whole Bind, then Describe (portal), Execute, Sync
+    // Sent by FollowRead behind another client's read; HandleClientFrame sends nothing for it.
+    bool queued = false;
   };
+  bool follow_read_ = false;  // Attach may FollowRead the armed read (set around the attach)
+  bool lane_candidate_ = false;  // SendPreparedRead sent a read alone: a lane once it is sent
   PreparedRead prepared_read_;
   // The client's last extended batch that began, outside a transaction and with nothing
   // executed before it in the batch, with a Bind of a client's statement by its sg_ name (the

@@ -234,6 +234,11 @@ asio::awaitable<std::string> RenderMetrics(Runtime& runtime) {
                         "Simple-protocol reads run as statements prepared on the server "
                         "(prepare_reads)",
                         MetricType::Counter);
+  Family pipelined_reads("shardgate_pipelined_reads_total",
+                         "prepare_reads reads sent on a busy server connection behind another "
+                         "client's read (pipeline_reads); outcome=rerun: sent again on another "
+                         "connection after that one was lost",
+                         MetricType::Counter);
   Family rate_limited("shardgate_rate_limited_total",
                       "Queries a rate_limit (of the user or of the database) refused or delayed",
                       MetricType::Counter);
@@ -250,6 +255,12 @@ asio::awaitable<std::string> RenderMetrics(Runtime& runtime) {
     received.Add({{"database", db}, {"user", user}}, static_cast<double>(st.received));
     sent.Add({{"database", db}, {"user", user}}, static_cast<double>(st.sent));
     prepared_reads.Add({{"database", db}, {"user", user}}, static_cast<double>(st.prepared_reads));
+    if (st.pipelined_reads > 0) {
+      pipelined_reads.Add({{"database", db}, {"user", user}, {"outcome", "sent"}},
+                          static_cast<double>(st.pipelined_reads));
+      pipelined_reads.Add({{"database", db}, {"user", user}, {"outcome", "rerun"}},
+                          static_cast<double>(st.pipeline_reruns));
+    }
     if (st.rate_refused > 0 || st.rate_queued > 0) {
       rate_limited.Add({{"database", db}, {"user", user}, {"action", "refused"}},
                        static_cast<double>(st.rate_refused));
@@ -278,7 +289,8 @@ asio::awaitable<std::string> RenderMetrics(Runtime& runtime) {
     latency.metric.push_back(std::move(h));
   }
   for (Family* f :
-       {&queries, &xacts, &received, &sent, &prepared_reads, &spread, &routed, &rate_limited}) {
+       {&queries, &xacts, &received, &sent, &prepared_reads, &pipelined_reads, &spread, &routed,
+        &rate_limited}) {
     out.push_back(std::move(f->f));
   }
   out.push_back(std::move(latency));

@@ -71,6 +71,15 @@ asio::awaitable<absl::StatusOr<std::unique_ptr<ServerConnection>>> Pool::Acquire
   }
 }
 
+asio::awaitable<std::unique_ptr<ServerConnection>> Pool::Follow(ServerConnection& conn) {
+  Follower follower(co_await asio::this_coro::executor);
+  follower.timer.expires_at(asio::steady_timer::time_point::max());
+  conn.followers().push_back(follower);
+  co_await follower.timer.async_wait(kTuple);
+  // Woken by Release (or ~ServerConnection), which unlinked it.
+  co_return std::move(follower.conn);
+}
+
 std::unique_ptr<ServerConnection> Pool::TryAcquire() {
   while (!idle_.empty()) {
     std::unique_ptr<ServerConnection> conn = std::move(idle_.back());
@@ -85,6 +94,25 @@ std::unique_ptr<ServerConnection> Pool::TryAcquire() {
 
 void Pool::Release(std::unique_ptr<ServerConnection> conn) {
   if (!conn) return;
+  if (conn->has_followers()) {
+    Follower& next = conn->followers().front();
+    conn->followers().pop_front();
+    if (!conn->lost() && conn->socket().is_open()) {
+      // The answers before its read's are read: what comes next on the connection is its own.
+      // (A lane stays one while it passes from follower to follower.)
+      conn->Touch();
+      next.conn = std::move(conn);
+      next.timer.cancel();
+      return;
+    }
+    next.timer.cancel();
+    while (conn->has_followers()) {
+      Follower& f = conn->followers().front();
+      conn->followers().pop_front();
+      f.timer.cancel();
+    }
+  }
+  CloseLane(*conn);
   if (!conn->Idle() ||
       (runtime_ != nullptr && conn->tls_version() != runtime_->server_tls_version())) {
     conn->Close();

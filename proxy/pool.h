@@ -38,8 +38,39 @@ class Pool {
   // An idle connection that is still usable, at once; null when there is none (Acquire then
   // connects or waits). Idle connections found unusable on the way are closed.
   std::unique_ptr<ServerConnection> TryAcquire();
-  // Takes a connection back: kept when Idle(), closed otherwise.
+  // Takes a connection back: kept when Idle(), closed otherwise. One with followers goes to
+  // the first of them instead, unless it was lost: then each is woken to run its read
+  // elsewhere.
   void Release(std::unique_ptr<ServerConnection> conn);
+
+  // Read pipelining (databases.<db>.pipeline_reads). `conn`, checked out, becomes a lane (its
+  // holder sent one read alone and sends nothing more) or stops being one.
+  void OpenLane(ServerConnection& conn) {
+    if (!conn.lane()) lanes_.push_back(conn);
+  }
+  static void CloseLane(ServerConnection& conn) { conn.lane_hook.unlink(); }
+  // A lane to send a read on, behind the reads already there: only when Acquire would wait (no
+  // idle connection, no room for a new one) and nobody waits in it (a transaction or write
+  // must not wait behind an endless stream of reads); with fewer than `depth` followers, the
+  // fewest first, not broken, and accepted by `fits`.
+  template <typename Fits>
+  ServerConnection* LaneFor(int depth, Fits&& fits) {
+    if (depth <= 0 || !idle_.empty() || open_ < max_size_ || !waiters_.empty()) return nullptr;
+    ServerConnection* best = nullptr;
+    int fewest = depth;
+    for (ServerConnection& conn : lanes_) {
+      const int n = conn.following();
+      if (n < fewest && !conn.broken() && fits(conn)) {
+        best = &conn;
+        fewest = n;
+      }
+    }
+    return best;
+  }
+  // Waits for `conn`, on which the caller has sent its read: the connection once the reads
+  // ahead of it are answered, or null when it was lost before (or dropped: see
+  // ~ServerConnection).
+  asio::awaitable<std::unique_ptr<ServerConnection>> Follow(ServerConnection& conn);
   // Closes idle connections unused for longer than `max_idle`; all of them when 0.
   void CloseIdle(std::chrono::milliseconds max_idle);
 
@@ -87,6 +118,13 @@ class Pool {
   int connecting_ = 0;
   std::deque<std::unique_ptr<ServerConnection>> idle_;  // most recently used at the back
   boost::intrusive::list<Waiter, boost::intrusive::constant_time_size<false>> waiters_;
+  // Checked-out connections that are lanes (a connection unlinks itself when it goes).
+  boost::intrusive::list<
+      ServerConnection,
+      boost::intrusive::member_hook<ServerConnection, decltype(ServerConnection::lane_hook),
+                                    &ServerConnection::lane_hook>,
+      boost::intrusive::constant_time_size<false>>
+      lanes_;
   // Startup-settings key -> the ParameterStatus set a server reported after applying them.
   absl::flat_hash_map<std::string, Parameters> known_logins_;
 };

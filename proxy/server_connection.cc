@@ -255,6 +255,14 @@ ServerConnection::SimpleQuery(std::string_view sql, const NotifyFn& on_notify) {
   co_return row;
 }
 
+ServerConnection::~ServerConnection() {
+  while (!followers_.empty()) {
+    Follower& f = followers_.front();
+    followers_.pop_front();
+    f.timer.cancel();
+  }
+}
+
 void ServerConnection::Close() {
   boost::system::error_code ignored;
   tcp::socket& socket = stream_.socket();

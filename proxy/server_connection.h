@@ -13,6 +13,8 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/intrusive/list.hpp>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
@@ -39,8 +41,22 @@ struct BackendTarget {
   void AppendKey(std::string& out) const;  // Key() appended to `out`
 };
 
+class ServerConnection;
+
+// A session whose read was sent on a busy connection behind its holder's (databases.<db>.
+// pipeline_reads, Pool::Follow). It lives in the waiting session's frame and unlinks itself if
+// that frame goes first.
+using FollowerHook =
+    boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
+struct Follower : FollowerHook {
+  explicit Follower(asio::any_io_executor ex) : timer(ex) {}
+  asio::steady_timer timer;
+  std::unique_ptr<ServerConnection> conn;  // handed over once the reads ahead are answered
+};
+
 // Contract: owned by one pool or one session at a time, used from one thread. The session
-// returns it to its pool only when `Idle()`; anything else closes it.
+// returns it to its pool only when `Idle()`; anything else closes it, except that a connection
+// with followers goes to the first of them (Pool::Release).
 class ServerConnection {
  public:
   // Connects, negotiates TLS per `tls` (null: plain TCP) and logs in within `timeout`. Errors:
@@ -95,6 +111,22 @@ class ServerConnection {
   void set_tx_status(char s) { tx_status_ = s; }
   bool broken() const { return broken_; }
   void MarkBroken() { broken_ = true; }
+  // Broken with its answers unread or cut off: what followers sent on it will never be
+  // answered to them (Pool::Release sends them elsewhere).
+  bool lost() const { return lost_; }
+  void MarkLost() { broken_ = lost_ = true; }
+
+  // Read pipelining (Pool::Follow). A lane: the holder sent one read alone and will send
+  // nothing more, so other sessions' reads may be sent behind it, each answered in turn.
+  // Linked into its pool's lanes while it is one.
+  bool lane() const { return lane_hook.is_linked(); }
+  boost::intrusive::list_member_hook<
+      boost::intrusive::link_mode<boost::intrusive::auto_unlink>>
+      lane_hook;
+  using Followers = boost::intrusive::list<Follower, boost::intrusive::constant_time_size<false>>;
+  Followers& followers() { return followers_; }
+  bool has_followers() const { return !followers_.empty(); }
+  int following() const { return static_cast<int>(followers_.size()); }  // a few: counted
   bool Idle() const { return !broken_ && tx_status_ == 'I' && in_.Empty(); }
   Clock::time_point last_used() const { return last_used_; }
   void Touch() { last_used_ = Clock::now(); }
@@ -111,6 +143,9 @@ class ServerConnection {
       std::string_view sql, const NotifyFn& on_notify = {});
 
   void Close();
+  // A connection dropped with followers (not through Pool::Release, which hands it on) wakes
+  // them with nothing: each runs its read elsewhere.
+  ~ServerConnection();
 
  private:
   explicit ServerConnection(tcp::socket socket, BackendTarget target,
@@ -131,6 +166,8 @@ class ServerConnection {
   char tx_status_ = 'I';
   uint64_t tls_version_ = 0;
   bool broken_ = false;
+  bool lost_ = false;
+  Followers followers_;
   Clock::time_point last_used_ = Clock::now();
 };
 

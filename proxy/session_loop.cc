@@ -160,6 +160,10 @@ asio::awaitable<void> ClientSession::WaitWhileSuspended() {
 
 asio::awaitable<absl::Status> ClientSession::Attach(Pool& pool) {
   if (MaySuspend()) co_await WaitWhileSuspended();
+  if (follow_read_) {
+    follow_read_ = false;
+    if (MayFollow() && co_await FollowRead(pool)) co_return absl::OkStatus();
+  }
   auto conn = co_await pool.Acquire(kPoolWait);
   if (!conn.ok()) co_return conn.status();
   Attached(pool, *std::move(conn));
@@ -174,7 +178,7 @@ bool ClientSession::AttachNow(Pool& pool) {
   return true;
 }
 
-void ClientSession::Attached(Pool& pool, std::unique_ptr<ServerConnection> conn) {
+void ClientSession::Attached(Pool& pool, std::unique_ptr<ServerConnection> conn, bool replay) {
   pool_ = &pool;
   server_ = std::move(conn);
   skip_until_sync_ = false;
@@ -182,8 +186,65 @@ void ClientSession::Attached(Pool& pool, std::unique_ptr<ServerConnection> conn)
     cancel_slot_->Set(server_->target().host, server_->target().port, server_->pid(),
                       server_->secret());
   }
-  AppendReplay(*server_);
+  if (replay) AppendReplay(*server_);
   StartPump();
+}
+
+bool ClientSession::MayFollow() const {
+  // A read on its own: no transaction, nothing else owed or to be sent first, no NOTICE of
+  // the proxy's to go before its answer.
+  return db_->pipeline_reads > 0 && pool_mode_ == conf::PoolMode::kTransaction && !server_ &&
+         !dist_ && expected_.empty() && server_out_.empty() && !skip_until_sync_ &&
+         held_begin_.empty() && !explain_ && !fill_pending_ && prepared_read_.armed &&
+         !prepared_read_.name.empty();
+}
+
+asio::awaitable<bool> ClientSession::FollowRead(Pool& pool) {
+  PreparedRead& r = prepared_read_;
+  ServerConnection* lane = pool.LaneFor(db_->pipeline_reads, [&](ServerConnection& conn) {
+    // Nothing to replay first (the same settings), and the statement is there already.
+    return !conn.tls() && conn.settings() == settings_ && conn.UsePrepared(r.name);
+  });
+  if (lane == nullptr) co_return false;
+  boost::system::error_code ec;
+  const size_t sent = TrySend(lane->stream(), asio::buffer(r.run), ec);
+  if (sent != r.run.size() || ec) {
+    // Part of a message cannot be taken back: the connection carries nothing after it (the
+    // reads before it still get their answers; it is closed after the last of them).
+    if (sent > 0 || ec) lane->MarkBroken();
+    co_return false;
+  }
+  if (stats_) ++stats_->pipelined_reads;
+  std::unique_ptr<ServerConnection> conn = co_await pool.Follow(*lane);
+  if (!conn) {
+    // Lost before the answers ahead of this read came in: PostgreSQL had stopped (or was
+    // stopped by a cancel) before it, so it is sent anew on another connection. A read only:
+    // running it a second time changes nothing.
+    if (stats_) ++stats_->pipeline_reruns;
+    co_return false;
+  }
+  if (stats_) ++stats_->prepared_reads;
+  r.queued = true;
+  ExpectPreparedRun(r.seq);
+  Attached(pool, std::move(conn), /*replay=*/false);  // the pump reads what is there first
+  ArmQueryTimer();
+  co_return true;
+}
+
+asio::awaitable<void> ClientSession::LeaveLane() {
+  if (!server_->has_followers()) {
+    Pool::CloseLane(*server_);
+    co_return;
+  }
+  // Reads of other clients were sent after this session's: it sends nothing more on the
+  // connection, which goes to them once its own answers are in.
+  co_await DrainAndRelease();
+  if (server_) {
+    // Not answered (the pump ended): what follows would come after the others' reads.
+    server_->MarkLost();
+    pool_->Release(TakeServer());
+    expected_.clear();
+  }
 }
 
 void ClientSession::AppendReplay(ServerConnection& conn) {
@@ -274,7 +335,7 @@ void ClientSession::ReleaseServer() {
 void ClientSession::ServerLost(const absl::Status& why) {
   if (!server_) return;
   spdlog::warn("client {}@{}: {}", user_name_, db_name_, std::string(why.message()));
-  server_->MarkBroken();
+  server_->MarkLost();
   pool_->Release(TakeServer());
   expected_.clear();
   if (!closing_) p::AppendError(client_out_, ToPgError(why, "FATAL"));
@@ -286,7 +347,17 @@ void ClientSession::StartPump() {
   // no CanRelease check before it (the server would look idle). A server that gets nothing is
   // released by the client loop (ReleaseIfIdle), which cancels this read.
   ++pumps_running_;
-  PumpRead(server_.get(), ++attach_generation_, 0);
+  ServerConnection* conn = server_.get();
+  const uint64_t generation = ++attach_generation_;
+  if (!conn->in().Empty()) {
+    // Handed over by the session whose reads went before this one's (read pipelining): what
+    // it read past its own answers is this session's, and comes first.
+    asio::post(worker_.io(), [this, self = shared_from_this(), conn, generation] {
+      OnPumpRead(conn, generation, {}, 0);
+    });
+    return;
+  }
+  PumpRead(conn, generation, 0);
 }
 
 void ClientSession::PumpRead(ServerConnection* conn, uint64_t generation, size_t need) {
@@ -294,28 +365,33 @@ void ClientSession::PumpRead(ServerConnection* conn, uint64_t generation, size_t
       conn->in().Prepare(need),
       [this, self = shared_from_this(), conn, generation](const boost::system::error_code& ec,
                                                            size_t n) {
-        size_t need = 0;
-        switch (AfterServerRead(*conn, generation, ec, n, need)) {
-          case PumpStep::kRead:
-            if (PumpDone(conn, generation)) {
-              EndPump();
-            } else {
-              PumpRead(conn, generation, need);
-            }
-            return;
-          case PumpStep::kFlushClient:
-            // The client is slow to take the answer: the rest of this attachment runs as a
-            // coroutine, which can wait for it.
-            asio::co_spawn(worker_.io(), Pump(conn, generation, need),
-                           [self](std::exception_ptr e) {
-                             if (e) spdlog::error("server pump ended with an exception");
-                           });
-            return;
-          case PumpStep::kEnd:
-            EndPump();
-            return;
-        }
+        OnPumpRead(conn, generation, ec, n);
       });
+}
+
+void ClientSession::OnPumpRead(ServerConnection* conn, uint64_t generation,
+                               const boost::system::error_code& ec, size_t n) {
+  size_t need = 0;
+  switch (AfterServerRead(*conn, generation, ec, n, need)) {
+    case PumpStep::kRead:
+      if (PumpDone(conn, generation)) {
+        EndPump();
+      } else {
+        PumpRead(conn, generation, need);
+      }
+      return;
+    case PumpStep::kFlushClient:
+      // The client is slow to take the answer: the rest of this attachment runs as a
+      // coroutine, which can wait for it.
+      asio::co_spawn(worker_.io(), Pump(conn, generation, need),
+                     [self = shared_from_this()](std::exception_ptr e) {
+                       if (e) spdlog::error("server pump ended with an exception");
+                     });
+      return;
+    case PumpStep::kEnd:
+      EndPump();
+      return;
+  }
 }
 
 bool ClientSession::PumpDone(const ServerConnection* conn, uint64_t generation) {
@@ -367,6 +443,8 @@ ClientSession::PumpStep ClientSession::AfterServerRead(ServerConnection& conn,
   need = 0;
   const uint32_t max_size = config_->limits.max_message_size;
   for (;;) {
+    // What follows this session's answers belongs to the sessions whose reads followed.
+    if (expected_.empty() && conn.has_followers()) break;
     p::FrameResult r = p::ReadFrame(conn.in().Data(), max_size);
     if (r.status == p::FrameStatus::kNeedMore) {
       need = r.need;
@@ -855,6 +933,7 @@ std::string ClientSession::NoteSessionCommand(std::string_view sql) const {
 
 absl::Status ClientSession::HandleClientFrame(const protocol::Frame& frame) {
   const char type = frame.type;
+  lane_candidate_ = false;  // (SendPreparedRead sets it for a read sent alone)
   if (!server_) {
     // Attaching failed earlier in this batch (the error was sent): behave like a server that
     // discards messages until Sync.
@@ -881,6 +960,11 @@ absl::Status ClientSession::HandleClientFrame(const protocol::Frame& frame) {
       // A read RouteQuery armed from this very Query (its SQL, then the NUL ending the body).
       if (prepared_read_.armed && prepared_read_.query_size + 1 == frame.body.size()) {
         prepared_read_.armed = false;
+        if (prepared_read_.queued) {
+          prepared_read_.queued = false;  // FollowRead sent it
+          lane_candidate_ = true;
+          return absl::OkStatus();
+        }
         SendPreparedRead(conn);
         return absl::OkStatus();
       }
@@ -1017,6 +1101,16 @@ absl::Status ClientSession::HandleClientFrame(const protocol::Frame& frame) {
   }
 }
 
+bool ClientSession::ArmUnshardedRead(const protocol::Frame& query) {
+  if (!db_->prepare_reads || fill_pending_) return false;
+  auto q = p::ParseQuery(query.body);
+  if (!q.ok()) return false;
+  auto analyzed = worker_.analysis_cache().Analyze(q->sql);
+  if (!analyzed.ok() || !BuildPreparedRead(q->sql, *analyzed)) return false;
+  prepared_read_.armed = true;  // HandleClientFrame sends it, or finds it sent (queued)
+  return true;
+}
+
 bool ClientSession::BuildPreparedRead(std::string_view sql,
                                       const routing::AnalysisCache::Result& analyzed) {
   PreparedRead& r = prepared_read_;
@@ -1073,6 +1167,11 @@ bool ClientSession::BuildPreparedRead(std::string_view sql,
 
 void ClientSession::SendPreparedRead(ServerConnection& conn) {
   PreparedRead& r = prepared_read_;
+  // Alone on the connection outside a transaction: once sent, other clients' reads may follow
+  // it there (a lane).
+  lane_candidate_ = db_->pipeline_reads > 0 && expected_.empty() && server_out_.empty() &&
+                    pool_mode_ == conf::PoolMode::kTransaction && conn.tx_status() == 'I' &&
+                    !conn.tls();
   if (stats_) ++stats_->prepared_reads;
   PrepareOnServer(conn, r.name, Expect::kSwallowParse,
                   [&](std::string& out) { p::AppendParse(out, r.name, r.sql, r.types); });
@@ -1145,6 +1244,9 @@ bool ClientSession::SendRetry(ServerConnection& conn, const std::string& name, s
                               absl::FunctionRef<void(std::string&)> append_parse_and_run) {
   // The server skips to the failed batch's Sync, then runs this: the statement dropped and
   // prepared anew, and run again.
+  // Not behind reads of others (their answers come first); no more of them behind this.
+  if (conn.has_followers()) return false;
+  Pool::CloseLane(conn);
   std::string retry;
   p::AppendClose(retry, 'S', name);
   append_parse_and_run(retry);
@@ -1305,6 +1407,8 @@ asio::awaitable<void> ClientSession::Serve() {
         terminate = true;
         break;
       }
+      lane_candidate_ = false;  // for this frame's read, if it is one and sent alone
+      if (server_ && server_->lane()) co_await LeaveLane();
       if (stats_) {
         stats_->received += static_cast<int64_t>(f.whole.size());
         if (f.type == p::fe::kQuery || f.type == p::fe::kExecute) ++stats_->queries;
@@ -1363,9 +1467,16 @@ asio::awaitable<void> ClientSession::Serve() {
         }
       }
       if (!server_ && NeedsServer(f.type)) {
-        absl::Status st =
-            AttachNow(*target_pool_) ? absl::OkStatus() : co_await Attach(*target_pool_);
+        absl::Status st = absl::OkStatus();
+        if (!AttachNow(*target_pool_)) {
+          // Read pipelining: waiting for a server, a read may follow another client's instead.
+          follow_read_ = !topology_ && f.type == p::fe::kQuery && db_->pipeline_reads > 0 &&
+                         ArmUnshardedRead(f);
+          st = co_await Attach(*target_pool_);
+          follow_read_ = false;
+        }
         if (!st.ok()) {
+          prepared_read_.armed = false;
           if (closing_) break;
           p::AppendError(client_out_, ToPgError(st));
           if (f.type == p::fe::kQuery) {
@@ -1387,6 +1498,14 @@ asio::awaitable<void> ClientSession::Serve() {
     }
     if (next.status == p::FrameStatus::kError) error = next.error;
     if (!FlushServerNow() && !co_await FlushServer()) break;
+    if (lane_candidate_) {
+      // The batch ended with a read sent alone, and is all sent: reads of others may follow.
+      lane_candidate_ = false;
+      if (server_ && !server_->broken() && server_out_.empty() && server_writes_ == 0 &&
+          !expected_.empty()) {
+        pool_->OpenLane(*server_);
+      }
+    }
     // What the proxy answered itself (a ParseComplete for a statement the server already has,
     // a NOTICE) goes out with the server's answer when one is coming: the pump flushes after
     // each read, in order. One send to the client per round trip, not two.
@@ -1438,7 +1557,7 @@ asio::awaitable<void> ClientSession::Detach() {
   }
   co_await StopPump();
   if (!server_) co_return;
-  if (busy) server_->MarkBroken();
+  if (busy) server_->MarkLost();  // (its answers unread: nothing after them can be passed on)
   if (!busy && pool_mode_ == conf::PoolMode::kSession) {
     // A failed reset marks the server broken; Release then closes it.
     absl::Status reset = co_await server_->Reset(config_->timeouts.connect);

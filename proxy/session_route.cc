@@ -505,7 +505,12 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteQuery(std::string_view
     if (done) co_return *std::move(done);
   }
   if (spans && !InTransaction()) co_return co_await RouteAcrossShards(sql, analysis, *plan);
+  // Read pipelining: armed before Target, so that waiting for a server it may follow another
+  // client's read (Attach).
+  follow_read_ = prepare && !fill_pending_ && !plan->write && db_->pipeline_reads > 0;
+  prepared_read_.armed = follow_read_;
   absl::StatusOr<bool> routed = co_await Target(*plan, false);
+  follow_read_ = false;
   // Armed only for a read forwarded to one server that is not a cache fill.
   prepared_read_.armed =
       prepare && !fill_pending_ && !plan->write && routed.ok() && *routed;

@@ -34,6 +34,8 @@ struct DatabaseStats {
   int64_t rate_refused = 0, rate_queued = 0;  // queries a rate_limit refused / delayed
   int64_t direct = 0, cross_shard = 0;  // sharded statements by spread
   int64_t prepared_reads = 0;  // simple Queries run as server-prepared statements (prepare_reads)
+  int64_t pipelined_reads = 0;  // of those, sent behind another client's read (pipeline_reads)
+  int64_t pipeline_reruns = 0;  // pipelined reads sent again elsewhere: their connection was lost
   std::map<std::pair<std::string, std::string>, int64_t> routed;  // (shard, role) -> statements
   // Server round trips (a Query or a Sync to its ReadyForQuery), seconds.
   static constexpr std::array<double, 14> kBuckets = {0.0005, 0.001, 0.0025, 0.005, 0.01,
@@ -53,6 +55,8 @@ struct DatabaseStats {
     direct += other.direct;
     cross_shard += other.cross_shard;
     prepared_reads += other.prepared_reads;
+    pipelined_reads += other.pipelined_reads;
+    pipeline_reruns += other.pipeline_reruns;
     for (const auto& [k, v] : other.routed) routed[k] += v;
     for (size_t i = 0; i < latency_buckets.size(); ++i) {
       latency_buckets[i] += other.latency_buckets[i];

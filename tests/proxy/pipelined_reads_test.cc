@@ -1,0 +1,295 @@
+// pipeline_reads: with every server connection busy, prepare_reads reads of other clients are
+// sent on a connection behind the read it is running and answered in turn. One server
+// connection (pool_size 1) and twelve clients asking at once, so that most reads follow
+// another: each client must get its own answer (values, errors, its own DateStyle), writes and
+// transactions in between too, through an unsharded and a routed proxy; and when the
+// connection is lost under the reads that follow (the server ends it, the client ahead leaves),
+// they are answered from another connection.
+#include <poll.h>
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "tests/proxy/http_get.h"
+#include "tests/proxy/proxy_fixture.h"
+
+namespace shardgate::testing {
+namespace {
+
+constexpr int kKeys = 500;
+constexpr int kSlowKey = 1000;  // its read sleeps `nap` seconds
+
+constexpr char kUnsharded[] = "    pipeline_reads: 8\n";
+constexpr char kRouted[] = R"(    pipeline_reads: 8
+    default_shard: s0
+    routers:
+      by_id: {type: modulo, hash: postgres, shards: [s0]}
+    tables:
+      pl_items: {key: id, router: by_id}
+)";
+
+// Everything of one request's results, as text: each result's status or SQLSTATE, and rows;
+// "TIMEOUT" when they have not all come within 20 s (an answer that went astray).
+std::string Collect(PGconn* conn) {
+  std::string out;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  for (;;) {
+    while (PQisBusy(conn)) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      pollfd pfd{.fd = PQsocket(conn), .events = POLLIN, .revents = 0};
+      if (left.count() <= 0 || poll(&pfd, 1, static_cast<int>(left.count())) == 0) {
+        return out + "TIMEOUT";
+      }
+      if (PQconsumeInput(conn) == 0) break;  // the error comes as a result
+    }
+    PGresult* res = PQgetResult(conn);
+    if (res == nullptr) break;
+    const ExecStatusType st = PQresultStatus(res);
+    if (st == PGRES_FATAL_ERROR) {
+      const char* state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+      absl::StrAppend(&out, "ERROR ", state != nullptr ? state : "?", ";");
+    } else {
+      absl::StrAppend(&out, PQcmdStatus(res), ":");
+      for (const auto& row : PgConn::RowsOf(res)) {
+        for (const auto& cell : row) absl::StrAppend(&out, cell, "|");
+      }
+      absl::StrAppend(&out, ";");
+    }
+    PQclear(res);
+  }
+  return out;
+}
+
+std::string ReadSql(int key) {
+  // (Every literal a comparison value, as prepare_reads wants; 22012 where v is 0.)
+  return absl::StrCat("SELECT id, hundred / v, at FROM pl_items WHERE id = ", key);
+}
+
+class PipelinedReadsTest : public ProxySuite<PipelinedReadsTest> {
+ public:
+  static ProxyEnvOptions Options() {
+    ProxyEnvOptions o;
+    o.pool_size = 1;
+    o.workers = 1;
+    o.extra_database_yaml = kUnsharded;
+    o.admin_http_port = http_port_;
+    return o;
+  }
+
+ protected:
+  static void SetUpTestSuite() {
+    ProxySuite<PipelinedReadsTest>::SetUpTestSuite();
+    if (!start_status_.ok()) return;
+    ProxyEnvOptions routed = Options();
+    routed.extra_database_yaml = kRouted;
+    routed.admin_http_port = routed_http_port_;
+    auto proxy = env().StartExtraProxy(routed);
+    if (!proxy.ok()) return FailSetUp(proxy.status(), "the routed shardgate");
+    routed_ = std::move(*proxy);
+    auto direct = PgConn::Connect(env().DirectConnString());
+    if (!direct.ok()) return FailSetUp(direct.status(), "connecting to PostgreSQL");
+    absl::Status loaded = direct->Exec(absl::StrCat(R"(
+      DROP TABLE IF EXISTS pl_items, pl_log;
+      CREATE TABLE pl_items (id int PRIMARY KEY, v int, at date, nap float8 NOT NULL,
+                             hundred int DEFAULT 100);
+      INSERT INTO pl_items
+        SELECT i, CASE WHEN i % 5 = 0 THEN 0 ELSE i * 7 END, date '2024-01-01' + i, 0
+        FROM generate_series(1, )",
+                                                    kKeys, R"() i;
+      INSERT INTO pl_items VALUES ()",
+                                                    kSlowKey, R"(, 1, date '2024-01-01', 2);
+      CREATE TABLE pl_log (n int);)"));
+    if (!loaded.ok()) FailSetUp(loaded, "loading the tables");
+  }
+  static void TearDownTestSuite() {
+    routed_.reset();
+    ProxySuite<PipelinedReadsTest>::TearDownTestSuite();
+  }
+
+  // PostgreSQL's own answers to every key's read, with DateStyle ISO and SQL, DMY.
+  static std::map<std::pair<bool, int>, std::string> Expected() {
+    std::map<std::pair<bool, int>, std::string> want;
+    for (bool sql_style : {false, true}) {
+      auto direct = PgConn::Connect(env().DirectConnString());
+      EXPECT_OK(direct.status());
+      if (!direct.ok()) return want;
+      if (sql_style) EXPECT_OK(direct->Exec("SET datestyle = 'SQL, DMY'"));
+      for (int key = 1; key <= kKeys; ++key) {
+        EXPECT_EQ(PQsendQuery(direct->get(), ReadSql(key).c_str()), 1);
+        want[{sql_style, key}] = Collect(direct->get());
+      }
+    }
+    return want;
+  }
+
+  static double Metric(int port, const std::string& outcome) {
+    const std::string metrics = "\n" + HttpGet(port, "/metrics").second;
+    return Sample(metrics, absl::StrCat(R"(shardgate_pipelined_reads_total{database="app",)",
+                                        R"(user="app",outcome=")", outcome, R"("})"));
+  }
+
+  // Twelve clients, `rounds` times all at once: ten read (the last of them with another
+  // DateStyle, which no server connection has while the others read), one writes, one runs a
+  // transaction; every answer is checked. The first read gets the connection and the next
+  // eight follow it (the reads after them wait in the pool, as does the write: none may pass
+  // a client waiting there).
+  static void EachClientGetsItsOwnAnswer(const std::string& conninfo, int http_port) {
+    const auto want = Expected();
+    ASSERT_EQ(want.size(), 2u * kKeys);
+    ASSERT_OK_AND_ASSIGN(PgConn direct, PgConn::Connect(env().DirectConnString()));
+    ASSERT_OK(direct.Exec("TRUNCATE pl_log"));
+    constexpr int kClients = 12, kRounds = 120;
+    std::vector<PgConn> clients;
+    for (int i = 0; i < kClients; ++i) {
+      ASSERT_OK_AND_ASSIGN(PgConn c, PgConn::Connect(conninfo));
+      if (i == 9) ASSERT_OK(c.Exec("SET datestyle = 'SQL, DMY'"));
+      clients.push_back(std::move(c));
+    }
+    const double before = std::max(0.0, Metric(http_port, "sent"));
+    for (int round = 0; round < kRounds; ++round) {
+      std::vector<std::string> sent(kClients);
+      for (int i = 0; i < kClients; ++i) {
+        const int key = (round * kClients + i) % kKeys + 1;
+        if (i == 10) {
+          sent[i] = absl::StrCat("INSERT INTO pl_log VALUES (", round, ")");
+        } else if (i == 11) {
+          sent[i] = absl::StrCat("BEGIN; SELECT v FROM pl_items WHERE id = ", key,
+                                 " FOR UPDATE; COMMIT");
+        } else {
+          sent[i] = ReadSql(key);
+        }
+        ASSERT_EQ(PQsendQuery(clients[i].get(), sent[i].c_str()), 1)
+            << PQerrorMessage(clients[i].get());
+      }
+      for (int i = 0; i < kClients; ++i) {
+        const int key = (round * kClients + i) % kKeys + 1;
+        const std::string got = Collect(clients[i].get());
+        if (i == 10) {
+          ASSERT_EQ(got, "INSERT 0 1:;") << "round " << round;
+        } else if (i == 11) {
+          ASSERT_EQ(got, absl::StrCat("BEGIN:;SELECT 1:", key % 5 == 0 ? 0 : key * 7, "|;COMMIT:;"))
+              << "round " << round;
+        } else {
+          ASSERT_EQ(got, want.at({i == 9, key}))
+              << "client " << i << ", round " << round << ": " << sent[i];
+        }
+      }
+    }
+    ASSERT_OK_AND_ASSIGN(std::string logged, direct.Scalar("SELECT count(*) FROM pl_log"));
+    EXPECT_EQ(logged, absl::StrCat(kRounds));
+    // The reads did follow one another (else this tested nothing of pipelining).
+    EXPECT_GT(Metric(http_port, "sent") - before, kRounds)
+        << "reads sent behind others\n" << HttpGet(http_port, "/metrics").second;
+    EXPECT_LE(Metric(http_port, "rerun"), 0) << "no connection was lost";
+  }
+
+  // A read that sleeps holds the one server connection; six reads follow it; then `cut` ends
+  // that connection. The slow read fails; each of the six is answered (from a new connection).
+  // `lost`: the connection is lost before the slow read's answer, so all six are sent again;
+  // else (the client left: the proxy cancels its read, whose answer may still come in before
+  // the connection is given up) they are answered on it or sent again.
+  static void ReadsBehindALostConnection(const std::string& conninfo, int http_port,
+                                         const std::function<void(PgConn& slow)>& cut,
+                                         bool lost) {
+    const auto want = Expected();
+    ASSERT_OK_AND_ASSIGN(PgConn slow, PgConn::Connect(conninfo));
+    std::vector<PgConn> readers;
+    for (int i = 0; i < 6; ++i) {
+      ASSERT_OK_AND_ASSIGN(PgConn c, PgConn::Connect(conninfo));
+      readers.push_back(std::move(c));
+    }
+    const double sent_before = std::max(0.0, Metric(http_port, "sent"));
+    const double rerun_before = std::max(0.0, Metric(http_port, "rerun"));
+    ASSERT_EQ(PQsendQuery(slow.get(), absl::StrCat("SELECT id, pg_sleep(nap) FROM pl_items "
+                                                   "WHERE id = ",
+                                                   kSlowKey)
+                                          .c_str()),
+              1);
+    ASSERT_OK_AND_ASSIGN(PgConn direct, PgConn::Connect(env().DirectConnString()));
+    // The slow read has reached the server (its statement runs there).
+    for (int i = 0; i < 200; ++i) {
+      ASSERT_OK_AND_ASSIGN(std::string n,
+                           direct.Scalar("SELECT count(*) FROM pg_stat_activity WHERE query "
+                                         "LIKE '%pg_sleep(nap)%' AND state = 'active' AND pid "
+                                         "<> pg_backend_pid()"));
+      if (n == "1") break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    for (int i = 0; i < 6; ++i) {
+      ASSERT_EQ(PQsendQuery(readers[i].get(), ReadSql(i + 1).c_str()), 1);
+    }
+    // All six are sent behind it (the metric counts them as they are sent).
+    for (int i = 0; i < 200 && Metric(http_port, "sent") - sent_before < 6; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ASSERT_EQ(Metric(http_port, "sent") - sent_before, 6);
+    cut(slow);
+    if (lost) {
+      const std::string got = Collect(slow.get());
+      EXPECT_TRUE(absl::StartsWith(got, "ERROR ")) << got;
+    }
+    for (int i = 0; i < 6; ++i) {
+      EXPECT_EQ(Collect(readers[i].get()), want.at({false, i + 1})) << "reader " << i;
+    }
+    const double reruns = Metric(http_port, "rerun") - rerun_before;
+    if (lost) {
+      EXPECT_EQ(reruns, 6);
+    } else {
+      EXPECT_TRUE(reruns == 0 || reruns == 6) << reruns;  // all or none: it is one connection
+    }
+    // And the pool goes on.
+    ASSERT_OK_AND_ASSIGN(PgConn after, PgConn::Connect(conninfo));
+    ASSERT_OK_AND_ASSIGN(auto rows, after.Rows(ReadSql(7)));
+    EXPECT_EQ(rows.size(), 1u);
+  }
+
+  static void TerminateSlowRead() {
+    ASSERT_OK_AND_ASSIGN(PgConn direct, PgConn::Connect(env().DirectConnString()));
+    ASSERT_OK_AND_ASSIGN(std::string n,
+                         direct.Scalar("SELECT count(pg_terminate_backend(pid)) FROM "
+                                       "pg_stat_activity WHERE query LIKE '%pg_sleep(nap)%' "
+                                       "AND state = 'active' AND pid <> pg_backend_pid()"));
+    EXPECT_EQ(n, "1");
+  }
+
+  static inline std::unique_ptr<ShardgateProcess> routed_;
+  static inline const int http_port_ = FreePort();
+  static inline const int routed_http_port_ = FreePort();
+};
+
+TEST_F(PipelinedReadsTest, EachClientGetsItsOwnAnswerUnsharded) {
+  EachClientGetsItsOwnAnswer(env().ConnString(), http_port_);
+  // Operators see the setting.
+  ASSERT_OK_AND_ASSIGN(PgConn admin, PgConn::Connect(env().proxy->ConnString("shardgate", "admin",
+                                                                            "admin")));
+  ASSERT_OK_AND_ASSIGN(auto config, admin.Rows("SHOW CONFIG"));
+  EXPECT_THAT(config, ::testing::Contains(::testing::ElementsAre("databases.app.pipeline_reads",
+                                                                 "8", "0", "yes")));
+}
+
+TEST_F(PipelinedReadsTest, EachClientGetsItsOwnAnswerRouted) {
+  ASSERT_NE(routed_, nullptr);
+  EachClientGetsItsOwnAnswer(routed_->ConnString("app", kScramUser, kScramPassword),
+                             routed_http_port_);
+}
+
+TEST_F(PipelinedReadsTest, ReadsBehindATerminatedServerAreAnsweredElsewhere) {
+  ReadsBehindALostConnection(env().ConnString(), http_port_,
+                             [](PgConn&) { TerminateSlowRead(); }, true);
+}
+
+TEST_F(PipelinedReadsTest, ReadsBehindAClientThatLeftAreAnsweredElsewhere) {
+  ASSERT_NE(routed_, nullptr);
+  ReadsBehindALostConnection(routed_->ConnString("app", kScramUser, kScramPassword),
+                             routed_http_port_, [](PgConn& slow) { slow.Close(); }, false);
+}
+
+}  // namespace
+}  // namespace shardgate::testing
