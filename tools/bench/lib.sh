@@ -48,6 +48,14 @@ set_pool_size() {
   grep -q "^    pool_size: $2\$" "$1" || { echo "could not set pool_size in $1" >&2; exit 1; }
 }
 
+# set_pipeline_reads CONFIG N: every database of a pg_cluster.sh config gets pipeline_reads: N
+# (after its pool_size line; nothing for 0, the default); exits if the file did not take it.
+set_pipeline_reads() {
+  (($2 > 0)) || return 0
+  sed -i "s/^    pool_size: \(.*\)/    pool_size: \1\n    pipeline_reads: $2/" "$1"
+  grep -q "^    pipeline_reads: $2\$" "$1" || { echo "could not set pipeline_reads in $1" >&2; exit 1; }
+}
+
 # start_routed_cluster LISTEN_PORT WORKERS POOL: one PostgreSQL under $WORK/cluster (its env
 # sourced: PG_PORT_s0) and a shardgate config for it on LISTEN_PORT with routing and parsing
 # on, as issue 8's single-shard figures ask: pgbench_accounts routed by aid with a modulo router

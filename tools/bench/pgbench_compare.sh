@@ -18,6 +18,8 @@
 # Parts 1 and 2 also run a second shardgate, "sg-prep", the same but with `prepare_reads: false`
 # (shardgate runs simple-protocol point reads as statements prepared on the server by default;
 # "sg-prep" sends them as written, as shardgate did by default before 2026-12-06).
+# --pipeline-reads N gives both shardgates `pipeline_reads: N` (reads sent on a busy server
+# connection behind the one running there; default 0, off, as shardgate's own default).
 # With --syscalls, part 1 also reports each proxy's own CPU (user and system, /proc/PID/stat)
 # and its recvfrom/sendto/epoll_wait calls per transaction (perf stat on the syscall
 # tracepoints, needs perf and tracefs: run as root).
@@ -25,7 +27,7 @@
 #   tools/bench/pgbench_compare.sh [--duration 10] [--rounds 3] [--clients 16] [--threads 2]
 #                                  [--scale 10] [--workers 2] [--idle 10000] [--pool-size 20]
 #                                  [--modes "simple extended prepared"] [--only tps] [--syscalls]
-#                                  [--shardgate build/release/proxy/shardgate]
+#                                  [--pipeline-reads 0] [--shardgate build/release/proxy/shardgate]
 #
 # PgBouncer (1.18) in transaction mode cannot run -M prepared ("prepared statement does not
 # exist"): that cell is reported as FAILED, a known PgBouncer limit. A round in which pgbench
@@ -37,6 +39,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 DURATION=10 ROUNDS=3 CLIENTS=16 THREADS=2 SCALE=10 WORKERS=2 IDLE=10000 POOL=20 ONLY="" SYSCALLS=0
+PIPELINE=0
 MODES="simple extended prepared"
 SHARDGATE=${SHARDGATE_BIN:-$ROOT/build/release/proxy/shardgate}
 while (($#)); do
@@ -52,8 +55,9 @@ while (($#)); do
     --modes) MODES=$2; shift 2 ;;
     --only) ONLY=$2; shift 2 ;;
     --syscalls) SYSCALLS=1; shift ;;
+    --pipeline-reads) PIPELINE=$2; shift 2 ;;
     --shardgate) SHARDGATE=$2; shift 2 ;;
-    -h|--help) sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -63,6 +67,7 @@ done
 ((WORKERS >= 1 && WORKERS <= 64)) || { echo "--workers must be 1..64" >&2; exit 2; }
 ((IDLE >= 0 && IDLE <= 50000)) || { echo "--idle must be 0..50000" >&2; exit 2; }
 ((POOL >= 1 && POOL <= 100)) || { echo "--pool-size must be 1..100" >&2; exit 2; }
+((PIPELINE >= 0 && PIPELINE <= 64)) || { echo "--pipeline-reads must be 0..64" >&2; exit 2; }
 [[ -z $ONLY || $ONLY == tps ]] || { echo "--only takes tps" >&2; exit 2; }
 [[ $ONLY == tps ]] && IDLE=0
 if ((SYSCALLS)); then
@@ -108,6 +113,7 @@ PREP_PORT=$(free_port)
 BOUNCER_PORT=$(free_port)
 echo "== starting PostgreSQL" >&2
 start_routed_cluster "$SG_PORT" "$WORKERS" "$POOL"
+set_pipeline_reads "$WORK/cluster/shardgate.yaml" "$PIPELINE"
 PG_PORT=${PG_PORT_s0:?}
 # Room for the idle connections (limits.max_client_conn refuses clients beyond it).
 printf 'limits: {max_client_conn: %d}\n' $((IDLE + 1000)) >>"$WORK/cluster/shardgate.yaml"
@@ -288,7 +294,7 @@ fi
 
 echo
 machine_line
-echo "pgbench -S -T $DURATION, scale $SCALE, $ROUNDS round(s) interleaved, medians; shardgate: $WORKERS workers, routing on; $POOL server connections per proxy"
+echo "pgbench -S -T $DURATION, scale $SCALE, $ROUNDS round(s) interleaved, medians; shardgate: $WORKERS workers, routing on, pipeline_reads $PIPELINE; $POOL server connections per proxy"
 awk -v targets="$TARGETS" -v modes="$MODES" -v clients="$CLIENTS" -v rounds="$ROUNDS" "$PAIRED_AWK"'
   function median(list,   a, b, n, i, j, t, ok) {
     n = split(list, a, " "); ok = 0
