@@ -159,17 +159,19 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // or for a free slot. AttachNow is the same without waiting, and false when it would have
   // to (hot paths try it first: `AttachNow(pool) ? OkStatus() : co_await Attach(pool)`).
   // With follow_read_ set (a prepare_reads read of the frame at hand), Attach first tries to
-  // send it behind another client's read (FollowRead).
+  // send it behind another client's read (SendBehind).
   asio::awaitable<absl::Status> Attach(Pool& pool);
   bool AttachNow(Pool& pool);
   // `replay`: the session's settings are brought onto the server first (not for a follower,
   // which only follows a server that has them).
   void Attached(Pool& pool, std::unique_ptr<ServerConnection> conn, bool replay = true);
-  // Read pipelining (databases.<db>.pipeline_reads): sends the armed read on a lane of `pool`
-  // (Pool::LaneFor) and waits for the connection to come to it with the answer next. False
-  // when there is no lane for it, or the read could not be sent there or its connection was
-  // lost before its turn: the caller then waits for a connection as usual and sends it anew.
-  asio::awaitable<bool> FollowRead(Pool& pool);
+  // Read pipelining (databases.<db>.pipeline_reads): SendBehind sends the armed read on a
+  // lane of `pool` (Pool::LaneFor) and returns it (null when there is none for it, or the read
+  // could not be sent there); Attach then waits as its Follower for the connection to come
+  // with the answer next, and Followed takes it. A connection lost before its turn: Attach
+  // waits for one as usual, and the read is sent anew.
+  ServerConnection* SendBehind(Pool& pool);
+  void Followed(Pool& pool, std::unique_ptr<ServerConnection> conn);
   bool MayFollow() const;
   // Before the holder of a lane sends anything more on it: closes the lane, or, when reads of
   // others follow its own, gives the connection to them once its answers are in.
@@ -570,10 +572,10 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
     std::string name;  // sg_<hash of sql and types>, as a client's Parse of it would be named
     std::string bind_head;  // the Bind's type, length, portal, name, formats and count
     std::string run;        // the whole Bind, then Describe (portal), Execute, Sync
-    // Sent by FollowRead behind another client's read; HandleClientFrame sends nothing for it.
+    // Sent by SendBehind behind another client's read; HandleClientFrame sends nothing for it.
     bool queued = false;
   };
-  bool follow_read_ = false;  // Attach may FollowRead the armed read (set around the attach)
+  bool follow_read_ = false;  // Attach may send the armed read behind another (SendBehind) (set around the attach)
   bool lane_candidate_ = false;  // SendPreparedRead sent a read alone: a lane once it is sent
   PreparedRead prepared_read_;
   // The client's last extended batch that began, outside a transaction and with nothing

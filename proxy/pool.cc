@@ -71,15 +71,6 @@ asio::awaitable<absl::StatusOr<std::unique_ptr<ServerConnection>>> Pool::Acquire
   }
 }
 
-asio::awaitable<std::unique_ptr<ServerConnection>> Pool::Follow(ServerConnection& conn) {
-  Follower follower(co_await asio::this_coro::executor);
-  follower.timer.expires_at(asio::steady_timer::time_point::max());
-  conn.followers().push_back(follower);
-  co_await follower.timer.async_wait(kTuple);
-  // Woken by Release (or ~ServerConnection), which unlinked it.
-  co_return std::move(follower.conn);
-}
-
 std::unique_ptr<ServerConnection> Pool::TryAcquire() {
   while (!idle_.empty()) {
     std::unique_ptr<ServerConnection> conn = std::move(idle_.back());

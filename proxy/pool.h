@@ -67,10 +67,14 @@ class Pool {
     }
     return best;
   }
-  // Waits for `conn`, on which the caller has sent its read: the connection once the reads
-  // ahead of it are answered, or null when it was lost before (or dropped: see
-  // ~ServerConnection).
-  asio::awaitable<std::unique_ptr<ServerConnection>> Follow(ServerConnection& conn);
+  // Queues `follower`, whose read the caller has sent on `conn`, for the connection: the
+  // caller then waits on its timer, which Release cancels once the reads ahead are answered,
+  // with the connection in `follower.conn`, or with none when it was lost before (or dropped:
+  // see ~ServerConnection).
+  static void Follow(ServerConnection& conn, Follower& follower) {
+    follower.timer.expires_at(asio::steady_timer::time_point::max());
+    conn.followers().push_back(follower);
+  }
   // Closes idle connections unused for longer than `max_idle`; all of them when 0.
   void CloseIdle(std::chrono::milliseconds max_idle);
 

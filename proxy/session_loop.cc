@@ -162,7 +162,21 @@ asio::awaitable<absl::Status> ClientSession::Attach(Pool& pool) {
   if (MaySuspend()) co_await WaitWhileSuspended();
   if (follow_read_) {
     follow_read_ = false;
-    if (MayFollow() && co_await FollowRead(pool)) co_return absl::OkStatus();
+    if (ServerConnection* lane = MayFollow() ? SendBehind(pool) : nullptr) {
+      // Waits here, not in a coroutine of its own: a waiting client's frames are what Asio's
+      // recycling cache must hold (AllocPipelineTest).
+      Follower follower(co_await asio::this_coro::executor);
+      Pool::Follow(*lane, follower);
+      co_await follower.timer.async_wait(kTuple);
+      if (follower.conn) {
+        Followed(pool, std::move(follower.conn));
+        co_return absl::OkStatus();
+      }
+      // Lost before the answers ahead of this read came in: PostgreSQL had stopped (or was
+      // stopped by a cancel) before it, so it is sent anew on another connection. A read
+      // only: running it a second time changes nothing.
+      if (stats_) ++stats_->pipeline_reruns;
+    }
   }
   auto conn = co_await pool.Acquire(kPoolWait);
   if (!conn.ok()) co_return conn.status();
@@ -199,36 +213,31 @@ bool ClientSession::MayFollow() const {
          !prepared_read_.name.empty();
 }
 
-asio::awaitable<bool> ClientSession::FollowRead(Pool& pool) {
-  PreparedRead& r = prepared_read_;
+ServerConnection* ClientSession::SendBehind(Pool& pool) {
+  const PreparedRead& r = prepared_read_;
   ServerConnection* lane = pool.LaneFor(db_->pipeline_reads, [&](ServerConnection& conn) {
     // Nothing to replay first (the same settings), and the statement is there already.
     return !conn.tls() && conn.settings() == settings_ && conn.UsePrepared(r.name);
   });
-  if (lane == nullptr) co_return false;
+  if (lane == nullptr) return nullptr;
   boost::system::error_code ec;
   const size_t sent = TrySend(lane->stream(), asio::buffer(r.run), ec);
   if (sent != r.run.size() || ec) {
     // Part of a message cannot be taken back: the connection carries nothing after it (the
     // reads before it still get their answers; it is closed after the last of them).
     if (sent > 0 || ec) lane->MarkBroken();
-    co_return false;
+    return nullptr;
   }
   if (stats_) ++stats_->pipelined_reads;
-  std::unique_ptr<ServerConnection> conn = co_await pool.Follow(*lane);
-  if (!conn) {
-    // Lost before the answers ahead of this read came in: PostgreSQL had stopped (or was
-    // stopped by a cancel) before it, so it is sent anew on another connection. A read only:
-    // running it a second time changes nothing.
-    if (stats_) ++stats_->pipeline_reruns;
-    co_return false;
-  }
+  return lane;
+}
+
+void ClientSession::Followed(Pool& pool, std::unique_ptr<ServerConnection> conn) {
   if (stats_) ++stats_->prepared_reads;
-  r.queued = true;
-  ExpectPreparedRun(r.seq);
+  prepared_read_.queued = true;
+  ExpectPreparedRun(prepared_read_.seq);
   Attached(pool, std::move(conn), /*replay=*/false);  // the pump reads what is there first
   ArmQueryTimer();
-  co_return true;
 }
 
 asio::awaitable<void> ClientSession::LeaveLane() {
@@ -961,7 +970,7 @@ absl::Status ClientSession::HandleClientFrame(const protocol::Frame& frame) {
       if (prepared_read_.armed && prepared_read_.query_size + 1 == frame.body.size()) {
         prepared_read_.armed = false;
         if (prepared_read_.queued) {
-          prepared_read_.queued = false;  // FollowRead sent it
+          prepared_read_.queued = false;  // SendBehind sent it
           lane_candidate_ = true;
           return absl::OkStatus();
         }

@@ -8,6 +8,7 @@
 #include <set>
 #include <vector>
 
+#include "tests/proxy/http_get.h"
 #include "tests/proxy/proxy_fixture.h"
 
 namespace shardgate::testing {
@@ -55,6 +56,7 @@ class AllocTest : public ::testing::Test {
     ProxyEnvOptions options;
     options.pool_size = PoolSize();
     options.workers = PoolSize() > 0 ? 1 : 0;
+    options.admin_http_port = http_port_;
     options.extra_database_yaml = absl::StrCat(
         "    routers:\n"
         "      by_id: {type: modulo, hash: postgres, shards: [s0]}\n"
@@ -114,6 +116,7 @@ class AllocTest : public ::testing::Test {
   std::unique_ptr<PgCluster> cluster_;
   std::unique_ptr<ShardgateProcess> proxy_;
   std::string report_;
+  const int http_port_ = FreePort();  // /metrics
 };
 
 TEST_F(AllocTest, SteadyStateAllocatesNothingPerTransaction) {
@@ -179,9 +182,29 @@ class AllocPoolWaitTest : public AllocTest {
  protected:
   std::string ExtraYaml() const override { return ""; }
   int PoolSize() const override { return 1; }
+  void ClientsTakeTurns();
+};
+
+// pipeline_reads: the same 16 clients, whose reads are now sent behind each other on the one
+// server connection (a Follower in each waiting session's frame, the connection handed on).
+class AllocPipelineTest : public AllocPoolWaitTest {
+ protected:
+  std::string ExtraYaml() const override { return "    pipeline_reads: 16\n"; }
 };
 
 TEST_F(AllocPoolWaitTest, ClientsWaitingForAServerAllocateNothingPerTransaction) {
+  ClientsTakeTurns();
+}
+
+TEST_F(AllocPipelineTest, ReadsSentBehindOthersAllocateNothingPerTransaction) {
+  ClientsTakeTurns();
+  const std::string metrics = "\n" + HttpGet(http_port_, "/metrics").second;
+  const double sent = Sample(
+      metrics, R"(shardgate_pipelined_reads_total{database="app",user="app",outcome="sent"})");
+  EXPECT_GT(sent, kTransactions / 2) << "the reads did not follow each other\n" << metrics;
+}
+
+void AllocPoolWaitTest::ClientsTakeTurns() {
   constexpr int kClients = 16;
   std::vector<PgConn> conns;
   for (int c = 0; c < kClients; ++c) {
