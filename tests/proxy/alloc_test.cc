@@ -127,12 +127,12 @@ TEST_F(AllocTest, SteadyStateAllocatesNothingPerTransaction) {
   const double extended = PerTransaction([&](int i) {
     const std::string id = std::to_string(i % 1000 + 1);
     const char* values[] = {id.c_str()};
-    PgResult res(PQexecParams(conn->get(), "SELECT balance FROM accounts WHERE id = $1", 1,
-                              nullptr, values, nullptr, nullptr, 0));
+    PgResult res(PQexecParams(conn->get(), "SELECT balance FROM accounts WHERE id = $1", 1, nullptr,
+                              values, nullptr, nullptr, 0));
     return check(res.get(), i);
   });
-  PgResult prepared(PQprepare(conn->get(), "by_id", "SELECT balance FROM accounts WHERE id = $1",
-                              1, nullptr));
+  PgResult prepared(
+      PQprepare(conn->get(), "by_id", "SELECT balance FROM accounts WHERE id = $1", 1, nullptr));
   ASSERT_OK(ResultStatus(prepared.get(), conn->get()));
   const double named = PerTransaction([&](int i) {
     const std::string id = std::to_string(i % 1000 + 1);

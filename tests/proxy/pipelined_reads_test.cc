@@ -72,47 +72,25 @@ std::string ReadSql(int key) {
   return absl::StrCat("SELECT id, hundred / v, at FROM pl_items WHERE id = ", key);
 }
 
-class PipelinedReadsTest : public ProxySuite<PipelinedReadsTest> {
+class PipelinedReadsTest : public ProxyPairSuite<PipelinedReadsTest> {
  public:
-  static ProxyEnvOptions Options() {
-    ProxyEnvOptions o;
-    o.pool_size = 1;
-    o.workers = 1;
-    o.extra_database_yaml = kUnsharded;
-    o.admin_http_port = http_port_;
-    return o;
-  }
-
- protected:
-  static void SetUpTestSuite() {
-    ProxySuite<PipelinedReadsTest>::SetUpTestSuite();
-    if (!start_status_.ok()) return;
-    ProxyEnvOptions routed = Options();
-    routed.extra_database_yaml = kRouted;
-    routed.admin_http_port = routed_http_port_;
-    auto proxy = env().StartExtraProxy(routed);
-    if (!proxy.ok()) return FailSetUp(proxy.status(), "the routed shardgate");
-    routed_ = std::move(*proxy);
-    auto direct = PgConn::Connect(env().DirectConnString());
-    if (!direct.ok()) return FailSetUp(direct.status(), "connecting to PostgreSQL");
-    absl::Status loaded = direct->Exec(absl::StrCat(R"(
+  static constexpr const char* kUnshardedYaml = kUnsharded;
+  static constexpr const char* kRoutedYaml = kRouted;
+  static std::string Tables() {
+    return absl::StrCat(R"(
       DROP TABLE IF EXISTS pl_items, pl_log;
       CREATE TABLE pl_items (id int PRIMARY KEY, v int, at date, nap float8 NOT NULL,
                              hundred int DEFAULT 100);
       INSERT INTO pl_items
         SELECT i, CASE WHEN i % 5 = 0 THEN 0 ELSE i * 7 END, date '2024-01-01' + i, 0
         FROM generate_series(1, )",
-                                                    kKeys, R"() i;
+                        kKeys, R"() i;
       INSERT INTO pl_items VALUES ()",
-                                                    kSlowKey, R"(, 1, date '2024-01-01', 2);
-      CREATE TABLE pl_log (n int);)"));
-    if (!loaded.ok()) FailSetUp(loaded, "loading the tables");
-  }
-  static void TearDownTestSuite() {
-    routed_.reset();
-    ProxySuite<PipelinedReadsTest>::TearDownTestSuite();
+                        kSlowKey, R"(, 1, date '2024-01-01', 2);
+      CREATE TABLE pl_log (n int);)");
   }
 
+ protected:
   // PostgreSQL's own answers to every key's read, with DateStyle ISO and SQL, DMY.
   static std::map<std::pair<bool, int>, std::string> Expected() {
     std::map<std::pair<bool, int>, std::string> want;
@@ -160,8 +138,8 @@ class PipelinedReadsTest : public ProxySuite<PipelinedReadsTest> {
         if (i == 10) {
           sent[i] = absl::StrCat("INSERT INTO pl_log VALUES (", round, ")");
         } else if (i == 11) {
-          sent[i] = absl::StrCat("BEGIN; SELECT v FROM pl_items WHERE id = ", key,
-                                 " FOR UPDATE; COMMIT");
+          sent[i] =
+              absl::StrCat("BEGIN; SELECT v FROM pl_items WHERE id = ", key, " FOR UPDATE; COMMIT");
         } else {
           sent[i] = ReadSql(key);
         }
@@ -185,8 +163,8 @@ class PipelinedReadsTest : public ProxySuite<PipelinedReadsTest> {
     ASSERT_OK_AND_ASSIGN(std::string logged, direct.Scalar("SELECT count(*) FROM pl_log"));
     EXPECT_EQ(logged, absl::StrCat(kRounds));
     // The reads did follow one another (else this tested nothing of pipelining).
-    EXPECT_GT(Metric(http_port, "sent") - before, kRounds)
-        << "reads sent behind others\n" << HttpGet(http_port, "/metrics").second;
+    EXPECT_GT(Metric(http_port, "sent") - before, kRounds) << "reads sent behind others\n"
+                                                           << HttpGet(http_port, "/metrics").second;
     EXPECT_LE(Metric(http_port, "rerun"), 0) << "no connection was lost";
   }
 
@@ -196,8 +174,7 @@ class PipelinedReadsTest : public ProxySuite<PipelinedReadsTest> {
   // else (the client left: the proxy cancels its read, whose answer may still come in before
   // the connection is given up) they are answered on it or sent again.
   static void ReadsBehindALostConnection(const std::string& conninfo, int http_port,
-                                         const std::function<void(PgConn& slow)>& cut,
-                                         bool lost) {
+                                         const std::function<void(PgConn& slow)>& cut, bool lost) {
     const auto want = Expected();
     ASSERT_OK_AND_ASSIGN(PgConn slow, PgConn::Connect(conninfo));
     std::vector<PgConn> readers;
@@ -258,37 +235,32 @@ class PipelinedReadsTest : public ProxySuite<PipelinedReadsTest> {
                                        "AND state = 'active' AND pid <> pg_backend_pid()"));
     EXPECT_EQ(n, "1");
   }
-
-  static inline std::unique_ptr<ShardgateProcess> routed_;
-  static inline const int http_port_ = FreePort();
-  static inline const int routed_http_port_ = FreePort();
 };
 
 TEST_F(PipelinedReadsTest, EachClientGetsItsOwnAnswerUnsharded) {
   EachClientGetsItsOwnAnswer(env().ConnString(), http_port_);
   // Operators see the setting.
-  ASSERT_OK_AND_ASSIGN(PgConn admin, PgConn::Connect(env().proxy->ConnString("shardgate", "admin",
-                                                                            "admin")));
+  ASSERT_OK_AND_ASSIGN(PgConn admin,
+                       PgConn::Connect(env().proxy->ConnString("shardgate", "admin", "admin")));
   ASSERT_OK_AND_ASSIGN(auto config, admin.Rows("SHOW CONFIG"));
-  EXPECT_THAT(config, ::testing::Contains(::testing::ElementsAre("databases.app.pipeline_reads",
-                                                                 "8", "0", "yes")));
+  EXPECT_THAT(config, ::testing::Contains(
+                          ::testing::ElementsAre("databases.app.pipeline_reads", "8", "0", "yes")));
 }
 
 TEST_F(PipelinedReadsTest, EachClientGetsItsOwnAnswerRouted) {
   ASSERT_NE(routed_, nullptr);
-  EachClientGetsItsOwnAnswer(routed_->ConnString("app", kScramUser, kScramPassword),
-                             routed_http_port_);
+  EachClientGetsItsOwnAnswer(RoutedConnString(), routed_http_port_);
 }
 
 TEST_F(PipelinedReadsTest, ReadsBehindATerminatedServerAreAnsweredElsewhere) {
-  ReadsBehindALostConnection(env().ConnString(), http_port_,
-                             [](PgConn&) { TerminateSlowRead(); }, true);
+  ReadsBehindALostConnection(
+      env().ConnString(), http_port_, [](PgConn&) { TerminateSlowRead(); }, true);
 }
 
 TEST_F(PipelinedReadsTest, ReadsBehindAClientThatLeftAreAnsweredElsewhere) {
   ASSERT_NE(routed_, nullptr);
-  ReadsBehindALostConnection(routed_->ConnString("app", kScramUser, kScramPassword),
-                             routed_http_port_, [](PgConn& slow) { slow.Close(); }, false);
+  ReadsBehindALostConnection(
+      RoutedConnString(), routed_http_port_, [](PgConn& slow) { slow.Close(); }, false);
 }
 
 }  // namespace

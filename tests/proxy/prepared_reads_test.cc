@@ -72,30 +72,12 @@ constexpr char kRouted[] = R"(    prepare_reads: true
       pr_items: {key: id, router: by_id}
 )";
 
-class PreparedReadsTest : public ProxySuite<PreparedReadsTest> {
+class PreparedReadsTest : public ProxyPairSuite<PreparedReadsTest> {
  public:
-  static ProxyEnvOptions Options() {
-    ProxyEnvOptions o;
-    o.pool_size = 1;
-    o.workers = 1;
-    o.extra_database_yaml = kPrepare;
-    o.admin_http_port = http_port_;
-    return o;
-  }
-
- protected:
-  static void SetUpTestSuite() {
-    ProxySuite<PreparedReadsTest>::SetUpTestSuite();
-    if (!start_status_.ok()) return;
-    ProxyEnvOptions routed = Options();
-    routed.extra_database_yaml = kRouted;
-    routed.admin_http_port = 0;
-    auto proxy = env().StartExtraProxy(routed);
-    if (!proxy.ok()) return FailSetUp(proxy.status(), "the routed shardgate");
-    routed_ = std::move(*proxy);
-    auto direct = PgConn::Connect(env().DirectConnString());
-    if (!direct.ok()) return FailSetUp(direct.status(), "connecting to PostgreSQL");
-    absl::Status loaded = direct->Exec(R"(
+  static constexpr const char* kUnshardedYaml = kPrepare;
+  static constexpr const char* kRoutedYaml = kRouted;
+  static std::string Tables() {
+    return R"(
       DROP TABLE IF EXISTS pr_items, pr_altered;
       DROP TYPE IF EXISTS pr_color;
       CREATE TYPE pr_color AS ENUM ('red', 'green');
@@ -109,15 +91,8 @@ class PreparedReadsTest : public ProxySuite<PreparedReadsTest> {
         FROM generate_series(1, 20) i;
       INSERT INTO pr_items (id, name) VALUES (21, 'it''s'), (22, E'tab\there'), (23, 'dollar');
       CREATE TABLE pr_altered (id int PRIMARY KEY, name text);
-      INSERT INTO pr_altered VALUES (1, 'one');)");
-    if (!loaded.ok()) FailSetUp(loaded, "loading the tables");
+      INSERT INTO pr_altered VALUES (1, 'one');)";
   }
-  static void TearDownTestSuite() {
-    routed_.reset();
-    ProxySuite<PreparedReadsTest>::TearDownTestSuite();
-  }
-  static inline std::unique_ptr<ShardgateProcess> routed_;
-  static inline const int http_port_ = FreePort();
 };
 
 // Statements the proxy runs prepared and statements it must send as written: both kinds must
@@ -140,8 +115,8 @@ const std::vector<std::string>& Corpus() {
       "SELECT id FROM pr_items WHERE color = 'blue'",  // 22P02 from the enum, at Bind
       "SELECT id FROM pr_items WHERE at = '2024-03-01'",
       "SELECT id FROM pr_items WHERE uid = 'c4ca4238-a0b9-3382-0dcc-509a6f75849b'",
-      "SELECT id FROM pr_items WHERE id = '7'",   // a string typed by its column
-      "SELECT id FROM pr_items WHERE id = 'x'",   // 22P02
+      "SELECT id FROM pr_items WHERE id = '7'",  // a string typed by its column
+      "SELECT id FROM pr_items WHERE id = 'x'",  // 22P02
       "SELECT id FROM pr_items WHERE name = 'it''s'",
       "SELECT id FROM pr_items WHERE name = E'tab\\there'",
       "SELECT id FROM pr_items WHERE name = $$dollar$$",
@@ -152,8 +127,8 @@ const std::vector<std::string>& Corpus() {
       "SELECT id FROM pr_items WHERE id = (SELECT 2)",
       "SELECT id, name FROM pr_items WHERE id = 2;",
       "/* a comment */ SELECT name FROM pr_items WHERE id = 2 -- and another",
-      "SELECT nosuch FROM pr_items WHERE id = 1",  // 42703, from Parse
-      "SELECT id FROM pr_nosuch WHERE id = 1",     // 42P01, from Parse
+      "SELECT nosuch FROM pr_items WHERE id = 1",                   // 42703, from Parse
+      "SELECT id FROM pr_nosuch WHERE id = 1",                      // 42P01, from Parse
       "SELECT id FROM pr_items WHERE id = 1 AND 1 / (id - 1) = 0",  // 22012, at Execute
       // Sent as written: a literal that is not a column's comparison value, SELECT *, negation,
       // several statements, no literal at all.
@@ -172,17 +147,17 @@ const std::vector<std::string>& Corpus() {
 TEST_F(PreparedReadsTest, EveryStatementAnswersAsPostgresDoes) {
   ASSERT_OK_AND_ASSIGN(PgConn direct, PgConn::Connect(env().DirectConnString()));
   ASSERT_OK_AND_ASSIGN(PgConn plain, env().Connect());
-  ASSERT_OK_AND_ASSIGN(PgConn routed, PgConn::Connect(routed_->ConnString("app", kScramUser,
-                                                                          kScramPassword)));
+  ASSERT_OK_AND_ASSIGN(PgConn routed, PgConn::Connect(RoutedConnString()));
   for (const std::string& sql : Corpus()) {
     const Answer want = Ask(direct, sql);
     for (int round = 0; round < 7; ++round) {
       const Answer got = Ask(plain, sql);
-      EXPECT_EQ(got, want) << sql << " (unsharded, round " << round << ")\n  got:  "
-                           << got.Describe() << "\n  want: " << want.Describe();
+      EXPECT_EQ(got, want) << sql << " (unsharded, round " << round
+                           << ")\n  got:  " << got.Describe() << "\n  want: " << want.Describe();
       const Answer got_routed = Ask(routed, sql);
-      EXPECT_TRUE(got_routed.SameButMessage(want)) << sql << " (routed, round " << round << ")\n  got:  "
-                                  << got_routed.Describe() << "\n  want: " << want.Describe();
+      EXPECT_TRUE(got_routed.SameButMessage(want))
+          << sql << " (routed, round " << round << ")\n  got:  " << got_routed.Describe()
+          << "\n  want: " << want.Describe();
       if (got != want || !got_routed.SameButMessage(want)) break;
     }
   }
@@ -195,16 +170,16 @@ TEST_F(PreparedReadsTest, EveryStatementAnswersAsPostgresDoes) {
     ASSERT_OK(types);
     std::vector<std::string> got;
     for (const auto& row : *types) got.push_back(row[0]);
-    EXPECT_THAT(got, ::testing::IsSupersetOf({"{integer}", "{bigint}", "{numeric}", "{text}",
-                                              "{pr_color,integer}"}))
+    EXPECT_THAT(got, ::testing::IsSupersetOf(
+                         {"{integer}", "{bigint}", "{numeric}", "{text}", "{pr_color,integer}"}))
         << absl::StrJoin(got, " ");
   }
   // Operators see it: SHOW CONFIG and the metric (the unsharded proxy's reads only).
-  ASSERT_OK_AND_ASSIGN(PgConn admin, PgConn::Connect(env().proxy->ConnString("shardgate", "admin",
-                                                                            "admin")));
+  ASSERT_OK_AND_ASSIGN(PgConn admin,
+                       PgConn::Connect(env().proxy->ConnString("shardgate", "admin", "admin")));
   ASSERT_OK_AND_ASSIGN(auto config, admin.Rows("SHOW CONFIG"));
-  EXPECT_THAT(config, ::testing::Contains(::testing::ElementsAre(
-                          "databases.app.prepare_reads", "on", "on", "yes")));
+  EXPECT_THAT(config, ::testing::Contains(::testing::ElementsAre("databases.app.prepare_reads",
+                                                                 "on", "on", "yes")));
   EXPECT_THAT(config, ::testing::Contains(::testing::ElementsAre(
                           "databases.app.max_prepared_statements", "200", "200", "yes")));
   const std::string metrics = "\n" + HttpGet(http_port_, "/metrics").second;
@@ -220,8 +195,7 @@ TEST_F(PreparedReadsTest, EveryStatementAnswersAsPostgresDoes) {
 TEST_F(PreparedReadsTest, ErrorsInATransactionAreThoseOfPostgres) {
   ASSERT_OK_AND_ASSIGN(PgConn direct, PgConn::Connect(env().DirectConnString()));
   ASSERT_OK_AND_ASSIGN(PgConn plain, env().Connect());
-  ASSERT_OK_AND_ASSIGN(PgConn routed, PgConn::Connect(routed_->ConnString("app", kScramUser,
-                                                                          kScramPassword)));
+  ASSERT_OK_AND_ASSIGN(PgConn routed, PgConn::Connect(RoutedConnString()));
   const std::vector<std::string> script = {
       "BEGIN",
       "SELECT name FROM pr_items WHERE id = 3",
@@ -233,13 +207,12 @@ TEST_F(PreparedReadsTest, ErrorsInATransactionAreThoseOfPostgres) {
   for (const std::string& sql : script) {
     const Answer want = Ask(direct, sql);
     const Answer got = Ask(plain, sql);
-    EXPECT_EQ(got, want) << sql << "\n  got:  " << got.Describe() << "\n  want: "
-                         << want.Describe();
+    EXPECT_EQ(got, want) << sql << "\n  got:  " << got.Describe()
+                         << "\n  want: " << want.Describe();
     EXPECT_EQ(PQtransactionStatus(plain.get()), PQtransactionStatus(direct.get())) << sql;
     const Answer got_routed = Ask(routed, sql);
     EXPECT_TRUE(got_routed.SameButMessage(want))
-        << sql << " (routed)\n  got:  " << got_routed.Describe() << "\n  want: "
-        << want.Describe();
+        << sql << " (routed)\n  got:  " << got_routed.Describe() << "\n  want: " << want.Describe();
     EXPECT_EQ(PQtransactionStatus(routed.get()), PQtransactionStatus(direct.get())) << sql;
   }
 }
@@ -285,11 +258,11 @@ TEST_F(PreparedReadsTest, AnAlteredResultTypeIsPreparedAnew) {
 // takes the stale statement with it (before, every later run failed on it).
 TEST_F(PreparedReadsTest, AnUnnamedStatementAfterAnAlter) {
   ASSERT_OK_AND_ASSIGN(PgConn direct, PgConn::Connect(env().DirectConnString()));
-  ASSERT_OK(direct.Exec("DROP TABLE IF EXISTS pr_unnamed; "
-                        "CREATE TABLE pr_unnamed (id int PRIMARY KEY, name text); "
-                        "INSERT INTO pr_unnamed VALUES (1, 'one')"));
-  ASSERT_OK_AND_ASSIGN(PgConn conn, PgConn::Connect(routed_->ConnString("app", kScramUser,
-                                                                        kScramPassword)));
+  ASSERT_OK(
+      direct.Exec("DROP TABLE IF EXISTS pr_unnamed; "
+                  "CREATE TABLE pr_unnamed (id int PRIMARY KEY, name text); "
+                  "INSERT INTO pr_unnamed VALUES (1, 'one')"));
+  ASSERT_OK_AND_ASSIGN(PgConn conn, PgConn::Connect(RoutedConnString()));
   PGconn* c = conn.get();
   const char* one = "1";
   auto run = [&]() -> std::pair<std::string, Oid> {
@@ -324,8 +297,8 @@ TEST_F(PreparedReadsTest, AnUnnamedStatementAfterAnAlter) {
   const char* bin = reinterpret_cast<const char*>(be_one);
   const int len = 4, binary = 1;
   auto run_binary = [&]() -> std::pair<std::string, Oid> {
-    PgResult res(PQexecParams(c, "SELECT name FROM pr_unnamed WHERE id = $1", 1, &int4, &bin,
-                              &len, &binary, 0));
+    PgResult res(PQexecParams(c, "SELECT name FROM pr_unnamed WHERE id = $1", 1, &int4, &bin, &len,
+                              &binary, 0));
     const absl::Status st = ResultStatus(res.get(), c);
     if (!st.ok()) return {std::string(SqlState(st)), 0};
     return {Cell(res.get(), 0, 0), PQftype(res.get(), 0)};
@@ -358,8 +331,7 @@ TEST_F(PreparedReadsTest, AStatementDeallocatedBehindTheProxysBack) {
 
   ASSERT_OK(conn.Exec("DEALLOCATE " + read));
   ASSERT_OK(conn.Exec("BEGIN"));
-  EXPECT_THAT(conn.Scalar("SELECT name FROM pr_items WHERE id = 5").status(),
-              HasSqlState("26000"));
+  EXPECT_THAT(conn.Scalar("SELECT name FROM pr_items WHERE id = 5").status(), HasSqlState("26000"));
   ASSERT_OK(conn.Exec("ROLLBACK"));
   EXPECT_EQ(Text(conn.Scalar("SELECT name FROM pr_items WHERE id = 5")), "n5");
 
@@ -469,9 +441,9 @@ TEST_F(PreparedReadsTest, ServerConnectionHoldsAtMostTheLimit) {
 
   // Six reads run prepared, three times over: PostgreSQL's answers each time.
   const std::vector<std::string> reads = {
-      "SELECT name FROM pr_items WHERE id = 3",  "SELECT big FROM pr_items WHERE id = 4",
-      "SELECT code FROM pr_items WHERE id = 5",  "SELECT price FROM pr_items WHERE id = 6",
-      "SELECT at FROM pr_items WHERE id = 7",    "SELECT score FROM pr_items WHERE id = 8",
+      "SELECT name FROM pr_items WHERE id = 3", "SELECT big FROM pr_items WHERE id = 4",
+      "SELECT code FROM pr_items WHERE id = 5", "SELECT price FROM pr_items WHERE id = 6",
+      "SELECT at FROM pr_items WHERE id = 7",   "SELECT score FROM pr_items WHERE id = 8",
   };
   auto run_reads = [&](std::string_view when) {
     for (const std::string& sql : reads) {

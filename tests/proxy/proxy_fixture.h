@@ -350,6 +350,54 @@ class ProxySuite : public EnvSuite<Derived, ProxyEnv, ProxyEnvOptions> {
   static ProxyEnvOptions Options() { return {}; }
 };
 
+// A single-shard suite run through two shardgates in front of the one server, each with one
+// worker and one server connection, for features whose unsharded and routed paths differ: the
+// suite's own, with `Derived::kUnshardedYaml` as the database's YAML and its /metrics on
+// `http_port_`, and `routed_`, with `Derived::kRoutedYaml` and `routed_http_port_`.
+// `Derived::Tables()`, SQL, is run on the server once both are up.
+template <typename Derived>
+class ProxyPairSuite : public ProxySuite<Derived> {
+  using Base = ProxySuite<Derived>;
+
+ public:
+  static ProxyEnvOptions Options() {
+    ProxyEnvOptions o;
+    o.pool_size = 1;
+    o.workers = 1;
+    o.extra_database_yaml = Derived::kUnshardedYaml;
+    o.admin_http_port = http_port_;
+    return o;
+  }
+
+ protected:
+  static void SetUpTestSuite() {
+    Base::SetUpTestSuite();
+    if (!Base::start_status_.ok()) return;
+    ProxyEnvOptions routed = Derived::Options();
+    routed.extra_database_yaml = Derived::kRoutedYaml;
+    routed.admin_http_port = routed_http_port_;
+    auto proxy = Base::env().StartExtraProxy(routed);
+    if (!proxy.ok()) return Base::FailSetUp(proxy.status(), "the routed shardgate");
+    routed_ = std::move(*proxy);
+    auto direct = PgConn::Connect(Base::env().DirectConnString());
+    if (!direct.ok()) return Base::FailSetUp(direct.status(), "connecting to PostgreSQL");
+    absl::Status loaded = direct->Exec(Derived::Tables());
+    if (!loaded.ok()) Base::FailSetUp(loaded, "loading the tables");
+  }
+  static void TearDownTestSuite() {
+    routed_.reset();
+    Base::TearDownTestSuite();
+  }
+  // Through the routed shardgate, as app/app_pw.
+  static std::string RoutedConnString() {
+    return routed_->ConnString("app", kScramUser, kScramPassword);
+  }
+
+  static inline std::unique_ptr<ShardgateProcess> routed_;
+  static inline const int http_port_ = FreePort();
+  static inline const int routed_http_port_ = FreePort();
+};
+
 // The suite of the query tests (several files share its cluster and shardgate).
 class QueryTest : public ProxySuite<QueryTest> {};
 
