@@ -23,7 +23,8 @@ namespace shardgate::testing {
 namespace {
 
 constexpr int kKeys = 500;
-constexpr int kSlowKey = 1000;  // its read sleeps `nap` seconds
+constexpr int kSlowKey = 1000;      // its read sleeps `nap` seconds: 2
+constexpr int kShortNapKey = 1001;  // 0.5
 
 constexpr char kUnsharded[] = "    pipeline_reads: 8\n";
 constexpr char kRouted[] = R"(    pipeline_reads: 8
@@ -86,7 +87,8 @@ class PipelinedReadsTest : public ProxyPairSuite<PipelinedReadsTest> {
         FROM generate_series(1, )",
                         kKeys, R"() i;
       INSERT INTO pl_items VALUES ()",
-                        kSlowKey, R"(, 1, date '2024-01-01', 2);
+                        kSlowKey, R"(, 1, date '2024-01-01', 2), ()", kShortNapKey,
+                        R"(, 1, date '2024-01-01', 0.5);
       CREATE TABLE pl_log (n int);)");
   }
 
@@ -255,6 +257,78 @@ TEST_F(PipelinedReadsTest, EachClientGetsItsOwnAnswerRouted) {
 TEST_F(PipelinedReadsTest, ReadsBehindATerminatedServerAreAnsweredElsewhere) {
   ReadsBehindALostConnection(
       env().ConnString(), http_port_, [](PgConn&) { TerminateSlowRead(); }, true);
+}
+
+// A Query message, raw.
+std::string QueryMessage(std::string_view sql) {
+  std::string out = "Q";
+  PutInt32(out, static_cast<uint32_t>(4 + sql.size() + 1));
+  out.append(sql);
+  out.push_back('\0');
+  return out;
+}
+
+// The holder of a connection that reads queue behind asks again before its answer is in (two
+// more Queries in one send, past libpq): it must not send them on that connection behind the
+// others' reads, but hand it on once its answer is in and then ask anew. Every client gets its
+// own answers, in order, and no read is sent twice.
+TEST_F(PipelinedReadsTest, AHolderThatAsksAgainHandsTheConnectionOnFirst) {
+  const auto want = Expected();
+  ASSERT_OK_AND_ASSIGN(PgConn holder, PgConn::Connect(env().ConnString()));
+  std::vector<PgConn> readers;
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_OK_AND_ASSIGN(PgConn c, PgConn::Connect(env().ConnString()));
+    readers.push_back(std::move(c));
+  }
+  const double sent_before = std::max(0.0, Metric(http_port_, "sent"));
+  const double rerun_before = std::max(0.0, Metric(http_port_, "rerun"));
+  // The readers' statement is prepared on the one server connection (reads follow only where
+  // their statement is), whichever tests ran before.
+  ASSERT_OK(holder.Exec(ReadSql(1)));
+  auto sock = RawSocket::Borrow(PQsocket(holder.get()));
+  ASSERT_TRUE(sock->Send(QueryMessage(
+      absl::StrCat("SELECT id, pg_sleep(nap) FROM pl_items WHERE id = ", kShortNapKey))));
+  ASSERT_OK_AND_ASSIGN(PgConn direct, PgConn::Connect(env().DirectConnString()));
+  for (int i = 0; i < 200; ++i) {
+    ASSERT_OK_AND_ASSIGN(std::string n,
+                         direct.Scalar("SELECT count(*) FROM pg_stat_activity WHERE query "
+                                       "LIKE '%pg_sleep(nap)%' AND state = 'active' AND pid "
+                                       "<> pg_backend_pid()"));
+    if (n == "1") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_EQ(PQsendQuery(readers[i].get(), ReadSql(i + 1).c_str()), 1);
+  }
+  for (int i = 0; i < 200 && Metric(http_port_, "sent") - sent_before < 6; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(Metric(http_port_, "sent") - sent_before, 6);
+  // Asks again while its first answer is still to come: a read (which may queue in turn) and a
+  // statement that is not one.
+  ASSERT_TRUE(sock->Send(QueryMessage(ReadSql(7)) + QueryMessage("SELECT 'last'")));
+  // Its answers: the first column of each DataRow, one list per ReadyForQuery.
+  std::vector<std::string> got;
+  std::string rows;
+  while (got.size() < 3) {
+    auto msg = sock->ReadMessage(std::chrono::seconds(20));
+    ASSERT_TRUE(msg.has_value()) << "after " << got.size() << " answers: " << rows;
+    if (msg->first == 'D') {
+      const std::string& body = msg->second;
+      const uint32_t len = GetInt32(body, 2);
+      absl::StrAppend(&rows, body.substr(6, len), "|");
+    } else if (msg->first == 'E') {
+      absl::StrAppend(&rows, "ERROR ", ErrorField(msg->second, 'C'), "|");
+    } else if (msg->first == 'Z') {
+      got.push_back(std::exchange(rows, ""));
+    }
+  }
+  sock->Release();
+  EXPECT_THAT(got, ::testing::ElementsAre(absl::StrCat(kShortNapKey, "|"), "7|", "last|"));
+  for (int i = 0; i < 6; ++i) {
+    EXPECT_EQ(Collect(readers[i].get()), want.at({false, i + 1})) << "reader " << i;
+  }
+  EXPECT_EQ(Metric(http_port_, "rerun") - rerun_before, 0) << "no connection was lost";
 }
 
 TEST_F(PipelinedReadsTest, ReadsBehindAClientThatLeftAreAnsweredElsewhere) {
