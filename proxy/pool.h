@@ -82,7 +82,13 @@ class Pool {
   int open() const { return open_; }  // idle + checked out + connecting
   int idle() const { return static_cast<int>(idle_.size()); }
   int connecting() const { return connecting_; }  // logging in to the server
-  int waiting() const { return static_cast<int>(waiters_.size()); }
+  // Clients waiting for a server: in Acquire's queue, and followers whose reads are sent on a
+  // lane (SHOW POOLS cl_waiting, shardgate_pool_waiting_clients).
+  int waiting() const {
+    int n = static_cast<int>(waiters_.size());
+    for (const ServerConnection& conn : lanes_) n += conn.following();
+    return n;
+  }
   // How long the longest-waiting client has waited for a server (0 when none waits).
   std::chrono::microseconds max_wait() const;
   int max_size() const { return max_size_; }

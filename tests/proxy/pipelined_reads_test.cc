@@ -175,8 +175,9 @@ class PipelinedReadsTest : public ProxyPairSuite<PipelinedReadsTest> {
   // `lost`: the connection is lost before the slow read's answer, so all six are sent again;
   // else (the client left: the proxy cancels its read, whose answer may still come in before
   // the connection is given up) they are answered on it or sent again.
-  static void ReadsBehindALostConnection(const std::string& conninfo, int http_port,
+  static void ReadsBehindALostConnection(ShardgateProcess& proxy, int http_port,
                                          const std::function<void(PgConn& slow)>& cut, bool lost) {
+    const std::string conninfo = proxy.ConnString("app", kScramUser, kScramPassword);
     const auto want = Expected();
     ASSERT_OK_AND_ASSIGN(PgConn slow, PgConn::Connect(conninfo));
     std::vector<PgConn> readers;
@@ -209,6 +210,17 @@ class PipelinedReadsTest : public ProxyPairSuite<PipelinedReadsTest> {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     ASSERT_EQ(Metric(http_port, "sent") - sent_before, 6);
+    // Operators see them waiting for a server (the slow read still runs: 2 s).
+    {
+      ASSERT_OK_AND_ASSIGN(PgConn admin,
+                           PgConn::Connect(proxy.ConnString("shardgate", "admin", "admin")));
+      PgResult pools(PQexec(admin.get(), "SHOW POOLS"));
+      ASSERT_EQ(PQresultStatus(pools.get()), PGRES_TUPLES_OK);
+      const int column = PQfnumber(pools.get(), "cl_waiting");
+      ASSERT_GE(column, 0);
+      ASSERT_EQ(PQntuples(pools.get()), 1);
+      EXPECT_EQ(Cell(pools.get(), 0, column), "6");
+    }
     cut(slow);
     if (lost) {
       const std::string got = Collect(slow.get());
@@ -256,7 +268,7 @@ TEST_F(PipelinedReadsTest, EachClientGetsItsOwnAnswerRouted) {
 
 TEST_F(PipelinedReadsTest, ReadsBehindATerminatedServerAreAnsweredElsewhere) {
   ReadsBehindALostConnection(
-      env().ConnString(), http_port_, [](PgConn&) { TerminateSlowRead(); }, true);
+      *env().proxy, http_port_, [](PgConn&) { TerminateSlowRead(); }, true);
 }
 
 // A Query message, raw.
@@ -334,7 +346,7 @@ TEST_F(PipelinedReadsTest, AHolderThatAsksAgainHandsTheConnectionOnFirst) {
 TEST_F(PipelinedReadsTest, ReadsBehindAClientThatLeftAreAnsweredElsewhere) {
   ASSERT_NE(routed_, nullptr);
   ReadsBehindALostConnection(
-      RoutedConnString(), routed_http_port_, [](PgConn& slow) { slow.Close(); }, false);
+      *routed_, routed_http_port_, [](PgConn& slow) { slow.Close(); }, false);
 }
 
 }  // namespace
