@@ -942,7 +942,6 @@ std::string ClientSession::NoteSessionCommand(std::string_view sql) const {
 
 absl::Status ClientSession::HandleClientFrame(const protocol::Frame& frame) {
   const char type = frame.type;
-  lane_candidate_ = false;  // (SendPreparedRead sets it for a read sent alone)
   if (!server_) {
     // Attaching failed earlier in this batch (the error was sent): behave like a server that
     // discards messages until Sync.

@@ -172,6 +172,37 @@ class PipelinedReadsTest : public ProxyPairSuite<PipelinedReadsTest> {
 
   // A read that sleeps holds the one server connection; six reads follow it; then `cut` ends
   // that connection. The slow read fails; each of the six is answered (from a new connection).
+  // Six clients of `conninfo`, for the reads that queue behind a slow one.
+  static void ConnectReaders(const std::string& conninfo, std::vector<PgConn>& readers) {
+    for (int i = 0; i < 6; ++i) {
+      ASSERT_OK_AND_ASSIGN(PgConn c, PgConn::Connect(conninfo));
+      readers.push_back(std::move(c));
+    }
+  }
+
+  // Once the slow read (its statement sleeps for `nap`) runs on the server, each reader sends
+  // its read (key i + 1), and all of them are sent behind it: the metric, from `sent_before`,
+  // counts them as they are sent.
+  static void QueueBehindSlowRead(std::vector<PgConn>& readers, int http_port, double sent_before) {
+    ASSERT_OK_AND_ASSIGN(PgConn direct, PgConn::Connect(env().DirectConnString()));
+    for (int i = 0; i < 200; ++i) {
+      ASSERT_OK_AND_ASSIGN(std::string n,
+                           direct.Scalar("SELECT count(*) FROM pg_stat_activity WHERE query "
+                                         "LIKE '%pg_sleep(nap)%' AND state = 'active' AND pid "
+                                         "<> pg_backend_pid()"));
+      if (n == "1") break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    for (size_t i = 0; i < readers.size(); ++i) {
+      ASSERT_EQ(PQsendQuery(readers[i].get(), ReadSql(static_cast<int>(i) + 1).c_str()), 1);
+    }
+    const double want = static_cast<double>(readers.size());
+    for (int i = 0; i < 200 && Metric(http_port, "sent") - sent_before < want; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ASSERT_EQ(Metric(http_port, "sent") - sent_before, want);
+  }
+
   // `lost`: the connection is lost before the slow read's answer, so all six are sent again;
   // else (the client left: the proxy cancels its read, whose answer may still come in before
   // the connection is given up) they are answered on it or sent again.
@@ -181,10 +212,7 @@ class PipelinedReadsTest : public ProxyPairSuite<PipelinedReadsTest> {
     const auto want = Expected();
     ASSERT_OK_AND_ASSIGN(PgConn slow, PgConn::Connect(conninfo));
     std::vector<PgConn> readers;
-    for (int i = 0; i < 6; ++i) {
-      ASSERT_OK_AND_ASSIGN(PgConn c, PgConn::Connect(conninfo));
-      readers.push_back(std::move(c));
-    }
+    ASSERT_NO_FATAL_FAILURE(ConnectReaders(conninfo, readers));
     const double sent_before = std::max(0.0, Metric(http_port, "sent"));
     const double rerun_before = std::max(0.0, Metric(http_port, "rerun"));
     ASSERT_EQ(PQsendQuery(slow.get(), absl::StrCat("SELECT id, pg_sleep(nap) FROM pl_items "
@@ -192,24 +220,7 @@ class PipelinedReadsTest : public ProxyPairSuite<PipelinedReadsTest> {
                                                    kSlowKey)
                                           .c_str()),
               1);
-    ASSERT_OK_AND_ASSIGN(PgConn direct, PgConn::Connect(env().DirectConnString()));
-    // The slow read has reached the server (its statement runs there).
-    for (int i = 0; i < 200; ++i) {
-      ASSERT_OK_AND_ASSIGN(std::string n,
-                           direct.Scalar("SELECT count(*) FROM pg_stat_activity WHERE query "
-                                         "LIKE '%pg_sleep(nap)%' AND state = 'active' AND pid "
-                                         "<> pg_backend_pid()"));
-      if (n == "1") break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    for (int i = 0; i < 6; ++i) {
-      ASSERT_EQ(PQsendQuery(readers[i].get(), ReadSql(i + 1).c_str()), 1);
-    }
-    // All six are sent behind it (the metric counts them as they are sent).
-    for (int i = 0; i < 200 && Metric(http_port, "sent") - sent_before < 6; ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    ASSERT_EQ(Metric(http_port, "sent") - sent_before, 6);
+    ASSERT_NO_FATAL_FAILURE(QueueBehindSlowRead(readers, http_port, sent_before));
     // Operators see them waiting for a server (the slow read still runs: 2 s).
     {
       ASSERT_OK_AND_ASSIGN(PgConn admin,
@@ -288,10 +299,7 @@ TEST_F(PipelinedReadsTest, AHolderThatAsksAgainHandsTheConnectionOnFirst) {
   const auto want = Expected();
   ASSERT_OK_AND_ASSIGN(PgConn holder, PgConn::Connect(env().ConnString()));
   std::vector<PgConn> readers;
-  for (int i = 0; i < 6; ++i) {
-    ASSERT_OK_AND_ASSIGN(PgConn c, PgConn::Connect(env().ConnString()));
-    readers.push_back(std::move(c));
-  }
+  ASSERT_NO_FATAL_FAILURE(ConnectReaders(env().ConnString(), readers));
   const double sent_before = std::max(0.0, Metric(http_port_, "sent"));
   const double rerun_before = std::max(0.0, Metric(http_port_, "rerun"));
   // The readers' statement is prepared on the one server connection (reads follow only where
@@ -300,22 +308,7 @@ TEST_F(PipelinedReadsTest, AHolderThatAsksAgainHandsTheConnectionOnFirst) {
   auto sock = RawSocket::Borrow(PQsocket(holder.get()));
   ASSERT_TRUE(sock->Send(QueryMessage(
       absl::StrCat("SELECT id, pg_sleep(nap) FROM pl_items WHERE id = ", kShortNapKey))));
-  ASSERT_OK_AND_ASSIGN(PgConn direct, PgConn::Connect(env().DirectConnString()));
-  for (int i = 0; i < 200; ++i) {
-    ASSERT_OK_AND_ASSIGN(std::string n,
-                         direct.Scalar("SELECT count(*) FROM pg_stat_activity WHERE query "
-                                       "LIKE '%pg_sleep(nap)%' AND state = 'active' AND pid "
-                                       "<> pg_backend_pid()"));
-    if (n == "1") break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  for (int i = 0; i < 6; ++i) {
-    ASSERT_EQ(PQsendQuery(readers[i].get(), ReadSql(i + 1).c_str()), 1);
-  }
-  for (int i = 0; i < 200 && Metric(http_port_, "sent") - sent_before < 6; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  ASSERT_EQ(Metric(http_port_, "sent") - sent_before, 6);
+  ASSERT_NO_FATAL_FAILURE(QueueBehindSlowRead(readers, http_port_, sent_before));
   // Asks again while its first answer is still to come: a read (which may queue in turn) and a
   // statement that is not one.
   ASSERT_TRUE(sock->Send(QueryMessage(ReadSql(7)) + QueryMessage("SELECT 'last'")));
