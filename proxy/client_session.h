@@ -229,6 +229,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   bool RefuseStatement(const absl::Status& status, bool extended);
   void RaiseOnServer(const absl::Status& status, bool extended);
   void NoteParseSharded(const protocol::Parse& parse);
+  // `parse` is the statement noted as `prepared` again (same text and parameter types).
+  static bool SameParse(const Prepared& prepared, const protocol::Parse& parse);
   // ---- directory routers with a `store:` table (session_directory.cc)
   // After planner_->Plan missed a directory entry (MissedDirectory): every key of a store
   // directory that its router has not cached is read from the store's table on its shard's
@@ -429,6 +431,25 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // Unsharded databases (not analysed for routing): BuildPreparedRead for a Query before it has
   // a server, armed as RouteQuery arms a routed one. False when it does not qualify.
   bool ArmUnshardedRead(const protocol::Frame& query);
+  // prepare_reads for the extended protocol (unsharded databases): a Parse of the unnamed
+  // statement that is a read (routing::PreparableRead) is kept in prepared_[""] and runs as the
+  // sg_ statement of its text, as a client's named statement does; null (and prepared_[""]
+  // forgotten) when it is not one, or prepare_reads is off. A Parse that repeats the noted one
+  // is not analysed again.
+  const Prepared* NoteUnnamedRead(const protocol::Parse& parse);
+  // Read pipelining for the extended protocol: `first`, the client's frame at hand (the head of
+  // client_in_), starts a whole batch already read from the client: a Parse of the unnamed
+  // statement (unsharded: a read, see NoteUnnamedRead), or else a Bind of `prepared` (routed:
+  // the caller checked that it is a read), then the Bind to the unnamed portal, a Describe of it
+  // or none, Execute and Sync. It is armed as prepared_read_ (`run`: that
+  // Bind, Describe, Execute and Sync as the server gets them), for Attach to send behind
+  // another client's read; the Serve loop takes the batch whole when it was. False otherwise.
+  bool ArmExtendedRead(const protocol::Frame& first, const Prepared* prepared);
+  // No rate limit looks at this client's Executes (a batch taken whole skips that look).
+  bool MayTakeBatch() const;
+  // A read about to be sent on `conn` goes alone (nothing before it, outside a transaction):
+  // once it is sent, reads of others may follow it there (a lane; pipeline_reads).
+  bool MayOpenLane(const ServerConnection& conn) const;
   // True when the statement `name` is prepared on `conn` already (it then counts as just used).
   // Else sends its Parse (`append_parse` appends it) and expects its ParseComplete as `kind`;
   // first, while the connection holds databases.<db>.max_prepared_statements of them, closes
@@ -574,9 +595,22 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
     std::string run;        // the whole Bind, then Describe (portal), Execute, Sync
     // Sent by SendBehind behind another client's read; HandleClientFrame sends nothing for it.
     bool queued = false;
+    // Armed by ArmExtendedRead: the client's batch, `batch_size` bytes from its Parse or Bind to
+    // its Sync (whose Describe, if any, is `describe`), is the read (its statement is not this
+    // struct's `sql`, which is cleared); the Serve loop takes it whole when it was queued.
+    bool extended = false;
+    bool from_parse = false;  // the batch starts with a Parse (answered with ParseComplete)
+    bool describe = false;
+    size_t batch_size = 0;
   };
   bool follow_read_ = false;  // Attach may send the armed read behind another (SendBehind) (set around the attach)
-  bool lane_candidate_ = false;  // SendPreparedRead sent a read alone: a lane once it is sent
+  // A read was sent alone (SendPreparedRead, or an extended batch at its Sync): a lane once it
+  // is sent.
+  bool lane_candidate_ = false;
+  // An extended batch that began alone on the connection outside a transaction with a read (a
+  // Parse of NoteUnnamedRead's, a routed Bind of a routing::PreparableRead statement), and has
+  // sent only Binds of it, Describes and Executes since: at its Sync, a lane candidate.
+  bool read_batch_ = false;
   PreparedRead prepared_read_;
   // The client's last extended batch that began, outside a transaction and with nothing
   // executed before it in the batch, with a Bind of a client's statement by its sg_ name (the

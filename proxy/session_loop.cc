@@ -52,7 +52,28 @@ std::string ServerStatementNameFor(const p::Parse& parse) {
   return name;
 }
 
+bool ClientSession::SameParse(const Prepared& prepared, const p::Parse& parse) {
+  return prepared.sql == parse.sql &&
+         std::equal(prepared.param_types.begin(), prepared.param_types.end(),
+                    parse.param_types.begin(), parse.param_types.end());
+}
+
 namespace {
+
+// A client's Bind or Describe ('S') of a statement it names, for the server: `head` (the
+// Bind's portal) and `rest` (what follows the statement's name) as the client sent them.
+void AppendRenamed(std::string& out, char type, std::string_view head,
+                   std::string_view server_name, std::string_view rest) {
+  p::MessageWriter w(out);
+  w.Begin(type);
+  if (type == p::fe::kBind) {
+    w.CString(head);
+  } else {
+    w.Int8('S');
+  }
+  w.CString(server_name).Bytes(rest);
+  w.End();
+}
 
 // The first two NUL-terminated strings of a Bind/Describe/Close-like body.
 bool SplitCString(std::string_view body, std::string_view& first, std::string_view& rest) {
@@ -233,9 +254,21 @@ ServerConnection* ClientSession::SendBehind(Pool& pool) {
 }
 
 void ClientSession::Followed(Pool& pool, std::unique_ptr<ServerConnection> conn) {
-  if (stats_) ++stats_->prepared_reads;
+  // (A routed database's extended reads are the client's statements, not prepare_reads'.)
+  if (stats_ && (!prepared_read_.extended || !topology_)) ++stats_->prepared_reads;
   prepared_read_.queued = true;
-  ExpectPreparedRun(prepared_read_.seq);
+  if (!prepared_read_.extended) {
+    ExpectPreparedRun(prepared_read_.seq);
+  } else {
+    // The client's batch, answered as sent: its Parse's ParseComplete (the statement is there
+    // already), then the server's answers to the rest.
+    if (prepared_read_.from_parse) Push(Expect::kInjectParseComplete);
+    Push(Expect::kBind);
+    expected_.back().renamed = true;  // (not run again on 0A000/26000: reads follow it)
+    if (prepared_read_.describe) Push(Expect::kDescribe);
+    Push(Expect::kExecute);
+    Push(Expect::kSync);
+  }
   Attached(pool, std::move(conn), /*replay=*/false);  // the pump reads what is there first
   ArmQueryTimer();
 }
@@ -963,6 +996,10 @@ absl::Status ClientSession::HandleClientFrame(const protocol::Frame& frame) {
   // (A Bind notes it in NoteRenamedBatch, after looking at it.)
   if (type == p::fe::kExecute || type == p::fe::kFunctionCall) renamed_batch_.ran = true;
   if (type == p::fe::kSync || type == p::fe::kQuery) renamed_batch_.ran = false;
+  if (read_batch_ && type != p::fe::kBind && type != p::fe::kDescribe &&
+      type != p::fe::kExecute && type != p::fe::kSync) {
+    read_batch_ = false;  // more than the read
+  }
   switch (type) {
     case p::fe::kQuery: {
       // A read RouteQuery armed from this very Query (its SQL, then the NUL ending the body).
@@ -1007,8 +1044,17 @@ absl::Status ClientSession::HandleClientFrame(const protocol::Frame& frame) {
     case p::fe::kParse: {
       ASSIGN_OR_RETURN(p::Parse parse, p::ParseParse(frame.body));
       if (parse.name.empty()) {
-        server_out_.append(frame.whole);
-        Push(Expect::kParse);
+        const Prepared* read = NoteUnnamedRead(parse);
+        if (read == nullptr) {
+          server_out_.append(frame.whole);
+          Push(Expect::kParse);
+          return absl::OkStatus();
+        }
+        read_batch_ = MayOpenLane(conn);  // reads of others may follow its batch
+        if (PrepareOnServer(conn, read->server_name, Expect::kParse,
+                            [&](std::string& out) { out.append(read->parse_msg); })) {
+          Push(Expect::kInjectParseComplete);
+        }
         return absl::OkStatus();
       }
       Prepared prepared;
@@ -1040,10 +1086,19 @@ absl::Status ClientSession::HandleClientFrame(const protocol::Frame& frame) {
       }
       const Prepared* prepared = nullptr;
       // Sharded sessions keep the unnamed statement too (under ""), to re-prepare it on
-      // whichever shard the Bind routes to.
-      if (kind == 'S' && (!statement.empty() || topology_)) {
+      // whichever shard the Bind routes to; unsharded ones when it is a read (NoteUnnamedRead).
+      if (kind == 'S' && (!statement.empty() || !prepared_.empty())) {
         auto it = prepared_.find(Av(statement));
         if (it != prepared_.end()) prepared = &it->second;
+      }
+      if (type == p::fe::kBind && topology_) {
+        // A routed database's read (its analysis says so) may start a batch that reads of
+        // others follow (an unsharded one's, see the Parse: a named statement there is not
+        // known to be a read).
+        read_batch_ = prepared != nullptr && prepared->analysis && MayOpenLane(conn) &&
+                      routing::PreparableRead(*prepared->analysis);
+      } else if (type == p::fe::kBind && !statement.empty()) {
+        read_batch_ = false;
       }
       size_t start = server_out_.size();
       if (prepared == nullptr) {
@@ -1052,15 +1107,10 @@ absl::Status ClientSession::HandleClientFrame(const protocol::Frame& frame) {
         PrepareOnServer(conn, prepared->server_name, Expect::kSwallowParse,
                         [&](std::string& out) { out.append(prepared->parse_msg); });
         start = server_out_.size();
-        p::MessageWriter w(server_out_);
-        w.Begin(type);
-        if (type == p::fe::kBind) {
-          w.CString(head);
-        } else {
-          w.Int8('S');
+        AppendRenamed(server_out_, type, head, prepared->server_name, rest);
+        if (type == p::fe::kBind && statement.empty() && !topology_ && stats_) {
+          ++stats_->prepared_reads;  // an unnamed read of NoteUnnamedRead's
         }
-        w.CString(prepared->server_name).Bytes(rest);
-        w.End();
       }
       Push(type == p::fe::kBind ? Expect::kBind : Expect::kDescribe);
       expected_.back().renamed = prepared != nullptr;
@@ -1069,8 +1119,9 @@ absl::Status ClientSession::HandleClientFrame(const protocol::Frame& frame) {
     }
     case p::fe::kClose: {
       ASSIGN_OR_RETURN(p::Close close, p::ParseClose(frame.body));
-      if (close.kind == 'S' && !close.name.empty()) {
-        prepared_.erase(std::string(close.name));
+      // (The unnamed statement only when NoteUnnamedRead kept it: else the server has it.)
+      if (close.kind == 'S' && (!close.name.empty() || prepared_.contains(Av(close.name)))) {
+        prepared_.erase(Av(close.name));
         Push(Expect::kInjectCloseComplete);
         return absl::OkStatus();
       }
@@ -1087,6 +1138,10 @@ absl::Status ClientSession::HandleClientFrame(const protocol::Frame& frame) {
       server_out_.append(frame.whole);
       skip_until_sync_ = false;
       Push(Expect::kSync);
+      if (read_batch_) {
+        read_batch_ = false;
+        lane_candidate_ = true;  // the batch was a read alone
+      }
       if (renamed_batch_.open) {
         renamed_batch_.messages.append(frame.whole);
         renamed_batch_.open = false;
@@ -1116,6 +1171,95 @@ bool ClientSession::ArmUnshardedRead(const protocol::Frame& query) {
   auto analyzed = worker_.analysis_cache().Analyze(q->sql);
   if (!analyzed.ok() || !BuildPreparedRead(q->sql, *analyzed)) return false;
   prepared_read_.armed = true;  // HandleClientFrame sends it, or finds it sent (queued)
+  return true;
+}
+
+const ClientSession::Prepared* ClientSession::NoteUnnamedRead(const p::Parse& parse) {
+  auto it = prepared_.find(absl::string_view());
+  // Drivers send the same Parse before every Bind (pgbench -M extended, PQexecParams).
+  if (it != prepared_.end() && SameParse(it->second, parse)) return &it->second;
+  bool read = topology_ == nullptr && db_->prepare_reads && !fill_pending_;
+  if (read) {
+    auto analyzed = worker_.analysis_cache().Analyze(parse.sql);
+    read = analyzed.ok() && routing::PreparableRead(*analyzed->analysis);
+  }
+  if (!read) {
+    if (it != prepared_.end()) prepared_.erase(it);  // the server's unnamed statement is the one
+    return nullptr;
+  }
+  if (it == prepared_.end()) it = prepared_.try_emplace(std::string()).first;
+  Prepared& prepared = it->second;
+  prepared.sql.assign(parse.sql);
+  prepared.param_types.assign(parse.param_types.begin(), parse.param_types.end());
+  prepared.server_name = ServerStatementNameFor(parse);
+  prepared.parse_msg.clear();
+  p::AppendParse(prepared.parse_msg, prepared.server_name, parse.sql, parse.param_types);
+  return &prepared;
+}
+
+bool ClientSession::MayOpenLane(const ServerConnection& conn) const {
+  return db_->pipeline_reads > 0 && pool_mode_ == conf::PoolMode::kTransaction &&
+         expected_.empty() && server_out_.empty() && conn.tx_status() == 'I' && !conn.tls();
+}
+
+bool ClientSession::MayTakeBatch() const {
+  return user_rate_ == nullptr || !(user_rate_->Limited() || db_rate_->Limited());
+}
+
+bool ClientSession::ArmExtendedRead(const p::Frame& first, const Prepared* prepared) {
+  const std::string_view in = client_in_.Data();
+  if (in.data() != first.whole.data() || cached_portal_ || fanout_portal_ ||
+      !local_portal_tag_.empty()) {
+    return false;
+  }
+  // The whole batch, read already: [Parse,] Bind, [Describe,] Execute, Sync.
+  const uint32_t max_size = config_->limits.max_message_size;
+  p::Frame batch[5];
+  size_t count = 0;
+  size_t at = 0;
+  while (count < 5) {
+    p::FrameResult r = p::ReadFrame(in.substr(at), max_size);
+    if (r.status != p::FrameStatus::kFrame) return false;
+    batch[count++] = r.frame;
+    at += r.frame.whole.size();
+    if (r.frame.type == p::fe::kSync) break;
+  }
+  const bool from_parse = first.type == p::fe::kParse;
+  const p::Frame* f = batch + (from_parse ? 1 : 0);
+  const size_t n = count - (from_parse ? 1 : 0);
+  std::string_view portal, statement, rest;
+  if (n < 3 || f[0].type != p::fe::kBind || f[n - 1].type != p::fe::kSync ||
+      !SplitCString(f[0].body, portal, rest) || !SplitCString(rest, statement, rest) ||
+      !portal.empty() || (from_parse && !statement.empty())) {
+    return false;
+  }
+  const bool describe = n == 4;
+  const p::Frame& execute = f[n - 2];
+  if (execute.type != p::fe::kExecute || execute.body.size() != 5 || execute.body[0] != '\0') {
+    return false;
+  }
+  if (describe && (f[1].type != p::fe::kDescribe || f[1].body != std::string_view("P\0", 2))) {
+    return false;  // (libpq, JDBC: a Describe of the portal)
+  }
+  if (from_parse) {
+    auto parse = p::ParseParse(first.body);
+    if (!parse.ok() || !parse->name.empty()) return false;
+    prepared = NoteUnnamedRead(*parse);
+  }
+  if (prepared == nullptr) return false;
+  PreparedRead& r = prepared_read_;
+  r.sql.clear();  // the next simple read names its statement anew
+  r.name = prepared->server_name;
+  r.run.clear();
+  AppendRenamed(r.run, p::fe::kBind, {}, r.name, rest);
+  if (describe) r.run.append(f[1].whole);
+  r.run.append(execute.whole);
+  r.run.append(f[n - 1].whole);
+  r.extended = true;
+  r.from_parse = from_parse;
+  r.describe = describe;
+  r.batch_size = at;
+  r.armed = true;  // Attach sends it behind another read, or the batch goes as usual
   return true;
 }
 
@@ -1177,9 +1321,7 @@ void ClientSession::SendPreparedRead(ServerConnection& conn) {
   PreparedRead& r = prepared_read_;
   // Alone on the connection outside a transaction: once sent, other clients' reads may follow
   // it there (a lane).
-  lane_candidate_ = db_->pipeline_reads > 0 && expected_.empty() && server_out_.empty() &&
-                    pool_mode_ == conf::PoolMode::kTransaction && conn.tx_status() == 'I' &&
-                    !conn.tls();
+  lane_candidate_ = MayOpenLane(conn);
   if (stats_) ++stats_->prepared_reads;
   PrepareOnServer(conn, r.name, Expect::kSwallowParse,
                   [&](std::string& out) { p::AppendParse(out, r.name, r.sql, r.types); });
@@ -1416,6 +1558,7 @@ asio::awaitable<void> ClientSession::Serve() {
         break;
       }
       lane_candidate_ = false;  // for this frame's read, if it is one and sent alone
+      prepared_read_.extended = false;  // armed for this frame's batch only
       if (server_ && server_->lane()) co_await LeaveLane();
       if (stats_) {
         stats_->received += static_cast<int64_t>(f.whole.size());
@@ -1478,13 +1621,18 @@ asio::awaitable<void> ClientSession::Serve() {
         absl::Status st = absl::OkStatus();
         if (!AttachNow(*target_pool_)) {
           // Read pipelining: waiting for a server, a read may follow another client's instead.
-          follow_read_ = !topology_ && f.type == p::fe::kQuery && db_->pipeline_reads > 0 &&
-                         ArmUnshardedRead(f);
+          // (A batch taken whole skips the rate limits' look at its Execute: not when limited.)
+          follow_read_ = !topology_ && db_->pipeline_reads > 0 &&
+                         (f.type == p::fe::kQuery
+                              ? ArmUnshardedRead(f)
+                              : f.type == p::fe::kParse && MayTakeBatch() &&
+                                    ArmExtendedRead(f, nullptr));
           st = co_await Attach(*target_pool_);
           follow_read_ = false;
         }
         if (!st.ok()) {
           prepared_read_.armed = false;
+          prepared_read_.extended = false;
           if (closing_) break;
           p::AppendError(client_out_, ToPgError(st));
           if (f.type == p::fe::kQuery) {
@@ -1495,6 +1643,24 @@ asio::awaitable<void> ClientSession::Serve() {
             p::AppendReadyForQuery(client_out_, 'I');
           }
           client_in_.Consume(f.whole.size());
+          next = p::ReadFrame(client_in_.Data(), max_size);
+          continue;
+        }
+      }
+      if (prepared_read_.extended) {
+        PreparedRead& r = prepared_read_;
+        r.extended = false;
+        r.armed = false;
+        if (r.queued) {
+          // SendBehind sent the client's batch, up to its Sync, and Followed expects its
+          // answers: it is taken whole.
+          r.queued = false;
+          lane_candidate_ = true;
+          if (stats_) {
+            stats_->received += static_cast<int64_t>(r.batch_size - f.whole.size());
+            ++stats_->queries;
+          }
+          client_in_.Consume(r.batch_size);
           next = p::ReadFrame(client_in_.Data(), max_size);
           continue;
         }

@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "protocol/encoder.h"
 #include "protocol/messages.h"
+#include "routing/prepared_reads.h"
 #include "proxy/client_session.h"
 #include "proxy/pool.h"
 #include "proxy/strings.h"
@@ -523,9 +524,7 @@ void ClientSession::NoteParseSharded(const p::Parse& parse) {
   // Drivers re-send the same Parse (the unnamed statement before every Bind in pgbench -M
   // extended, JDBC, asyncpg): the statement already noted under that name is kept as it is.
   if (auto it = prepared_.find(Av(parse.name));
-      it != prepared_.end() && it->second.sql == parse.sql &&
-      std::equal(it->second.param_types.begin(), it->second.param_types.end(),
-                 parse.param_types.begin(), parse.param_types.end())) {
+      it != prepared_.end() && SameParse(it->second, parse)) {
     return;
   }
   Prepared prepared;
@@ -707,7 +706,13 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteBind(const p::Frame& f
     fanout_portal(&*plan);
     co_return false;
   }
+  // Read pipelining: a read's whole batch, armed before Target, so that waiting for a server
+  // it may follow another client's read (Attach; the Serve loop then takes the batch whole).
+  follow_read_ = db_->pipeline_reads > 0 && !server_ && !plan->write && !fill_pending_ &&
+                 MayTakeBatch() && routing::PreparableRead(*prepared.analysis) &&
+                 ArmExtendedRead(frame, &prepared);
   absl::StatusOr<bool> routed = co_await Target(*plan, true);
+  follow_read_ = false;
   if (fill_pending_ && routed.ok() && *routed) ArmCacheFill();
   fill_pending_.reset();
   co_return routed;

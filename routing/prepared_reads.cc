@@ -38,14 +38,19 @@ uint32_t LiteralParameterType(const Literal& literal) {
   return kUnspecifiedOid;
 }
 
+bool PreparableRead(const Analysis& analysis) {
+  if (analysis.statements.size() != 1) return false;
+  const QueryInfo& q = analysis.statements[0];
+  return q.kind == StatementKind::kSelect && !q.write && !q.merge.star;
+}
+
 bool ReadParameterTypes(const Analysis& analysis, std::span<const Literal> literals, int max_param,
                         absl::InlinedVector<uint32_t, 8>& types) {
   if (max_param != 0 || literals.empty() || literals.size() > kMaxLiterals ||
-      analysis.statements.size() != 1 || !analysis.normalized) {
+      !analysis.normalized || !PreparableRead(analysis)) {
     return false;
   }
   const QueryInfo& q = analysis.statements[0];
-  if (q.kind != StatementKind::kSelect || q.write || q.merge.star) return false;
   uint64_t covered = 0;
   for (const KeyConstraint& key : q.keys) {
     for (const ValueRef& v : key.values) {

@@ -5,7 +5,7 @@
 // `id IN (1, 2)`) qualify: there the column gives an untyped string its type, as it does the
 // literal; a literal elsewhere (select list, LIMIT, ORDER BY 1) could change meaning.
 //
-// API: ReadParameterTypes(analysis, literals, max_param, types) -> bool.
+// API: ReadParameterTypes(analysis, literals, max_param, types) -> bool; PreparableRead(analysis).
 #pragma once
 
 #include <cstdint>
@@ -21,6 +21,12 @@ namespace shardgate::routing {
 // that fits int8 is int8, other numbers are numeric, a quoted string is unknown (0: the server
 // infers it from the column, as it types the literal).
 uint32_t LiteralParameterType(const Literal& literal);
+
+// True when `analysis` is one read that may run as a statement prepared on the server: a
+// SELECT that writes nothing (no FOR UPDATE, no nextval() and the like) and names its columns
+// (not SELECT *: an ALTER TABLE would change a prepared statement's result type). The
+// extended protocol's unnamed statements that are such reads run prepared as they are.
+bool PreparableRead(const Analysis& analysis);
 
 // True when the one statement analysed may run with literal i as parameter $(i + 1); `types`
 // then holds their types. False for several statements, client parameters, writes, SELECT *

@@ -10,12 +10,15 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "protocol/encoder.h"
+#include "protocol/messages.h"
 #include "tests/proxy/http_get.h"
 #include "tests/proxy/proxy_fixture.h"
 
@@ -73,6 +76,26 @@ std::string ReadSql(int key) {
   return absl::StrCat("SELECT id, hundred / v, at FROM pl_items WHERE id = ", key);
 }
 
+// The same read in the extended protocol, the key a parameter.
+constexpr char kReadParamSql[] = "SELECT id, hundred / v, at FROM pl_items WHERE id = $1";
+
+// How a client of EachClientGetsItsOwnAnswer asks.
+enum class Ask { kQuery, kUnnamed, kNamed };
+
+// Sends the read of `key` as `how` asks (kNamed: the statement "pl_read" the client prepared).
+bool SendRead(PGconn* conn, int key, Ask how) {
+  const std::string value = absl::StrCat(key);
+  const char* values[] = {value.c_str()};
+  switch (how) {
+    case Ask::kQuery: return PQsendQuery(conn, ReadSql(key).c_str()) == 1;
+    case Ask::kUnnamed:
+      return PQsendQueryParams(conn, kReadParamSql, 1, nullptr, values, nullptr, nullptr, 0) == 1;
+    case Ask::kNamed:
+      return PQsendQueryPrepared(conn, "pl_read", 1, values, nullptr, nullptr, 0) == 1;
+  }
+  return false;
+}
+
 class PipelinedReadsTest : public ProxyPairSuite<PipelinedReadsTest> {
  public:
   static constexpr const char* kUnshardedYaml = kUnsharded;
@@ -115,58 +138,82 @@ class PipelinedReadsTest : public ProxyPairSuite<PipelinedReadsTest> {
                                         R"(user="app",outcome=")", outcome, R"("})"));
   }
 
-  // Twelve clients, `rounds` times all at once: ten read (the last of them with another
-  // DateStyle, which no server connection has while the others read), one writes, one runs a
-  // transaction; every answer is checked. The first read gets the connection and the next
-  // eight follow it (the reads after them wait in the pool, as does the write: none may pass
-  // a client waiting there).
-  static void EachClientGetsItsOwnAnswer(const std::string& conninfo, int http_port) {
+  // Twelve clients, all at once, 120 rounds: ten read (the last of them with another DateStyle,
+  // which no server connection has while the others read), one writes, one runs a transaction;
+  // every answer is checked. The readers ask as a Query, as the extended protocol's unnamed
+  // statement (PQexecParams) and by a statement they prepared (PQexecPrepared), in turn. Then
+  // 40 rounds of nine readers (not the DateStyle one) asking one way, for each way: the first
+  // read gets the connection and the next ones follow it (the metric shows it), except the
+  // named statements of an unsharded database, whose statements the proxy does not analyse
+  // (`named_follow`), which wait in the pool instead. (A read waits in the pool too when a
+  // client waits there before it, as the write and the other DateStyle do in the first rounds:
+  // none may pass a client waiting there.)
+  static void EachClientGetsItsOwnAnswer(const std::string& conninfo, int http_port,
+                                         bool named_follow) {
     const auto want = Expected();
     ASSERT_EQ(want.size(), 2u * kKeys);
     ASSERT_OK_AND_ASSIGN(PgConn direct, PgConn::Connect(env().DirectConnString()));
     ASSERT_OK(direct.Exec("TRUNCATE pl_log"));
-    constexpr int kClients = 12, kRounds = 120;
+    constexpr int kClients = 12, kMixedRounds = 120, kRounds = 40;
     std::vector<PgConn> clients;
     for (int i = 0; i < kClients; ++i) {
       ASSERT_OK_AND_ASSIGN(PgConn c, PgConn::Connect(conninfo));
       if (i == 9) ASSERT_OK(c.Exec("SET datestyle = 'SQL, DMY'"));
+      PgResult prepared(PQprepare(c.get(), "pl_read", kReadParamSql, 0, nullptr));
+      ASSERT_OK(ResultStatus(prepared.get(), c.get()));
       clients.push_back(std::move(c));
     }
-    const double before = std::max(0.0, Metric(http_port, "sent"));
-    for (int round = 0; round < kRounds; ++round) {
-      std::vector<std::string> sent(kClients);
-      for (int i = 0; i < kClients; ++i) {
-        const int key = (round * kClients + i) % kKeys + 1;
-        if (i == 10) {
-          sent[i] = absl::StrCat("INSERT INTO pl_log VALUES (", round, ")");
-        } else if (i == 11) {
-          sent[i] =
-              absl::StrCat("BEGIN; SELECT v FROM pl_items WHERE id = ", key, " FOR UPDATE; COMMIT");
-        } else {
-          sent[i] = ReadSql(key);
+    // `how`: how the nine readers ask; none: all twelve clients, mixed.
+    auto run = [&](int rounds, std::optional<Ask> how) {
+      for (int round = 0; round < rounds; ++round) {
+        std::vector<std::string> sent(kClients);
+        for (int i = 0; i < (how ? 9 : kClients); ++i) {
+          const int key = (round * kClients + i) % kKeys + 1;
+          if (i == 10) {
+            sent[i] = absl::StrCat("INSERT INTO pl_log VALUES (", round, ")");
+          } else if (i == 11) {
+            sent[i] = absl::StrCat("BEGIN; SELECT v FROM pl_items WHERE id = ", key,
+                                   " FOR UPDATE; COMMIT");
+          } else {
+            const Ask ask = how ? *how : static_cast<Ask>((round + i) % 3);
+            ASSERT_TRUE(SendRead(clients[i].get(), key, ask)) << PQerrorMessage(clients[i].get());
+            sent[i] = absl::StrCat("read ", key, " asked as ", static_cast<int>(ask));
+            continue;
+          }
+          ASSERT_EQ(PQsendQuery(clients[i].get(), sent[i].c_str()), 1)
+              << PQerrorMessage(clients[i].get());
         }
-        ASSERT_EQ(PQsendQuery(clients[i].get(), sent[i].c_str()), 1)
-            << PQerrorMessage(clients[i].get());
+        for (int i = 0; i < kClients; ++i) {
+          if (sent[i].empty()) continue;
+          const int key = (round * kClients + i) % kKeys + 1;
+          const std::string got = Collect(clients[i].get());
+          if (i == 10) {
+            ASSERT_EQ(got, "INSERT 0 1:;") << "round " << round;
+          } else if (i == 11) {
+            ASSERT_EQ(got,
+                      absl::StrCat("BEGIN:;SELECT 1:", key % 5 == 0 ? 0 : key * 7, "|;COMMIT:;"))
+                << "round " << round;
+          } else {
+            ASSERT_EQ(got, want.at({i == 9, key}))
+                << "client " << i << ", round " << round << ": " << sent[i];
+          }
+        }
       }
-      for (int i = 0; i < kClients; ++i) {
-        const int key = (round * kClients + i) % kKeys + 1;
-        const std::string got = Collect(clients[i].get());
-        if (i == 10) {
-          ASSERT_EQ(got, "INSERT 0 1:;") << "round " << round;
-        } else if (i == 11) {
-          ASSERT_EQ(got, absl::StrCat("BEGIN:;SELECT 1:", key % 5 == 0 ? 0 : key * 7, "|;COMMIT:;"))
-              << "round " << round;
-        } else {
-          ASSERT_EQ(got, want.at({i == 9, key}))
-              << "client " << i << ", round " << round << ": " << sent[i];
-        }
+    };
+    ASSERT_NO_FATAL_FAILURE(run(kMixedRounds, std::nullopt));
+    ASSERT_OK_AND_ASSIGN(std::string logged, direct.Scalar("SELECT count(*) FROM pl_log"));
+    EXPECT_EQ(logged, absl::StrCat(kMixedRounds));
+    for (Ask how : {Ask::kQuery, Ask::kUnnamed, Ask::kNamed}) {
+      SCOPED_TRACE(absl::StrCat("asked as ", static_cast<int>(how)));
+      const double before = std::max(0.0, Metric(http_port, "sent"));
+      ASSERT_NO_FATAL_FAILURE(run(kRounds, how));
+      // The reads did follow one another (else this tested nothing of pipelining).
+      if (how != Ask::kNamed || named_follow) {
+        EXPECT_GT(Metric(http_port, "sent") - before, kRounds)
+            << "reads sent behind others\n"
+            << HttpGet(http_port, "/metrics").second;
       }
     }
-    ASSERT_OK_AND_ASSIGN(std::string logged, direct.Scalar("SELECT count(*) FROM pl_log"));
-    EXPECT_EQ(logged, absl::StrCat(kRounds));
-    // The reads did follow one another (else this tested nothing of pipelining).
-    EXPECT_GT(Metric(http_port, "sent") - before, kRounds) << "reads sent behind others\n"
-                                                           << HttpGet(http_port, "/metrics").second;
     EXPECT_LE(Metric(http_port, "rerun"), 0) << "no connection was lost";
   }
 
@@ -180,19 +227,24 @@ class PipelinedReadsTest : public ProxyPairSuite<PipelinedReadsTest> {
     }
   }
 
-  // Once the slow read (its statement sleeps for `nap`) runs on the server, each reader sends
-  // its read (key i + 1), and all of them are sent behind it: the metric, from `sent_before`,
-  // counts them as they are sent.
-  static void QueueBehindSlowRead(std::vector<PgConn>& readers, int http_port, double sent_before) {
+  // Until the slow read (its statement sleeps for `nap`) runs on the server (2 s at most).
+  static void WaitForSlowRead() {
     ASSERT_OK_AND_ASSIGN(PgConn direct, PgConn::Connect(env().DirectConnString()));
     for (int i = 0; i < 200; ++i) {
       ASSERT_OK_AND_ASSIGN(std::string n,
                            direct.Scalar("SELECT count(*) FROM pg_stat_activity WHERE query "
                                          "LIKE '%pg_sleep(nap)%' AND state = 'active' AND pid "
                                          "<> pg_backend_pid()"));
-      if (n == "1") break;
+      if (n == "1") return;
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
+  }
+
+  // Once the slow read (its statement sleeps for `nap`) runs on the server, each reader sends
+  // its read (key i + 1), and all of them are sent behind it: the metric, from `sent_before`,
+  // counts them as they are sent.
+  static void QueueBehindSlowRead(std::vector<PgConn>& readers, int http_port, double sent_before) {
+    ASSERT_NO_FATAL_FAILURE(WaitForSlowRead());
     for (size_t i = 0; i < readers.size(); ++i) {
       ASSERT_EQ(PQsendQuery(readers[i].get(), ReadSql(static_cast<int>(i) + 1).c_str()), 1);
     }
@@ -263,7 +315,7 @@ class PipelinedReadsTest : public ProxyPairSuite<PipelinedReadsTest> {
 };
 
 TEST_F(PipelinedReadsTest, EachClientGetsItsOwnAnswerUnsharded) {
-  EachClientGetsItsOwnAnswer(env().ConnString(), http_port_);
+  EachClientGetsItsOwnAnswer(env().ConnString(), http_port_, /*named_follow=*/false);
   // Operators see the setting.
   ASSERT_OK_AND_ASSIGN(PgConn admin,
                        PgConn::Connect(env().proxy->ConnString("shardgate", "admin", "admin")));
@@ -274,7 +326,7 @@ TEST_F(PipelinedReadsTest, EachClientGetsItsOwnAnswerUnsharded) {
 
 TEST_F(PipelinedReadsTest, EachClientGetsItsOwnAnswerRouted) {
   ASSERT_NE(routed_, nullptr);
-  EachClientGetsItsOwnAnswer(RoutedConnString(), routed_http_port_);
+  EachClientGetsItsOwnAnswer(RoutedConnString(), routed_http_port_, /*named_follow=*/true);
 }
 
 TEST_F(PipelinedReadsTest, ReadsBehindATerminatedServerAreAnsweredElsewhere) {
@@ -334,6 +386,80 @@ TEST_F(PipelinedReadsTest, AHolderThatAsksAgainHandsTheConnectionOnFirst) {
     EXPECT_EQ(Collect(readers[i].get()), want.at({false, i + 1})) << "reader " << i;
   }
   EXPECT_EQ(Metric(http_port_, "rerun") - rerun_before, 0) << "no connection was lost";
+}
+
+// An extended-protocol read sent behind another (its batch taken whole by the proxy) answers
+// every message of the batch as PostgreSQL does: ParseComplete, BindComplete, RowDescription,
+// the row, CommandComplete, ReadyForQuery (libpq does not notice a missing ParseComplete, so
+// the messages are read raw here). Unsharded (the batch from its Parse) and routed (from its
+// Bind: the proxy answers the Parse itself), and a Bind of a prepared statement (routed).
+TEST_F(PipelinedReadsTest, ExtendedReadsBehindAnotherGetEveryMessage) {
+  ASSERT_NE(routed_, nullptr);
+  struct Case {
+    std::string conninfo;
+    int http_port;
+    bool named;
+  };
+  for (const Case& c : {Case{env().ConnString(), http_port_, false},
+                        Case{RoutedConnString(), routed_http_port_, false},
+                        Case{RoutedConnString(), routed_http_port_, true}}) {
+    SCOPED_TRACE(absl::StrCat(c.conninfo, c.named ? " (named)" : ""));
+    ASSERT_OK_AND_ASSIGN(PgConn holder, PgConn::Connect(c.conninfo));
+    std::vector<PgConn> readers;
+    ASSERT_NO_FATAL_FAILURE(ConnectReaders(c.conninfo, readers));
+    readers.resize(3);
+    // The statement is prepared on the one server connection (reads follow only where theirs
+    // is), and by the readers (PQprepare: Parse, Sync).
+    {
+      const char* one = "1";
+      PgResult res(PQexecParams(holder.get(), kReadParamSql, 1, nullptr, &one, nullptr, nullptr, 0));
+      ASSERT_OK(ResultStatus(res.get(), holder.get()));
+    }
+    for (PgConn& r : readers) {
+      PgResult res(PQprepare(r.get(), "pl_read", kReadParamSql, 0, nullptr));
+      ASSERT_OK(ResultStatus(res.get(), r.get()));
+    }
+    const double sent_before = std::max(0.0, Metric(c.http_port, "sent"));
+    ASSERT_EQ(PQsendQuery(holder.get(), absl::StrCat("SELECT id, pg_sleep(nap) FROM pl_items "
+                                                     "WHERE id = ",
+                                                     kShortNapKey)
+                                            .c_str()),
+              1);
+    ASSERT_NO_FATAL_FAILURE(WaitForSlowRead());
+    std::vector<std::unique_ptr<RawSocket>> socks;
+    for (size_t i = 0; i < readers.size(); ++i) {
+      std::string batch;
+      if (!c.named) protocol::AppendParse(batch, "", kReadParamSql);
+      const std::string key = absl::StrCat(i + 1);
+      protocol::Bind bind;
+      bind.statement = c.named ? "pl_read" : "";
+      bind.params.push_back(key);
+      protocol::AppendBind(batch, bind);
+      protocol::AppendDescribe(batch, 'P', "");
+      protocol::AppendExecute(batch, "");
+      protocol::AppendSync(batch);
+      socks.push_back(RawSocket::Borrow(PQsocket(readers[i].get())));
+      ASSERT_TRUE(socks.back()->Send(batch));
+    }
+    for (int i = 0; i < 200 && Metric(c.http_port, "sent") - sent_before < 3; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    EXPECT_EQ(Metric(c.http_port, "sent") - sent_before, 3) << "sent behind the slow read";
+    EXPECT_EQ(Collect(holder.get()), absl::StrCat("SELECT 1:", kShortNapKey, "||;"));
+    for (size_t i = 0; i < socks.size(); ++i) {
+      std::string types, first_cell;
+      for (;;) {
+        auto msg = socks[i]->ReadMessage(std::chrono::seconds(20));
+        ASSERT_TRUE(msg.has_value()) << "reader " << i << " after " << types;
+        types.push_back(msg->first);
+        if (msg->first == 'D') first_cell = msg->second.substr(6, GetInt32(msg->second, 2));
+        if (msg->first == 'Z') break;
+      }
+      socks[i]->Release();
+      EXPECT_EQ(types, c.named ? "2TDCZ" : "12TDCZ") << "reader " << i;
+      EXPECT_EQ(first_cell, absl::StrCat(i + 1)) << "reader " << i;
+    }
+  }
 }
 
 TEST_F(PipelinedReadsTest, ReadsBehindAClientThatLeftAreAnsweredElsewhere) {

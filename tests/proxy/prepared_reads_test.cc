@@ -3,8 +3,11 @@
 // corpus (literal types PostgreSQL infers differently, strings typed by their column, errors in
 // Parse and in Bind, statements that must not be rewritten) gives through shardgate, unsharded
 // and routed, what it gives straight from PostgreSQL, seven times over (the server switches to a
-// generic plan after five), and the server really holds the prepared statements. A server
+// generic plan after five), as a Query and as the unnamed statement of the extended protocol
+// (which the proxy also runs as a prepared statement when it is a read), and the server really
+// holds the prepared statements. A server
 // connection holds at most max_prepared_statements of them, also after failed pipelines.
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -42,8 +45,12 @@ struct Answer {
   }
 };
 
-Answer Ask(const PgConn& conn, const std::string& sql) {
-  PgResult res(PQexec(conn.get(), sql.c_str()));
+// `extended`: as the unnamed statement of the extended protocol (PQexecParams: Parse, Bind,
+// Describe, Execute, Sync), where the proxy runs a read as its sg_ statement.
+Answer Ask(const PgConn& conn, const std::string& sql, bool extended = false) {
+  PgResult res(extended ? PQexecParams(conn.get(), sql.c_str(), 0, nullptr, nullptr, nullptr,
+                                       nullptr, 0)
+                        : PQexec(conn.get(), sql.c_str()));
   Answer a;
   const absl::Status st = ResultStatus(res.get(), conn.get());
   if (!st.ok()) {
@@ -93,6 +100,9 @@ class PreparedReadsTest : public ProxyPairSuite<PreparedReadsTest> {
       CREATE TABLE pr_altered (id int PRIMARY KEY, name text);
       INSERT INTO pr_altered VALUES (1, 'one');)";
   }
+
+ protected:
+  static void UnnamedStatementAfterAnAlter(const std::string& conninfo);
 };
 
 // Statements the proxy runs prepared and statements it must send as written: both kinds must
@@ -148,17 +158,23 @@ TEST_F(PreparedReadsTest, EveryStatementAnswersAsPostgresDoes) {
   ASSERT_OK_AND_ASSIGN(PgConn direct, PgConn::Connect(env().DirectConnString()));
   ASSERT_OK_AND_ASSIGN(PgConn plain, env().Connect());
   ASSERT_OK_AND_ASSIGN(PgConn routed, PgConn::Connect(RoutedConnString()));
-  for (const std::string& sql : Corpus()) {
-    const Answer want = Ask(direct, sql);
-    for (int round = 0; round < 7; ++round) {
-      const Answer got = Ask(plain, sql);
-      EXPECT_EQ(got, want) << sql << " (unsharded, round " << round
-                           << ")\n  got:  " << got.Describe() << "\n  want: " << want.Describe();
-      const Answer got_routed = Ask(routed, sql);
-      EXPECT_TRUE(got_routed.SameButMessage(want))
-          << sql << " (routed, round " << round << ")\n  got:  " << got_routed.Describe()
-          << "\n  want: " << want.Describe();
-      if (got != want || !got_routed.SameButMessage(want)) break;
+  const std::string metrics_before = "\n" + HttpGet(http_port_, "/metrics").second;
+  const double prepared_before = std::max(
+      0.0, Sample(metrics_before, R"(shardgate_prepared_reads_total{database="app",user="app"})"));
+  for (bool extended : {false, true}) {
+    for (const std::string& sql : Corpus()) {
+      const std::string how = extended ? "extended" : "simple";
+      const Answer want = Ask(direct, sql, extended);
+      for (int round = 0; round < 7; ++round) {
+        const Answer got = Ask(plain, sql, extended);
+        EXPECT_EQ(got, want) << sql << " (unsharded, " << how << ", round " << round
+                             << ")\n  got:  " << got.Describe() << "\n  want: " << want.Describe();
+        const Answer got_routed = Ask(routed, sql, extended);
+        EXPECT_TRUE(got_routed.SameButMessage(want))
+            << sql << " (routed, " << how << ", round " << round
+            << ")\n  got:  " << got_routed.Describe() << "\n  want: " << want.Describe();
+        if (got != want || !got_routed.SameButMessage(want)) break;
+      }
     }
   }
   // The reads above ran prepared: their statements are on the server (the one connection of
@@ -184,9 +200,12 @@ TEST_F(PreparedReadsTest, EveryStatementAnswersAsPostgresDoes) {
                           "databases.app.max_prepared_statements", "200", "200", "yes")));
   const std::string metrics = "\n" + HttpGet(http_port_, "/metrics").second;
   const double prepared =
-      Sample(metrics, R"(shardgate_prepared_reads_total{database="app",user="app"})");
-  EXPECT_GE(prepared, 7 * 25) << metrics;  // 25-odd corpus statements qualify, 7 rounds each
-  EXPECT_LT(prepared, 7 * static_cast<double>(Corpus().size())) << "some were sent as written";
+      Sample(metrics, R"(shardgate_prepared_reads_total{database="app",user="app"})") -
+      prepared_before;
+  // 25-odd corpus statements qualify as simple reads, 7 rounds each; as unnamed statements
+  // every single-statement read but SELECT * does, literals and all (37).
+  EXPECT_GE(prepared, 7 * (25 + 34)) << metrics;
+  EXPECT_LT(prepared, 7 * 2 * static_cast<double>(Corpus().size())) << "some were sent as written";
   EXPECT_TRUE(env().ProxyAlive()) << env().ProxyLogTail();
 }
 
@@ -248,8 +267,8 @@ TEST_F(PreparedReadsTest, AnAlteredResultTypeIsPreparedAnew) {
   EXPECT_EQ(after.types, std::vector<Oid>{25}) << "text again";
 }
 
-// The unnamed statement (PQexecParams: Parse, Bind, Execute each time) of a routed database runs
-// prepared on the server under its sg_ name, as a client's named statement does. An ALTER that
+// The unnamed statement (PQexecParams: Parse, Bind, Execute each time) that is a read runs
+// prepared on the server under its sg_ name (unsharded and routed alike), as a client's named statement does. An ALTER that
 // changes its result type makes the server refuse the statement prepared before it (0A000
 // "cached plan must not change result type") at every Bind. Outside a transaction the proxy
 // prepares it anew and runs the client's batch again, so the client sees what PostgreSQL,
@@ -257,12 +276,19 @@ TEST_F(PreparedReadsTest, AnAlteredResultTypeIsPreparedAnew) {
 // failed and the client gets the error, and the connection, closed when the transaction ends,
 // takes the stale statement with it (before, every later run failed on it).
 TEST_F(PreparedReadsTest, AnUnnamedStatementAfterAnAlter) {
+  for (const std::string& conninfo : {env().ConnString(), RoutedConnString()}) {
+    SCOPED_TRACE(conninfo);
+    ASSERT_NO_FATAL_FAILURE(UnnamedStatementAfterAnAlter(conninfo));
+  }
+}
+
+void PreparedReadsTest::UnnamedStatementAfterAnAlter(const std::string& conninfo) {
   ASSERT_OK_AND_ASSIGN(PgConn direct, PgConn::Connect(env().DirectConnString()));
   ASSERT_OK(
       direct.Exec("DROP TABLE IF EXISTS pr_unnamed; "
                   "CREATE TABLE pr_unnamed (id int PRIMARY KEY, name text); "
                   "INSERT INTO pr_unnamed VALUES (1, 'one')"));
-  ASSERT_OK_AND_ASSIGN(PgConn conn, PgConn::Connect(RoutedConnString()));
+  ASSERT_OK_AND_ASSIGN(PgConn conn, PgConn::Connect(conninfo));
   PGconn* c = conn.get();
   const char* one = "1";
   auto run = [&]() -> std::pair<std::string, Oid> {
