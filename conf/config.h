@@ -155,7 +155,9 @@ struct DatabaseConfig {
   std::optional<RateLimitConfig> rate_limit;
   // Simple-protocol reads on one shard whose literals are all compared with columns
   // (`WHERE id = 42`) run as statements prepared on the server (Parse once per connection,
-  // then Bind/Execute), which saves the server's parse and plan. On by default (since
+  // then Bind/Execute), which saves the server's parse and plan; so does the extended
+  // protocol's unnamed statement when it is a read (unsharded databases: routed ones run every
+  // statement under its sg_ name). On by default (since
   // 2026-12-06), as drivers that prepare on their own (pgx, asyncpg, JDBC after 5 runs) do: it
   // changes what the server logs and plans (generic plans), and inside a transaction a read
   // whose result type an ALTER changed fails with 0A000 like any prepared statement (outside
@@ -166,10 +168,10 @@ struct DatabaseConfig {
   // when next needed. 0 = no limit.
   int max_prepared_statements = 200;
   // Read pipelining: while every server connection of a pool is busy, up to this many
-  // prepare_reads reads of other clients are sent on a connection behind the read it is
-  // running, outside transactions, each answered in turn (the server runs them back to back
-  // instead of one per round trip through the pool). 0 = off: a client waits for a free
-  // connection, as in PgBouncer.
+  // prepare_reads reads (and extended-protocol reads) of other clients are sent on a
+  // connection behind the read it is running, outside transactions, each answered in turn (the
+  // server runs them back to back instead of one per round trip through the pool). 0 = off: a
+  // client waits for a free connection, as in PgBouncer.
   int pipeline_reads = 0;
   Mark mark;
 

@@ -603,7 +603,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
     bool describe = false;
     size_t batch_size = 0;
   };
-  bool follow_read_ = false;  // Attach may send the armed read behind another (SendBehind) (set around the attach)
+  // Attach may send the armed read behind another (SendBehind); set around the attach.
+  bool follow_read_ = false;
   // A read was sent alone (SendPreparedRead, or an extended batch at its Sync): a lane once it
   // is sent.
   bool lane_candidate_ = false;

@@ -412,7 +412,8 @@ TEST_F(PipelinedReadsTest, ExtendedReadsBehindAnotherGetEveryMessage) {
     // is), and by the readers (PQprepare: Parse, Sync).
     {
       const char* one = "1";
-      PgResult res(PQexecParams(holder.get(), kReadParamSql, 1, nullptr, &one, nullptr, nullptr, 0));
+      PgResult res(
+          PQexecParams(holder.get(), kReadParamSql, 1, nullptr, &one, nullptr, nullptr, 0));
       ASSERT_OK(ResultStatus(res.get(), holder.get()));
     }
     for (PgConn& r : readers) {

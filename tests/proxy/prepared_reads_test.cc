@@ -268,8 +268,9 @@ TEST_F(PreparedReadsTest, AnAlteredResultTypeIsPreparedAnew) {
 }
 
 // The unnamed statement (PQexecParams: Parse, Bind, Execute each time) that is a read runs
-// prepared on the server under its sg_ name (unsharded and routed alike), as a client's named statement does. An ALTER that
-// changes its result type makes the server refuse the statement prepared before it (0A000
+// prepared on the server under its sg_ name (unsharded and routed alike), as a client's named
+// statement does. An ALTER that changes its result type makes the server refuse the statement
+// prepared before it (0A000
 // "cached plan must not change result type") at every Bind. Outside a transaction the proxy
 // prepares it anew and runs the client's batch again, so the client sees what PostgreSQL,
 // which parses the unnamed statement anew every time, gives; inside one the transaction has
