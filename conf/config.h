@@ -144,8 +144,9 @@ struct DatabaseConfig {
   ReplicaBalance replica_balance = ReplicaBalance::kRoundRobin;
   Duration max_replica_lag{5000};
   Duration health_check_interval{1000};
-  // A server that does not answer a health check within this is marked down: its shard's
-  // statements then fail at once (the circuit breaker) instead of waiting for it.
+  // A server that does not answer two health checks in a row within this is marked down
+  // (one late answer is a stall of a saturated machine): its shard's statements then fail at
+  // once (the circuit breaker) instead of waiting for it.
   Duration health_check_timeout{2000};
   std::optional<std::string> default_shard;
   std::vector<ShardConfig> shards;

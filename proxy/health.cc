@@ -57,7 +57,8 @@ struct Probe {
   bool ok = false;
   bool in_recovery = false;
   uint64_t lsn = 0;
-  std::string error;  // why not ok
+  std::string error;       // why not ok
+  bool timed_out = false;  // not ok because no answer came within health_check_timeout
 };
 
 class Checker {
@@ -89,10 +90,15 @@ class Checker {
     const std::chrono::milliseconds timeout = topology_->db().health_check_timeout;
     auto& conn = conns_[target.Key()];
     if (!conn || conn->broken()) {
-      auto fresh = co_await ServerConnection::Connect(
-          target, std::min<std::chrono::milliseconds>(config->timeouts.connect, timeout),
-          runtime_.server_tls());
-      if (!fresh.ok()) co_return Probe{.error = std::string(fresh.status().message())};
+      const auto connect_timeout =
+          std::min<std::chrono::milliseconds>(config->timeouts.connect, timeout);
+      const auto start = Clock::now();
+      auto fresh =
+          co_await ServerConnection::Connect(target, connect_timeout, runtime_.server_tls());
+      if (!fresh.ok()) {
+        co_return Probe{.error = std::string(fresh.status().message()),
+                        .timed_out = Clock::now() - start >= connect_timeout};
+      }
       conn = std::move(*fresh);
     }
     Deadline deadline(co_await asio::this_coro::executor, timeout, [&conn] {
@@ -109,7 +115,8 @@ class Checker {
       co_return Probe{.error = deadline.expired()
                                    ? absl::StrCat("no answer within ", timeout.count(), " ms")
                                    : row.ok() ? std::string("unexpected answer")
-                                              : std::string(row.status().message())};
+                                              : std::string(row.status().message()),
+                      .timed_out = deadline.expired()};
     }
     Probe probe;
     probe.ok = true;
@@ -124,11 +131,18 @@ class Checker {
     for (int s = 0; s < topology_->shard_count(); ++s) {
       const conf::ShardConfig& shard = topology_->shard(s);
       Probe primary = co_await Check(shard.name, shard.primary, false);
-      if (primary.ok != topology_->PrimaryHealthy(s)) {
-        spdlog::warn("shard \"{}\": primary {}:{} is {}{}", shard.name, shard.primary.host,
-                     shard.primary.port, primary.ok ? "back" : "down: ", primary.error);
+      const bool forgiven = FirstTimeout(shard.primary, primary) && topology_->PrimaryHealthy(s);
+      if (forgiven) {
+        spdlog::info("shard \"{}\": primary {}:{}: {}; it is marked down if the next check "
+                     "gets no answer either",
+                     shard.name, shard.primary.host, shard.primary.port, primary.error);
       }
-      topology_->SetPrimaryHealthy(s, primary.ok);
+      const bool up = primary.ok || forgiven;
+      if (up != topology_->PrimaryHealthy(s)) {
+        spdlog::warn("shard \"{}\": primary {}:{} is {}{}", shard.name, shard.primary.host,
+                     shard.primary.port, up ? "back" : "down: ", primary.error);
+      }
+      topology_->SetPrimaryHealthy(s, up);
       // The primary's LSN over time: a replica lags when it has not replayed what the primary
       // had written max_replica_lag ago.
       auto& history = history_[s];
@@ -153,7 +167,7 @@ class Checker {
         int promoted = topology_->Promoted(s);
         if (p.ok && !p.in_recovery) {
           // Promoted. It takes the writes once the configured primary is down (or already did).
-          if (promoted != static_cast<int>(r) && !primary.ok) {
+          if (promoted != static_cast<int>(r) && !up) {
             spdlog::warn("shard \"{}\": replica {}:{} was promoted; writes go to it now",
                          shard.name, shard.replicas[r].host, shard.replicas[r].port);
             topology_->SetPromoted(s, static_cast<int>(r));
@@ -177,7 +191,9 @@ class Checker {
         }
         topology_->SetReplicaLag(s, static_cast<int>(r), lag_bytes, lag_ms);
         const bool lagging = p.ok && must_have != 0 && p.lsn < must_have;
-        const bool healthy = p.ok && !lagging;
+        const bool forgiven = FirstTimeout(shard.replicas[r], p) &&
+                              topology_->ReplicaHealthy(s, static_cast<int>(r));
+        const bool healthy = (p.ok && !lagging) || forgiven;
         if (healthy != topology_->ReplicaHealthy(s, static_cast<int>(r))) {
           spdlog::warn("shard \"{}\": replica {}:{} {}", shard.name, shard.replicas[r].host,
                        shard.replicas[r].port,
@@ -188,9 +204,23 @@ class Checker {
     }
   }
 
+  // True when `probe` timed out and the check of `ep` before it did not: on a saturated
+  // machine a healthy server's answer can miss health_check_timeout once (a scheduling stall
+  // of a second or more), a hung or stopped one misses every check. Such a first timeout
+  // leaves the server's state as it was; the next one (or any other failure) counts.
+  bool FirstTimeout(const conf::Endpoint& ep, const Probe& probe) {
+    int& late = late_[absl::StrCat(ep.host, ":", ep.port)];
+    if (!probe.timed_out) {
+      late = 0;
+      return false;
+    }
+    return ++late == 1;
+  }
+
   Runtime& runtime_;
   std::string database_;
   std::shared_ptr<Topology> topology_;
+  std::map<std::string, int> late_;  // consecutive timed-out checks per endpoint
   std::map<std::string, std::unique_ptr<ServerConnection>> conns_;
   std::map<int, std::deque<std::pair<Clock::time_point, uint64_t>>> history_;
 };

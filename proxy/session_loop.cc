@@ -1208,7 +1208,8 @@ bool ClientSession::MayTakeBatch() const {
 
 bool ClientSession::ArmExtendedRead(const p::Frame& first, const Prepared* prepared) {
   const std::string_view in = client_in_.Data();
-  if (in.data() != first.whole.data() || cached_portal_ || fanout_portal_ ||
+  // (Nothing of the proxy's own about the unnamed portal: its messages are not looked at.)
+  if (in.data() != first.whole.data() || cached_portal_ || fanout_portal_ || next_id_portal_ ||
       !local_portal_tag_.empty()) {
     return false;
   }
