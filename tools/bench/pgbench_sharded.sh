@@ -9,20 +9,22 @@
 #
 #   tools/bench/pgbench_sharded.sh [--duration 10] [--rounds 3] [--clients 8] [--threads 2]
 #                                  [--scale 10] [--replicas 0] [--modes "simple extended prepared"]
-#                                  [--pool-size 20] [--pipeline-reads 0]
+#                                  [--pool-size 20] [--sharded-pool-size N] [--pipeline-reads 0]
 #                                  [--shardgate build/release/proxy/shardgate]
 #
 # Each shard gets the full pgbench tables (`pgbench -i` on each shard directly): -S reads one
 # account by key, so whichever shard the router names has it. pgbench's other tables are not
 # listed in the router map and go to default_shard s0. With --replicas N the reads go to the
 # replicas (read_from: replicas). --pool-size sets the database's pool_size (per shard, server
-# and worker) in both proxies, --pipeline-reads their pipeline_reads (default 0, off).
+# and worker) in both proxies, --pipeline-reads their pipeline_reads (default 0, off);
+# --sharded-pool-size gives the two-shard proxy another pool_size (e.g. half, for the same
+# number of server connections in all as the single-shard proxy: both shards share the cores).
 # Everything started here is stopped on exit, also on Ctrl-C.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 DURATION=10 ROUNDS=3 CLIENTS=8 THREADS=2 SCALE=10 REPLICAS=0 POOL=20 MODES="simple extended prepared"
-PIPELINE=0
+PIPELINE=0 SHARDED_POOL=
 SHARDGATE=${SHARDGATE_BIN:-$ROOT/build/release/proxy/shardgate}
 while (($#)); do
   case $1 in
@@ -34,9 +36,10 @@ while (($#)); do
     --replicas) REPLICAS=$2; shift 2 ;;
     --modes) MODES=$2; shift 2 ;;
     --pool-size) POOL=$2; shift 2 ;;
+    --sharded-pool-size) SHARDED_POOL=$2; shift 2 ;;
     --pipeline-reads) PIPELINE=$2; shift 2 ;;
     --shardgate) SHARDGATE=$2; shift 2 ;;
-    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -46,6 +49,8 @@ done
 ((SCALE >= 1 && SCALE <= 1000)) || { echo "--scale must be 1..1000" >&2; exit 2; }
 ((REPLICAS >= 0 && REPLICAS <= 2)) || { echo "--replicas must be 0..2" >&2; exit 2; }
 ((POOL >= 1 && POOL <= 100)) || { echo "--pool-size must be 1..100" >&2; exit 2; }
+SHARDED_POOL=${SHARDED_POOL:-$POOL}
+((SHARDED_POOL >= 1 && SHARDED_POOL <= 100)) || { echo "--sharded-pool-size must be 1..100" >&2; exit 2; }
 ((PIPELINE >= 0 && PIPELINE <= 64)) || { echo "--pipeline-reads must be 0..64" >&2; exit 2; }
 [[ -x $SHARDGATE ]] || { echo "no shardgate binary at $SHARDGATE (build it or pass --shardgate)" >&2; exit 1; }
 command -v pgbench >/dev/null || { echo "pgbench is not installed (tools/install_deps.sh)" >&2; exit 1; }
@@ -92,6 +97,7 @@ awk -v port="$SINGLE_PORT" '
   /^[a-z]/ && !/^databases:/ { skip = 0 }
   !skip { print }' "$WORK/cluster/shardgate.yaml" >"$WORK/single.yaml"
 grep -q 'shards: \[s0\]}' "$WORK/single.yaml" || { echo "could not write single.yaml" >&2; exit 1; }
+set_pool_size "$WORK/cluster/shardgate.yaml" "$SHARDED_POOL"
 
 echo "== pgbench -i -s $SCALE on each shard" >&2
 for port in "$PG_PORT" "$PG_PORT1"; do
@@ -154,7 +160,7 @@ for mode in $MODES; do
 done
 
 echo
-echo "pgbench -S -c $CLIENTS -j $THREADS -T $DURATION, scale $SCALE per shard, $ROUNDS round(s) interleaved, median TPS; pool_size $POOL, pipeline_reads $PIPELINE"
+echo "pgbench -S -c $CLIENTS -j $THREADS -T $DURATION, scale $SCALE per shard, $ROUNDS round(s) interleaved, median TPS; pool_size $POOL (two shards: $SHARDED_POOL), pipeline_reads $PIPELINE"
 echo "direct = PostgreSQL s0; single = shardgate over s0 (by aid); sharded = shardgate over s0+s1 (by aid)"
 awk -v modes="$MODES" -v rounds="$ROUNDS" "$MEDIAN_AWK$PAIRED_AWK"'
   { v[$1 " " $2] = v[$1 " " $2] " " $4; w[$1 " " $2, $3] = $4 }
