@@ -122,6 +122,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   struct Prepared {
     std::string server_name;  // "sg_<hash>"
     std::string parse_msg;    // a whole Parse message naming server_name
+    // A routing::PreparableRead: its batches may be sent behind others' reads (pipeline_reads;
+    // unsharded databases analyse a named statement for it only with pipeline_reads on).
+    bool read = false;
     // Sharded databases: the statement's analysis (null when it does not parse: any shard then
     // reports the error) and Parse's parameter types, for routing each Bind.
     std::shared_ptr<const routing::Analysis> analysis;
@@ -439,12 +442,12 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   const Prepared* NoteUnnamedRead(const protocol::Parse& parse);
   // Read pipelining for the extended protocol: `first`, the client's frame at hand (the head of
   // client_in_), starts a whole batch already read from the client: a Parse of the unnamed
-  // statement (unsharded: a read, see NoteUnnamedRead), or else a Bind of `prepared` (routed:
-  // the caller checked that it is a read), then the Bind to the unnamed portal, a Describe of it
-  // or none, Execute and Sync. It is armed as prepared_read_ (`run`: that
+  // statement (unsharded: a read, see NoteUnnamedRead), or else a Bind of a statement of the
+  // client's that is a read (Prepared::read), then the Bind to the unnamed portal, a Describe
+  // of it or none, Execute and Sync. It is armed as prepared_read_ (`run`: that
   // Bind, Describe, Execute and Sync as the server gets them), for Attach to send behind
   // another client's read; the Serve loop takes the batch whole when it was. False otherwise.
-  bool ArmExtendedRead(const protocol::Frame& first, const Prepared* prepared);
+  bool ArmExtendedRead(const protocol::Frame& first);
   // No rate limit looks at this client's Executes (a batch taken whole skips that look).
   bool MayTakeBatch() const;
   // A read about to be sent on `conn` goes alone (nothing before it, outside a transaction):
@@ -609,8 +612,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // is sent.
   bool lane_candidate_ = false;
   // An extended batch that began alone on the connection outside a transaction with a read (a
-  // Parse of NoteUnnamedRead's, a routed Bind of a routing::PreparableRead statement), and has
-  // sent only Binds of it, Describes and Executes since: at its Sync, a lane candidate.
+  // Parse of NoteUnnamedRead's, a Bind of a Prepared::read statement), and has sent only Binds
+  // of it, Describes and Executes since: at its Sync, a lane candidate.
   bool read_batch_ = false;
   PreparedRead prepared_read_;
   // The client's last extended batch that began, outside a transaction and with nothing

@@ -1060,6 +1060,10 @@ absl::Status ClientSession::HandleClientFrame(const protocol::Frame& frame) {
       Prepared prepared;
       prepared.server_name = ServerStatementNameFor(parse);
       p::AppendParse(prepared.parse_msg, prepared.server_name, parse.sql, parse.param_types);
+      if (db_->pipeline_reads > 0 && !fill_pending_) {
+        auto analyzed = worker_.analysis_cache().Analyze(parse.sql);
+        prepared.read = analyzed.ok() && routing::PreparableRead(*analyzed->analysis);
+      }
       if (PrepareOnServer(conn, prepared.server_name, Expect::kParse,
                           [&](std::string& out) { out.append(prepared.parse_msg); })) {
         Push(Expect::kInjectParseComplete);
@@ -1091,14 +1095,10 @@ absl::Status ClientSession::HandleClientFrame(const protocol::Frame& frame) {
         auto it = prepared_.find(Av(statement));
         if (it != prepared_.end()) prepared = &it->second;
       }
-      if (type == p::fe::kBind && topology_) {
-        // A routed database's read (its analysis says so) may start a batch that reads of
-        // others follow (an unsharded one's, see the Parse: a named statement there is not
-        // known to be a read).
-        read_batch_ = prepared != nullptr && prepared->analysis && MayOpenLane(conn) &&
-                      routing::PreparableRead(*prepared->analysis);
-      } else if (type == p::fe::kBind && !statement.empty()) {
-        read_batch_ = false;
+      if (type == p::fe::kBind && (topology_ || !statement.empty())) {
+        // A read may start a batch that reads of others follow (an unsharded database's unnamed
+        // statement starts it at its Parse).
+        read_batch_ = prepared != nullptr && prepared->read && MayOpenLane(conn);
       }
       size_t start = server_out_.size();
       if (prepared == nullptr) {
@@ -1189,6 +1189,7 @@ const ClientSession::Prepared* ClientSession::NoteUnnamedRead(const p::Parse& pa
   }
   if (it == prepared_.end()) it = prepared_.try_emplace(std::string()).first;
   Prepared& prepared = it->second;
+  prepared.read = true;
   prepared.sql.assign(parse.sql);
   prepared.param_types.assign(parse.param_types.begin(), parse.param_types.end());
   prepared.server_name = ServerStatementNameFor(parse);
@@ -1206,7 +1207,7 @@ bool ClientSession::MayTakeBatch() const {
   return user_rate_ == nullptr || !(user_rate_->Limited() || db_rate_->Limited());
 }
 
-bool ClientSession::ArmExtendedRead(const p::Frame& first, const Prepared* prepared) {
+bool ClientSession::ArmExtendedRead(const p::Frame& first) {
   const std::string_view in = client_in_.Data();
   // (Nothing of the proxy's own about the unnamed portal: its messages are not looked at.)
   if (in.data() != first.whole.data() || cached_portal_ || fanout_portal_ || next_id_portal_ ||
@@ -1242,12 +1243,15 @@ bool ClientSession::ArmExtendedRead(const p::Frame& first, const Prepared* prepa
   if (describe && (f[1].type != p::fe::kDescribe || f[1].body != std::string_view("P\0", 2))) {
     return false;  // (libpq, JDBC: a Describe of the portal)
   }
+  const Prepared* prepared = nullptr;
   if (from_parse) {
     auto parse = p::ParseParse(first.body);
     if (!parse.ok() || !parse->name.empty()) return false;
     prepared = NoteUnnamedRead(*parse);
+  } else if (auto it = prepared_.find(Av(statement)); it != prepared_.end()) {
+    prepared = &it->second;
   }
-  if (prepared == nullptr) return false;
+  if (prepared == nullptr || !prepared->read) return false;
   PreparedRead& r = prepared_read_;
   r.sql.clear();  // the next simple read names its statement anew
   r.name = prepared->server_name;
@@ -1626,8 +1630,8 @@ asio::awaitable<void> ClientSession::Serve() {
           follow_read_ = !topology_ && db_->pipeline_reads > 0 &&
                          (f.type == p::fe::kQuery
                               ? ArmUnshardedRead(f)
-                              : f.type == p::fe::kParse && MayTakeBatch() &&
-                                    ArmExtendedRead(f, nullptr));
+                              : (f.type == p::fe::kParse || f.type == p::fe::kBind) &&
+                                    !fill_pending_ && MayTakeBatch() && ArmExtendedRead(f));
           st = co_await Attach(*target_pool_);
           follow_read_ = false;
         }

@@ -544,6 +544,7 @@ void ClientSession::NoteParseSharded(const p::Parse& parse) {
   }
   prepared.server_name = ServerStatementNameFor(parse);
   p::AppendParse(prepared.parse_msg, prepared.server_name, parse.sql, parse.param_types);
+  prepared.read = prepared.analysis && routing::PreparableRead(*prepared.analysis);
   prepared_[std::string(parse.name)] = std::move(prepared);
 }
 
@@ -709,8 +710,7 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteBind(const p::Frame& f
   // Read pipelining: a read's whole batch, armed before Target, so that waiting for a server
   // it may follow another client's read (Attach; the Serve loop then takes the batch whole).
   follow_read_ = db_->pipeline_reads > 0 && !server_ && !plan->write && !fill_pending_ &&
-                 MayTakeBatch() && routing::PreparableRead(*prepared.analysis) &&
-                 ArmExtendedRead(frame, &prepared);
+                 MayTakeBatch() && ArmExtendedRead(frame);
   absl::StatusOr<bool> routed = co_await Target(*plan, true);
   follow_read_ = false;
   if (fill_pending_ && routed.ok() && *routed) ArmCacheFill();

@@ -143,13 +143,10 @@ class PipelinedReadsTest : public ProxyPairSuite<PipelinedReadsTest> {
   // every answer is checked. The readers ask as a Query, as the extended protocol's unnamed
   // statement (PQexecParams) and by a statement they prepared (PQexecPrepared), in turn. Then
   // 40 rounds of nine readers (not the DateStyle one) asking one way, for each way: the first
-  // read gets the connection and the next ones follow it (the metric shows it), except the
-  // named statements of an unsharded database, whose statements the proxy does not analyse
-  // (`named_follow`), which wait in the pool instead. (A read waits in the pool too when a
-  // client waits there before it, as the write and the other DateStyle do in the first rounds:
-  // none may pass a client waiting there.)
-  static void EachClientGetsItsOwnAnswer(const std::string& conninfo, int http_port,
-                                         bool named_follow) {
+  // read gets the connection and the next ones follow it (the metric shows it). (A read waits
+  // in the pool when a client waits there before it, as the write and the other DateStyle do
+  // in the first rounds: none may pass a client waiting there.)
+  static void EachClientGetsItsOwnAnswer(const std::string& conninfo, int http_port) {
     const auto want = Expected();
     ASSERT_EQ(want.size(), 2u * kKeys);
     ASSERT_OK_AND_ASSIGN(PgConn direct, PgConn::Connect(env().DirectConnString()));
@@ -208,11 +205,9 @@ class PipelinedReadsTest : public ProxyPairSuite<PipelinedReadsTest> {
       const double before = std::max(0.0, Metric(http_port, "sent"));
       ASSERT_NO_FATAL_FAILURE(run(kRounds, how));
       // The reads did follow one another (else this tested nothing of pipelining).
-      if (how != Ask::kNamed || named_follow) {
-        EXPECT_GT(Metric(http_port, "sent") - before, kRounds)
-            << "reads sent behind others\n"
-            << HttpGet(http_port, "/metrics").second;
-      }
+      EXPECT_GT(Metric(http_port, "sent") - before, kRounds)
+          << "reads sent behind others\n"
+          << HttpGet(http_port, "/metrics").second;
     }
     EXPECT_LE(Metric(http_port, "rerun"), 0) << "no connection was lost";
   }
@@ -315,7 +310,7 @@ class PipelinedReadsTest : public ProxyPairSuite<PipelinedReadsTest> {
 };
 
 TEST_F(PipelinedReadsTest, EachClientGetsItsOwnAnswerUnsharded) {
-  EachClientGetsItsOwnAnswer(env().ConnString(), http_port_, /*named_follow=*/false);
+  EachClientGetsItsOwnAnswer(env().ConnString(), http_port_);
   // Operators see the setting.
   ASSERT_OK_AND_ASSIGN(PgConn admin,
                        PgConn::Connect(env().proxy->ConnString("shardgate", "admin", "admin")));
@@ -326,7 +321,7 @@ TEST_F(PipelinedReadsTest, EachClientGetsItsOwnAnswerUnsharded) {
 
 TEST_F(PipelinedReadsTest, EachClientGetsItsOwnAnswerRouted) {
   ASSERT_NE(routed_, nullptr);
-  EachClientGetsItsOwnAnswer(RoutedConnString(), routed_http_port_, /*named_follow=*/true);
+  EachClientGetsItsOwnAnswer(RoutedConnString(), routed_http_port_);
 }
 
 TEST_F(PipelinedReadsTest, ReadsBehindATerminatedServerAreAnsweredElsewhere) {
@@ -392,7 +387,7 @@ TEST_F(PipelinedReadsTest, AHolderThatAsksAgainHandsTheConnectionOnFirst) {
 // every message of the batch as PostgreSQL does: ParseComplete, BindComplete, RowDescription,
 // the row, CommandComplete, ReadyForQuery (libpq does not notice a missing ParseComplete, so
 // the messages are read raw here). Unsharded (the batch from its Parse) and routed (from its
-// Bind: the proxy answers the Parse itself), and a Bind of a prepared statement (routed).
+// Bind: the proxy answers the Parse itself), and a Bind of a prepared statement.
 TEST_F(PipelinedReadsTest, ExtendedReadsBehindAnotherGetEveryMessage) {
   ASSERT_NE(routed_, nullptr);
   struct Case {
@@ -401,6 +396,7 @@ TEST_F(PipelinedReadsTest, ExtendedReadsBehindAnotherGetEveryMessage) {
     bool named;
   };
   for (const Case& c : {Case{env().ConnString(), http_port_, false},
+                        Case{env().ConnString(), http_port_, true},
                         Case{RoutedConnString(), routed_http_port_, false},
                         Case{RoutedConnString(), routed_http_port_, true}}) {
     SCOPED_TRACE(absl::StrCat(c.conninfo, c.named ? " (named)" : ""));
