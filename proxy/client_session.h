@@ -444,10 +444,17 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // client_in_), starts a whole batch already read from the client: a Parse of the unnamed
   // statement (unsharded: a read, see NoteUnnamedRead), or else a Bind of a statement of the
   // client's that is a read (Prepared::read), then the Bind to the unnamed portal, a Describe
-  // of it or none, Execute and Sync. It is armed as prepared_read_ (`run`: that
-  // Bind, Describe, Execute and Sync as the server gets them), for Attach to send behind
+  // of it or none, Execute and Sync. It is armed as extended_read_, for Attach to send behind
   // another client's read; the Serve loop takes the batch whole when it was. False otherwise.
   bool ArmExtendedRead(const protocol::Frame& first);
+  // The client's frames from `first` on, when `first` is the head of client_in_, as far as they
+  // have been read: at most out.size() of them, the last a Sync if one comes before that. Their
+  // count (0 when `first` is not the head); `bytes`, when given, gets their size.
+  size_t PeekBatch(const protocol::Frame& first, absl::Span<protocol::Frame> out,
+                   size_t* bytes = nullptr) const;
+  // Whether `sql` is a read that prepare_reads and pipeline_reads may take
+  // (routing::PreparableRead, from the analysis cache); never while a cache fill is pending.
+  bool IsPreparableRead(std::string_view sql);
   // No rate limit looks at this client's Executes (a batch taken whole skips that look).
   bool MayTakeBatch() const;
   // A read about to be sent on `conn` goes alone (nothing before it, outside a transaction):
@@ -598,13 +605,20 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
     std::string run;        // the whole Bind, then Describe (portal), Execute, Sync
     // Sent by SendBehind behind another client's read; HandleClientFrame sends nothing for it.
     bool queued = false;
-    // Armed by ArmExtendedRead: the client's batch, `batch_size` bytes from its Parse or Bind to
-    // its Sync (whose Describe, if any, is `describe`), is the read (its statement is not this
-    // struct's `sql`, which is cleared); the Serve loop takes it whole when it was queued.
-    bool extended = false;
+  };
+  // Read pipelining for the extended protocol: the client's batch that ArmExtendedRead armed
+  // for the frame at hand (and for it only: the Serve loop disarms it before the next frame),
+  // `batch_size` bytes from its Parse or Bind to its Sync. Attach may send `run` behind another
+  // client's read (SendBehind, which then sets `queued`); the Serve loop then takes the batch
+  // whole. The buffers are reused, as PreparedRead's.
+  struct ExtendedRead {
+    bool armed = false;
+    bool queued = false;
     bool from_parse = false;  // the batch starts with a Parse (answered with ParseComplete)
-    bool describe = false;
+    bool describe = false;    // it has a Describe of the portal
     size_t batch_size = 0;
+    std::string name;  // the statement's sg_ name, which the lane must hold
+    std::string run;   // its Bind (renamed), [Describe,] Execute and Sync, as the server gets them
   };
   // Attach may send the armed read behind another (SendBehind); set around the attach.
   bool follow_read_ = false;
@@ -616,6 +630,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // of it, Describes and Executes since: at its Sync, a lane candidate.
   bool read_batch_ = false;
   PreparedRead prepared_read_;
+  ExtendedRead extended_read_;
   // The client's last extended batch that began, outside a transaction and with nothing
   // executed before it in the batch, with a Bind of a client's statement by its sg_ name (the
   // unnamed statement of a routed database, PQexecParams), as sent to the server up to its

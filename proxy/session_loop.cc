@@ -230,20 +230,23 @@ bool ClientSession::MayFollow() const {
   // the proxy's to go before its answer.
   return db_->pipeline_reads > 0 && pool_mode_ == conf::PoolMode::kTransaction && !server_ &&
          !dist_ && expected_.empty() && server_out_.empty() && !skip_until_sync_ &&
-         held_begin_.empty() && !explain_ && !fill_pending_ && prepared_read_.armed &&
-         !prepared_read_.name.empty();
+         held_begin_.empty() && !explain_ && !fill_pending_ &&
+         (extended_read_.armed || (prepared_read_.armed && !prepared_read_.name.empty()));
 }
 
 ServerConnection* ClientSession::SendBehind(Pool& pool) {
-  const PreparedRead& r = prepared_read_;
+  // (The extended batch is armed for the frame at hand only: when it is, it is the read.)
+  const bool extended = extended_read_.armed;
+  const std::string& name = extended ? extended_read_.name : prepared_read_.name;
+  const std::string& run = extended ? extended_read_.run : prepared_read_.run;
   ServerConnection* lane = pool.LaneFor(db_->pipeline_reads, [&](ServerConnection& conn) {
     // Nothing to replay first (the same settings), and the statement is there already.
-    return !conn.tls() && conn.settings() == settings_ && conn.UsePrepared(r.name);
+    return !conn.tls() && conn.settings() == settings_ && conn.UsePrepared(name);
   });
   if (lane == nullptr) return nullptr;
   boost::system::error_code ec;
-  const size_t sent = TrySend(lane->stream(), asio::buffer(r.run), ec);
-  if (sent != r.run.size() || ec) {
+  const size_t sent = TrySend(lane->stream(), asio::buffer(run), ec);
+  if (sent != run.size() || ec) {
     // Part of a message cannot be taken back: the connection carries nothing after it (the
     // reads before it still get their answers; it is closed after the last of them).
     if (sent > 0 || ec) lane->MarkBroken();
@@ -255,17 +258,18 @@ ServerConnection* ClientSession::SendBehind(Pool& pool) {
 
 void ClientSession::Followed(Pool& pool, std::unique_ptr<ServerConnection> conn) {
   // (A routed database's extended reads are the client's statements, not prepare_reads'.)
-  if (stats_ && (!prepared_read_.extended || !topology_)) ++stats_->prepared_reads;
-  prepared_read_.queued = true;
-  if (!prepared_read_.extended) {
+  if (stats_ && (!extended_read_.armed || !topology_)) ++stats_->prepared_reads;
+  if (!extended_read_.armed) {
+    prepared_read_.queued = true;
     ExpectPreparedRun(prepared_read_.seq);
   } else {
     // The client's batch, answered as sent: its Parse's ParseComplete (the statement is there
     // already), then the server's answers to the rest.
-    if (prepared_read_.from_parse) Push(Expect::kInjectParseComplete);
+    extended_read_.queued = true;
+    if (extended_read_.from_parse) Push(Expect::kInjectParseComplete);
     Push(Expect::kBind);
     expected_.back().renamed = true;  // (not run again on 0A000/26000: reads follow it)
-    if (prepared_read_.describe) Push(Expect::kDescribe);
+    if (extended_read_.describe) Push(Expect::kDescribe);
     Push(Expect::kExecute);
     Push(Expect::kSync);
   }
@@ -1060,10 +1064,7 @@ absl::Status ClientSession::HandleClientFrame(const protocol::Frame& frame) {
       Prepared prepared;
       prepared.server_name = ServerStatementNameFor(parse);
       p::AppendParse(prepared.parse_msg, prepared.server_name, parse.sql, parse.param_types);
-      if (db_->pipeline_reads > 0 && !fill_pending_) {
-        auto analyzed = worker_.analysis_cache().Analyze(parse.sql);
-        prepared.read = analyzed.ok() && routing::PreparableRead(*analyzed->analysis);
-      }
+      prepared.read = db_->pipeline_reads > 0 && IsPreparableRead(parse.sql);
       if (PrepareOnServer(conn, prepared.server_name, Expect::kParse,
                           [&](std::string& out) { out.append(prepared.parse_msg); })) {
         Push(Expect::kInjectParseComplete);
@@ -1178,12 +1179,7 @@ const ClientSession::Prepared* ClientSession::NoteUnnamedRead(const p::Parse& pa
   auto it = prepared_.find(absl::string_view());
   // Drivers send the same Parse before every Bind (pgbench -M extended, PQexecParams).
   if (it != prepared_.end() && SameParse(it->second, parse)) return &it->second;
-  bool read = topology_ == nullptr && db_->prepare_reads && !fill_pending_;
-  if (read) {
-    auto analyzed = worker_.analysis_cache().Analyze(parse.sql);
-    read = analyzed.ok() && routing::PreparableRead(*analyzed->analysis);
-  }
-  if (!read) {
+  if (topology_ != nullptr || !db_->prepare_reads || !IsPreparableRead(parse.sql)) {
     if (it != prepared_.end()) prepared_.erase(it);  // the server's unnamed statement is the one
     return nullptr;
   }
@@ -1198,6 +1194,12 @@ const ClientSession::Prepared* ClientSession::NoteUnnamedRead(const p::Parse& pa
   return &prepared;
 }
 
+bool ClientSession::IsPreparableRead(std::string_view sql) {
+  if (fill_pending_) return false;
+  auto analyzed = worker_.analysis_cache().Analyze(sql);
+  return analyzed.ok() && routing::PreparableRead(*analyzed->analysis);
+}
+
 bool ClientSession::MayOpenLane(const ServerConnection& conn) const {
   return db_->pipeline_reads > 0 && pool_mode_ == conf::PoolMode::kTransaction &&
          expected_.empty() && server_out_.empty() && conn.tx_status() == 'I' && !conn.tls();
@@ -1207,28 +1209,36 @@ bool ClientSession::MayTakeBatch() const {
   return user_rate_ == nullptr || !(user_rate_->Limited() || db_rate_->Limited());
 }
 
-bool ClientSession::ArmExtendedRead(const p::Frame& first) {
+size_t ClientSession::PeekBatch(const p::Frame& first, absl::Span<p::Frame> out,
+                                size_t* bytes) const {
   const std::string_view in = client_in_.Data();
+  size_t count = 0;
+  size_t at = 0;
+  if (in.data() == first.whole.data()) {
+    while (count < out.size()) {
+      const p::FrameResult r = p::ReadFrame(in.substr(at), config_->limits.max_message_size);
+      if (r.status != p::FrameStatus::kFrame) break;
+      out[count++] = r.frame;
+      at += r.frame.whole.size();
+      if (r.frame.type == p::fe::kSync) break;
+    }
+  }
+  if (bytes != nullptr) *bytes = at;
+  return count;
+}
+
+bool ClientSession::ArmExtendedRead(const p::Frame& first) {
   // (Nothing of the proxy's own about the unnamed portal: its messages are not looked at.)
-  if (in.data() != first.whole.data() || cached_portal_ || fanout_portal_ || next_id_portal_ ||
-      !local_portal_tag_.empty()) {
+  if (cached_portal_ || fanout_portal_ || next_id_portal_ || !local_portal_tag_.empty()) {
     return false;
   }
   // The whole batch, read already: [Parse,] Bind, [Describe,] Execute, Sync.
-  const uint32_t max_size = config_->limits.max_message_size;
   p::Frame batch[5];
-  size_t count = 0;
-  size_t at = 0;
-  while (count < 5) {
-    p::FrameResult r = p::ReadFrame(in.substr(at), max_size);
-    if (r.status != p::FrameStatus::kFrame) return false;
-    batch[count++] = r.frame;
-    at += r.frame.whole.size();
-    if (r.frame.type == p::fe::kSync) break;
-  }
+  size_t batch_size = 0;
+  const size_t count = PeekBatch(first, batch, &batch_size);
   const bool from_parse = first.type == p::fe::kParse;
   const p::Frame* f = batch + (from_parse ? 1 : 0);
-  const size_t n = count - (from_parse ? 1 : 0);
+  const size_t n = count - (from_parse && count > 0 ? 1 : 0);
   std::string_view portal, statement, rest;
   if (n < 3 || f[0].type != p::fe::kBind || f[n - 1].type != p::fe::kSync ||
       !SplitCString(f[0].body, portal, rest) || !SplitCString(rest, statement, rest) ||
@@ -1252,18 +1262,17 @@ bool ClientSession::ArmExtendedRead(const p::Frame& first) {
     prepared = &it->second;
   }
   if (prepared == nullptr || !prepared->read) return false;
-  PreparedRead& r = prepared_read_;
-  r.sql.clear();  // the next simple read names its statement anew
+  ExtendedRead& r = extended_read_;
   r.name = prepared->server_name;
   r.run.clear();
   AppendRenamed(r.run, p::fe::kBind, {}, r.name, rest);
   if (describe) r.run.append(f[1].whole);
   r.run.append(execute.whole);
   r.run.append(f[n - 1].whole);
-  r.extended = true;
   r.from_parse = from_parse;
   r.describe = describe;
-  r.batch_size = at;
+  r.batch_size = batch_size;
+  r.queued = false;
   r.armed = true;  // Attach sends it behind another read, or the batch goes as usual
   return true;
 }
@@ -1563,7 +1572,7 @@ asio::awaitable<void> ClientSession::Serve() {
         break;
       }
       lane_candidate_ = false;  // for this frame's read, if it is one and sent alone
-      prepared_read_.extended = false;  // armed for this frame's batch only
+      extended_read_.armed = false;  // armed for this frame's batch only
       if (server_ && server_->lane()) co_await LeaveLane();
       if (stats_) {
         stats_->received += static_cast<int64_t>(f.whole.size());
@@ -1637,7 +1646,7 @@ asio::awaitable<void> ClientSession::Serve() {
         }
         if (!st.ok()) {
           prepared_read_.armed = false;
-          prepared_read_.extended = false;
+          extended_read_.armed = false;
           if (closing_) break;
           p::AppendError(client_out_, ToPgError(st));
           if (f.type == p::fe::kQuery) {
@@ -1652,9 +1661,8 @@ asio::awaitable<void> ClientSession::Serve() {
           continue;
         }
       }
-      if (prepared_read_.extended) {
-        PreparedRead& r = prepared_read_;
-        r.extended = false;
+      if (extended_read_.armed) {
+        ExtendedRead& r = extended_read_;
         r.armed = false;
         if (r.queued) {
           // SendBehind sent the client's batch, up to its Sync, and Followed expects its

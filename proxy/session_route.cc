@@ -667,16 +667,11 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteBind(const p::Frame& f
       // Whether the client describes the portal (libpq does; JDBC and pgx skip it for
       // statements they know): an answer is cached with or without its RowDescription, as
       // asked, so the Describe that follows a hit can always be answered.
-      bool describes = false;
-      if (client_in_.Data().data() == frame.whole.data()) {
-        const p::FrameResult next = p::ReadFrame(client_in_.Data().substr(frame.whole.size()),
-                                                 config_->limits.max_message_size);
-        describes = next.status == p::FrameStatus::kFrame &&
-                    next.frame.type == p::fe::kDescribe && !next.frame.body.empty() &&
-                    next.frame.body[0] == 'P' &&
-                    next.frame.body.substr(1, bind->portal.size() + 1) ==
-                        std::string(bind->portal) + '\0';
-      }
+      p::Frame next[2];
+      const bool describes = PeekBatch(frame, next) == 2 && next[1].type == p::fe::kDescribe &&
+                             next[1].body.size() == bind->portal.size() + 2 &&
+                             next[1].body[0] == 'P' && next[1].body.back() == '\0' &&
+                             next[1].body.substr(1, bind->portal.size()) == bind->portal;
       extra.push_back(describes ? 'D' : 'N');
       if (CacheLookup(CacheKey('B', prepared.sql, extra), *prepared.analysis, *plan, ttl, true,
                       bind->portal)) {
