@@ -14,6 +14,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=tools/bench/lib.sh
+source "$ROOT/tools/bench/lib.sh"
 DURATION=10 ROUNDS=3 CLIENTS=8 THREADS=2 SCALE=10 MODES="simple prepared"
 SHARDGATE=${SHARDGATE_BIN:-$ROOT/build/release/proxy/shardgate}
 while (($#)); do
@@ -29,31 +31,19 @@ while (($#)); do
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
-((DURATION >= 1 && DURATION <= 600)) || { echo "--duration must be 1..600 s" >&2; exit 2; }
-((ROUNDS >= 1 && ROUNDS <= 20)) || { echo "--rounds must be 1..20" >&2; exit 2; }
-((CLIENTS >= 1 && CLIENTS <= 200)) || { echo "--clients must be 1..200" >&2; exit 2; }
-((SCALE >= 1 && SCALE <= 1000)) || { echo "--scale must be 1..1000" >&2; exit 2; }
-[[ -x $SHARDGATE ]] || { echo "no shardgate binary at $SHARDGATE (build it or pass --shardgate)" >&2; exit 1; }
-command -v pgbench >/dev/null || { echo "pgbench is not installed (tools/install_deps.sh)" >&2; exit 1; }
+in_range duration "$DURATION" 1 600 s
+in_range rounds "$ROUNDS" 1 20
+in_range clients "$CLIENTS" 1 200
+in_range scale "$SCALE" 1 1000
+need_binary "shardgate binary" "$SHARDGATE" "build it or pass --shardgate"
+need_tool pgbench
 
-# shellcheck source=tools/bench/lib.sh
-source "$ROOT/tools/bench/lib.sh"
 bench_workdir cache
 
 NOCACHE_PORT=$(free_port)
 CACHE_PORT=$(free_port)
-cat >"$WORK/sharded-db.yaml" <<'EOF'
-    default_shard: s0
-    routers:
-      by_aid: {type: modulo, hash: postgres, shards: [s0, s1]}
-    tables:
-      pgbench_accounts: {key: aid, router: by_aid}
-EOF
 echo "== starting PostgreSQL: 2 shards" >&2
-bash "$ROOT/tools/pg_cluster.sh" start --dir "$WORK/cluster" --shards 2 --replicas 0 \
-  --listen-port "$NOCACHE_PORT" --extra-db-yaml "$WORK/sharded-db.yaml" >/dev/null
-# shellcheck disable=SC1091
-. "$WORK/cluster/env"
+start_sharded_cluster "$NOCACHE_PORT" 0
 PG_PORT=${PG_PORT_s0:?}
 PG_PORT1=${PG_PORT_s1:?}
 

@@ -1,5 +1,28 @@
 # Helpers shared by the pgbench scripts in tools/bench/ (sourced, not run).
 
+# in_range OPTION VALUE LOW HIGH [UNIT]: exits 2 ("--OPTION must be LOW..HIGH") unless VALUE
+# is a whole number in that range.
+in_range() {
+  [[ $2 =~ ^[0-9]+$ ]] && (($2 >= $3 && $2 <= $4)) && return 0
+  echo "--$1 must be $3..$4${5:+ $5}" >&2
+  exit 2
+}
+
+# need_tool NAME...: exits 1 unless each is on the PATH.
+need_tool() {
+  local tool
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null || { echo "$tool is not installed (tools/install_deps.sh)" >&2; exit 1; }
+  done
+}
+
+# need_binary WHAT PATH [HOW]: exits 1 unless PATH is an executable ("no WHAT at PATH (HOW)").
+need_binary() {
+  [[ -x $2 ]] && return 0
+  echo "no $1 at $2${3:+ ($3)}" >&2
+  exit 1
+}
+
 # A free loopback port in 20000-29999, not handed out before by this shell.
 free_port() {
   local p=$((20000 + ($$ * 31 + RANDOM) % 10000)) i
@@ -70,6 +93,20 @@ start_routed_cluster() {
   # shellcheck disable=SC1091
   . "$WORK/cluster/env"
   set_pool_size "$WORK/cluster/shardgate.yaml" $((($3 + $2 - 1) / $2)) "$2"
+}
+
+# start_sharded_cluster LISTEN_PORT REPLICAS: two PostgreSQL shards (s0, s1) with REPLICAS
+# streaming replicas each under $WORK/cluster (its env sourced: PG_PORT_s0, PG_PORT_s1) and a
+# shardgate config for them on LISTEN_PORT: pgbench_accounts sharded by aid with a
+# PostgreSQL-hash modulo router, the other tables on s0.
+start_sharded_cluster() {
+  printf '%s\n' "    default_shard: s0" "    routers:" \
+    "      by_aid: {type: modulo, hash: postgres, shards: [s0, s1]}" "    tables:" \
+    "      pgbench_accounts: {key: aid, router: by_aid}" >"$WORK/sharded-db.yaml"
+  bash "$ROOT/tools/pg_cluster.sh" start --dir "$WORK/cluster" --shards 2 --replicas "$2" \
+    --listen-port "$1" --extra-db-yaml "$WORK/sharded-db.yaml" >/dev/null
+  # shellcheck disable=SC1091
+  . "$WORK/cluster/env"
 }
 
 # A process's user and system CPU in ticks, "USER SYS" (fields 14 and 15 of /proc/PID/stat; the

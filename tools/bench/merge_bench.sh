@@ -17,6 +17,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=tools/bench/lib.sh
+source "$ROOT/tools/bench/lib.sh"
 ROWS=10000000 ROUNDS=3 SHARDS=4 TIMEOUT=900 KEEP=0
 BUILD_DIR=${SHARDGATE_BUILD_DIR:-$ROOT/build/release}
 SHARDGATE=${SHARDGATE_BIN:-} CLIENT=${MERGE_CLIENT_BIN:-}
@@ -39,12 +41,12 @@ CLIENT=${CLIENT:-$BUILD_DIR/tools/bench/merge_client}
 if ! [[ $ROWS =~ ^[0-9]+$ ]] || ((ROWS < 10000 || ROWS > 1000000000)); then
   echo "--rows must be 10000..1000000000" >&2; exit 2
 fi
-((ROUNDS >= 1 && ROUNDS <= 20)) || { echo "--rounds must be 1..20" >&2; exit 2; }
-((SHARDS >= 2 && SHARDS <= 16)) || { echo "--shards must be 2..16" >&2; exit 2; }
-((TIMEOUT >= 10 && TIMEOUT <= 86400)) || { echo "--timeout must be 10..86400 s" >&2; exit 2; }
-[[ -x $SHARDGATE ]] || { echo "no shardgate binary at $SHARDGATE (build it or pass --build-dir/--shardgate)" >&2; exit 1; }
-[[ -x $CLIENT ]] || { echo "no merge_client at $CLIENT (build target merge_client with -DSHARDGATE_BUILD_BENCH=ON, or pass --client)" >&2; exit 1; }
-command -v psql >/dev/null || { echo "psql is not installed (tools/install_deps.sh)" >&2; exit 1; }
+in_range rounds "$ROUNDS" 1 20
+in_range shards "$SHARDS" 2 16
+in_range timeout "$TIMEOUT" 10 86400 s
+need_binary "shardgate binary" "$SHARDGATE" "build it or pass --build-dir/--shardgate"
+need_binary merge_client "$CLIENT" "build target merge_client with -DSHARDGATE_BUILD_BENCH=ON, or pass --client"
+need_tool psql
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sg-bench-merge.XXXXXX")
 chmod 755 "$WORK"  # pg_cluster.sh runs the servers as `postgres` when we are root
@@ -62,8 +64,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# shellcheck source=tools/bench/lib.sh
-source "$ROOT/tools/bench/lib.sh"
 
 SG_PORT=$(free_port)
 # events is sharded by id so that shardgate sends a statement without a key condition to every

@@ -17,6 +17,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=tools/bench/lib.sh
+source "$ROOT/tools/bench/lib.sh"
 DURATION=5 ROUNDS=5 CLIENTS=16 THREADS=2 SCALE=10 WORKERS=1 POOL=4 MODES="simple extended prepared"
 BIN_A=$ROOT/build/release/proxy/shardgate BIN_B=""
 while (($#)); do
@@ -35,20 +37,17 @@ while (($#)); do
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
-((DURATION >= 3 && DURATION <= 600)) || { echo "--duration must be 3..600 s" >&2; exit 2; }
-((ROUNDS >= 1 && ROUNDS <= 20)) || { echo "--rounds must be 1..20" >&2; exit 2; }
-((CLIENTS >= 1 && CLIENTS <= 200)) || { echo "--clients must be 1..200" >&2; exit 2; }
-((SCALE >= 1 && SCALE <= 1000)) || { echo "--scale must be 1..1000" >&2; exit 2; }
-((WORKERS >= 1 && WORKERS <= 64)) || { echo "--workers must be 1..64" >&2; exit 2; }
-((POOL >= 1 && POOL <= 100)) || { echo "--pool-size must be 1..100" >&2; exit 2; }
+in_range duration "$DURATION" 3 600 s
+in_range rounds "$ROUNDS" 1 20
+in_range clients "$CLIENTS" 1 200
+in_range scale "$SCALE" 1 1000
+in_range workers "$WORKERS" 1 64
+in_range pool-size "$POOL" 1 100
 [[ -n $BIN_B ]] || { echo "--b OTHER_BINARY is required (the build to compare with --a)" >&2; exit 2; }
-for bin in "$BIN_A" "$BIN_B"; do
-  [[ -x $bin ]] || { echo "no shardgate binary at $bin" >&2; exit 1; }
-done
-command -v pgbench >/dev/null || { echo "pgbench is not installed (tools/install_deps.sh)" >&2; exit 1; }
+need_binary "shardgate binary" "$BIN_A"
+need_binary "shardgate binary" "$BIN_B"
+need_tool pgbench
 
-# shellcheck source=tools/bench/lib.sh
-source "$ROOT/tools/bench/lib.sh"
 bench_workdir ab
 
 PORT_A=$(free_port)

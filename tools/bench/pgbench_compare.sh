@@ -38,6 +38,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=tools/bench/lib.sh
+source "$ROOT/tools/bench/lib.sh"
 DURATION=10 ROUNDS=3 CLIENTS=16 THREADS=2 SCALE=10 WORKERS=2 IDLE=10000 POOL=20 ONLY="" SYSCALLS=0
 PIPELINE=0
 MODES="simple extended prepared"
@@ -61,13 +63,13 @@ while (($#)); do
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
-((DURATION >= 1 && DURATION <= 600)) || { echo "--duration must be 1..600 s" >&2; exit 2; }
-((ROUNDS >= 1 && ROUNDS <= 20)) || { echo "--rounds must be 1..20" >&2; exit 2; }
-((CLIENTS >= 1 && CLIENTS <= 200)) || { echo "--clients must be 1..200" >&2; exit 2; }
-((WORKERS >= 1 && WORKERS <= 64)) || { echo "--workers must be 1..64" >&2; exit 2; }
-((IDLE >= 0 && IDLE <= 50000)) || { echo "--idle must be 0..50000" >&2; exit 2; }
-((POOL >= 1 && POOL <= 100)) || { echo "--pool-size must be 1..100" >&2; exit 2; }
-((PIPELINE >= 0 && PIPELINE <= 64)) || { echo "--pipeline-reads must be 0..64" >&2; exit 2; }
+in_range duration "$DURATION" 1 600 s
+in_range rounds "$ROUNDS" 1 20
+in_range clients "$CLIENTS" 1 200
+in_range workers "$WORKERS" 1 64
+in_range idle "$IDLE" 0 50000
+in_range pool-size "$POOL" 1 100
+in_range pipeline-reads "$PIPELINE" 0 64
 [[ -z $ONLY || $ONLY == tps ]] || { echo "--only takes tps" >&2; exit 2; }
 [[ $ONLY == tps ]] && IDLE=0
 if ((SYSCALLS)); then
@@ -75,7 +77,7 @@ if ((SYSCALLS)); then
   perf stat -e syscalls:sys_enter_sendto -- true >/dev/null 2>&1 ||
     { echo "--syscalls: perf cannot count syscall tracepoints here (perf installed? root?)" >&2; exit 1; }
 fi
-command -v pgbouncer >/dev/null || { echo "pgbouncer is not installed (tools/install_deps.sh)" >&2; exit 1; }
+need_tool pgbouncer
 IDLE_CLIENT=$(dirname "$SHARDGATE")/../tools/bench/idle_client
 if ((IDLE > 0)); then
   [[ -x $IDLE_CLIENT ]] ||
@@ -105,8 +107,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# shellcheck source=tools/bench/lib.sh
-source "$ROOT/tools/bench/lib.sh"
 
 SG_PORT=$(free_port)
 PREP_PORT=$(free_port)
@@ -223,7 +223,7 @@ run_pgbench() {
         }' "$WORK/perf-$mode-$target-$round.csv" >>"$WORK/syscalls"
     fi
   fi
-  if [[ -z ${value:-} && !($target == pgbouncer && $mode == prepared) ]]; then
+  if [[ -z ${value:-} && ! ($target == pgbouncer && $mode == prepared) ]]; then
     echo "  $part -M $mode $target round $round failed:" >&2
     grep -iE 'error|abort|fatal|failed' "$out" | head -n 5 >&2
   fi

@@ -23,6 +23,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=tools/bench/lib.sh
+source "$ROOT/tools/bench/lib.sh"
 DURATION=10 ROUNDS=3 CLIENTS=8 THREADS=2 SCALE=10 REPLICAS=0 POOL=20 MODES="simple extended prepared"
 PIPELINE=0 SHARDED_POOL=
 SHARDGATE=${SHARDGATE_BIN:-$ROOT/build/release/proxy/shardgate}
@@ -43,36 +45,24 @@ while (($#)); do
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
-((DURATION >= 1 && DURATION <= 600)) || { echo "--duration must be 1..600 s" >&2; exit 2; }
-((ROUNDS >= 1 && ROUNDS <= 20)) || { echo "--rounds must be 1..20" >&2; exit 2; }
-((CLIENTS >= 1 && CLIENTS <= 200)) || { echo "--clients must be 1..200" >&2; exit 2; }
-((SCALE >= 1 && SCALE <= 1000)) || { echo "--scale must be 1..1000" >&2; exit 2; }
-((REPLICAS >= 0 && REPLICAS <= 2)) || { echo "--replicas must be 0..2" >&2; exit 2; }
-((POOL >= 1 && POOL <= 100)) || { echo "--pool-size must be 1..100" >&2; exit 2; }
+in_range duration "$DURATION" 1 600 s
+in_range rounds "$ROUNDS" 1 20
+in_range clients "$CLIENTS" 1 200
+in_range scale "$SCALE" 1 1000
+in_range replicas "$REPLICAS" 0 2
+in_range pool-size "$POOL" 1 100
 SHARDED_POOL=${SHARDED_POOL:-$POOL}
-((SHARDED_POOL >= 1 && SHARDED_POOL <= 100)) || { echo "--sharded-pool-size must be 1..100" >&2; exit 2; }
-((PIPELINE >= 0 && PIPELINE <= 64)) || { echo "--pipeline-reads must be 0..64" >&2; exit 2; }
-[[ -x $SHARDGATE ]] || { echo "no shardgate binary at $SHARDGATE (build it or pass --shardgate)" >&2; exit 1; }
-command -v pgbench >/dev/null || { echo "pgbench is not installed (tools/install_deps.sh)" >&2; exit 1; }
+in_range sharded-pool-size "$SHARDED_POOL" 1 100
+in_range pipeline-reads "$PIPELINE" 0 64
+need_binary "shardgate binary" "$SHARDGATE" "build it or pass --shardgate"
+need_tool pgbench
 
-# shellcheck source=tools/bench/lib.sh
-source "$ROOT/tools/bench/lib.sh"
 bench_workdir sharded
 
 SHARDED_PORT=$(free_port)
 SINGLE_PORT=$(free_port)
-cat >"$WORK/sharded-db.yaml" <<'EOF'
-    default_shard: s0
-    routers:
-      by_aid: {type: modulo, hash: postgres, shards: [s0, s1]}
-    tables:
-      pgbench_accounts: {key: aid, router: by_aid}
-EOF
 echo "== starting PostgreSQL: 2 shards, $REPLICAS replica(s) each" >&2
-bash "$ROOT/tools/pg_cluster.sh" start --dir "$WORK/cluster" --shards 2 --replicas "$REPLICAS" \
-  --listen-port "$SHARDED_PORT" --extra-db-yaml "$WORK/sharded-db.yaml" >/dev/null
-# shellcheck disable=SC1091
-. "$WORK/cluster/env"
+start_sharded_cluster "$SHARDED_PORT" "$REPLICAS"
 PG_PORT=${PG_PORT_s0:?}
 PG_PORT1=${PG_PORT_s1:?}
 set_pool_size "$WORK/cluster/shardgate.yaml" "$POOL"

@@ -20,6 +20,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=tools/bench/lib.sh
+source "$ROOT/tools/bench/lib.sh"
 ROWS=1000000 ROUNDS=3 CLIENTS=8 LOAD_SECONDS=20 TIMEOUT=1800 KEEP=0
 BUILD_DIR=${SHARDGATE_BUILD_DIR:-$ROOT/build/release}
 SHARDGATE=${SHARDGATE_BIN:-} SHARDCTL=${SHARDCTL_BIN:-}
@@ -43,15 +45,13 @@ SHARDCTL=${SHARDCTL:-$BUILD_DIR/tools/shardctl/shardctl}
 if ! [[ $ROWS =~ ^[0-9]+$ ]] || ((ROWS < 10000 || ROWS > 100000000)); then
   echo "--rows must be 10000..100000000" >&2; exit 2
 fi
-((ROUNDS >= 1 && ROUNDS <= 20)) || { echo "--rounds must be 1..20" >&2; exit 2; }
-((CLIENTS >= 1 && CLIENTS <= 100)) || { echo "--clients must be 1..100" >&2; exit 2; }
-((LOAD_SECONDS >= 8 && LOAD_SECONDS <= 600)) || { echo "--load-seconds must be 8..600" >&2; exit 2; }
-((TIMEOUT >= 30 && TIMEOUT <= 86400)) || { echo "--timeout must be 30..86400 s" >&2; exit 2; }
-[[ -x $SHARDGATE ]] || { echo "no shardgate binary at $SHARDGATE (build it or pass --build-dir/--shardgate)" >&2; exit 1; }
-[[ -x $SHARDCTL ]] || { echo "no shardctl binary at $SHARDCTL (build it or pass --build-dir/--shardctl)" >&2; exit 1; }
-for tool in psql pgbench jq; do
-  command -v "$tool" >/dev/null || { echo "$tool is not installed (tools/install_deps.sh)" >&2; exit 1; }
-done
+in_range rounds "$ROUNDS" 1 20
+in_range clients "$CLIENTS" 1 100
+in_range load-seconds "$LOAD_SECONDS" 8 600
+in_range timeout "$TIMEOUT" 30 86400 s
+need_binary "shardgate binary" "$SHARDGATE" "build it or pass --build-dir/--shardgate"
+need_binary "shardctl binary" "$SHARDCTL" "build it or pass --build-dir/--shardctl"
+need_tool psql pgbench jq
 LOAD_SQL="$ROOT/tools/bench/reshard_load.sql"
 [[ -f $LOAD_SQL ]] || { echo "missing $LOAD_SQL" >&2; exit 1; }
 
@@ -76,8 +76,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# shellcheck source=tools/bench/lib.sh
-source "$ROOT/tools/bench/lib.sh"
 
 die() { echo "reshard_bench: $*" >&2; exit 1; }
 pg() {  # pg PORT ARGS...: as app, straight to one server (or to shardgate)
