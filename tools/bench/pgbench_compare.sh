@@ -107,7 +107,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-
 SG_PORT=$(free_port)
 PREP_PORT=$(free_port)
 BOUNCER_PORT=$(free_port)
