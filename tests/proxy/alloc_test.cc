@@ -16,6 +16,7 @@ namespace {
 
 constexpr int kWarmup = 300;
 constexpr int kTransactions = 2000;
+constexpr int kWindows = 3;
 
 // The count the daemon last reported, once it has stopped changing (the reporter rewrites the
 // file about every 20 ms while the count moves).
@@ -93,7 +94,10 @@ class AllocTest : public ::testing::Test {
     return CheckBalance(conn, res.get(), i);
   }
 
-  // Allocations per transaction of `run(i)` over kTransactions, after kWarmup of them.
+  // Allocations per transaction of `run(i)` over kTransactions, after kWarmup of them: the
+  // lowest of kWindows runs of kTransactions. The proxy's periodic work (a health check, the
+  // hot-key collection: a few dozen allocations every second or so, whatever the load) lands in
+  // some windows; an allocation per message, or per a few hundred, shows in every one.
   double PerTransaction(const std::function<absl::Status(int)>& run) {
     auto run_n = [&](int n) {
       for (int i = 0; i < n; ++i) {
@@ -104,13 +108,18 @@ class AllocTest : public ::testing::Test {
       return true;
     };
     if (!run_n(kWarmup)) return -1;
-    auto before = SettledCount(report_);
-    EXPECT_OK(before.status());
-    if (!run_n(kTransactions)) return -1;
-    auto after = SettledCount(report_);
-    EXPECT_OK(after.status());
-    if (!before.ok() || !after.ok()) return -1;
-    return static_cast<double>(*after - *before) / kTransactions;
+    double lowest = -1;
+    for (int w = 0; w < kWindows; ++w) {
+      auto before = SettledCount(report_);
+      EXPECT_OK(before.status());
+      if (!run_n(kTransactions)) return -1;
+      auto after = SettledCount(report_);
+      EXPECT_OK(after.status());
+      if (!before.ok() || !after.ok()) return -1;
+      const double per_txn = static_cast<double>(*after - *before) / kTransactions;
+      if (w == 0 || per_txn < lowest) lowest = per_txn;
+    }
+    return lowest;
   }
 
   std::unique_ptr<PgCluster> cluster_;
@@ -182,7 +191,9 @@ class AllocPoolWaitTest : public AllocTest {
  protected:
   std::string ExtraYaml() const override { return ""; }
   int PoolSize() const override { return 1; }
-  void ClientsTakeTurns();
+  // `extended`: each read is PQsendQueryParams' Parse/Bind/Describe/Execute/Sync batch (the
+  // unnamed statement, which prepare_reads runs as its sg_ statement) instead of a Query.
+  void ClientsTakeTurns(bool extended = false);
 };
 
 // pipeline_reads: the same 16 clients, whose reads are now sent behind each other on the one
@@ -190,6 +201,12 @@ class AllocPoolWaitTest : public AllocTest {
 class AllocPipelineTest : public AllocPoolWaitTest {
  protected:
   std::string ExtraYaml() const override { return "    pipeline_reads: 16\n"; }
+  void ExpectMostReadsFollowed() {
+    const std::string metrics = "\n" + HttpGet(http_port_, "/metrics").second;
+    const double sent = Sample(
+        metrics, R"(shardgate_pipelined_reads_total{database="app",user="app",outcome="sent"})");
+    EXPECT_GT(sent, kTransactions / 2) << "the reads did not follow each other\n" << metrics;
+  }
 };
 
 TEST_F(AllocPoolWaitTest, ClientsWaitingForAServerAllocateNothingPerTransaction) {
@@ -198,13 +215,16 @@ TEST_F(AllocPoolWaitTest, ClientsWaitingForAServerAllocateNothingPerTransaction)
 
 TEST_F(AllocPipelineTest, ReadsSentBehindOthersAllocateNothingPerTransaction) {
   ClientsTakeTurns();
-  const std::string metrics = "\n" + HttpGet(http_port_, "/metrics").second;
-  const double sent = Sample(
-      metrics, R"(shardgate_pipelined_reads_total{database="app",user="app",outcome="sent"})");
-  EXPECT_GT(sent, kTransactions / 2) << "the reads did not follow each other\n" << metrics;
+  ExpectMostReadsFollowed();
 }
 
-void AllocPoolWaitTest::ClientsTakeTurns() {
+// Whole extended-protocol batches sent behind each other (ArmExtendedRead's reused buffers).
+TEST_F(AllocPipelineTest, ExtendedReadsSentBehindOthersAllocateNothingPerTransaction) {
+  ClientsTakeTurns(/*extended=*/true);
+  ExpectMostReadsFollowed();
+}
+
+void AllocPoolWaitTest::ClientsTakeTurns(bool extended) {
   constexpr int kClients = 16;
   std::vector<PgConn> conns;
   for (int c = 0; c < kClients; ++c) {
@@ -220,9 +240,13 @@ void AllocPoolWaitTest::ClientsTakeTurns() {
   int next = 0, done = 0;
   auto send = [&](int c) -> absl::Status {
     current[c] = next++;
-    const std::string sql = absl::StrCat(
-        "SELECT balance, pg_backend_pid() FROM accounts WHERE id = ", current[c] % 1000 + 1);
-    if (PQsendQuery(conns[c].get(), sql.c_str()) != 1) {
+    const std::string id = absl::StrCat(current[c] % 1000 + 1);
+    const std::string sql = "SELECT balance, pg_backend_pid() FROM accounts WHERE id = " + id;
+    const char* values[1] = {id.c_str()};
+    if ((extended ? PQsendQueryParams(conns[c].get(),
+                                      "SELECT balance, pg_backend_pid() FROM accounts WHERE id = $1",
+                                      1, nullptr, values, nullptr, nullptr, 0)
+                  : PQsendQuery(conns[c].get(), sql.c_str())) != 1) {
       return absl::InternalError(PQerrorMessage(conns[c].get()));
     }
     return absl::OkStatus();
