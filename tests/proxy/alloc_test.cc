@@ -240,13 +240,13 @@ void AllocPoolWaitTest::ClientsTakeTurns(bool extended) {
   int next = 0, done = 0;
   auto send = [&](int c) -> absl::Status {
     current[c] = next++;
+    static constexpr char kRead[] = "SELECT balance, pg_backend_pid() FROM accounts WHERE id = ";
     const std::string id = absl::StrCat(current[c] % 1000 + 1);
-    const std::string sql = "SELECT balance, pg_backend_pid() FROM accounts WHERE id = " + id;
     const char* values[1] = {id.c_str()};
-    if ((extended ? PQsendQueryParams(conns[c].get(),
-                                      "SELECT balance, pg_backend_pid() FROM accounts WHERE id = $1",
-                                      1, nullptr, values, nullptr, nullptr, 0)
-                  : PQsendQuery(conns[c].get(), sql.c_str())) != 1) {
+    const int sent = extended ? PQsendQueryParams(conns[c].get(), absl::StrCat(kRead, "$1").c_str(),
+                                                  1, nullptr, values, nullptr, nullptr, 0)
+                              : PQsendQuery(conns[c].get(), absl::StrCat(kRead, id).c_str());
+    if (sent != 1) {
       return absl::InternalError(PQerrorMessage(conns[c].get()));
     }
     return absl::OkStatus();
