@@ -445,7 +445,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // statement (unsharded: a read, see NoteUnnamedRead), or else a Bind of a statement of the
   // client's that is a read (Prepared::read), then the Bind to the unnamed portal, a Describe
   // of it or none, Execute and Sync. It is armed as extended_read_, for Attach to send behind
-  // another client's read; the Serve loop takes the batch whole when it was. False otherwise.
+  // another client's read; the Serve loop takes the batch whole when it was. False otherwise,
+  // and while a cache fill is pending or a rate limit must see the batch's Execute.
   bool ArmExtendedRead(const protocol::Frame& first);
   // The client's frames from `first` on, when `first` is the head of client_in_, as far as they
   // have been read: at most out.size() of them, the last a Sync if one comes before that. Their

@@ -1228,8 +1228,10 @@ size_t ClientSession::PeekBatch(const p::Frame& first, absl::Span<p::Frame> out,
 }
 
 bool ClientSession::ArmExtendedRead(const p::Frame& first) {
-  // (Nothing of the proxy's own about the unnamed portal: its messages are not looked at.)
-  if (cached_portal_ || fanout_portal_ || next_id_portal_ || !local_portal_tag_.empty()) {
+  // Not a cache fill; nothing of the proxy's own about the unnamed portal (its messages are not
+  // looked at); no rate limit that must see the batch's Execute.
+  if (fill_pending_ || cached_portal_ || fanout_portal_ || next_id_portal_ ||
+      !local_portal_tag_.empty() || !MayTakeBatch()) {
     return false;
   }
   // The whole batch, read already: [Parse,] Bind, [Describe,] Execute, Sync.
@@ -1636,11 +1638,11 @@ asio::awaitable<void> ClientSession::Serve() {
         if (!AttachNow(*target_pool_)) {
           // Read pipelining: waiting for a server, a read may follow another client's instead.
           // (A batch taken whole skips the rate limits' look at its Execute: not when limited.)
-          follow_read_ = !topology_ && db_->pipeline_reads > 0 &&
-                         (f.type == p::fe::kQuery
-                              ? ArmUnshardedRead(f)
-                              : (f.type == p::fe::kParse || f.type == p::fe::kBind) &&
-                                    !fill_pending_ && MayTakeBatch() && ArmExtendedRead(f));
+          follow_read_ =
+              !topology_ && db_->pipeline_reads > 0 &&
+              (f.type == p::fe::kQuery
+                   ? ArmUnshardedRead(f)
+                   : (f.type == p::fe::kParse || f.type == p::fe::kBind) && ArmExtendedRead(f));
           st = co_await Attach(*target_pool_);
           follow_read_ = false;
         }

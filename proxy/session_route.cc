@@ -704,8 +704,7 @@ asio::awaitable<absl::StatusOr<bool>> ClientSession::RouteBind(const p::Frame& f
   }
   // Read pipelining: a read's whole batch, armed before Target, so that waiting for a server
   // it may follow another client's read (Attach; the Serve loop then takes the batch whole).
-  follow_read_ = db_->pipeline_reads > 0 && !server_ && !plan->write && !fill_pending_ &&
-                 MayTakeBatch() && ArmExtendedRead(frame);
+  follow_read_ = db_->pipeline_reads > 0 && !server_ && !plan->write && ArmExtendedRead(frame);
   absl::StatusOr<bool> routed = co_await Target(*plan, true);
   follow_read_ = false;
   if (fill_pending_ && routed.ok() && *routed) ArmCacheFill();
